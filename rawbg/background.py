@@ -1,0 +1,205 @@
+"""Background tasks: work queued during a request, run after its response is flushed.
+
+* `BackgroundTask` is one call: a function and its arguments.
+* `BackgroundTasks` is the per-request list that handlers and dependencies add to.
+* `AfterResponse` is what a request leaves behind once its response is written:
+  its tasks, in order, then the clean-up of its generator dependencies. The
+  connection task runs it as a child of its own `asyncio.TaskGroup`.
+* `PendingWork` counts queued tasks process-wide, so the server can stop
+  reading new requests while too much work is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ParamSpec
+
+if TYPE_CHECKING:
+    from .trace import ConnectionTrace
+    from .types import Cleanup
+
+P = ParamSpec("P")
+
+logger = logging.getLogger("rawbg.background")
+
+
+def is_async_callable(func: Any) -> bool:
+    """True for ``async def`` functions, and objects whose ``__call__`` is one."""
+    while hasattr(func, "func") and hasattr(func, "args"):  # functools.partial
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object's __call__ method
+    )
+
+
+class BackgroundTask:
+    """One call to make after the response: ``BackgroundTask(func, *args, **kwargs)``.
+
+    ``async def`` functions are awaited on the event loop; plain functions run
+    in the default thread pool, so a slow one never blocks the loop.
+    """
+
+    __slots__ = ("args", "func", "is_async", "kwargs")
+
+    def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_async = is_async_callable(func)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", None) or repr(self.func)
+
+    async def __call__(self) -> None:
+        if self.is_async:
+            await self.func(*self.args, **self.kwargs)
+        else:
+            await asyncio.to_thread(self.func, *self.args, **self.kwargs)
+
+    def __repr__(self) -> str:
+        return f"BackgroundTask({self.name})"
+
+
+class BackgroundTasks:
+    """The tasks of one request. The handler and every dependency share one instance."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self, tasks: Iterable[BackgroundTask] | None = None) -> None:
+        self.tasks: list[BackgroundTask] = list(tasks or ())
+
+    def add_task(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Queue ``func(*args, **kwargs)`` to run after the response has been sent."""
+        self.tasks.append(BackgroundTask(func, *args, **kwargs))
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __repr__(self) -> str:
+        return f"BackgroundTasks({self.tasks!r})"
+
+
+class PendingWork:
+    """The process-wide count of queued background tasks, and the bound on it.
+
+    The connection task reserves a request's tasks *before* writing its
+    response, and each is released when it finishes. While the count is at or
+    above `limit`, connection tasks wait in `wait_for_room` before reading the
+    next request, so queued work is never dropped and never grows without bound.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopped = False
+
+    def reserve(self, n: int) -> None:
+        self.count += n
+        if self.count:
+            self._idle.clear()
+        if self.count >= self.limit and not self._stopped:
+            self._room.clear()
+
+    def release(self, n: int = 1) -> None:
+        self.count -= n
+        if self.count < self.limit:
+            self._room.set()
+        if self.count == 0:
+            self._idle.set()
+
+    @property
+    def has_room(self) -> bool:
+        return self.count < self.limit or self._stopped
+
+    def stop_waiting(self) -> None:
+        """Shutdown: wake every connection waiting for room, so that it can close."""
+        self._stopped = True
+        self._room.set()
+
+    async def wait_for_room(self) -> None:
+        await self._room.wait()
+
+    async def wait_idle(self) -> None:
+        """Return once no background work is queued or running (used by tests)."""
+        await self._idle.wait()
+
+
+class AfterResponse:
+    """What one request leaves to do once its response has been flushed.
+
+    It keeps only the queued calls, the clean-up of its request-scoped
+    generator dependencies, and a label for the log: never the request or its
+    body, so a pending task costs little memory.
+    """
+
+    __slots__ = ("cleanup", "label", "tasks")
+
+    def __init__(
+        self,
+        tasks: list[BackgroundTask],
+        cleanup: Cleanup | None,
+        label: str,
+    ) -> None:
+        self.tasks = tasks
+        self.cleanup = cleanup
+        self.label = label
+
+    @property
+    def units(self) -> int:
+        """How many units of pending work this is: one per task, one for the clean-up."""
+        return len(self.tasks) + (self.cleanup is not None)
+
+    def discard_tasks(self) -> int:
+        """Drop the tasks (the response failed); return how many were dropped."""
+        dropped = len(self.tasks)
+        if dropped:
+            logger.warning("discarding %d background task(s) of %s: the response failed",
+                           dropped, self.label)
+        self.tasks = []
+        return dropped
+
+    async def run(self, pending: PendingWork, trace: ConnectionTrace | None) -> None:
+        """Run each task in order, then the clean-up; a failure never stops the rest."""
+        for task in self.tasks:
+            await _run_one(task, self.label, pending, trace)
+        if self.cleanup is not None:
+            try:
+                await self.cleanup()
+            except Exception:
+                logger.exception("clean-up of the dependencies of %s failed", self.label)
+            finally:
+                pending.release()
+            if trace is not None:
+                trace.event("dependency clean-up done", route=self.label)
+
+
+async def _run_one(
+    task: BackgroundTask, label: str, pending: PendingWork, trace: ConnectionTrace | None
+) -> None:
+    if trace is None:
+        try:
+            await task()
+        except Exception:
+            logger.exception("background task %s of %s failed", task.name, label)
+        finally:
+            pending.release()
+        return
+    started = trace.event("background task started", task=task.name)
+    try:
+        await task()
+    except Exception as exc:
+        trace.event("background task failed", task=task.name, error=repr(exc), since=started)
+        logger.exception("background task %s of %s failed", task.name, label)
+    else:
+        trace.event("background task finished", task=task.name, since=started)
+    finally:
+        pending.release()
+

@@ -1,0 +1,454 @@
+"""The connection task: the request/response cycle of one connection, and its background work.
+
+The life of one connection
+--------------------------
+
+1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
+   the server starts one task for the connection, running `run_connection`,
+   which opens the connection's `asyncio.TaskGroup` and calls `Connection.serve`.
+2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
+   connection's `h11.Connection` and wakes the task. Nothing else happens in
+   the callback.
+3. **Request head.** The task asks h11 for the next event
+   (`Connection._receive_request`). While no byte has arrived it waits at most
+   ``timeout_keep_alive``, then closes quietly; once the first byte is in, the
+   whole head must arrive within ``timeout_keep_alive`` of it, or it answers 408.
+   The head is checked (`Connection._check_head`): size, ambiguous length.
+4. **Request body.** The body is read whole (`Connection._read_body`), sending
+   ``100 Continue`` first if the client asked for it, and refusing with 413 what
+   is larger than ``max_body_size``.
+5. **Handler.** `App.handle` routes the request, walks the handler's dependency
+   plan and calls it. It returns the response and an `AfterResponse`: the
+   queued background tasks and the request-scoped dependency clean-up.
+6. **Response.** The task reserves the background work with the process-wide
+   `PendingWork` count, writes the response through h11 and waits until the
+   transport has handed every byte to the kernel (`HttpProtocol.flushed`).
+7. **Background work.** Only now does the `AfterResponse` start, as a child of
+   the connection's TaskGroup: its tasks one after another, then the clean-up.
+   The cycle does not wait for it.
+8. **Next cycle or close.** If both sides allow keep-alive, h11 starts the next
+   cycle and we are back at 3, while step 7 of the previous request may still
+   be running. Otherwise the transport is closed.
+9. **Drain.** When `serve` returns, `run_connection` leaves its TaskGroup block,
+   which waits for the connection's remaining background work. Only then does
+   the connection task end: no task outlives the connection task, and shutdown
+   can wait for (or cancel) all of them by waiting for the connection tasks.
+
+Requests the server refuses (malformed, too large, too slow) raise a
+`RequestRejected` anywhere in 3-4; `Connection._reject` is the one place that
+answers them, then closes without resetting the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+
+from .errors import (
+    BodyTooLarge,
+    ClientDisconnected,
+    HeadTooLarge,
+    MalformedRequest,
+    RequestRejected,
+    RequestTimeout,
+)
+from .requests import Headers, Request, client_label
+from .responses import Response, StreamingResponse
+from .trace import ConnectionTrace
+
+if TYPE_CHECKING:
+    from .protocol import HttpProtocol
+    from .server import Server
+
+logger = logging.getLogger("rawbg.connection")
+access_logger = logging.getLogger("rawbg.access")
+
+SERVER_HEADER = (b"server", b"rawbg")
+CLOSE_HEADER = (b"connection", b"close")
+
+
+class Phase(enum.Enum):
+    """Where a connection is in its request/response cycle."""
+
+    IDLE = "waiting for a request"
+    READING_HEAD = "reading a request head"
+    READING_BODY = "reading a request body"
+    HANDLING = "running the handler"
+    RESPONDING = "sending the response"
+    CLOSING = "closing"
+
+
+#: the legal moves between phases; any other is a bug and raises
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.READING_HEAD, Phase.CLOSING}),
+    Phase.READING_HEAD: frozenset({Phase.READING_BODY, Phase.CLOSING}),
+    Phase.READING_BODY: frozenset({Phase.HANDLING, Phase.CLOSING}),
+    Phase.HANDLING: frozenset({Phase.RESPONDING, Phase.CLOSING}),
+    Phase.RESPONDING: frozenset({Phase.IDLE, Phase.CLOSING}),
+    Phase.CLOSING: frozenset(),
+}
+
+
+class ServerBusy(RequestRejected):
+    """Raised for a connection beyond ``limit_concurrency``: 503, then close."""
+
+    status_code = 503
+
+
+async def run_connection(protocol: HttpProtocol, server: Server) -> None:
+    """The connection task: serve requests, then wait for their background work."""
+    trace = ConnectionTrace() if server.config.trace else None
+    async with asyncio.TaskGroup() as background:
+        connection = Connection(protocol, server, background, trace)
+        # From here on only `connection` holds the socket side; once `serve`
+        # returns it is dropped, so a closed connection whose background tasks
+        # are still running keeps no buffers or parser alive.
+        del protocol
+        await connection.serve()
+        del connection
+    if trace is not None:
+        trace.request_number = 0
+        trace.event("connection task done", note="all background work finished")
+
+
+class Connection:
+    """The request/response cycle of one connection, run by its connection task."""
+
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        server: Server,
+        background: asyncio.TaskGroup,
+        trace: ConnectionTrace | None,
+    ) -> None:
+        # Collaborators
+        self._protocol = protocol
+        self._h11 = protocol.h11
+        self._server = server
+        self._config = server.config
+        self._app = server.app
+        self._pending = server.pending
+        self._background = background
+        self._trace = trace
+        # Per-connection state
+        self.phase = Phase.IDLE
+        self._stopping = False  # set by shutdown: finish the current request, then close
+        self._close_reason = "client closed the connection"
+
+    def _move(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise RuntimeError(f"illegal connection phase change {self.phase.name} -> {phase.name}")
+        self.phase = phase
+
+    def stop(self) -> None:
+        """Graceful shutdown: close now if idle, else after the current response."""
+        self._stopping = True
+        if self.phase is Phase.IDLE:
+            self._protocol.wake()
+
+    # -- the cycle ---------------------------------------------------------------
+
+    async def serve(self) -> None:
+        trace = self._trace
+        if trace is not None:
+            trace.event("connection accepted", client=client_label(self._protocol.client))
+        self._server.register(self)
+        try:
+            if self._server.over_capacity():
+                raise ServerBusy("server at its connection limit, try again later")
+            while True:
+                if not self._pending.has_room:
+                    await self._wait_for_room()
+                request = await self._receive_request()
+                if request is None:
+                    break
+                if not await self._respond(request):
+                    break
+                self._h11.start_next_cycle()
+                self._move(Phase.IDLE)
+                if trace is not None:
+                    trace.event("keep-alive: next cycle")
+        except RequestRejected as exc:
+            self._close_reason = f"rejected with {exc.status_code}: {exc.message}"
+            await self._reject(exc)
+        except ClientDisconnected:
+            self._close_reason = "client went away"
+        except Exception:
+            # A bug in rawbg itself: log it, but keep the background work alive.
+            self._close_reason = "internal error"
+            logger.exception("connection task failed while %s", self.phase.value)
+        finally:
+            self._server.unregister(self)
+            self._protocol.close()
+            if trace is not None:
+                trace.request_number = 0
+                trace.event("connection closed", why=self._close_reason)
+
+    async def _wait_for_room(self) -> None:
+        logger.debug("pending background work at its limit: not reading new requests")
+        if self._trace is not None:
+            self._trace.event("waiting: too much pending background work",
+                              pending=self._pending.count)
+        await self._pending.wait_for_room()
+
+    def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
+        try:
+            return self._h11.next_event()  # type: ignore[return-value]
+        except h11.RemoteProtocolError as exc:
+            raise MalformedRequest.from_h11(exc) from exc
+
+    async def _receive_request(self) -> Request | None:
+        """Wait for the next request and its body; None when the connection should close."""
+        protocol = self._protocol
+        timeout = self._config.timeout_keep_alive
+        event = self._next_event()
+        if event is h11.NEED_DATA:
+            while not protocol.has_input:  # idle: not one byte of a request yet
+                if self._stopping:
+                    self._close_reason = "server shutting down"
+                    return None
+                try:
+                    async with asyncio.timeout(timeout):
+                        await protocol.receive()
+                except TimeoutError:
+                    self._close_reason = f"idle for {timeout} s"
+                    return None
+            self._move(Phase.READING_HEAD)
+            first_byte_at = protocol.first_byte_at
+            if first_byte_at is None:  # the client closed without sending anything
+                first_byte_at = asyncio.get_running_loop().time()
+            event = await self._complete_head(first_byte_at)
+        else:
+            self._move(Phase.READING_HEAD)
+        if type(event) is h11.ConnectionClosed:
+            return None
+        if type(event) is not h11.Request:
+            raise MalformedRequest(f"expected a request, got {type(event).__name__}")
+        protocol.first_byte_at = None
+        self._check_head(event)
+        if self._trace is not None:
+            self._trace.request_number += 1
+            self._trace.event("request head parsed", method=event.method.decode(),
+                              target=event.target.decode("latin-1"))
+        self._move(Phase.READING_BODY)
+        body = await self._read_body(event)
+        return Request(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            headers=Headers(event.headers),  # type: ignore[arg-type]
+            body=body,
+            http_version=event.http_version.decode("ascii"),
+            client=protocol.client,
+        )
+
+    async def _complete_head(self, first_byte_at: float) -> h11.Event:
+        """Read until h11 has the whole head; it must arrive by first byte + keep-alive timeout.
+
+        The deadline is fixed when the first byte arrives: bytes trickling in
+        do not extend it, so a slow client cannot hold the connection forever.
+        """
+        timeout = self._config.timeout_keep_alive
+        try:
+            async with asyncio.timeout_at(first_byte_at + timeout):
+                while True:
+                    event = self._next_event()
+                    if event is not h11.NEED_DATA:
+                        return event  # type: ignore[return-value]
+                    await self._protocol.receive()
+        except TimeoutError:
+            raise RequestTimeout(f"request head not received within {timeout} s") from None
+
+    def _check_head(self, request: h11.Request) -> None:
+        """Limits h11 does not enforce on a complete head."""
+        # h11 bounds its buffer only while a head is incomplete; a large head
+        # that arrived in one read slips past it, so measure the head here.
+        size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
+        has_length = has_chunked = False
+        for name, value in request.headers:
+            size += len(name) + len(value) + 4  # ": " and "\r\n"
+            if name == b"content-length":
+                has_length = True
+            elif name == b"transfer-encoding":
+                has_chunked = True
+        if size > self._config.max_head_size:
+            raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
+        if has_length and has_chunked:
+            # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
+            raise MalformedRequest("both Content-Length and Transfer-Encoding")
+
+    async def _read_body(self, request: h11.Request) -> bytes:
+        limit = self._config.max_body_size
+        for name, value in request.headers:
+            if name == b"content-length" and int(value) > limit:
+                raise BodyTooLarge(f"body of {int(value)} bytes exceeds {limit}")
+        h = self._h11
+        if h.they_are_waiting_for_100_continue:
+            self._protocol.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+        event = self._next_event()
+        if type(event) is h11.EndOfMessage:
+            return b""  # the common case: no body at all
+        chunks: list[bytes] = []
+        size = 0
+        timeout = self._config.timeout_keep_alive
+        while type(event) is not h11.EndOfMessage:
+            if event is h11.NEED_DATA:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._protocol.receive()
+                except TimeoutError:
+                    raise RequestTimeout(f"request body stalled for {timeout} s") from None
+            elif type(event) is h11.Data:
+                size += len(event.data)
+                if size > limit:
+                    raise BodyTooLarge(f"chunked body exceeds {limit} bytes")
+                chunks.append(event.data)
+            else:
+                raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
+            event = self._next_event()
+        return b"".join(chunks)
+
+    async def _respond(self, request: Request) -> bool:
+        """Handle `request`, send the response, start its background work.
+
+        Returns whether the connection may carry another request.
+        """
+        trace = self._trace
+        started = time.perf_counter()
+        self._move(Phase.HANDLING)
+        outcome = await self._server.app.handle(request, trace)
+        response, after = outcome.response, outcome.after
+        if after is not None:
+            # Counted before the first byte goes out, so that a client that has
+            # read the response can already see the work as pending.
+            self._pending.reserve(after.units)
+        self._move(Phase.RESPONDING)
+        sent = 0
+        try:
+            sent = await self._send(request, response)
+        except ClientDisconnected:
+            self._close_reason = "client went away before the response was sent"
+            return False
+        except Exception:
+            # The response had started (a streaming body failed): all we can
+            # do is close, so that the client sees a truncated response.
+            logger.exception("response body of %s %s failed", request.method, request.path)
+            self._close_reason = "response body failed"
+            if after is not None:
+                self._pending.release(after.discard_tasks())
+            return False
+        finally:
+            if after is not None:
+                self._background.create_task(after.run(self._pending, trace))
+            if self._config.access_log:
+                self._log_access(request, response.status_code, sent, started)
+        if trace is not None:
+            trace.event("response flushed", status=response.status_code, bytes=sent)
+            if after is not None and after.tasks:
+                trace.event("background work scheduled", tasks=len(after.tasks))
+        h = self._h11
+        if h.our_state is h11.DONE and h.their_state is h11.DONE and not self._stopping:
+            return True
+        self._close_reason = "server shutting down" if self._stopping else "no keep-alive"
+        return False
+
+    async def _send(self, request: Request, response: Response) -> int:
+        """Write the response through h11 and wait until it is flushed; return its size."""
+        h = self._h11
+        protocol = self._protocol
+        fields = response.head_fields()
+        fields.append(date_header())
+        fields.append(SERVER_HEADER)
+        if self._stopping:
+            fields.append(CLOSE_HEADER)
+        status = response.status_code
+        head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        assert head is not None  # h11 returns bytes for a Response
+        has_body = request.method != "HEAD" and status not in (204, 304)
+        if isinstance(response, StreamingResponse) and has_body:
+            protocol.write(head)
+            sent = len(head)
+            async for piece in response.chunks():
+                if piece:
+                    data = h.send(h11.Data(data=piece)) or b""
+                    protocol.write(data)
+                    sent += len(data)
+                    await protocol.drain()
+            end = h.send(h11.EndOfMessage()) or b""
+            protocol.write(end)
+            sent += len(end)
+        else:
+            body = response.body if has_body else b""
+            message = head
+            if body:
+                message += h.send(h11.Data(data=body)) or b""
+            message += h.send(h11.EndOfMessage()) or b""
+            protocol.write(message)
+            sent = len(message)
+        await protocol.flushed()
+        return sent
+
+    async def _reject(self, exc: RequestRejected) -> None:
+        """The one place that answers a refused request: status, short reason, close."""
+        self._move(Phase.CLOSING)
+        if self._trace is not None:
+            self._trace.event("request rejected", status=exc.status_code, reason=exc.message)
+        logger.info("rejected request from %s with %d: %s",
+                    client_label(self._protocol.client), exc.status_code, exc.message)
+        h = self._h11
+        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._protocol.closed:
+            body = f"{exc.message}\n".encode()
+            fields = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                date_header(),
+                SERVER_HEADER,
+                CLOSE_HEADER,
+            ]
+            try:
+                message = h.send(h11.Response(status_code=exc.status_code, headers=fields,
+                                              reason=reason(exc.status_code))) or b""
+                message += h.send(h11.Data(data=body)) or b""
+                message += h.send(h11.EndOfMessage()) or b""
+                self._protocol.write(message)
+            except (h11.LocalProtocolError, ClientDisconnected):
+                pass
+        await self._protocol.close_gracefully()
+
+    def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:
+        access_logger.info(
+            '%s - "%s %s HTTP/%s" %d %d %.1fms',
+            client_label(request.client),
+            request.method,
+            request.target,
+            request.http_version,
+            status,
+            sent,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reason(status_code: int) -> bytes:
+    """The reason phrase for a status line (h11 sends none unless told)."""
+    return _REASONS.get(status_code, b"")
+
+
+_date_cache: list[object] = [0, b""]
+
+
+def date_header() -> tuple[bytes, bytes]:
+    """The ``date`` header, formatted at most once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+    return _date_cache[1]  # type: ignore[return-value]

@@ -1,0 +1,138 @@
+"""The exceptions rawbg raises, each with the one place that turns it into a response.
+
+Two families:
+
+* `RequestRejected` and its subclasses describe a request the *server* refuses
+  before any handler sees it (malformed, too large, too slow). They are raised
+  inside the connection task and converted to a status code in exactly one
+  place, `Connection._reject`, which answers and then closes the connection.
+* `HTTPException` and `RequestValidationError` are raised by user code or by the
+  dependency graph while a request is handled. `App.handle` converts them (and
+  any other exception, as a 500) into a response; the connection stays open.
+
+`RouteDefinitionError` is raised at import time, when a route is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import h11
+
+
+class HTTPException(Exception):
+    """Raised by a handler or a dependency to answer with an error status.
+
+    The response is ``{"detail": detail}`` with `status_code` and `headers`.
+    Background tasks queued by the request are not run: the request failed.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if detail is None:
+            detail = _reason(status_code)
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class RequestValidationError(HTTPException):
+    """Raised while resolving a handler's parameters when some cannot be converted.
+
+    Its `errors` are pydantic-shaped dicts (``loc``, ``msg``, ``type``); the
+    response is a 422 with ``{"detail": errors}``.
+    """
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__(422, list(errors))
+        self.errors = list(errors)
+
+
+class RouteDefinitionError(TypeError):
+    """Raised when a route is registered whose handler or dependencies cannot work.
+
+    The message names the function and the parameter: a parameter nothing can
+    supply, a dependency cycle, a path parameter missing from the signature.
+    """
+
+
+class RequestRejected(Exception):
+    """Raised inside the connection task when the server refuses a request.
+
+    `status_code` is what the client is told; the connection is closed after
+    the response, because the rest of its input cannot be trusted.
+    """
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedRequest(RequestRejected):
+    """Raised when h11 cannot parse the request, or it has an ambiguous length."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @classmethod
+    def from_h11(cls, exc: h11.RemoteProtocolError) -> RequestRejected:
+        """The single translation of h11's parse errors into ours.
+
+        h11 suggests a status with each error: 400 for bad syntax, 431 for a
+        head that outgrew its buffer, 501 for a transfer coding it does not know.
+        """
+        status = exc.error_status_hint
+        if status == HeadTooLarge.status_code:
+            return HeadTooLarge("request head too large")
+        if status == UnsupportedTransferCoding.status_code:
+            return UnsupportedTransferCoding(str(exc))
+        return cls(str(exc) or "malformed request", status)
+
+
+class RequestTimeout(RequestRejected):
+    """Raised when a request head (or body) did not arrive within the timeout."""
+
+    status_code = 408
+
+
+class BodyTooLarge(RequestRejected):
+    """Raised when ``Content-Length`` or a chunked body exceeds ``max_body_size``."""
+
+    status_code = 413
+
+
+class HeadTooLarge(RequestRejected):
+    """Raised when a request line plus headers exceed ``max_head_size``."""
+
+    status_code = 431
+
+
+class UnsupportedTransferCoding(RequestRejected):
+    """Raised for a ``Transfer-Encoding`` other than ``chunked``."""
+
+    status_code = 501
+
+
+class ClientDisconnected(ConnectionError):
+    """Raised when writing to a connection whose client has gone away."""
+
+
+def _reason(status_code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"

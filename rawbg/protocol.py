@@ -1,0 +1,193 @@
+"""`HttpProtocol`: the only code that touches the transport.
+
+asyncio calls these methods when bytes arrive, when the client closes, and when
+the socket's send buffer fills or drains. They never handle a request: they
+feed bytes to the connection's `h11.Connection`, wake the connection task, and
+apply flow control in both directions.
+
+* Input: bytes go into h11's buffer as they arrive. When more than
+  `INPUT_HIGH_WATER` bytes have piled up since the connection task last asked
+  for input (a client pipelining while a handler runs), reading is paused; it
+  resumes when the task next needs bytes (`receive`).
+* Output: `write` hands bytes to the transport. When the transport's buffer
+  passes its high-water mark, asyncio calls `pause_writing` and the writer
+  waits in `drain` until `resume_writing`. `flushed` waits until the buffer is
+  empty, i.e. every byte of the response has been handed to the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, cast
+
+import h11
+
+from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
+from .errors import ClientDisconnected
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger("rawbg.protocol")
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection, from asyncio's side."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        # Transport and parser
+        self.transport: asyncio.Transport | None = None
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=server.config.max_head_size
+        )
+        self.client: tuple[str, int] | None = None
+        # Input side
+        self._unread = 0  # bytes received since the connection task last asked for input
+        self._reading_paused = False
+        self._discarding = False  # lingering close: read and drop whatever still arrives
+        self._input_waiter: asyncio.Future[None] | None = None
+        #: loop time of the first byte of the request head now being received
+        self.first_byte_at: float | None = None
+        self.eof = False
+        # Output side
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self.closed = False
+
+    # -- asyncio callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER, low=OUTPUT_LOW_WATER)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.client = (str(peer[0]), int(peer[1]))
+        self._server.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        self.h11.receive_data(data)
+        if self.first_byte_at is None:
+            self.first_byte_at = self._loop.time()
+        self._unread += len(data)
+        if self._unread > INPUT_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self._discarding:
+            self.h11.receive_data(b"")
+        self._wake_reader()
+        return True  # keep our write side open: a half-closed client still gets its response
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake_reader()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._server.connection_lost(self)
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- called by the connection task -----------------------------------------
+
+    @property
+    def has_input(self) -> bool:
+        """True once any byte of the next request (or the client's EOF) has arrived."""
+        return self.first_byte_at is not None or self.eof
+
+    async def receive(self) -> None:
+        """Wait until more input (or EOF) arrives; raise if the connection is gone."""
+        if self.closed:
+            raise ClientDisconnected("connection lost")
+        self._unread = 0
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        waiter = self._input_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._input_waiter = None
+        if self.closed:
+            raise ClientDisconnected("connection lost")
+
+    def wake(self) -> None:
+        """Make a pending `receive` return (used by shutdown to end an idle wait)."""
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._input_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            raise ClientDisconnected("connection lost")
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        writable = self._writable
+        if writable is not None and not writable.done():
+            await writable
+        if self.closed:
+            raise ClientDisconnected("connection lost")
+
+    async def flushed(self) -> None:
+        """Wait until everything written so far has been handed to the kernel."""
+        transport = self.transport
+        if self.closed or transport is None or transport.get_write_buffer_size() == 0:
+            return
+        # A high-water mark of 0 makes asyncio pause us now, and resume us
+        # (low-water mark 0) exactly when the buffer is empty.
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            await self.drain()
+        finally:
+            if not self.closed:
+                transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER, low=OUTPUT_LOW_WATER)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def close_gracefully(self) -> None:
+        """Close after an error response without resetting the connection.
+
+        Closing a socket that still has unread input makes the kernel send a
+        reset, which can destroy the response before the client has read it.
+        So: shut down our write side (the client sees the end of the response),
+        then read and discard what the client is still sending until it closes
+        too, for at most `LINGER_SECONDS`, and only then close.
+        """
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        self._discarding = True
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                while not (self.eof or self.closed):
+                    waiter = self._input_waiter = self._loop.create_future()
+                    await waiter
+        except TimeoutError:
+            pass
+        finally:
+            self._input_waiter = None
+            self.close()

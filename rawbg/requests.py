@@ -1,0 +1,151 @@
+"""`Request`: what a handler sees of one HTTP request.
+
+The connection task builds it from h11's `Request` event and the body it has
+already read (bodies are read whole, up to ``max_body_size``, before the handler
+runs), so everything here is plain data: no I/O, no reference to the socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from .errors import HTTPException
+
+
+class Headers(Mapping[str, str]):
+    """Request headers: case-insensitive, in arrival order, with repeated names kept.
+
+    ``headers["x"]`` is the first value; `getlist` returns them all.
+    """
+
+    __slots__ = ("_dict", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        #: the headers as h11 gives them: lower-case names, raw values
+        self.raw = raw
+        self._dict: dict[str, str] | None = None
+
+    def _mapping(self) -> dict[str, str]:
+        if self._dict is None:
+            mapping: dict[str, str] = {}
+            for name, value in self.raw:
+                mapping.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+            self._dict = mapping
+        return self._dict
+
+    def __getitem__(self, name: str) -> str:
+        return self._mapping()[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._mapping().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._mapping()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def getlist(self, name: str) -> list[str]:
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for n, value in self.raw if n == key]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self.items())!r})"
+
+
+class QueryParams(Mapping[str, str]):
+    """The parsed query string. ``params["k"]`` is the last value; `getlist` gives all."""
+
+    __slots__ = ("_items", "_last")
+
+    def __init__(self, query_string: str) -> None:
+        self._items = parse_qsl(query_string, keep_blank_values=True)
+        self._last = dict(self._items)
+
+    def __getitem__(self, key: str) -> str:
+        return self._last[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def getlist(self, key: str) -> list[str]:
+        return [value for k, value in self._items if k == key]
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self._items!r})"
+
+
+class Request:
+    """One HTTP request, with its body already received."""
+
+    __slots__ = (
+        "_body",
+        "_query_params",
+        "client",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "path_params",
+        "query_string",
+        "target",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes = b"",
+        http_version: str = "1.1",
+        client: tuple[str, int] | None = None,
+    ) -> None:
+        self.method = method
+        #: the request target as sent, e.g. ``/items/3?q=x``
+        self.target = target
+        raw_path, _, self.query_string = target.partition("?")
+        if not raw_path.startswith("/") and "://" in raw_path:
+            # absolute-form (RFC 9112 3.2.2): keep only the path
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        self.path = unquote(raw_path) if "%" in raw_path else raw_path
+        self.headers = headers
+        self.http_version = http_version
+        self.client = client
+        #: the values of the route's ``{name}`` segments, filled in by the router
+        self.path_params: dict[str, str] = {}
+        self._body = body
+        self._query_params: QueryParams | None = None
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query_params is None:
+            self._query_params = QueryParams(self.query_string)
+        return self._query_params
+
+    async def body(self) -> bytes:
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
+        try:
+            return json.loads(self._body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target}>"
+
+
+def client_label(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
+
