@@ -24,7 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .background import AfterResponse, BackgroundTask, BackgroundTasks
+from .background import AfterResponse, BackgroundTasks
 from .dependencies import CallKind, CallPlan, Resolution, count_body_params, plan_call
 from .errors import HTTPException, RouteDefinitionError
 from .responses import JSONResponse, PlainTextResponse, Response
@@ -77,11 +77,14 @@ class App:
         _, path_params = compile_template(path)
         plan = plan_call(handler, path_params=path_params)
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
-            raise RouteDefinitionError(f"handler {plan.name} is a generator; return a "
-                                       "StreamingResponse to send a body in pieces")
+            raise RouteDefinitionError(
+                f"handler {plan.name} is a generator; return a "
+                "StreamingResponse to send a body in pieces"
+            )
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
-        endpoint = Endpoint(handler, plan, status_code or 200, label,
-                            embed_body=count_body_params(plan) > 1)
+        endpoint = Endpoint(
+            handler, plan, status_code or 200, label, embed_body=count_body_params(plan) > 1
+        )
         self.router.add(path, methods, endpoint)
 
     def route(
@@ -105,7 +108,9 @@ class App:
     def patch(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
         return self.route(path, methods=["PATCH"], status_code=status_code)
 
-    def delete(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
+    def delete(
+        self, path: str, *, status_code: int | None = None
+    ) -> Callable[[HandlerT], HandlerT]:
         return self.route(path, methods=["DELETE"], status_code=status_code)
 
     async def handle(self, request: Request, trace: ConnectionTrace | None = None) -> Outcome:
@@ -146,8 +151,7 @@ class App:
             return result
         return JSONResponse(result, status_code=endpoint.status_code)
 
-    async def _failed(self, endpoint: Endpoint, resolution: Resolution,
-                      exc: Exception) -> Outcome:
+    async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:
         if isinstance(exc, HTTPException):
             response = error_response(exc)
         else:
@@ -156,15 +160,17 @@ class App:
         if resolution.trace is not None:
             resolution.trace.event("handler raised", error=repr(exc))
         if resolution.background is not None and resolution.background.tasks:
-            logger.warning("discarding %d background task(s) of %s: the request failed with %d",
-                           len(resolution.background.tasks), endpoint.label,
-                           response.status_code)
+            logger.warning(
+                "discarding %d background task(s) of %s: the request failed with %d",
+                len(resolution.background.tasks),
+                endpoint.label,
+                response.status_code,
+            )
         if resolution.function_stack is not None:
             await close_with_error(resolution.function_stack, exc, endpoint.label)
         if resolution.request_stack is None:
             return Outcome(response)
-        cleanup = functools.partial(close_with_error, resolution.request_stack, exc,
-                                    endpoint.label)
+        cleanup = functools.partial(close_with_error, resolution.request_stack, exc, endpoint.label)
         return Outcome(response, AfterResponse([], cleanup, endpoint.label))
 
 
@@ -179,4 +185,3 @@ async def close_with_error(stack: AsyncExitStack, exc: BaseException, label: str
     except BaseException as raised:
         if raised is not exc:
             logger.exception("clean-up of the dependencies of %s failed", label)
-

@@ -161,8 +161,9 @@ class AfterResponse:
         """Drop the tasks (the response failed); return how many were dropped."""
         dropped = len(self.tasks)
         if dropped:
-            logger.warning("discarding %d background task(s) of %s: the response failed",
-                           dropped, self.label)
+            logger.warning(
+                "discarding %d background task(s) of %s: the response failed", dropped, self.label
+            )
         self.tasks = []
         return dropped
 
@@ -202,4 +203,3 @@ async def _run_one(
         trace.event("background task finished", task=task.name, since=started)
     finally:
         pending.release()
-

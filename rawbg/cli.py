@@ -23,45 +23,88 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a rawbg app over HTTP/1.1. Background tasks run after each "
         "response has been flushed, owned by the connection that queued them.",
     )
-    parser.add_argument("app", nargs="?", default=DEMO_APP,
-                        help=f"the app to serve, as MODULE:ATTR (default: {DEMO_APP}, the "
-                        "FastAPI background-tasks tutorial)")
-    parser.add_argument("--app-dir", default=".",
-                        help="directory put first on sys.path to import MODULE (default: .)")
+    parser.add_argument(
+        "app",
+        nargs="?",
+        default=DEMO_APP,
+        help=f"the app to serve, as MODULE:ATTR (default: {DEMO_APP}, the "
+        "FastAPI background-tasks tutorial)",
+    )
+    parser.add_argument(
+        "--app-dir",
+        default=".",
+        help="directory put first on sys.path to import MODULE (default: .)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug"],
-                        help="log level (default: info)")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="do not log a line per request")
-    parser.add_argument("--trace", action="store_true",
-                        help="log every lifecycle event of every connection and request")
-    parser.add_argument("--routes", action="store_true",
-                        help="print the routes and their dependency trees, then exit")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default: info)",
+    )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="do not log a line per request",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="log every lifecycle event of every connection and request",
+    )
+    parser.add_argument(
+        "--routes",
+        action="store_true",
+        help="print the routes and their dependency trees, then exit",
+    )
     limits = parser.add_argument_group("limits and timeouts")
-    limits.add_argument("--max-head-size", type=int, default=defaults.DEFAULT_MAX_HEAD_SIZE,
-                        metavar="BYTES", help="largest request line + headers; larger gets 431 "
-                        "(default: %(default)s)")
-    limits.add_argument("--max-body-size", type=int, default=defaults.DEFAULT_MAX_BODY_SIZE,
-                        metavar="BYTES", help="largest request body; larger gets 413 "
-                        "(default: %(default)s)")
-    limits.add_argument("--timeout-keep-alive", type=float,
-                        default=defaults.DEFAULT_TIMEOUT_KEEP_ALIVE, metavar="SECONDS",
-                        help="close a connection idle this long; a request head must arrive "
-                        "within this time of its first byte, else 408 (default: %(default)s)")
-    limits.add_argument("--limit-concurrency", type=int,
-                        default=defaults.DEFAULT_LIMIT_CONCURRENCY, metavar="N",
-                        help="open connections served at once; more get 503 "
-                        "(default: %(default)s)")
-    limits.add_argument("--max-pending-tasks", type=int,
-                        default=defaults.DEFAULT_MAX_PENDING_TASKS, metavar="N",
-                        help="pending background tasks process-wide; at this many the server "
-                        "stops reading new requests until some finish (default: %(default)s)")
-    limits.add_argument("--timeout-graceful-shutdown", type=float,
-                        default=defaults.DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN, metavar="SECONDS",
-                        help="on SIGINT/SIGTERM, wait this long for pending background work "
-                        "before cancelling it (default: %(default)s)")
+    limits.add_argument(
+        "--max-head-size",
+        type=int,
+        default=defaults.DEFAULT_MAX_HEAD_SIZE,
+        metavar="BYTES",
+        help="largest request line + headers; larger gets 431 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-body-size",
+        type=int,
+        default=defaults.DEFAULT_MAX_BODY_SIZE,
+        metavar="BYTES",
+        help="largest request body; larger gets 413 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=defaults.DEFAULT_TIMEOUT_KEEP_ALIVE,
+        metavar="SECONDS",
+        help="close a connection idle this long; a request head must arrive "
+        "within this time of its first byte, else 408 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=defaults.DEFAULT_LIMIT_CONCURRENCY,
+        metavar="N",
+        help="open connections served at once; more get 503 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-pending-tasks",
+        type=int,
+        default=defaults.DEFAULT_MAX_PENDING_TASKS,
+        metavar="N",
+        help="pending background tasks process-wide; at this many the server "
+        "stops reading new requests until some finish (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=defaults.DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, wait this long for pending background work "
+        "before cancelling it (default: %(default)s)",
+    )
     return parser
 
 
@@ -75,8 +118,10 @@ def load_app(spec: str, app_dir: str) -> App:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise SystemExit(f"error: cannot import module {module_name!r} from "
-                             f"{os.path.abspath(app_dir)} ({exc})") from None
+            raise SystemExit(
+                f"error: cannot import module {module_name!r} from "
+                f"{os.path.abspath(app_dir)} ({exc})"
+            ) from None
         raise
     try:
         app = getattr(module, attr)
@@ -121,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(serve(app, config))
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1

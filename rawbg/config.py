@@ -87,8 +87,7 @@ class ServerConfig:
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if self.timeout_graceful_shutdown < 0:
-            raise ValueError(
-                f"timeout_graceful_shutdown must not be negative, got {self.timeout_graceful_shutdown!r}"
-            )
+            value = self.timeout_graceful_shutdown
+            raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")

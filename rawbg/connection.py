@@ -194,8 +194,9 @@ class Connection:
     async def _wait_for_room(self) -> None:
         logger.debug("pending background work at its limit: not reading new requests")
         if self._trace is not None:
-            self._trace.event("waiting: too much pending background work",
-                              pending=self._pending.count)
+            self._trace.event(
+                "waiting: too much pending background work", pending=self._pending.count
+            )
         await self._pending.wait_for_room()
 
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
@@ -235,8 +236,11 @@ class Connection:
         self._check_head(event)
         if self._trace is not None:
             self._trace.request_number += 1
-            self._trace.event("request head parsed", method=event.method.decode(),
-                              target=event.target.decode("latin-1"))
+            self._trace.event(
+                "request head parsed",
+                method=event.method.decode(),
+                target=event.target.decode("latin-1"),
+            )
         self._move(Phase.READING_BODY)
         body = await self._read_body(event)
         return Request(
@@ -399,8 +403,12 @@ class Connection:
         self._move(Phase.CLOSING)
         if self._trace is not None:
             self._trace.event("request rejected", status=exc.status_code, reason=exc.message)
-        logger.info("rejected request from %s with %d: %s",
-                    client_label(self._protocol.client), exc.status_code, exc.message)
+        logger.info(
+            "rejected request from %s with %d: %s",
+            client_label(self._protocol.client),
+            exc.status_code,
+            exc.message,
+        )
         h = self._h11
         if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._protocol.closed:
             body = f"{exc.message}\n".encode()
@@ -412,8 +420,16 @@ class Connection:
                 CLOSE_HEADER,
             ]
             try:
-                message = h.send(h11.Response(status_code=exc.status_code, headers=fields,
-                                              reason=reason(exc.status_code))) or b""
+                message = (
+                    h.send(
+                        h11.Response(
+                            status_code=exc.status_code,
+                            headers=fields,
+                            reason=reason(exc.status_code),
+                        )
+                    )
+                    or b""
+                )
                 message += h.send(h11.Data(data=body)) or b""
                 message += h.send(h11.EndOfMessage()) or b""
                 self._protocol.write(message)

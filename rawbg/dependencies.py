@@ -171,8 +171,10 @@ def _plan_param(
 ) -> ParamPlan:
     where = f"parameter {param.name!r} of {describe(call)}"
     if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-        raise RouteDefinitionError(f"{where}: *args, **kwargs and positional-only parameters "
-                                   "cannot be supplied by name; make it a keyword parameter")
+        raise RouteDefinitionError(
+            f"{where}: *args, **kwargs and positional-only parameters "
+            "cannot be supplied by name; make it a keyword parameter"
+        )
     annotation, default = param.annotation, param.default
     depends: Depends | None = None
     if typing.get_origin(annotation) is Annotated:
@@ -184,11 +186,17 @@ def _plan_param(
         dependency = depends.dependency
         if dependency is None:
             if not callable(annotation) or annotation is inspect.Parameter.empty:
-                raise RouteDefinitionError(f"{where}: Depends() without a callable needs a class "
-                                           "annotation to call")
+                raise RouteDefinitionError(
+                    f"{where}: Depends() without a callable needs a class annotation to call"
+                )
             dependency = annotation
-        sub = plan_call(dependency, path_params=path_params, use_cache=depends.use_cache,
-                        scope=depends.scope, _stack=stack)
+        sub = plan_call(
+            dependency,
+            path_params=path_params,
+            use_cache=depends.use_cache,
+            scope=depends.scope,
+            _stack=stack,
+        )
         return ParamPlan(param.name, Source.DEPENDENCY, default, call=sub)
     if isinstance(annotation, type) and issubclass(annotation, Request):
         return ParamPlan(param.name, Source.REQUEST, default)
@@ -199,8 +207,10 @@ def _plan_param(
     kind = classify_annotation(annotation)
     if param.name in path_params:
         if not isinstance(kind, Scalar) or kind.many:
-            raise RouteDefinitionError(f"{where} is a path parameter: annotate it as str, int, "
-                                       f"float, bool, uuid.UUID or an Enum, not {annotation!r}")
+            raise RouteDefinitionError(
+                f"{where} is a path parameter: annotate it as str, int, "
+                f"float, bool, uuid.UUID or an Enum, not {annotation!r}"
+            )
         return ParamPlan(param.name, Source.PATH, default, scalar=kind)
     if isinstance(kind, Scalar):
         return ParamPlan(param.name, Source.QUERY, default, scalar=kind)
@@ -231,11 +241,20 @@ _NO_BODY = object()
 class Resolution:
     """The per-request state of walking a plan: the cache, the exit stacks, the tasks."""
 
-    __slots__ = ("_json", "background", "cache", "embed_body", "function_stack", "request",
-                 "request_stack", "trace")
+    __slots__ = (
+        "_json",
+        "background",
+        "cache",
+        "embed_body",
+        "function_stack",
+        "request",
+        "request_stack",
+        "trace",
+    )
 
-    def __init__(self, request: Request, *, embed_body: bool,
-                 trace: ConnectionTrace | None) -> None:
+    def __init__(
+        self, request: Request, *, embed_body: bool, trace: ConnectionTrace | None
+    ) -> None:
         self.request = request
         self.embed_body = embed_body
         self.trace = trace
@@ -278,8 +297,9 @@ class Resolution:
             raise RequestValidationError(errors)
         return kwargs
 
-    def _query_value(self, param: ParamPlan, kwargs: dict[str, Any],
-                     errors: list[dict[str, Any]]) -> None:
+    def _query_value(
+        self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+    ) -> None:
         scalar = param.scalar
         assert scalar is not None  # planned as Source.QUERY
         query = self.request.query_params
@@ -298,8 +318,9 @@ class Resolution:
             return
         kwargs[name] = values if scalar.many else values[0]
 
-    def _body_value(self, param: ParamPlan, kwargs: dict[str, Any],
-                    errors: list[dict[str, Any]]) -> None:
+    def _body_value(
+        self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+    ) -> None:
         body = param.body
         assert body is not None  # planned as Source.BODY
         document = self._parsed_body(errors)
@@ -330,8 +351,9 @@ class Resolution:
                 try:
                     self._json = json.loads(raw)
                 except (ValueError, UnicodeDecodeError) as exc:
-                    errors.append(error_entry(["body"], "json_invalid",
-                                              f"JSON decode error: {exc}"))
+                    errors.append(
+                        error_entry(["body"], "json_invalid", f"JSON decode error: {exc}")
+                    )
                     return _NO_BODY
         return self._json
 

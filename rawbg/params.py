@@ -183,8 +183,13 @@ def _load(annotation: Any, value: Any, loc: list[Any], errors: list[dict[str, An
     if value is None:
         if optional or inner is Any:
             return None
-        errors.append(error_entry(loc, "missing" if not loc[1:] else "none_forbidden",
-                                  "Field required" if not loc[1:] else "Input should not be None"))
+        errors.append(
+            error_entry(
+                loc,
+                "missing" if not loc[1:] else "none_forbidden",
+                "Field required" if not loc[1:] else "Input should not be None",
+            )
+        )
         return None
     origin = typing.get_origin(inner)
     if dataclasses.is_dataclass(inner) and isinstance(inner, type):
@@ -195,10 +200,13 @@ def _load(annotation: Any, value: Any, loc: list[Any], errors: list[dict[str, An
         kwargs = {}
         for field in dataclasses.fields(inner):
             if field.name in value:
-                kwargs[field.name] = _load(hints.get(field.name, Any), value[field.name],
-                                           [*loc, field.name], errors)
-            elif (field.default is dataclasses.MISSING
-                  and field.default_factory is dataclasses.MISSING):
+                kwargs[field.name] = _load(
+                    hints.get(field.name, Any), value[field.name], [*loc, field.name], errors
+                )
+            elif (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
                 errors.append(error_entry([*loc, field.name], "missing", "Field required"))
         if errors:
             return None

@@ -40,9 +40,7 @@ class HttpProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         # Transport and parser
         self.transport: asyncio.Transport | None = None
-        self.h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=server.config.max_head_size
-        )
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.config.max_head_size)
         self.client: tuple[str, int] | None = None
         # Input side
         self._unread = 0  # bytes received since the connection task last asked for input

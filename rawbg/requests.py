@@ -39,7 +39,7 @@ class Headers(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         return self._mapping()[name.lower()]
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self._mapping().get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
@@ -148,4 +148,3 @@ class Request:
 
 def client_label(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"
-

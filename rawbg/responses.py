@@ -24,7 +24,7 @@ Background = BackgroundTask | BackgroundTasks
 class Response:
     """A response whose body is known in full: ``Response(content, status_code, ...)``."""
 
-    media_type: ClassVar[str | None] = None
+    media_type: str | None = None
     charset: ClassVar[str] = "utf-8"
 
     def __init__(
@@ -59,7 +59,11 @@ class Response:
             if content_type.startswith("text/") and "charset=" not in content_type:
                 content_type += f"; charset={self.charset}"
             fields.append((b"content-type", content_type.encode("latin-1")))
-        if "content-length" not in lower and self.status_code >= 200 and self.status_code not in (204, 304):
+        if (
+            "content-length" not in lower
+            and self.status_code >= 200
+            and self.status_code not in (204, 304)
+        ):
             fields.append((b"content-length", str(len(self.body)).encode()))
         return fields
 

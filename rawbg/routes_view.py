@@ -26,8 +26,10 @@ def _describe_param(param: ParamPlan, shared: set[Any]) -> str:
         else:
             sharing = "cached for the rest of the request"
         scope = f", clean-up scope={plan.scope}" if "generator" in plan.kind.value else ""
-        return f"{param.name}{default}  <- Depends({plan.name.split(' (')[0]}) " \
-               f"[{plan.kind.value}{scope}; {sharing}]"
+        return (
+            f"{param.name}{default}  <- Depends({plan.name.split(' (')[0]}) "
+            f"[{plan.kind.value}{scope}; {sharing}]"
+        )
     if source is Source.BACKGROUND:
         return f"{param.name}  <- background tasks (one instance per request, shared)"
     if source is Source.REQUEST:
@@ -69,4 +71,3 @@ def describe_routes(app: App) -> str:
     if not lines:
         return "no routes\n"
     return "\n".join(lines)
-

@@ -117,12 +117,18 @@ class Server:
         cancelled = 0
         if tasks:
             if self.pending.count:
-                logger.info("waiting up to %.0f s for %d pending background task(s)",
-                            self.config.timeout_graceful_shutdown, self.pending.count)
+                logger.info(
+                    "waiting up to %.0f s for %d pending background task(s)",
+                    self.config.timeout_graceful_shutdown,
+                    self.pending.count,
+                )
             all_done = asyncio.ensure_future(asyncio.wait(tasks))
             force = asyncio.ensure_future(self._force.wait())
-            await asyncio.wait({all_done, force}, timeout=self.config.timeout_graceful_shutdown,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {all_done, force},
+                timeout=self.config.timeout_graceful_shutdown,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             force.cancel()
             if not all_done.done():
                 all_done.cancel()
@@ -130,8 +136,9 @@ class Server:
                 for task in tasks:
                     task.cancel()
                 await asyncio.wait(tasks)
-                logger.warning("cancelled %d background task(s) still pending at shutdown",
-                               cancelled)
+                logger.warning(
+                    "cancelled %d background task(s) still pending at shutdown", cancelled
+                )
         if self._listener is not None:
             self._listener.close()
         return cancelled

@@ -84,8 +84,9 @@ class TestClient:
         async with asyncio.timeout(self.timeout):
             return await self._exchange(method.upper(), path, list(fields.items()), body)
 
-    async def _exchange(self, method: str, path: str, fields: list[tuple[str, str]],
-                        body: bytes) -> TestResponse:
+    async def _exchange(
+        self, method: str, path: str, fields: list[tuple[str, str]], body: bytes
+    ) -> TestResponse:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         conn = h11.Connection(h11.CLIENT)
         try:
@@ -105,14 +106,16 @@ class TestClient:
                     response = event
                 elif type(event) is h11.Data:
                     chunks.append(bytes(event.data))
-                elif type(event) is h11.EndOfMessage:
-                    break
-                elif type(event) is h11.ConnectionClosed:
+                elif type(event) is h11.EndOfMessage or type(event) is h11.ConnectionClosed:
                     break
             if response is None:
                 raise ConnectionError("the server closed the connection without a response")
-            return TestResponse(response.status_code, Headers(list(response.headers)),
-                                b"".join(chunks), response.http_version.decode())
+            return TestResponse(
+                response.status_code,
+                Headers(list(response.headers)),
+                b"".join(chunks),
+                response.http_version.decode(),
+            )
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from rawbg import App, Server, serving
+
+ServeFactory = Callable[..., AbstractAsyncContextManager[Server]]
+
+
+@pytest.fixture
+def serve() -> ServeFactory:
+    """``async with serve(app, **config) as server:`` a real server on an ephemeral port."""
+
+    def factory(app: App, **options: Any) -> AbstractAsyncContextManager[Server]:
+        options.setdefault("port", 0)
+        options.setdefault("access_log", False)
+        return serving(app, **options)
+
+    return factory
+
+
+@pytest.fixture
+def in_tmp_dir(tmp_path: Any) -> AsyncIterator[Any]:
+    """Run the test with the current directory in a fresh temporary directory."""
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(old)
