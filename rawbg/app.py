@@ -33,7 +33,7 @@ from .types import Handler, HandlerT
 
 if TYPE_CHECKING:
     from .requests import Request
-    from .trace import ConnectionTrace
+    from .trace import RequestTrace
 
 logger = logging.getLogger("rawbg.app")
 
@@ -78,7 +78,7 @@ class App:
         plan = plan_call(handler, path_params=path_params)
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
             raise RouteDefinitionError(
-                f"handler {plan.name} is a generator; return a "
+                f"handler {plan.where} is a generator; return a "
                 "StreamingResponse to send a body in pieces"
             )
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
@@ -113,7 +113,7 @@ class App:
     ) -> Callable[[HandlerT], HandlerT]:
         return self.route(path, methods=["DELETE"], status_code=status_code)
 
-    async def handle(self, request: Request, trace: ConnectionTrace | None = None) -> Outcome:
+    async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)

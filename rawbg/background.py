@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:
-    from .trace import ConnectionTrace
+    from .trace import RequestTrace
     from .types import Cleanup
 
 P = ParamSpec("P")
@@ -167,7 +167,7 @@ class AfterResponse:
         self.tasks = []
         return dropped
 
-    async def run(self, pending: PendingWork, trace: ConnectionTrace | None) -> None:
+    async def run(self, pending: PendingWork, trace: RequestTrace | None) -> None:
         """Run each task in order, then the clean-up; a failure never stops the rest."""
         for task in self.tasks:
             await _run_one(task, self.label, pending, trace)
@@ -183,7 +183,7 @@ class AfterResponse:
 
 
 async def _run_one(
-    task: BackgroundTask, label: str, pending: PendingWork, trace: ConnectionTrace | None
+    task: BackgroundTask, label: str, pending: PendingWork, trace: RequestTrace | None
 ) -> None:
     if trace is None:
         try:

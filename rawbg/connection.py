@@ -45,6 +45,7 @@ import asyncio
 import enum
 import logging
 import time
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -61,7 +62,7 @@ from .errors import (
 )
 from .requests import Headers, Request, client_label
 from .responses import Response, StreamingResponse
-from .trace import ConnectionTrace
+from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
     from .protocol import HttpProtocol
@@ -96,6 +97,15 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
+@dataclass(slots=True)
+class Exchange:
+    """Per-request state: the request, its trace, and when its head was parsed."""
+
+    request: Request
+    trace: RequestTrace | None
+    started: float  # time.perf_counter() when the head was parsed, for the access log
+
+
 class ServerBusy(RequestRejected):
     """Raised for a connection beyond ``limit_concurrency``: 503, then close."""
 
@@ -114,7 +124,6 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
         await connection.serve()
         del connection
     if trace is not None:
-        trace.request_number = 0
         trace.event("connection task done", note="all background work finished")
 
 
@@ -166,10 +175,10 @@ class Connection:
             while True:
                 if not self._pending.has_room:
                     await self._wait_for_room()
-                request = await self._receive_request()
-                if request is None:
+                exchange = await self._receive_request()
+                if exchange is None:
                     break
-                if not await self._respond(request):
+                if not await self._respond(exchange):
                     break
                 self._h11.start_next_cycle()
                 self._move(Phase.IDLE)
@@ -188,7 +197,6 @@ class Connection:
             self._server.unregister(self)
             self._protocol.close()
             if trace is not None:
-                trace.request_number = 0
                 trace.event("connection closed", why=self._close_reason)
 
     async def _wait_for_room(self) -> None:
@@ -205,7 +213,7 @@ class Connection:
         except h11.RemoteProtocolError as exc:
             raise MalformedRequest.from_h11(exc) from exc
 
-    async def _receive_request(self) -> Request | None:
+    async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
         protocol = self._protocol
         timeout = self._config.timeout_keep_alive
@@ -233,17 +241,19 @@ class Connection:
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
         protocol.first_byte_at = None
+        started = time.perf_counter()
         self._check_head(event)
+        trace = None
         if self._trace is not None:
-            self._trace.request_number += 1
-            self._trace.event(
+            trace = self._trace.next_request()
+            trace.event(
                 "request head parsed",
                 method=event.method.decode(),
                 target=event.target.decode("latin-1"),
             )
         self._move(Phase.READING_BODY)
         body = await self._read_body(event)
-        return Request(
+        request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(event.headers),  # type: ignore[arg-type]
@@ -251,6 +261,7 @@ class Connection:
             http_version=event.http_version.decode("ascii"),
             client=protocol.client,
         )
+        return Exchange(request, trace, started)
 
     async def _complete_head(self, first_byte_at: float) -> h11.Event:
         """Read until h11 has the whole head; it must arrive by first byte + keep-alive timeout.
@@ -318,15 +329,14 @@ class Connection:
             event = self._next_event()
         return b"".join(chunks)
 
-    async def _respond(self, request: Request) -> bool:
-        """Handle `request`, send the response, start its background work.
+    async def _respond(self, exchange: Exchange) -> bool:
+        """Handle the request, send the response, start its background work.
 
         Returns whether the connection may carry another request.
         """
-        trace = self._trace
-        started = time.perf_counter()
+        request, trace = exchange.request, exchange.trace
         self._move(Phase.HANDLING)
-        outcome = await self._server.app.handle(request, trace)
+        outcome = await self._app.handle(request, trace)
         response, after = outcome.response, outcome.after
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
@@ -335,7 +345,7 @@ class Connection:
         self._move(Phase.RESPONDING)
         sent = 0
         try:
-            sent = await self._send(request, response)
+            sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
             return False
@@ -349,23 +359,23 @@ class Connection:
             return False
         finally:
             if after is not None:
+                # Step 7: the work starts only now, as a child of this connection's TaskGroup.
                 self._background.create_task(after.run(self._pending, trace))
+                if trace is not None:
+                    trace.event("background work scheduled", tasks=len(after.tasks))
             if self._config.access_log:
-                self._log_access(request, response.status_code, sent, started)
-        if trace is not None:
-            trace.event("response flushed", status=response.status_code, bytes=sent)
-            if after is not None and after.tasks:
-                trace.event("background work scheduled", tasks=len(after.tasks))
+                self._log_access(request, response.status_code, sent, exchange.started)
         h = self._h11
         if h.our_state is h11.DONE and h.their_state is h11.DONE and not self._stopping:
             return True
         self._close_reason = "server shutting down" if self._stopping else "no keep-alive"
         return False
 
-    async def _send(self, request: Request, response: Response) -> int:
+    async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
         h = self._h11
         protocol = self._protocol
+        trace = exchange.trace
         fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
@@ -374,7 +384,9 @@ class Connection:
         status = response.status_code
         head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
         assert head is not None  # h11 returns bytes for a Response
-        has_body = request.method != "HEAD" and status not in (204, 304)
+        if trace is not None:
+            trace.event("response started", status=status)
+        has_body = exchange.request.method != "HEAD" and status not in (204, 304)
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
@@ -396,6 +408,8 @@ class Connection:
             protocol.write(message)
             sent = len(message)
         await protocol.flushed()
+        if trace is not None:
+            trace.event("response flushed", status=status, bytes=sent)
         return sent
 
     async def _reject(self, exc: RequestRejected) -> None:

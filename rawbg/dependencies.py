@@ -39,7 +39,7 @@ from .params import (
 from .requests import Request
 
 if TYPE_CHECKING:
-    from .trace import ConnectionTrace
+    from .trace import RequestTrace
 
 Scope = Literal["request", "function"]
 
@@ -99,6 +99,7 @@ class ParamPlan:
     name: str
     source: Source
     default: Any  # inspect.Parameter.empty when required
+    annotation: Any
     scalar: Scalar | None = None
     body: Body | None = None
     call: CallPlan | None = None
@@ -111,7 +112,8 @@ class ParamPlan:
 @dataclass(frozen=True, slots=True)
 class CallPlan:
     call: Callable[..., Any]
-    name: str
+    name: str  # the qualified name, for traces
+    where: str  # "module.name (file:line)", for error messages
     kind: CallKind
     params: tuple[ParamPlan, ...]
     use_cache: bool = True
@@ -160,7 +162,8 @@ def plan_call(
         _plan_param(call, param, path_params, (*_stack, call))
         for param in signature.parameters.values()
     )
-    return CallPlan(call, describe(call), _call_kind(call), params, use_cache, scope)
+    name = getattr(call, "__qualname__", None) or type(call).__qualname__
+    return CallPlan(call, name, describe(call), _call_kind(call), params, use_cache, scope)
 
 
 def _plan_param(
@@ -197,11 +200,11 @@ def _plan_param(
             scope=depends.scope,
             _stack=stack,
         )
-        return ParamPlan(param.name, Source.DEPENDENCY, default, call=sub)
+        return ParamPlan(param.name, Source.DEPENDENCY, default, annotation, call=sub)
     if isinstance(annotation, type) and issubclass(annotation, Request):
-        return ParamPlan(param.name, Source.REQUEST, default)
+        return ParamPlan(param.name, Source.REQUEST, default, annotation)
     if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
-        return ParamPlan(param.name, Source.BACKGROUND, default)
+        return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
     if annotation is inspect.Parameter.empty:
         annotation = str
     kind = classify_annotation(annotation)
@@ -211,11 +214,11 @@ def _plan_param(
                 f"{where} is a path parameter: annotate it as str, int, "
                 f"float, bool, uuid.UUID or an Enum, not {annotation!r}"
             )
-        return ParamPlan(param.name, Source.PATH, default, scalar=kind)
+        return ParamPlan(param.name, Source.PATH, default, annotation, scalar=kind)
     if isinstance(kind, Scalar):
-        return ParamPlan(param.name, Source.QUERY, default, scalar=kind)
+        return ParamPlan(param.name, Source.QUERY, default, annotation, scalar=kind)
     if isinstance(kind, Body):
-        return ParamPlan(param.name, Source.BODY, default, body=kind)
+        return ParamPlan(param.name, Source.BODY, default, annotation, body=kind)
     raise RouteDefinitionError(
         f"{where}: nothing can supply a value of type {annotation!r}. Path and query parameters "
         "may be str, int, float, bool, uuid.UUID, an Enum or list[...] of those; a JSON body "
@@ -252,9 +255,7 @@ class Resolution:
         "trace",
     )
 
-    def __init__(
-        self, request: Request, *, embed_body: bool, trace: ConnectionTrace | None
-    ) -> None:
+    def __init__(self, request: Request, *, embed_body: bool, trace: RequestTrace | None) -> None:
         self.request = request
         self.embed_body = embed_body
         self.trace = trace

@@ -1,73 +1,77 @@
 """``python -m rawbg MODULE:ATTR --routes``: every route and its dependency tree.
 
 Drawn from the plans built at registration (`rawbg.dependencies.CallPlan`),
-so what it prints is exactly what a request will walk.
+so what it prints is exactly what a request will walk: for each parameter its
+type and where its value comes from, and for each dependency whether its value
+is computed or shared through the per-request cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .app import App, Endpoint
 from .dependencies import CallPlan, ParamPlan, Source
 
 
-def _describe_param(param: ParamPlan, shared: set[Any]) -> str:
-    default = "" if param.required else f" = {param.default!r}"
+def type_name(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if isinstance(annotation, type):
+        return f": {annotation.__qualname__}"
+    return ": " + repr(annotation).replace("typing.", "")
+
+
+def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]]) -> str:
+    head = f"{param.name}{type_name(param.annotation)}"
+    if not param.required:
+        head += f" = {param.default!r}"
     source = param.source
     if source is Source.DEPENDENCY:
         plan = param.call
-        assert plan is not None
+        assert plan is not None  # planned as Source.DEPENDENCY
         if not plan.use_cache:
-            sharing = "called again each time (use_cache=False)"
-        elif plan.call in shared:
-            sharing = "shared: the value cached earlier in this request"
+            sharing = "called each time (use_cache=False)"
+        elif plan.call in computed:
+            sharing = "shared: value from the per-request cache"
         else:
-            sharing = "cached for the rest of the request"
+            sharing = "computed, then cached for the request"
         scope = f", clean-up scope={plan.scope}" if "generator" in plan.kind.value else ""
-        return (
-            f"{param.name}{default}  <- Depends({plan.name.split(' (')[0]}) "
-            f"[{plan.kind.value}{scope}; {sharing}]"
-        )
+        return f"{head}  <- Depends({plan.name}) [{plan.kind.value}{scope}; {sharing}]"
     if source is Source.BACKGROUND:
-        return f"{param.name}  <- background tasks (one instance per request, shared)"
-    if source is Source.REQUEST:
-        return f"{param.name}  <- the request"
+        return f"{head}  <- background tasks (one instance per request, shared)"
     if source is Source.QUERY and param.scalar is not None and param.scalar.many:
-        return f"{param.name}{default}  <- query (repeated key)"
-    return f"{param.name}{default}  <- {source.value}"
+        return f"{head}  <- query (repeated key)"
+    return f"{head}  <- {source.value}"
 
 
-def _tree(plan: CallPlan, shared: set[Any], indent: str) -> Iterator[str]:
-    params = plan.params
-    for index, param in enumerate(params):
-        last = index == len(params) - 1
-        yield f"{indent}{'└─ ' if last else '├─ '}{_describe_param(param, shared)}"
-        if param.call is not None:
-            if param.call.use_cache and param.call.call in shared:
-                continue
-            yield from _tree(param.call, shared, indent + ("   " if last else "│  "))
-            if param.call.use_cache:
-                shared.add(param.call.call)
+def _tree(plan: CallPlan, computed: set[Callable[..., Any]], indent: str) -> Iterator[str]:
+    for index, param in enumerate(plan.params):
+        last = index == len(plan.params) - 1
+        yield f"{indent}{'└─ ' if last else '├─ '}{_describe_param(param, computed)}"
+        sub = param.call
+        if sub is None or (sub.use_cache and sub.call in computed):
+            continue
+        yield from _tree(sub, computed, indent + ("   " if last else "│  "))
+        if sub.use_cache:
+            computed.add(sub.call)
 
 
 def describe_routes(app: App) -> str:
     """The text ``--routes`` prints."""
     lines: list[str] = []
     for route in app.router:
-        seen: dict[int, list[str]] = {}
-        endpoints: dict[int, Endpoint] = {}
+        methods_of: dict[int, list[str]] = {}
+        endpoint_of: dict[int, Endpoint] = {}
         for method, endpoint in route.endpoints.items():
-            seen.setdefault(id(endpoint), []).append(method)
-            endpoints[id(endpoint)] = endpoint
-        for key, methods in seen.items():
-            endpoint = endpoints[key]
-            plan = endpoint.plan
+            methods_of.setdefault(id(endpoint), []).append(method)
+            endpoint_of[id(endpoint)] = endpoint
+        for key, methods in methods_of.items():
+            plan = endpoint_of[key].plan
             lines.append(f"{', '.join(methods)} {route.template}")
-            lines.append(f"  handler {plan.name}  [{plan.kind.value}]")
+            lines.append(f"  handler {plan.where}  [{plan.kind.value}]")
             lines.extend(_tree(plan, set(), "  "))
             lines.append("")
-    if not lines:
-        return "no routes\n"
-    return "\n".join(lines)
+    return "\n".join(lines) if lines else "no routes\n"
