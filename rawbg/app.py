@@ -16,7 +16,6 @@ cleaned up, with the exception thrown into them.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from .dependencies import CallKind, CallPlan, Resolution, count_body_params, pla
 from .errors import HTTPException, RouteDefinitionError
 from .responses import JSONResponse, PlainTextResponse, Response
 from .routing import Router, compile_template
+from .threadpool import run_in_thread
 from .types import Handler, HandlerT
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class App:
         if plan.kind is CallKind.COROUTINE:
             result = await plan.call(**kwargs)
         else:
-            result = await asyncio.to_thread(plan.call, **kwargs)
+            result = await run_in_thread(plan.call, **kwargs)
         if resolution.trace is not None:
             resolution.trace.event("handler returned", handler=plan.name)
         if resolution.function_stack is not None:

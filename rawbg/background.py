@@ -17,6 +17,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from .threadpool import run_in_thread
+
 if TYPE_CHECKING:
     from .trace import RequestTrace
     from .types import Cleanup
@@ -58,7 +60,7 @@ class BackgroundTask:
         if self.is_async:
             await self.func(*self.args, **self.kwargs)
         else:
-            await asyncio.to_thread(self.func, *self.args, **self.kwargs)
+            await run_in_thread(self.func, *self.args, **self.kwargs)
 
     def __repr__(self) -> str:
         return f"BackgroundTask({self.name})"

@@ -85,6 +85,10 @@ class Phase(enum.Enum):
     RESPONDING = "sending the response"
     CLOSING = "closing"
 
+    # Members are singletons, so identity is an exact hash, and a C-level one:
+    # Enum's own __hash__ is Python code, and phases are looked up on every move.
+    __hash__ = object.__hash__
+
 
 #: the legal moves between phases; any other is a bug and raises
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
@@ -230,10 +234,12 @@ class Connection:
                     self._close_reason = f"idle for {timeout} s"
                     return None
             self._move(Phase.READING_HEAD)
-            first_byte_at = protocol.first_byte_at
-            if first_byte_at is None:  # the client closed without sending anything
-                first_byte_at = asyncio.get_running_loop().time()
-            event = await self._complete_head(first_byte_at)
+            event = self._next_event()
+            if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline
+                first_byte_at = protocol.first_byte_at
+                if first_byte_at is None:  # not possible once has_input, but be exact
+                    first_byte_at = asyncio.get_running_loop().time()
+                event = await self._complete_head(first_byte_at)
         else:
             self._move(Phase.READING_HEAD)
         if type(event) is h11.ConnectionClosed:
@@ -252,7 +258,7 @@ class Connection:
                 target=event.target.decode("latin-1"),
             )
         self._move(Phase.READING_BODY)
-        body = await self._read_body(event)
+        body = await self._read_body()
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
@@ -281,28 +287,31 @@ class Connection:
             raise RequestTimeout(f"request head not received within {timeout} s") from None
 
     def _check_head(self, request: h11.Request) -> None:
-        """Limits h11 does not enforce on a complete head."""
+        """Limits h11 does not enforce on a complete head, and the declared body size."""
         # h11 bounds its buffer only while a head is incomplete; a large head
         # that arrived in one read slips past it, so measure the head here.
         size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
-        has_length = has_chunked = False
+        content_length: int | None = None
+        chunked = False
         for name, value in request.headers:
             size += len(name) + len(value) + 4  # ": " and "\r\n"
             if name == b"content-length":
-                has_length = True
+                content_length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
-                has_chunked = True
+                chunked = True
         if size > self._config.max_head_size:
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
-        if has_length and has_chunked:
+        if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
+        if content_length is not None and content_length > self._config.max_body_size:
+            raise BodyTooLarge(
+                f"body of {content_length} bytes exceeds {self._config.max_body_size}"
+            )
 
-    async def _read_body(self, request: h11.Request) -> bytes:
+    async def _read_body(self) -> bytes:
+        """Read the whole body (its declared size was checked with the head)."""
         limit = self._config.max_body_size
-        for name, value in request.headers:
-            if name == b"content-length" and int(value) > limit:
-                raise BodyTooLarge(f"body of {int(value)} bytes exceeds {limit}")
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             self._protocol.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))

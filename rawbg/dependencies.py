@@ -15,7 +15,6 @@ default) after the response is flushed and the background tasks have run.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import inspect
 import json
@@ -37,6 +36,7 @@ from .params import (
     load_body_value,
 )
 from .requests import Request
+from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
     from .trace import RequestTrace
@@ -369,7 +369,7 @@ class Resolution:
         if kind is CallKind.COROUTINE:
             value = await plan.call(**kwargs)
         elif kind is CallKind.FUNCTION:
-            value = await asyncio.to_thread(plan.call, **kwargs)
+            value = await run_in_thread(plan.call, **kwargs)
         else:
             value = await self._enter_generator(plan, kwargs)
         cache[plan.call] = value
@@ -395,11 +395,11 @@ class Resolution:
 @asynccontextmanager
 async def _in_thread_pool(manager: AbstractContextManager[Any]) -> AsyncIterator[Any]:
     """Run a sync generator dependency's set-up and clean-up in the thread pool."""
-    value = await asyncio.to_thread(manager.__enter__)
+    value = await run_in_thread(manager.__enter__)
     try:
         yield value
     except BaseException as exc:
-        if not await asyncio.to_thread(manager.__exit__, type(exc), exc, exc.__traceback__):
+        if not await run_in_thread(manager.__exit__, type(exc), exc, exc.__traceback__):
             raise
     else:
-        await asyncio.to_thread(manager.__exit__, None, None, None)
+        await run_in_thread(manager.__exit__, None, None, None)

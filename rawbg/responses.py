@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -53,18 +54,19 @@ class Response:
     def head_fields(self) -> list[tuple[bytes, bytes]]:
         """The header fields to send, with ``content-type`` and ``content-length``."""
         fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
-        lower = {k.lower() for k in self.headers}
-        if self.media_type is not None and "content-type" not in lower:
-            content_type = self.media_type
-            if content_type.startswith("text/") and "charset=" not in content_type:
-                content_type += f"; charset={self.charset}"
-            fields.append((b"content-type", content_type.encode("latin-1")))
+        given = {k.lower() for k in self.headers} if self.headers else ()
+        if self.media_type is not None and "content-type" not in given:
+            fields.append(_content_type(self.media_type, self.charset))
         if (
-            "content-length" not in lower
+            "content-length" not in given
             and self.status_code >= 200
-            and self.status_code not in (204, 304)
+            and self.status_code
+            not in (
+                204,
+                304,
+            )
         ):
-            fields.append((b"content-length", str(len(self.body)).encode()))
+            fields.append((b"content-length", b"%d" % len(self.body)))
         return fields
 
     def __repr__(self) -> str:
@@ -114,6 +116,13 @@ class StreamingResponse(Response):
         else:
             for piece in content:
                 yield piece if isinstance(piece, bytes) else piece.encode(self.charset)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type(media_type: str, charset: str) -> tuple[bytes, bytes]:
+    if media_type.startswith("text/") and "charset=" not in media_type:
+        media_type += f"; charset={charset}"
+    return (b"content-type", media_type.encode("latin-1"))
 
 
 def _json_default(value: Any) -> Any:
