@@ -171,7 +171,7 @@ class App:
         if resolution.request_stack is None:
             return Outcome(response)
         cleanup = functools.partial(close_with_error, resolution.request_stack, exc, endpoint.label)
-        return Outcome(response, AfterResponse([], cleanup, endpoint.label))
+        return Outcome(response, AfterResponse((), cleanup, endpoint.label))
 
 
 def error_response(exc: HTTPException) -> Response:

@@ -65,6 +65,7 @@ from .responses import Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
+    from .background import AfterResponse
     from .protocol import HttpProtocol
     from .server import Server
 
@@ -126,7 +127,11 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
         # are still running keeps no buffers or parser alive.
         del protocol
         await connection.serve()
+        closing_work = connection.closing_work
         del connection
+        if closing_work is not None:
+            after, request_trace = closing_work
+            await after.run(server.pending, request_trace)
     if trace is not None:
         trace.event("connection task done", note="all background work finished")
 
@@ -152,6 +157,8 @@ class Connection:
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
+        #: the last request's work, when the connection closes right after it
+        self.closing_work: tuple[AfterResponse, RequestTrace | None] | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
         self._close_reason = "client closed the connection"
 
@@ -353,11 +360,11 @@ class Connection:
             self._pending.reserve(after.units)
         self._move(Phase.RESPONDING)
         sent = 0
+        keep_alive = False
         try:
             sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
-            return False
         except Exception:
             # The response had started (a streaming body failed): all we can
             # do is close, so that the client sees a truncated response.
@@ -365,20 +372,39 @@ class Connection:
             self._close_reason = "response body failed"
             if after is not None:
                 self._pending.release(after.discard_tasks())
-            return False
-        finally:
-            if after is not None:
-                # Step 7: the work starts only now, as a child of this connection's TaskGroup.
-                self._background.create_task(after.run(self._pending, trace))
-                if trace is not None:
-                    trace.event("background work scheduled", tasks=len(after.tasks))
-            if self._config.access_log:
-                self._log_access(request, response.status_code, sent, exchange.started)
-        h = self._h11
-        if h.our_state is h11.DONE and h.their_state is h11.DONE and not self._stopping:
-            return True
-        self._close_reason = "server shutting down" if self._stopping else "no keep-alive"
-        return False
+        else:
+            h = self._h11
+            keep_alive = h.our_state is h11.DONE and h.their_state is h11.DONE
+            if self._stopping:
+                keep_alive = False
+                self._close_reason = "server shutting down"
+            elif not keep_alive:
+                self._close_reason = "no keep-alive"
+        if after is not None:
+            self._start_work(after, trace, keep_alive=keep_alive)
+        if self._config.access_log:
+            self._log_access(request, response.status_code, sent, exchange.started)
+        return keep_alive
+
+    def _start_work(
+        self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool
+    ) -> None:
+        """Step 7: the request's work starts only now, owned by this connection task.
+
+        On a connection that stays open it runs as a child of the connection's
+        TaskGroup, so the next request is not held back. On a connection about
+        to close there is no next request: the connection task runs it itself
+        once the socket is closed (`run_connection`), which saves a task per
+        connection for clients that open one connection per request.
+        """
+        if trace is not None:
+            trace.event("background work scheduled", tasks=len(after.tasks))
+        if keep_alive:
+            # Named after the route: asyncio would otherwise format a "Task-N"
+            # string for each one, kept as long as the task is pending.
+            self._background.create_task(after.run(self._pending, trace), name=after.label)
+        else:
+            self.closing_work = (after, trace)
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
