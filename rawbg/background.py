@@ -3,8 +3,9 @@
 * `BackgroundTask` is one call: a function and its arguments.
 * `BackgroundTasks` is the per-request list that handlers and dependencies add to.
 * `AfterResponse` is what a request leaves behind once its response is written:
-  its tasks, in order, then the clean-up of its generator dependencies. The
-  connection task runs it as a child of its own `asyncio.TaskGroup`.
+  its tasks, in order, then the clean-up of its generator dependencies.
+* `WorkGroup` holds a connection's running `AfterResponse` work as children of
+  the connection task, which waits for all of them before it ends.
 * `PendingWork` counts queued tasks process-wide, so the server can stop
   reading new requests while too much work is pending.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -212,3 +214,88 @@ class AfterResponse:
                 pending.release()
             if trace is not None:
                 trace.event("dependency clean-up done", route=label)
+
+
+class WorkGroup:
+    """The background work of one connection: children of its connection task.
+
+    Like `asyncio.TaskGroup`, its owner waits for every child (`wait`), and a
+    cancelled owner cancels its children and still waits for them, so no work
+    outlives the connection task. Unlike a TaskGroup, a failing child does not
+    cancel its siblings (failures are logged where they happen), and a child
+    costs less memory for as long as it is pending, which for a background
+    task can be a long time (benchmarks/README.md, memory per pending task):
+
+    * the done callbacks run in one shared context, where
+      `Task.add_done_callback` would copy the context for each child;
+    * a request whose work is a single ``async def`` task (the common case)
+      runs that task's own coroutine as the child, with no wrapper coroutine.
+    """
+
+    __slots__ = ("_all_done", "_callback_context", "_children", "_loop", "_pending")
+
+    def __init__(self, pending: PendingWork) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pending = pending
+        # Made when the first child starts: a connection whose requests queue
+        # no work (or whose one request's work runs in the connection task
+        # itself) never pays for them.
+        self._children: set[asyncio.Task[Any]] | None = None
+        self._callback_context: contextvars.Context | None = None
+        self._all_done: asyncio.Future[None] | None = None
+
+    def start(self, work: AfterResponse, trace: RequestTrace | None) -> None:
+        """Start `work` now, as a child of the connection task."""
+        if self._children is None:
+            self._children = set()
+            self._callback_context = contextvars.copy_context()
+        tasks = work.tasks
+        if trace is None and work.cleanup is None and len(tasks) == 1 and tasks[0].is_async:
+            call = tasks[0]
+            try:
+                coroutine = call.func(*call.args, **call.kwargs)
+            except Exception:  # e.g. wrong arguments: fails before it could start
+                logger.exception("background task %s of %s failed", call.name, work.label)
+                self._pending.release()
+                return
+            # Named after the route: asyncio would otherwise format a "Task-N"
+            # string for each child, kept for as long as it is pending.
+            child = self._loop.create_task(coroutine, name=work.label)
+            child.add_done_callback(self._single_task_done, context=self._callback_context)
+        else:
+            child = self._loop.create_task(work.run(self._pending, trace), name=work.label)
+            child.add_done_callback(self._child_done, context=self._callback_context)
+        self._children.add(child)
+
+    def _single_task_done(self, child: asyncio.Task[Any]) -> None:
+        self._pending.release()
+        if not child.cancelled():
+            error = child.exception()
+            if error is not None:
+                name = getattr(child.get_coro(), "__qualname__", "?")
+                logger.error(
+                    "background task %s of %s failed", name, child.get_name(), exc_info=error
+                )
+        self._child_done(child)
+
+    def _child_done(self, child: asyncio.Task[Any]) -> None:
+        children = self._children
+        assert children is not None  # a child was started
+        children.discard(child)
+        if not children and self._all_done is not None and not self._all_done.done():
+            self._all_done.set_result(None)
+
+    def cancel(self) -> None:
+        for child in self._children or ():
+            child.cancel()
+
+    async def wait(self) -> None:
+        """Return once every child has finished; if cancelled, cancel them first."""
+        while self._children:
+            self._all_done = self._loop.create_future()
+            try:
+                await self._all_done
+            except asyncio.CancelledError:
+                self.cancel()
+                await asyncio.wait(set(self._children))
+                raise

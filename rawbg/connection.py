@@ -5,7 +5,7 @@ The life of one connection
 
 1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
    the server starts one task for the connection, running `run_connection`,
-   which opens the connection's `asyncio.TaskGroup` and calls `Connection.serve`.
+   which creates the connection's `WorkGroup` and calls `Connection.serve`.
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
    connection's `h11.Connection` and wakes the task. Nothing else happens in
    the callback.
@@ -24,13 +24,15 @@ The life of one connection
    `PendingWork` count, writes the response through h11 and waits until the
    transport has handed every byte to the kernel (`HttpProtocol.flushed`).
 7. **Background work.** Only now does the `AfterResponse` start, as a child of
-   the connection's TaskGroup: its tasks one after another, then the clean-up.
-   The cycle does not wait for it.
+   the connection task in its `WorkGroup`: its tasks one after another, then
+   the clean-up. The cycle does not wait for it. (If the connection is about
+   to close, there is no next cycle: the connection task runs the work itself
+   once the socket is closed.)
 8. **Next cycle or close.** If both sides allow keep-alive, h11 starts the next
    cycle and we are back at 3, while step 7 of the previous request may still
    be running. Otherwise the transport is closed.
-9. **Drain.** When `serve` returns, `run_connection` leaves its TaskGroup block,
-   which waits for the connection's remaining background work. Only then does
+9. **Drain.** When `serve` returns, `run_connection` waits for the
+   connection's remaining background work (`WorkGroup.wait`). Only then does
    the connection task end: no task outlives the connection task, and shutdown
    can wait for (or cancel) all of them by waiting for the connection tasks.
 
@@ -52,6 +54,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
+from .background import WorkGroup
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -120,8 +123,9 @@ class ServerBusy(RequestRejected):
 async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     """The connection task: serve requests, then wait for their background work."""
     trace = ConnectionTrace() if server.config.trace else None
-    async with asyncio.TaskGroup() as background:
-        connection = Connection(protocol, server, background, trace)
+    work = WorkGroup(server.pending)
+    try:
+        connection = Connection(protocol, server, work, trace)
         # From here on only `connection` holds the socket side; once `serve`
         # returns it is dropped, so a closed connection whose background tasks
         # are still running keeps no buffers or parser alive.
@@ -132,6 +136,11 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
         if closing_work is not None:
             after, request_trace = closing_work
             await after.run(server.pending, request_trace)
+    except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
+        work.cancel()
+        await work.wait()
+        raise
+    await work.wait()
     if trace is not None:
         trace.event("connection task done", note="all background work finished")
 
@@ -143,7 +152,7 @@ class Connection:
         self,
         protocol: HttpProtocol,
         server: Server,
-        background: asyncio.TaskGroup,
+        work: WorkGroup,
         trace: ConnectionTrace | None,
     ) -> None:
         # Collaborators
@@ -153,7 +162,7 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
-        self._background = background
+        self._work = work
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
@@ -391,8 +400,8 @@ class Connection:
     ) -> None:
         """Step 7: the request's work starts only now, owned by this connection task.
 
-        On a connection that stays open it runs as a child of the connection's
-        TaskGroup, so the next request is not held back. On a connection about
+        On a connection that stays open it runs as a child of the connection
+        task (`WorkGroup`), so the next request is not held back. On a connection about
         to close there is no next request: the connection task runs it itself
         once the socket is closed (`run_connection`), which saves a task per
         connection for clients that open one connection per request.
@@ -400,9 +409,7 @@ class Connection:
         if trace is not None:
             trace.event("background work scheduled", tasks=len(after.tasks))
         if keep_alive:
-            # Named after the route: asyncio would otherwise format a "Task-N"
-            # string for each one, kept as long as the task is pending.
-            self._background.create_task(after.run(self._pending, trace), name=after.label)
+            self._work.start(after, trace)
         else:
             self.closing_work = (after, trace)
 
