@@ -309,8 +309,9 @@ class Connection:
         size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
         content_length: int | None = None
         chunked = False
-        for name, value in request.headers:
-            size += len(name) + len(value) + 4  # ": " and "\r\n"
+        for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
+            size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
+            name = raw_name.lower()
             if name == b"content-length":
                 content_length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
