@@ -175,7 +175,13 @@ class App:
 
 
 def error_response(exc: HTTPException) -> Response:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    try:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    except (TypeError, ValueError):  # a detail JSON cannot encode: the app's bug, not the client's
+        logger.exception("cannot encode the detail of %r", exc)
+        return PlainTextResponse("Internal Server Error", status_code=500)
 
 
 async def close_with_error(stack: AsyncExitStack, exc: BaseException, label: str) -> None:
