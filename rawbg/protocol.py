@@ -136,10 +136,21 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(data)  # type: ignore[union-attr]
 
     async def drain(self) -> None:
-        """Wait while the transport's buffer is above its high-water mark."""
+        """Wait while the transport's buffer is above its high-water mark.
+
+        A client that reads nothing for ``timeout_keep_alive`` is cut off
+        (the connection is aborted), so that it cannot hold a connection task,
+        and with it a graceful shutdown, forever.
+        """
         writable = self._writable
         if writable is not None and not writable.done():
-            await writable
+            try:
+                async with asyncio.timeout(self._server.config.timeout_keep_alive):
+                    await writable
+            except TimeoutError:
+                logger.info("client %s stopped reading: connection aborted", self.client)
+                self.transport.abort()  # type: ignore[union-attr]
+                raise ClientDisconnected("client stopped reading") from None
         if self.closed:
             raise ClientDisconnected("connection lost")
 
