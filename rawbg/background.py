@@ -17,7 +17,7 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec
 
@@ -172,6 +172,20 @@ class AfterResponse:
         """How many units of pending work this is: one per task, one for the clean-up."""
         return len(self.tasks) + (self.cleanup is not None)
 
+    def direct_coroutine(self, trace: RequestTrace | None) -> Coroutine[Any, Any, Any] | None:
+        """The coroutine of the only task, when awaiting it is all there is to do.
+
+        That is the common case (one ``async def`` task, no clean-up, no trace),
+        and running it without `run` saves a coroutine frame and this object
+        for as long as the task is pending. Raises what calling the function
+        raises (wrong arguments, say); None when `run` is needed.
+        """
+        tasks = self.tasks
+        if trace is None and self.cleanup is None and len(tasks) == 1 and tasks[0].is_async:
+            call = tasks[0]
+            return call.func(*call.args, **call.kwargs)  # type: ignore[no-any-return]
+        return None
+
     def discard_tasks(self) -> int:
         """Drop the tasks (the response failed); return how many were dropped."""
         dropped = len(self.tasks)
@@ -201,7 +215,7 @@ class AfterResponse:
                 else:
                     await run_in_thread(task.func, *task.args, **task.kwargs)
             except Exception as exc:
-                logger.exception("background task %s of %s failed", task.name, label)
+                log_task_failure(task.name, label, exc)
                 if trace is not None:
                     trace.event(
                         "background task failed", task=task.name, error=repr(exc), since=started
@@ -255,15 +269,13 @@ class WorkGroup:
         if self._children is None:
             self._children = set()
             self._callback_context = contextvars.copy_context()
-        tasks = work.tasks
-        if trace is None and work.cleanup is None and len(tasks) == 1 and tasks[0].is_async:
-            call = tasks[0]
-            try:
-                coroutine = call.func(*call.args, **call.kwargs)
-            except Exception:  # e.g. wrong arguments: fails before it could start
-                logger.exception("background task %s of %s failed", call.name, work.label)
-                self._pending.release()
-                return
+        try:
+            coroutine = work.direct_coroutine(trace)
+        except Exception as exc:  # e.g. wrong arguments: fails before it could start
+            log_task_failure(work.tasks[0].name, work.label, exc)
+            self._pending.release()
+            return
+        if coroutine is not None:
             # Named after the route: asyncio would otherwise format a "Task-N"
             # string for each child, kept for as long as it is pending.
             child = self._loop.create_task(coroutine, name=work.label)
@@ -279,9 +291,7 @@ class WorkGroup:
             error = child.exception()
             if error is not None:
                 name = getattr(child.get_coro(), "__qualname__", "?")
-                logger.error(
-                    "background task %s of %s failed", name, child.get_name(), exc_info=error
-                )
+                log_task_failure(name, child.get_name(), error)
         self._child_done(child)
 
     def _child_done(self, child: asyncio.Task[Any]) -> None:
@@ -305,3 +315,29 @@ class WorkGroup:
                 self.cancel()
                 await asyncio.wait(set(self._children))
                 raise
+
+
+def log_task_failure(name: str, label: str, error: BaseException) -> None:
+    """The one log line for a failed task: its name, its route, its traceback."""
+    logger.error("background task %s of %s failed", name, label, exc_info=error)
+
+
+async def run_to_end(work: AfterResponse, trace: RequestTrace | None, pending: PendingWork) -> None:
+    """Run `work` in the calling task: a connection task whose socket is closed."""
+    try:
+        coroutine = work.direct_coroutine(trace)
+    except Exception as exc:
+        log_task_failure(work.tasks[0].name, work.label, exc)
+        pending.release()
+        return
+    if coroutine is None:
+        await work.run(pending, trace)
+        return
+    label, name = work.label, work.tasks[0].name
+    del work  # keep only the coroutine while it is pending
+    try:
+        await coroutine
+    except Exception as exc:
+        log_task_failure(name, label, exc)
+    finally:
+        pending.release()

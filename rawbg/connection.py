@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .background import WorkGroup
+from .background import WorkGroup, run_to_end
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -124,18 +124,20 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     """The connection task: serve requests, then wait for their background work."""
     trace = ConnectionTrace() if server.config.trace else None
     work = WorkGroup(server.pending)
+    # The last request's work when the connection closes right after it. It is
+    # popped straight into the call below, so no local of this (long-lived)
+    # frame keeps it, or the connection, alive while it runs.
+    work_after_close: list[tuple[AfterResponse, RequestTrace | None]] = []
     try:
-        connection = Connection(protocol, server, work, trace)
+        connection = Connection(protocol, server, work, trace, work_after_close)
         # From here on only `connection` holds the socket side; once `serve`
         # returns it is dropped, so a closed connection whose background tasks
         # are still running keeps no buffers or parser alive.
         del protocol
         await connection.serve()
-        closing_work = connection.closing_work
         del connection
-        if closing_work is not None:
-            after, request_trace = closing_work
-            await after.run(server.pending, request_trace)
+        if work_after_close:
+            await run_to_end(*work_after_close.pop(), server.pending)
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
         work.cancel()
         await work.wait()
@@ -154,6 +156,7 @@ class Connection:
         server: Server,
         work: WorkGroup,
         trace: ConnectionTrace | None,
+        work_after_close: list[tuple[AfterResponse, RequestTrace | None]],
     ) -> None:
         # Collaborators
         self._protocol = protocol
@@ -166,8 +169,7 @@ class Connection:
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
-        #: the last request's work, when the connection closes right after it
-        self.closing_work: tuple[AfterResponse, RequestTrace | None] | None = None
+        self._work_after_close = work_after_close
         self._stopping = False  # set by shutdown: finish the current request, then close
         self._close_reason = "client closed the connection"
 
@@ -412,7 +414,7 @@ class Connection:
         if keep_alive:
             self._work.start(after, trace)
         else:
-            self.closing_work = (after, trace)
+            self._work_after_close.append((after, trace))
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""

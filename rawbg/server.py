@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -47,6 +48,8 @@ class Server:
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
         self._tasks: set[asyncio.Task[None]] = set()  # connection tasks, with their work
+        self._forget_task = self._tasks.discard
+        self._callback_context = contextvars.copy_context()
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -72,9 +75,15 @@ class Server:
 
     def connection_made(self, protocol: HttpProtocol) -> None:
         self._open_transports += 1
-        task = asyncio.get_running_loop().create_task(run_connection(protocol, self))
+        # A connection task can outlive its socket by as long as its background
+        # work runs, so what it costs counts per pending task: a shared name
+        # (asyncio would format "Task-N" for each), and a done callback bound
+        # once and run in one shared context (asyncio would copy one per task).
+        task = asyncio.get_running_loop().create_task(
+            run_connection(protocol, self), name="rawbg-connection"
+        )
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget_task, context=self._callback_context)
 
     def connection_lost(self, protocol: HttpProtocol) -> None:
         self._open_transports -= 1
