@@ -139,6 +139,8 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
         if work_after_close:
             await run_to_end(*work_after_close.pop(), server.pending)
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
+        for unstarted, _ in work_after_close:
+            server.pending.release(unstarted.units)
         work.cancel()
         await work.wait()
         raise
