@@ -266,7 +266,6 @@ class Connection:
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
-        protocol.first_byte_at = None
         started = time.perf_counter()
         self._check_head(event)
         trace = None
@@ -279,6 +278,9 @@ class Connection:
             )
         self._move(Phase.READING_BODY)
         body = await self._read_body()
+        # The request is complete: the next byte to arrive starts the next head
+        # (body bytes that came after the head must not start its clock).
+        protocol.first_byte_at = None
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
