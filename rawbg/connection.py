@@ -243,14 +243,12 @@ class Connection:
         timeout = self._config.timeout_keep_alive
         event = self._next_event()
         if event is h11.NEED_DATA:
+            idle_deadline = asyncio.get_running_loop().time() + timeout
             while not protocol.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
                     self._close_reason = "server shutting down"
                     return None
-                try:
-                    async with asyncio.timeout(timeout):
-                        await protocol.receive()
-                except TimeoutError:
+                if not await protocol.receive_until(idle_deadline):
                     self._close_reason = f"idle for {timeout} s"
                     return None
             self._move(Phase.READING_HEAD)

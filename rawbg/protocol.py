@@ -47,6 +47,10 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._discarding = False  # lingering close: read and drop whatever still arrives
         self._input_waiter: asyncio.Future[None] | None = None
+        # Idle deadline: one timer per connection, moved only when it fires early
+        self._deadline: float | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
         #: loop time of the first byte of the request head now being received
         self.first_byte_at: float | None = None
         self.eof = False
@@ -85,6 +89,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         self._wake_reader()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
@@ -120,6 +127,36 @@ class HttpProtocol(asyncio.Protocol):
             self._input_waiter = None
         if self.closed:
             raise ClientDisconnected("connection lost")
+
+    async def receive_until(self, deadline: float) -> bool:
+        """`receive`, giving up at loop time `deadline`: False if the deadline came first.
+
+        ``asyncio.timeout`` around `receive` would schedule and cancel a timer
+        for every request a keep-alive connection waits for (5% of the loop's
+        time under load, benchmarks/README.md). Here the connection keeps one
+        timer: a new deadline only moves `_deadline`, and the timer, when it
+        fires, either finds the deadline reached or re-arms itself for it.
+        """
+        self._deadline = deadline
+        self._timed_out = False
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
+        try:
+            await self.receive()
+        finally:
+            self._deadline = None
+        return not self._timed_out
+
+    def _deadline_reached(self, scheduled_for: float) -> None:
+        self._deadline_timer = None
+        deadline = self._deadline
+        if deadline is None:  # nobody is waiting: the next wait arms a new timer
+            return
+        if deadline <= scheduled_for:
+            self._timed_out = True
+            self._wake_reader()
+        else:  # the wait was renewed since this timer was armed
+            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
 
     def wake(self) -> None:
         """Make a pending `receive` return (used by shutdown to end an idle wait)."""
