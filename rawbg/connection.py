@@ -194,23 +194,11 @@ class Connection:
             trace.event("connection accepted", client=client_label(self._protocol.client))
         self._server.register(self)
         try:
-            if self._server.over_capacity():
-                raise ServerBusy("server at its connection limit, try again later")
-            while True:
-                if not self._pending.has_room:
-                    await self._wait_for_room()
-                exchange = await self._receive_request()
-                if exchange is None:
-                    break
-                if not await self._respond(exchange):
-                    break
-                self._h11.start_next_cycle()
-                self._move(Phase.IDLE)
-                if trace is not None:
-                    trace.event("keep-alive: next cycle")
-        except RequestRejected as exc:
-            self._close_reason = f"rejected with {exc.status_code}: {exc.message}"
-            await self._reject(exc)
+            try:
+                await self._cycle()
+            except RequestRejected as exc:
+                self._close_reason = f"rejected with {exc.status_code}: {exc.message}"
+                await self._reject(exc)
         except ClientDisconnected:
             self._close_reason = "client went away"
         except Exception:
@@ -222,6 +210,24 @@ class Connection:
             self._protocol.close()
             if trace is not None:
                 trace.event("connection closed", why=self._close_reason)
+
+    async def _cycle(self) -> None:
+        """Request after request, until the connection should close."""
+        trace = self._trace
+        if self._server.over_capacity():
+            raise ServerBusy("server at its connection limit, try again later")
+        while True:
+            if not self._pending.has_room:
+                await self._wait_for_room()
+            exchange = await self._receive_request()
+            if exchange is None:
+                return
+            if not await self._respond(exchange):
+                return
+            self._h11.start_next_cycle()
+            self._move(Phase.IDLE)
+            if trace is not None:
+                trace.event("keep-alive: next cycle")
 
     async def _wait_for_room(self) -> None:
         logger.debug("pending background work at its limit: not reading new requests")
@@ -335,7 +341,8 @@ class Connection:
         limit = self._config.max_body_size
         h = self._h11
         if h.they_are_waiting_for_100_continue:
-            self._protocol.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+            go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
+            self._protocol.write(h.send(go_on))
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             return b""  # the common case: no body at all

@@ -226,7 +226,11 @@ class HttpProtocol(asyncio.Protocol):
             self._reading_paused = False
             transport.resume_reading()
         if transport.can_write_eof():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone (ENOTCONN after its reset)
+                self.close()
+                return
         try:
             async with asyncio.timeout(LINGER_SECONDS):
                 while not (self.eof or self.closed):
