@@ -155,7 +155,7 @@ class AfterResponse:
     body, so a pending task costs little memory.
     """
 
-    __slots__ = ("cleanup", "label", "tasks")
+    __slots__ = ("cleanup", "label", "tasks", "unreleased")
 
     def __init__(
         self,
@@ -166,11 +166,23 @@ class AfterResponse:
         self.tasks = tuple(tasks)  # a tuple of one is 40 bytes smaller than a list of one
         self.cleanup = cleanup
         self.label = label
+        #: units reserved in `PendingWork` for this work and not yet released
+        self.unreleased = self.units
 
     @property
     def units(self) -> int:
         """How many units of pending work this is: one per task, one for the clean-up."""
         return len(self.tasks) + (self.cleanup is not None)
+
+    def release_all(self, pending: PendingWork) -> None:
+        """Release whatever is still reserved: the work ended early (cancelled or failed)."""
+        if self.unreleased:
+            pending.release(self.unreleased)
+            self.unreleased = 0
+
+    def _release_one(self, pending: PendingWork) -> None:
+        self.unreleased -= 1
+        pending.release()
 
     def direct_coroutine(self, trace: RequestTrace | None) -> Coroutine[Any, Any, Any] | None:
         """The coroutine of the only task, when awaiting it is all there is to do.
@@ -194,6 +206,7 @@ class AfterResponse:
                 "discarding %d background task(s) of %s: the response failed", dropped, self.label
             )
         self.tasks = ()
+        self.unreleased -= dropped
         return dropped
 
     async def run(self, pending: PendingWork, trace: RequestTrace | None) -> None:
@@ -205,35 +218,40 @@ class AfterResponse:
         (benchmarks/README.md, memory per pending task).
         """
         label = self.label
-        for task in self.tasks:
-            started = (
-                0.0 if trace is None else trace.event("background task started", task=task.name)
-            )
-            try:
-                if task.is_async:
-                    await task.func(*task.args, **task.kwargs)
+        try:
+            for task in self.tasks:
+                started = (
+                    0.0 if trace is None else trace.event("background task started", task=task.name)
+                )
+                try:
+                    if task.is_async:
+                        await task.func(*task.args, **task.kwargs)
+                    else:
+                        await run_in_thread(task.func, *task.args, **task.kwargs)
+                except Exception as exc:
+                    log_task_failure(task.name, label, exc)
+                    if trace is not None:
+                        trace.event(
+                            "background task failed", task=task.name, error=repr(exc), since=started
+                        )
                 else:
-                    await run_in_thread(task.func, *task.args, **task.kwargs)
-            except Exception as exc:
-                log_task_failure(task.name, label, exc)
+                    if trace is not None:
+                        trace.event("background task finished", task=task.name, since=started)
+                finally:
+                    self._release_one(pending)
+        finally:
+            # Also when cancelled (a forced shutdown): the dependencies the
+            # tasks used are still closed, and nothing stays counted as pending.
+            if self.cleanup is not None:
+                try:
+                    await self.cleanup()
+                except Exception:
+                    logger.exception("clean-up of the dependencies of %s failed", label)
+                finally:
+                    self._release_one(pending)
                 if trace is not None:
-                    trace.event(
-                        "background task failed", task=task.name, error=repr(exc), since=started
-                    )
-            else:
-                if trace is not None:
-                    trace.event("background task finished", task=task.name, since=started)
-            finally:
-                pending.release()
-        if self.cleanup is not None:
-            try:
-                await self.cleanup()
-            except Exception:
-                logger.exception("clean-up of the dependencies of %s failed", label)
-            finally:
-                pending.release()
-            if trace is not None:
-                trace.event("dependency clean-up done", route=label)
+                    trace.event("dependency clean-up done", route=label)
+            self.release_all(pending)
 
 
 class WorkGroup:
@@ -252,7 +270,7 @@ class WorkGroup:
       runs that task's own coroutine as the child, with no wrapper coroutine.
     """
 
-    __slots__ = ("_all_done", "_callback_context", "_children", "_loop", "_pending")
+    __slots__ = ("_all_done", "_callback_context", "_children", "_loop", "_pending", "_runs")
 
     def __init__(self, pending: PendingWork) -> None:
         self._loop = asyncio.get_running_loop()
@@ -263,6 +281,9 @@ class WorkGroup:
         self._children: set[asyncio.Task[Any]] | None = None
         self._callback_context: contextvars.Context | None = None
         self._all_done: asyncio.Future[None] | None = None
+        # The work of children that run `AfterResponse.run`: a child cancelled
+        # before its first step never runs it, so its reservation is released here.
+        self._runs: dict[asyncio.Task[Any], AfterResponse] = {}
 
     def start(self, work: AfterResponse, trace: RequestTrace | None) -> None:
         """Start `work` now, as a child of the connection task."""
@@ -282,7 +303,8 @@ class WorkGroup:
             child.add_done_callback(self._single_task_done, context=self._callback_context)
         else:
             child = self._loop.create_task(work.run(self._pending, trace), name=work.label)
-            child.add_done_callback(self._child_done, context=self._callback_context)
+            self._runs[child] = work
+            child.add_done_callback(self._run_done, context=self._callback_context)
         self._children.add(child)
 
     def _single_task_done(self, child: asyncio.Task[Any]) -> None:
@@ -292,6 +314,10 @@ class WorkGroup:
             if error is not None:
                 name = getattr(child.get_coro(), "__qualname__", "?")
                 log_task_failure(name, child.get_name(), error)
+        self._child_done(child)
+
+    def _run_done(self, child: asyncio.Task[Any]) -> None:
+        self._runs.pop(child).release_all(self._pending)
         self._child_done(child)
 
     def _child_done(self, child: asyncio.Task[Any]) -> None:

@@ -140,7 +140,7 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
             await run_to_end(*work_after_close.pop(), server.pending)
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
         for unstarted, _ in work_after_close:
-            server.pending.release(unstarted.units)
+            unstarted.release_all(server.pending)
         work.cancel()
         await work.wait()
         raise
@@ -257,6 +257,10 @@ class Connection:
                 if not await protocol.receive_until(idle_deadline):
                     self._close_reason = f"idle for {timeout} s"
                     return None
+            if not self._pending.has_room:  # the bound was reached while we were idle
+                await self._wait_for_room()
+                # the wait was ours, not the client's: its head's clock starts now
+                protocol.first_byte_at = asyncio.get_running_loop().time()
             self._move(Phase.READING_HEAD)
             event = self._next_event()
             if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline

@@ -1,0 +1,234 @@
+"""`python -m rawbg` as a user runs it: a real process, real signals, a real socket."""
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.wire import RawClient, request_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
+WAIT = 10.0  # bound on every wait for the process
+
+FLAGS = [
+    "--host",
+    "--port",
+    "--log-level",
+    "--no-access-log",
+    "--max-head-size",
+    "--max-body-size",
+    "--timeout-keep-alive",
+    "--limit-concurrency",
+    "--max-pending-tasks",
+    "--timeout-graceful-shutdown",
+    "--app-dir",
+    "--trace",
+    "--routes",
+]
+
+# Served with `slow_app:app --app-dir <tmp>`: its task is still pending when the
+# test signals the process, and leaves a file behind only if it ran to the end.
+SLOW_APP = """
+import asyncio
+from pathlib import Path
+
+from rawbg import App, BackgroundTasks
+
+app = App()
+
+
+async def write_later(name: str, delay: float) -> None:
+    await asyncio.sleep(delay)
+    Path(name).write_text("done")
+
+
+@app.post("/slow/{name}")
+async def slow(name: str, background_tasks: BackgroundTasks, delay: float = 0.5):
+    background_tasks.add_task(write_later, name, delay)
+    return {"queued": name}
+"""
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return env
+
+
+async def spawn(cwd: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rawbg",
+        *args,
+        cwd=cwd,
+        env=environment(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_to_exit(cwd: Path, *args: str) -> tuple[int, str, str]:
+    """Run `python -m rawbg ARGS` to its end; (status, stdout, stderr)."""
+    proc = await spawn(cwd, *args)
+    try:
+        async with asyncio.timeout(WAIT):
+            out, err = await proc.communicate()
+    finally:
+        await stop(proc)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """Make sure the process is gone and its pipes are closed (idempotent)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(WAIT):
+            await proc.communicate()
+
+
+@contextlib.asynccontextmanager
+async def serving_process(cwd: Path, *args: str):
+    """Start ``python -m rawbg --port 0 ARGS``; yield (process, port) once it listens."""
+    proc = await spawn(cwd, "--port", "0", *args)
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(WAIT):
+            while True:
+                line = await proc.stdout.readline()
+                assert line, "the server exited before printing its URL"
+                match = URL.search(line)
+                if match:
+                    break
+        yield proc, int(match.group(1))
+    finally:
+        await stop(proc)
+
+
+async def exit_after(proc: asyncio.subprocess.Process, signum: int) -> tuple[int, str]:
+    """Send `signum`; wait for the process to exit; (status, all of its stderr)."""
+    proc.send_signal(signum)
+    async with asyncio.timeout(WAIT):
+        _, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def post(port: int, path: str) -> tuple[int, bytes]:
+    client = await RawClient.connect(port)
+    try:
+        await client.send(request_bytes("POST", path))
+        response = await client.read_response(method=b"POST", timeout=WAIT)
+    finally:
+        await client.close()
+    return response.status_code, response.body
+
+
+async def test_help_exits_0_and_lists_every_flag(tmp_path):
+    status, out, err = await run_to_exit(tmp_path, "--help")
+    assert status == 0, err
+    assert out.startswith("usage: python -m rawbg")
+    missing = [flag for flag in FLAGS if flag not in out]
+    assert missing == []
+
+
+async def test_demo_app_answers_writes_its_notification_and_logs_the_request(tmp_path):
+    async with serving_process(tmp_path) as (proc, port):
+        status, body = await post(port, "/send-notification/a@b.c")
+        assert status == 200
+        assert body == b'{"message":"Notification sent in the background"}'
+        # a graceful stop finishes the background work before exiting
+        code, err = await exit_after(proc, signal.SIGINT)
+    assert code == 0, err
+    assert (tmp_path / "log.txt").read_text() == "notification for a@b.c: some notification"
+    access = [line for line in err.splitlines() if "rawbg.access" in line]
+    assert len(access) == 1, err
+    assert re.search(
+        r'INFO rawbg\.access: 127\.0\.0\.1:\d+ - "POST /send-notification/a@b\.c HTTP/1\.1" '
+        r"200 \d+ [\d.]+ms$",
+        access[0],
+    ), access[0]
+    assert "Traceback" not in err
+
+
+async def test_no_access_log_turns_the_access_log_off(tmp_path):
+    async with serving_process(tmp_path, "--no-access-log") as (proc, port):
+        status, _ = await post(port, "/send-notification/a@b.c")
+        assert status == 200
+        code, err = await exit_after(proc, signal.SIGINT)
+    assert code == 0, err
+    assert "rawbg.access" not in err
+    assert "/send-notification" not in err
+    assert "shutdown complete" in err  # the rest of the log is still there
+    assert (tmp_path / "log.txt").read_text() == "notification for a@b.c: some notification"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_a_signal_exits_0_after_finishing_pending_background_work(tmp_path, signum):
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    async with serving_process(tmp_path, "slow_app:app", "--app-dir", str(tmp_path)) as (
+        proc,
+        port,
+    ):
+        status, body = await post(port, "/slow/done.txt")
+        assert (status, body) == (200, b'{"queued":"done.txt"}')
+        assert not (tmp_path / "done.txt").exists()  # still pending at the signal
+        code, err = await exit_after(proc, signum)
+    assert code == 0, err
+    assert (tmp_path / "done.txt").read_text() == "done"
+    assert "shutdown complete" in err
+    assert "Traceback" not in err
+    assert "cancelled" not in err
+
+
+async def test_a_second_signal_cancels_pending_work_at_once(tmp_path):
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    async with serving_process(tmp_path, "slow_app:app", "--app-dir", str(tmp_path)) as (
+        proc,
+        port,
+    ):
+        status, _ = await post(port, "/slow/never.txt?delay=60")
+        assert status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        async with asyncio.timeout(WAIT):  # shutdown has begun: it waits for the task
+            while b"pending background task" not in await proc.stderr.readline():
+                pass
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        code, err = await exit_after(proc, signal.SIGINT)
+        elapsed = loop.time() - begun
+    assert code == 0, err
+    assert elapsed < 5  # not the 30 s graceful timeout
+    assert not (tmp_path / "never.txt").exists()
+    assert "cancelled 1 background task(s)" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nosuchmodule:app", "cannot import module 'nosuchmodule'"),
+        ("rawbg.demo:nosuch", "module 'rawbg.demo' has no attribute 'nosuch'"),
+    ],
+)
+async def test_a_bad_app_spec_exits_nonzero_with_a_one_line_error(tmp_path, spec, message):
+    status, out, err = await run_to_exit(tmp_path, spec, "--port", "0")
+    assert status != 0
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
