@@ -126,7 +126,7 @@ class App:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
         own = response.background
-        if own is not None:
+        if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
         stack = resolution.request_stack
         if not tasks and stack is None:

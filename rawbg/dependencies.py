@@ -193,6 +193,9 @@ def _plan_param(
                     f"{where}: Depends() without a callable needs a class annotation to call"
                 )
             dependency = annotation
+        if dependency in stack:
+            chain = " -> ".join(describe(c) for c in (*stack, dependency))
+            raise RouteDefinitionError(f"{where} closes a dependency cycle: {chain}")
         sub = plan_call(
             dependency,
             path_params=path_params,
@@ -239,6 +242,7 @@ def count_body_params(plan: CallPlan) -> int:
 
 
 _NO_BODY = object()
+_INVALID_BODY = object()  # parsed once, reported once, however many body parameters
 
 
 class Resolution:
@@ -312,11 +316,13 @@ class Resolution:
             else:
                 kwargs[name] = param.default
             return
-        try:
-            values = [scalar.convert(raw) for raw in raws]
-        except ConversionError as exc:
-            errors.append(error_entry(["query", name], exc.type, exc.msg, raws[-1]))
-            return
+        values = []
+        for raw in raws:
+            try:
+                values.append(scalar.convert(raw))
+            except ConversionError as exc:
+                errors.append(error_entry(["query", name], exc.type, exc.msg, raw))
+                return
         kwargs[name] = values if scalar.many else values[0]
 
     def _body_value(
@@ -344,6 +350,8 @@ class Resolution:
             errors.extend(exc.errors)
 
     def _parsed_body(self, errors: list[dict[str, Any]]) -> Any:
+        if self._json is _INVALID_BODY:  # already reported
+            return _NO_BODY
         if self._json is _NO_BODY:
             raw = self.request._body
             if not raw.strip():
@@ -355,6 +363,7 @@ class Resolution:
                     errors.append(
                         error_entry(["body"], "json_invalid", f"JSON decode error: {exc}")
                     )
+                    self._json = _INVALID_BODY
                     return _NO_BODY
         return self._json
 
