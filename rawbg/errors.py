@@ -61,7 +61,9 @@ class RouteDefinitionError(TypeError):
     """Raised when a route is registered whose handler or dependencies cannot work.
 
     The message names the function and the parameter: a parameter nothing can
-    supply, a dependency cycle, a path parameter missing from the signature.
+    supply, a dependency cycle, a path parameter of a type a path segment
+    cannot hold. (A path segment no parameter asks for is allowed, as in
+    FastAPI: the route matches it and nothing reads it.)
     """
 
 
