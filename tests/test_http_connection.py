@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from rawbg import App, PlainTextResponse, Request, StreamingResponse
-from tests.wire import WAIT, RawClient, request_bytes
+from tests.wire import WAIT, RawClient, request_bytes, split_head
 
 # RFC 7231 7.1.1.1 IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT"
 IMF_FIXDATE = re.compile(
@@ -72,18 +72,6 @@ def make_app(log=None) -> App:
         raise RuntimeError("kaboom")
 
     return app
-
-
-def split_head(data: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
-    """A raw response: (status line, lower-cased headers, everything after the head)."""
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    assert sep, f"no complete head in {data!r}"
-    status_line, *lines = head.split(b"\r\n")
-    headers: dict[bytes, bytes] = {}
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return status_line, headers, rest
 
 
 # -- keep-alive and pipelining ---------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from rawbg import App, PlainTextResponse, Request, StreamingResponse
 from rawbg.connection import Phase
-from tests.wire import WAIT, RawClient, request_bytes
+from tests.wire import WAIT, RawClient, request_bytes, split_head
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -51,13 +51,7 @@ def make_app(events=None) -> App:
 
 def parse_one_response(data: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
     """Exactly one response with a content-length body, and nothing after it."""
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    assert sep, f"no complete response head in {data!r}"
-    status_line, *lines = head.split(b"\r\n")
-    headers: dict[bytes, bytes] = {}
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
+    status_line, headers, rest = split_head(data)
     length = int(headers[b"content-length"])
     assert len(rest) == length, f"expected a body of {length} bytes and nothing more: {rest!r}"
     return status_line, headers, rest

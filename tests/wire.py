@@ -110,3 +110,15 @@ def request_bytes(method: str, target: str, *, headers: dict[str, str] | None = 
         fields["content-length"] = str(len(body))
     lines += [f"{k}: {v}" for k, v in fields.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def split_head(data: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """A raw response: (status line, lower-cased headers, everything after the head)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete head in {data!r}"
+    status_line, *lines = head.split(b"\r\n")
+    headers: dict[bytes, bytes] = {}
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return status_line, headers, rest
