@@ -1,0 +1,1 @@
+"""The benchmark harness of rawbg: ``python -m benchmarks`` (see benchmarks/README.md)."""

@@ -1,0 +1,2 @@
+-- wrk script: the benchmarked endpoint is a POST without a body.
+wrk.method = "POST"

@@ -1,0 +1,155 @@
+"""The results as a text table (stdout), a JSON file and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+Column = tuple[str, Callable[[Row], Any]]
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+    cells = [[header for header, _ in columns]]
+    cells += [[fmt(get(row)) for _, get in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = [
+        "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))
+        for line in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def percent(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else round(100 * part / whole, 1)
+
+
+def latency(key: str) -> Callable[[Row], Any]:
+    return lambda row: row["latency_ms"][key]
+
+
+def errors(row: Row) -> str:
+    return ",".join(f"{kind}:{n}" for kind, n in row["errors"].items()) or "0"
+
+
+OPEN_LOOP: list[Column] = [
+    ("server", lambda r: r["server"]),
+    ("mode", lambda r: r["mode"]),
+    ("task s", lambda r: r["task_seconds"]),
+    ("p50 ms", latency("p50")),
+    ("p90 ms", latency("p90")),
+    ("p99 ms", latency("p99")),
+    ("max ms", latency("max")),
+    ("req/s", lambda r: r["throughput_rps"]),
+    ("ok", lambda r: r["ok"]),
+    ("errors", errors),
+    ("lag p99", lambda r: r["send_lag_ms"]["p99"]),
+    ("client cpu%", lambda r: percent(r["client_cpu_s"], r["wall_s"])),
+    ("server cpu%", lambda r: percent(r["server_cpu_s"], r["wall_s"])),
+    ("cpu wait%", lambda r: r["cpu_pressure_pct"]),
+]
+PEAK: list[Column] = [
+    ("server", lambda r: r["server"]),
+    ("tool", lambda r: r["tool"]),
+    ("conns", lambda r: r["connections"]),
+    ("req/s", lambda r: r["throughput_rps"]),
+    ("p50 ms", latency("p50")),
+    ("p99 ms", latency("p99")),
+    ("errors", errors),
+    ("client cpu s", lambda r: r["client_cpu_s"]),
+    ("wall s", lambda r: r["wall_s"]),
+    ("server cpu%", lambda r: percent(r["server_cpu_s"], r["wall_s"])),
+    ("cpu wait%", lambda r: r["cpu_pressure_pct"]),
+]
+MEMORY: list[Column] = [
+    ("server", lambda r: r["server"]),
+    ("mode", lambda r: r["mode"]),
+    ("pending tasks", lambda r: r["ok"]),
+    ("RSS before MiB", lambda r: round(r["rss_before"] / 2**20, 1)),
+    ("RSS after MiB", lambda r: round(r["rss_after"] / 2**20, 1)),
+    ("bytes/task", lambda r: r["bytes_per_task"]),
+    ("errors", errors),
+]
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    parts = [
+        f"rawbg benchmarks ({meta['profile']}): {meta['machine']}, "
+        f"{meta['duration_s']:.0f} s in total",
+        f"\nOpen loop, {meta['settings']['rate']} req/s for {meta['settings']['seconds']} s "
+        "(latency from the scheduled send):\n" + table(results["open_loop"], OPEN_LOOP),
+        "\nPeak throughput, closed loop, 0 s tasks:\n" + table(results["peak"], PEAK),
+        "\nMemory per pending task:\n" + table(results["memory"], MEMORY),
+    ]
+    parts += [f"note: {note}" for note in results["notes"]]
+    return "\n".join(parts)
+
+
+def write_json(results: dict[str, Any], out: Path) -> Path:
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
+
+
+ZERO_AT = 1e-3  # where 0 s tasks sit on the log axis
+COLORS = {"rawbg": "tab:blue", "ceiling": "grey", "fastapi": "tab:red"}
+
+
+def plot(results: dict[str, Any], out: Path) -> Path | None:
+    """p50 and p99 against task duration (log axis), one line per server and mode.
+
+    Returns None when matplotlib is not installed. The ceiling has no
+    background work: it is drawn as a horizontal line.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    durations = sorted({r["task_seconds"] for r in results["open_loop"] if r["task_seconds"]})
+    ticks = [ZERO_AT, *durations]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    series: dict[tuple[str, str], list[Row]] = {}
+    for row in results["open_loop"]:
+        series.setdefault((row["server"], row["mode"]), []).append(row)
+    for ax, key in zip(axes, ("p50", "p99"), strict=True):
+        for (server, mode), rows in series.items():
+            style = "-" if mode == "keepalive" else "--"
+            label = f"{server} {mode}"
+            points = [
+                (r["task_seconds"] or ZERO_AT, r["latency_ms"][key])
+                for r in rows
+                if r["latency_ms"][key] is not None
+            ]
+            color = COLORS.get(server)
+            if server == "ceiling" and points:
+                ax.axhline(points[0][1], linestyle=style, color=color, label=label)
+            elif points:
+                ax.plot(*zip(*points, strict=True), style, color=color, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks, ["0", *(f"{d:g}" for d in durations)])
+        ax.set_xlabel("background task duration (s)")
+        ax.set_title(f"{key} latency, open loop at {results['meta']['settings']['rate']} req/s")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("latency (ms)")
+    axes[1].legend(fontsize="small")
+    figure.tight_layout()
+    path = out / "latency.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

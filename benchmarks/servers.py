@@ -1,0 +1,153 @@
+"""Start a benchmarked server as its own process, wait until it answers, and always stop it.
+
+``with running_server("rawbg", task_seconds=0.1, log_dir=out) as server:``
+gives its port, its pid and its resident memory. Each server's
+stderr (and uvicorn's stdout) is appended to ``log_dir/NAME.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import procstat
+from .apps import TASK_SECONDS_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("rawbg", "ceiling", "fastapi")
+HOST = "127.0.0.1"
+# rawbg pauses reading new requests at --max-pending-tasks (default 10 000);
+# 10 s tasks at 500 req/s keep 5 000 pending, and the memory runs keep 10 000
+# pending on top of a warm-up: the bound is raised so no scenario reaches it.
+MAX_PENDING_TASKS = 1_000_000
+START_TIMEOUT = 20.0
+STOP_GRACE = 0.5  # then SIGKILL: pending background work is not part of any measurement
+BANNER = re.compile(rb"serving on http://[^:]+:(\d+)")
+
+
+class ServerError(RuntimeError):
+    """A server that did not start, or died."""
+
+
+def fastapi_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("fastapi", "uvicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def command(name: str, port: int) -> list[str]:
+    """The command line of server `name` (port 0: it picks one and prints it)."""
+    if name == "rawbg":
+        module = "rawbg benchmarks.apps.rawbg_app:app --no-access-log"
+        options = f"--port {port} --max-pending-tasks {MAX_PENDING_TASKS} --app-dir"
+        return [sys.executable, "-m", *module.split(), *options.split(), str(ROOT)]
+    if name == "ceiling":
+        return [sys.executable, "-m", "benchmarks.ceiling", "--port", str(port)]
+    if name == "fastapi":
+        module = "uvicorn benchmarks.apps.fastapi_app:app --http h11 --no-access-log"
+        options = f"--port {port} --log-level warning"
+        return [sys.executable, "-m", *module.split(), *options.split()]
+    raise ValueError(f"unknown server {name!r}")
+
+
+@dataclass
+class RunningServer:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_bytes(self) -> int:
+        return procstat.rss_bytes(self.process.pid)
+
+
+@contextlib.contextmanager
+def running_server(name: str, task_seconds: float, log_dir: Path) -> Iterator[RunningServer]:
+    """Start server `name` with background tasks of `task_seconds`; stop it on exit."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # uvicorn logs nothing useful to parse at --log-level warning: give it a port
+    port = free_port() if name == "fastapi" else 0
+    argv = command(name, port)
+    env = {**os.environ, TASK_SECONDS_ENV: repr(task_seconds)}
+    with open(log_dir / f"{name}.log", "ab") as log:
+        log.write(
+            f"--- {time.strftime('%H:%M:%S')} {TASK_SECONDS_ENV}={task_seconds} "
+            f"{' '.join(argv)}\n".encode()
+        )
+        log.flush()
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=log,
+            stdout=log if name == "fastapi" else subprocess.PIPE,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        if port == 0:
+            port = read_banner_port(process, deadline)
+        wait_until_answering(process, port, deadline)
+        yield RunningServer(name, process, port)
+    finally:
+        stop(process)
+
+
+def read_banner_port(process: subprocess.Popen[bytes], deadline: float) -> int:
+    """The port from the server's ``... serving on http://HOST:PORT`` line."""
+    assert process.stdout is not None
+    while (remaining := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([process.stdout], [], [], remaining)
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if match := BANNER.search(line):
+                return int(match.group(1))
+    raise ServerError(f"server {process.args!r} printed no port (exit code {process.poll()})")
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], port: int, deadline: float) -> None:
+    """Send ``GET /`` until any HTTP response comes back."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"server {process.args!r} exited with {process.returncode}")
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if sock.recv(16).startswith(b"HTTP/1.1"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise ServerError(f"server {process.args!r} did not answer on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after `STOP_GRACE` seconds; reap the process."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()

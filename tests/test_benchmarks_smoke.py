@@ -1,0 +1,45 @@
+"""The benchmark harness runs end to end: servers start, load flows, results are written.
+
+No timing assertions: only that every open-loop run got answers and no errors.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--smoke",
+            "--servers",
+            "rawbg,ceiling",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    open_loop = results["open_loop"]
+    assert {row["server"] for row in open_loop} == {"rawbg", "ceiling"}
+    for row in open_loop:
+        assert row["ok"] > 0, row
+        assert row["error_count"] == 0, row
+    assert {row["server"] for row in results["peak"]} == {"rawbg", "ceiling"}
+    assert all(row["ok"] > 0 for row in results["peak"])
+    assert [row["server"] for row in results["memory"]] == ["rawbg", "rawbg"]
+    assert results["failures"] == []
