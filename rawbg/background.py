@@ -346,24 +346,3 @@ class WorkGroup:
 def log_task_failure(name: str, label: str, error: BaseException) -> None:
     """The one log line for a failed task: its name, its route, its traceback."""
     logger.error("background task %s of %s failed", name, label, exc_info=error)
-
-
-async def run_to_end(work: AfterResponse, trace: RequestTrace | None, pending: PendingWork) -> None:
-    """Run `work` in the calling task: a connection task whose socket is closed."""
-    try:
-        coroutine = work.direct_coroutine(trace)
-    except Exception as exc:
-        log_task_failure(work.tasks[0].name, work.label, exc)
-        pending.release()
-        return
-    if coroutine is None:
-        await work.run(pending, trace)
-        return
-    label, name = work.label, work.tasks[0].name
-    del work  # keep only the coroutine while it is pending
-    try:
-        await coroutine
-    except Exception as exc:
-        log_task_failure(name, label, exc)
-    finally:
-        pending.release()

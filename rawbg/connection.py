@@ -5,7 +5,7 @@ The life of one connection
 
 1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
    the server starts one task for the connection, running `run_connection`,
-   which creates the connection's `WorkGroup` and calls `Connection.serve`.
+   which calls `Connection.serve`.
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
    connection's `h11.Connection` and wakes the task. Nothing else happens in
    the callback.
@@ -24,9 +24,10 @@ The life of one connection
    `PendingWork` count, writes the response through h11 and waits until the
    transport has handed every byte to the kernel (`HttpProtocol.flushed`).
 7. **Background work.** Only now does the `AfterResponse` start, as a child of
-   the connection task in its `WorkGroup`: its tasks one after another, then
-   the clean-up. The cycle does not wait for it. (If the connection is about
-   to close, there is no next cycle: the connection task runs the work itself
+   the connection task in its `WorkGroup` (made by the first request that
+   needs it): its tasks one after another, then the clean-up. The cycle does
+   not wait for it. (If the connection is about to close, there is no next
+   cycle: `serve` returns the work and the connection task runs it itself
    once the socket is closed.)
 8. **Next cycle or close.** If both sides allow keep-alive, h11 starts the next
    cycle and we are back at 3, while step 7 of the previous request may still
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .background import WorkGroup, run_to_end
+from .background import WorkGroup, log_task_failure
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -121,30 +122,52 @@ class ServerBusy(RequestRejected):
 
 
 async def run_connection(protocol: HttpProtocol, server: Server) -> None:
-    """The connection task: serve requests, then wait for their background work."""
+    """The connection task: serve requests, then wait for their background work.
+
+    Its locals are what a closed connection keeps while its last request's
+    work runs (benchmarks/README.md, memory per pending task): the socket side
+    is dropped as soon as `serve` returns, and the work of a closing
+    connection's last request runs right here, not in a helper coroutine.
+    """
+    pending = server.pending
     trace = ConnectionTrace() if server.config.trace else None
-    work = WorkGroup(server.pending)
-    # The last request's work when the connection closes right after it. It is
-    # popped straight into the call below, so no local of this (long-lived)
-    # frame keeps it, or the connection, alive while it runs.
-    work_after_close: list[tuple[AfterResponse, RequestTrace | None]] = []
+    connection = Connection(protocol, server, trace)
+    del protocol  # from here on only `connection` holds the socket side
     try:
-        connection = Connection(protocol, server, work, trace, work_after_close)
-        # From here on only `connection` holds the socket side; once `serve`
-        # returns it is dropped, so a closed connection whose background tasks
-        # are still running keeps no buffers or parser alive.
-        del protocol
-        await connection.serve()
-        del connection
-        if work_after_close:
-            await run_to_end(*work_after_close.pop(), server.pending)
+        last = await connection.serve()
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
-        for unstarted, _ in work_after_close:
-            unstarted.release_all(server.pending)
-        work.cancel()
-        await work.wait()
+        await connection.cancel_work()
         raise
-    await work.wait()
+    work = connection.work
+    del connection
+    try:
+        if last is not None:
+            after, request_trace = last
+            del last
+            try:
+                coroutine = after.direct_coroutine(request_trace)
+            except Exception as exc:  # calling the task function failed (wrong arguments, say)
+                log_task_failure(after.tasks[0].name, after.label, exc)
+                after.release_all(pending)
+            else:
+                if coroutine is None:
+                    await after.run(pending, request_trace)
+                else:
+                    label, name = after.label, after.tasks[0].name
+                    del after  # keep only the coroutine while it is pending
+                    try:
+                        await coroutine
+                    except Exception as exc:
+                        log_task_failure(name, label, exc)
+                    finally:
+                        pending.release()
+        if work is not None:
+            await work.wait()
+    except asyncio.CancelledError:
+        if work is not None:
+            work.cancel()
+            await work.wait()
+        raise
     if trace is not None:
         trace.event("connection task done", note="all background work finished")
 
@@ -156,9 +179,7 @@ class Connection:
         self,
         protocol: HttpProtocol,
         server: Server,
-        work: WorkGroup,
         trace: ConnectionTrace | None,
-        work_after_close: list[tuple[AfterResponse, RequestTrace | None]],
     ) -> None:
         # Collaborators
         self._protocol = protocol
@@ -167,11 +188,14 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
-        self._work = work
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
-        self._work_after_close = work_after_close
+        #: background work of requests answered on the open connection; made
+        #: by the first of them (most connections of one request never need it)
+        self.work: WorkGroup | None = None
+        #: the last request's work, when the connection closes after it
+        self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
         self._close_reason = "client closed the connection"
 
@@ -188,7 +212,12 @@ class Connection:
 
     # -- the cycle ---------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self) -> tuple[AfterResponse, RequestTrace | None] | None:
+        """Serve the connection until it closes.
+
+        Returns the work of its last request if that request closed it: the
+        connection task runs it once the socket side is gone.
+        """
         trace = self._trace
         if trace is not None:
             trace.event("connection accepted", client=client_label(self._protocol.client))
@@ -210,6 +239,17 @@ class Connection:
             self._protocol.close()
             if trace is not None:
                 trace.event("connection closed", why=self._close_reason)
+        last, self._last_work = self._last_work, None
+        return last
+
+    async def cancel_work(self) -> None:
+        """Cancel the background work started so far, and wait for it to end."""
+        if self._last_work is not None:
+            self._last_work[0].release_all(self._pending)
+            self._last_work = None
+        if self.work is not None:
+            self.work.cancel()
+            await self.work.wait()
 
     async def _cycle(self) -> None:
         """Request after request, until the connection should close."""
@@ -425,9 +465,11 @@ class Connection:
         if trace is not None:
             trace.event("background work scheduled", tasks=len(after.tasks))
         if keep_alive:
-            self._work.start(after, trace)
+            if self.work is None:
+                self.work = WorkGroup(self._pending)
+            self.work.start(after, trace)
         else:
-            self._work_after_close.append((after, trace))
+            self._last_work = (after, trace)
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
