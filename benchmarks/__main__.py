@@ -22,7 +22,7 @@ from typing import Any
 from . import memory, report
 from .loadgen import MODES, run_loadgen
 from .peak import peak_throughput, wrk_available
-from .servers import SERVERS, fastapi_available, running_server
+from .servers import DEMO, SERVERS, fastapi_available, running_server
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 if row:
                     results["open_loop"].append(row)
     progress("peak throughput, closed loop:")
-    for server in servers:
+    for server in [*servers, *([DEMO] if "rawbg" in servers else [])]:
         if row := runner.attempt(f"{server} peak", partial(runner.peak, server)):
             results["peak"].append(row)
     progress("memory per pending task:")

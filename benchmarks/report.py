@@ -90,7 +90,8 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['duration_s']:.0f} s in total",
         f"\nOpen loop, {meta['settings']['rate']} req/s for {meta['settings']['seconds']} s "
         "(latency from the scheduled send):\n" + table(results["open_loop"], OPEN_LOOP),
-        "\nPeak throughput, closed loop, 0 s tasks:\n" + table(results["peak"], PEAK),
+        "\nPeak throughput, closed loop (0 s tasks; demo: `python -m rawbg`, whose task "
+        "writes log.txt from the thread pool):\n" + table(results["peak"], PEAK),
         "\nMemory per pending task:\n" + table(results["memory"], MEMORY),
     ]
     parts += [f"note: {note}" for note in results["notes"]]

@@ -39,7 +39,7 @@ def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
     for row in open_loop:
         assert row["ok"] > 0, row
         assert row["error_count"] == 0, row
-    assert {row["server"] for row in results["peak"]} == {"rawbg", "ceiling"}
+    assert {row["server"] for row in results["peak"]} == {"rawbg", "ceiling", "demo"}
     assert all(row["ok"] > 0 for row in results["peak"])
     assert [row["server"] for row in results["memory"]] == ["rawbg", "rawbg"]
     assert results["failures"] == []
