@@ -1,11 +1,11 @@
 """The thread pool that runs plain ``def`` handlers, dependencies and background tasks.
 
 Why not `asyncio.to_thread`? Under load the event loop's thread is the
-bottleneck, and `to_thread` costs it about 100 µs of CPU per call on our
-2-core machine: `ThreadPoolExecutor.submit` (a lock, a `concurrent.futures`
-future, its condition variable), `wrap_future`'s callbacks, and one
-`call_soon_threadsafe` (a write to the loop's self-pipe, and a wake-up) for
-every result. This pool costs it about 55 µs (benchmarks/README.md):
+bottleneck, and `to_thread` costs it about 32 µs of CPU per call
+(`python -m benchmarks.threadpool_cost`): `ThreadPoolExecutor.submit` (a lock,
+a `concurrent.futures` future, its condition variable), `wrap_future`'s
+callbacks, and one `call_soon_threadsafe` (a write to the loop's self-pipe,
+and a wake-up) for every result. This pool costs it about 7 µs:
 
 * the loop hands a job to the workers with one `queue.SimpleQueue.put`;
 * a worker posts the result to its loop's `_Inbox` and wakes the loop only if
