@@ -203,7 +203,7 @@ class AfterResponse:
         dropped = len(self.tasks)
         if dropped:
             logger.warning(
-                "discarding %d background task(s) of %s: the response failed", dropped, self.label
+                "discarding %d background task(s) of %s: its response failed", dropped, self.label
             )
         self.tasks = ()
         self.unreleased -= dropped

@@ -243,10 +243,16 @@ class Connection:
         return last
 
     async def cancel_work(self) -> None:
-        """Cancel the background work started so far, and wait for it to end."""
+        """Cancel the background work started so far, and wait for it to end.
+
+        Work that had not started (its response was cancelled mid-write)
+        does not run its tasks, but its dependency clean-up still runs.
+        """
         if self._last_work is not None:
-            self._last_work[0].release_all(self._pending)
+            after, trace = self._last_work
             self._last_work = None
+            self._pending.release(after.discard_tasks())
+            await after.run(self._pending, trace)  # only the clean-up is left
         if self.work is not None:
             self.work.cancel()
             await self.work.wait()
@@ -437,6 +443,10 @@ class Connection:
             self._close_reason = "response body failed"
             if after is not None:
                 self._pending.release(after.discard_tasks())
+        except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
+            if after is not None:
+                self._last_work = (after, trace)  # `cancel_work` releases it and cleans up
+            raise
         else:
             h = self._h11
             keep_alive = h.our_state is h11.DONE and h.their_state is h11.DONE

@@ -9,10 +9,11 @@ connections close at once; a request in progress is answered with
 import asyncio
 import contextlib
 import logging
+import socket
 
 import pytest
 
-from rawbg import App, BackgroundTasks, Depends, Server
+from rawbg import App, BackgroundTasks, Depends, Response, Server
 from rawbg.config import ServerConfig
 from tests.wire import RawClient, request_bytes
 
@@ -305,5 +306,41 @@ async def test_a_cancelled_request_still_cleans_up_its_generator_dependencies(ke
             assert await shutdown(server, timeout=3) == 2  # the task and the clean-up
         finally:
             await client.close()
+    assert log == ["open", "closed"]
+    assert server.pending.count == 0
+
+
+async def test_a_response_cut_short_by_shutdown_releases_its_work_and_still_cleans_up():
+    log: list[str] = []
+
+    async def session():
+        log.append("open")
+        try:
+            yield "session"
+        finally:
+            log.append("closed")
+
+    async def never(value: str) -> None:
+        log.append("task ran")  # its response was never flushed: it must not run
+
+    app = App()
+
+    @app.get("/big")
+    async def big(background_tasks: BackgroundTasks, db: str = Depends(session)):
+        background_tasks.add_task(never, db)
+        return Response(b"x" * (16 * 1024 * 1024), media_type="application/octet-stream")
+
+    # the client reads nothing: the response can never be flushed
+    async with started(app, timeout_graceful_shutdown=0.2, timeout_keep_alive=30) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+            async with asyncio.timeout(3):
+                while server.pending.count == 0:  # the handler has returned
+                    await asyncio.sleep(0.01)
+            assert await shutdown(server, timeout=3) == 2  # the task and the clean-up
+        finally:
+            sock.close()
     assert log == ["open", "closed"]
     assert server.pending.count == 0
