@@ -35,9 +35,7 @@ async def test_one_background_tasks_per_request_shared_by_the_handler_and_its_de
         instances.append(("sub", background_tasks))
         background_tasks.add_task(record, "from the sub-dependency")
 
-    def dependency(
-        background_tasks: BackgroundTasks, _: Annotated[None, Depends(sub_dependency)]
-    ):
+    def dependency(background_tasks: BackgroundTasks, _: Annotated[None, Depends(sub_dependency)]):
         instances.append(("dependency", background_tasks))
         background_tasks.add_task(record, "from the dependency")
 
@@ -65,7 +63,11 @@ async def test_one_background_tasks_per_request_shared_by_the_handler_and_its_de
         ]
         first = [tasks for _, tasks in instances]
         assert [who for who, _ in instances] == [
-            "sub", "dependency", "handler", "handler, second parameter"]
+            "sub",
+            "dependency",
+            "handler",
+            "handler, second parameter",
+        ]
         assert len({id(tasks) for tasks in first}) == 1
 
         instances.clear()
@@ -401,10 +403,13 @@ async def test_the_tasks_of_a_failed_request_are_discarded_with_a_warning(
         await client.wait_for_background()
     assert events == ["fine"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert [(r.name, r.getMessage()) for r in warnings] == [(
-        "rawbg.app",
-        f"discarding {discarded} background task(s) of {route}: the request failed with {status}",
-    )]
+    assert [(r.name, r.getMessage()) for r in warnings] == [
+        (
+            "rawbg.app",
+            f"discarding {discarded} background task(s) of {route}: "
+            f"the request failed with {status}",
+        )
+    ]
 
 
 async def test_a_failed_request_without_tasks_discards_nothing_and_warns_nothing(caplog):

@@ -96,16 +96,24 @@ async def test_invalid_parameters_of_nested_dependencies_are_all_reported_and_no
     async with serve_app(nested_app(calls)) as client:
         response = await client.get("/nested/x?c=three")
         assert response.status_code == 422
-        assert response.json() == {"detail": [
-            {"type": "int_parsing", "loc": ["path", "item_id"],
-             "msg": "Input should be a valid integer, unable to parse string as an integer",
-             "input": "x"},
-            {"type": "missing", "loc": ["query", "a"], "msg": "Field required"},
-            {"type": "missing", "loc": ["query", "b"], "msg": "Field required"},
-            {"type": "int_parsing", "loc": ["query", "c"],
-             "msg": "Input should be a valid integer, unable to parse string as an integer",
-             "input": "three"},
-        ]}
+        assert response.json() == {
+            "detail": [
+                {
+                    "type": "int_parsing",
+                    "loc": ["path", "item_id"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": "x",
+                },
+                {"type": "missing", "loc": ["query", "a"], "msg": "Field required"},
+                {"type": "missing", "loc": ["query", "b"], "msg": "Field required"},
+                {
+                    "type": "int_parsing",
+                    "loc": ["query", "c"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": "three",
+                },
+            ]
+        }
     assert calls == []
 
 
@@ -287,8 +295,13 @@ async def test_generator_dependencies_clean_up_in_reverse_order_of_set_up():
         assert response.body == b'"inner(middle(outer))"'
         await client.wait_for_background()
     assert events == [
-        "set up outer", "set up middle", "set up inner", "handler",
-        "clean up inner", "clean up middle", "clean up outer",
+        "set up outer",
+        "set up middle",
+        "set up inner",
+        "handler",
+        "clean up inner",
+        "clean up middle",
+        "clean up outer",
     ]
 
 
@@ -300,10 +313,16 @@ async def test_generator_dependencies_see_the_handler_exception_and_still_clean_
         await client.wait_for_background()
         seen = "RuntimeError('boom')"
         assert events == [
-            "set up outer", "set up middle", "set up inner", "handler",
-            f"inner saw {seen}", "clean up inner",
-            f"middle saw {seen}", "clean up middle",
-            f"outer saw {seen}", "clean up outer",
+            "set up outer",
+            "set up middle",
+            "set up inner",
+            "handler",
+            f"inner saw {seen}",
+            "clean up inner",
+            f"middle saw {seen}",
+            "clean up middle",
+            f"outer saw {seen}",
+            "clean up outer",
         ]
 
         events.clear()
@@ -312,10 +331,16 @@ async def test_generator_dependencies_see_the_handler_exception_and_still_clean_
         await client.wait_for_background()
         seen = "HTTPException(status_code=409, detail='conflict')"
         assert events == [
-            "set up outer", "set up middle", "set up inner", "handler",
-            f"inner saw {seen}", "clean up inner",
-            f"middle saw {seen}", "clean up middle",
-            f"outer saw {seen}", "clean up outer",
+            "set up outer",
+            "set up middle",
+            "set up inner",
+            "handler",
+            f"inner saw {seen}",
+            "clean up inner",
+            f"middle saw {seen}",
+            "clean up middle",
+            f"outer saw {seen}",
+            "clean up outer",
         ]
     # the exception the generators re-raised is the handler's: not a clean-up failure
     assert not [r for r in caplog.records if "clean-up" in r.getMessage()]
@@ -350,7 +375,8 @@ async def test_a_failing_clean_up_is_logged_and_the_earlier_ones_still_run(caplo
     assert events == ["first saw ValueError('clean-up failed')", "clean up first"] * 2
     failures = [r for r in caplog.records if r.name == "rawbg.background"]
     assert [r.getMessage() for r in failures] == [
-        "clean-up of the dependencies of GET / failed"] * 2
+        "clean-up of the dependencies of GET / failed"
+    ] * 2
     assert isinstance(failures[0].exc_info[1], ValueError)
 
 

@@ -75,8 +75,11 @@ def path_app() -> App:
         ("/float/3", 3.0, "float"),
         ("/bool/true", True, "bool"),
         ("/bool/0", False, "bool"),
-        ("/uuid/12345678-1234-5678-1234-567812345678",
-         "12345678-1234-5678-1234-567812345678", "UUID"),
+        (
+            "/uuid/12345678-1234-5678-1234-567812345678",
+            "12345678-1234-5678-1234-567812345678",
+            "UUID",
+        ),
         ("/enum/green", "green", "Color"),
         ("/untyped/7", "7", "str"),
     ],
@@ -174,8 +177,7 @@ async def test_float_query_parameter():
         response = await client.get("/float?ratio=half")
         assert response.status_code == 422
         assert response.json() == detail(
-            {"type": "float_parsing", "loc": ["query", "ratio"], "msg": FLOAT_MSG,
-             "input": "half"}
+            {"type": "float_parsing", "loc": ["query", "ratio"], "msg": FLOAT_MSG, "input": "half"}
         )
 
 
@@ -192,9 +194,16 @@ async def test_optional_string_query_parameter_in_each_spelling(path):
 @pytest.mark.parametrize(
     ("raw", "value"),
     [
-        ("true", True), ("false", False), ("1", True), ("0", False),
-        ("yes", True), ("no", False), ("on", True), ("off", False),
-        ("TRUE", True), ("Off", False),
+        ("true", True),
+        ("false", False),
+        ("1", True),
+        ("0", False),
+        ("yes", True),
+        ("no", False),
+        ("on", True),
+        ("off", False),
+        ("TRUE", True),
+        ("Off", False),
     ],
 )
 async def test_bool_query_parameter_accepts_the_usual_spellings(raw, value):
@@ -272,8 +281,12 @@ async def test_path_and_query_errors_are_reported_together():
         assert response.json() == detail(
             {"type": "int_parsing", "loc": ["path", "item_id"], "msg": INT_MSG, "input": "x"},
             {"type": "missing", "loc": ["query", "limit"], "msg": "Field required"},
-            {"type": "bool_parsing", "loc": ["query", "verbose"], "msg": BOOL_MSG,
-             "input": "perhaps"},
+            {
+                "type": "bool_parsing",
+                "loc": ["query", "verbose"],
+                "msg": BOOL_MSG,
+                "input": "perhaps",
+            },
         )
 
 
@@ -353,8 +366,10 @@ async def test_request_body_and_json():
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ("{not json",
-         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (
+            "{not json",
+            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        ),
         ("", "Expecting value: line 1 column 1 (char 0)"),
         ('{"a": 1} trailing', "Extra data: line 1 column 10 (char 9)"),
     ],
@@ -434,26 +449,59 @@ async def test_dataclass_body_parameter_is_built_from_the_json_body():
 @pytest.mark.parametrize(
     ("document", "errors"),
     [
-        ({"name": "pen"},
-         [{"type": "missing", "loc": ["body", "price"], "msg": "Field required"}]),
-        ({"name": 3, "price": "cheap"},
-         [{"type": "string_type", "loc": ["body", "name"],
-           "msg": "Input should be a valid string"},
-          {"type": "float_type", "loc": ["body", "price"],
-           "msg": "Input should be a valid number"}]),
-        ({"name": "pen", "price": 1, "tags": ["ok", 5]},
-         [{"type": "string_type", "loc": ["body", "tags", 1],
-           "msg": "Input should be a valid string"}]),
-        ({"name": "pen", "price": True},
-         [{"type": "float_type", "loc": ["body", "price"],
-           "msg": "Input should be a valid number"}]),
-        ([{"name": "pen", "price": 1}],
-         [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]),
-        ("pen",
-         [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]),
+        ({"name": "pen"}, [{"type": "missing", "loc": ["body", "price"], "msg": "Field required"}]),
+        (
+            {"name": 3, "price": "cheap"},
+            [
+                {
+                    "type": "string_type",
+                    "loc": ["body", "name"],
+                    "msg": "Input should be a valid string",
+                },
+                {
+                    "type": "float_type",
+                    "loc": ["body", "price"],
+                    "msg": "Input should be a valid number",
+                },
+            ],
+        ),
+        (
+            {"name": "pen", "price": 1, "tags": ["ok", 5]},
+            [
+                {
+                    "type": "string_type",
+                    "loc": ["body", "tags", 1],
+                    "msg": "Input should be a valid string",
+                }
+            ],
+        ),
+        (
+            {"name": "pen", "price": True},
+            [
+                {
+                    "type": "float_type",
+                    "loc": ["body", "price"],
+                    "msg": "Input should be a valid number",
+                }
+            ],
+        ),
+        (
+            [{"name": "pen", "price": 1}],
+            [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}],
+        ),
+        (
+            "pen",
+            [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}],
+        ),
     ],
-    ids=["missing-field", "wrong-types", "wrong-item-type", "bool-is-not-a-number", "a-list",
-         "a-string"],
+    ids=[
+        "missing-field",
+        "wrong-types",
+        "wrong-item-type",
+        "bool-is-not-a-number",
+        "a-list",
+        "a-string",
+    ],
 )
 async def test_a_body_of_the_wrong_shape_for_a_dataclass_is_a_422(document, errors):
     async with serve_app(body_app()) as client:
@@ -489,12 +537,21 @@ async def test_a_missing_body_for_a_required_body_parameter_is_a_422():
 @pytest.mark.parametrize(
     ("content", "msg"),
     [
-        ("{bad", "JSON decode error: Expecting property name enclosed in double quotes: "
-                 "line 1 column 2 (char 1)"),
-        ('{"name": "pen",}', "JSON decode error: Expecting property name enclosed in double "
-                             "quotes: line 1 column 16 (char 15)"),
-        (b'{"name": "\xc3\x28"}', "JSON decode error: 'utf-8' codec can't decode byte 0xc3 "
-                                  "in position 10: invalid continuation byte"),
+        (
+            "{bad",
+            "JSON decode error: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        (
+            '{"name": "pen",}',
+            "JSON decode error: Expecting property name enclosed in double "
+            "quotes: line 1 column 16 (char 15)",
+        ),
+        (
+            b'{"name": "\xc3\x28"}',
+            "JSON decode error: 'utf-8' codec can't decode byte 0xc3 "
+            "in position 10: invalid continuation byte",
+        ),
     ],
     ids=["truncated", "trailing-comma", "not-utf8"],
 )

@@ -239,8 +239,19 @@ class Point:
         (Point(1, 2.5), b'{"x":1,"y":2.5,"label":"p"}'),
         ([Point(0, 0.0, "o")], b'[{"x":0,"y":0.0,"label":"o"}]'),
     ],
-    ids=["dict", "list", "str", "unicode", "int", "float", "true", "false", "none",
-         "dataclass", "list-of-dataclass"],
+    ids=[
+        "dict",
+        "list",
+        "str",
+        "unicode",
+        "int",
+        "float",
+        "true",
+        "false",
+        "none",
+        "dataclass",
+        "list-of-dataclass",
+    ],
 )
 async def test_returned_values_become_compact_json(value, body):
     app = App()

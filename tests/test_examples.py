@@ -86,8 +86,15 @@ async def test_002_appends_across_requests(in_tmp_dir):
 
 async def test_002_served_by_the_cli_writes_its_log_and_exits_0_on_sigint(in_tmp_dir):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rawbg", "background_tasks_002:app",
-        "--app-dir", str(EXAMPLES), "--port", "0", "--no-access-log",
+        sys.executable,
+        "-m",
+        "rawbg",
+        "background_tasks_002:app",
+        "--app-dir",
+        str(EXAMPLES),
+        "--port",
+        "0",
+        "--no-access-log",
         cwd=in_tmp_dir,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -101,10 +108,13 @@ async def test_002_served_by_the_cli_writes_its_log_and_exits_0_on_sigint(in_tmp
 
         client = await RawClient.connect(port)
         try:
-            await client.send(request_bytes(
-                "POST", "/send-notification/foo@example.com?q=some-query",
-                headers={"content-length": "0", "connection": "close"},
-            ))
+            await client.send(
+                request_bytes(
+                    "POST",
+                    "/send-notification/foo@example.com?q=some-query",
+                    headers={"content-length": "0", "connection": "close"},
+                )
+            )
             response = await client.read_response(method=b"POST")
         finally:
             await client.close()

@@ -177,11 +177,14 @@ async def test_head_just_under_the_limit_is_served(serve):
 
 async def test_content_length_with_transfer_encoding_gets_400_then_close(serve):
     async with serve(make_app()) as server:
-        raw = request_bytes(
-            "POST",
-            "/echo",
-            headers={"content-length": "5", "transfer-encoding": "chunked"},
-        ) + b"5\r\nhello\r\n0\r\n\r\n"
+        raw = (
+            request_bytes(
+                "POST",
+                "/echo",
+                headers={"content-length": "5", "transfer-encoding": "chunked"},
+            )
+            + b"5\r\nhello\r\n0\r\n\r\n"
+        )
         data = await send_and_read_to_close(server.port, raw)
         body = assert_rejection(data, 400)
         assert b"hello" not in body

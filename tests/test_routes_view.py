@@ -1,6 +1,5 @@
 """--routes prints every route with its dependency tree, from the registered plans."""
 
-
 import subprocess
 import sys
 import textwrap
@@ -23,9 +22,13 @@ def test_routes_show_methods_sources_and_the_shared_dependency_cache():
         return None
 
     @app.get("/items/{item_id}")
-    async def read(item_id: int, u: Annotated[str, Depends(user)],
-                   a: Annotated[None, Depends(audit)], tags: list[str] = [],  # noqa: B006
-                   fresh: str = Depends(db, use_cache=False)):
+    async def read(
+        item_id: int,
+        u: Annotated[str, Depends(user)],
+        a: Annotated[None, Depends(audit)],
+        tags: list[str] = [],  # noqa: B006
+        fresh: str = Depends(db, use_cache=False),
+    ):
         return {}
 
     @app.post("/items")
@@ -42,25 +45,34 @@ def test_routes_show_methods_sources_and_the_shared_dependency_cache():
     assert "request: Request  <- request" in text
     assert "background_tasks: BackgroundTasks  <- background tasks" in text
     # db is computed once under `user`, then shared by `audit`; use_cache=False is called again
-    assert text.count("Depends(test_routes_show_methods_sources_and_the_shared_dependency_cache"
-                      ".<locals>.db) [generator, in the thread pool, clean-up scope=request; "
-                      "computed, then cached for the request]") == 1
+    assert (
+        text.count(
+            "Depends(test_routes_show_methods_sources_and_the_shared_dependency_cache"
+            ".<locals>.db) [generator, in the thread pool, clean-up scope=request; "
+            "computed, then cached for the request]"
+        )
+        == 1
+    )
     assert "shared: value from the per-request cache" in text
     assert "called each time (use_cache=False)" in text
 
 
 def test_routes_flag_prints_the_tree_and_exits_without_serving(tmp_path):
-    (tmp_path / "shop.py").write_text(textwrap.dedent("""
+    (tmp_path / "shop.py").write_text(
+        textwrap.dedent("""
         from rawbg import App
         app = App()
 
         @app.get("/ping")
         async def ping(loud: bool = False):
             return "pong"
-    """))
+    """)
+    )
     result = subprocess.run(
         [sys.executable, "-m", "rawbg", "shop:app", "--app-dir", str(tmp_path), "--routes"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert "GET, HEAD /ping" in result.stdout

@@ -1,6 +1,5 @@
 """The lifecycle trace (--trace) tells the story of a request, in order."""
 
-
 import logging
 import re
 from typing import Annotated
@@ -115,10 +114,13 @@ async def test_trace_keeps_naming_a_request_whose_tasks_run_during_the_next_one(
         release.set()
         await server.wait_background_idle()
         await client.close()
-    finished = [label for label, _, event, _ in trace_lines(caplog)
-                if event == "background task finished"]
-    assert sorted(finished) == [finished[0].replace("req 2", "req 1"),
-                                finished[0].replace("req 1", "req 2")]
+    finished = [
+        label for label, _, event, _ in trace_lines(caplog) if event == "background task finished"
+    ]
+    assert sorted(finished) == [
+        finished[0].replace("req 2", "req 1"),
+        finished[0].replace("req 1", "req 2"),
+    ]
 
 
 async def test_tracing_off_logs_nothing(caplog):

@@ -28,8 +28,11 @@ async def test_wait_returns_only_after_every_child_has_finished():
         events.append(name)
 
     await start(group, pending, one_task(job, "a"))
-    await start(group, pending, AfterResponse([BackgroundTask(job, "b"), BackgroundTask(job, "c")],
-                                              None, "GET /route"))
+    await start(
+        group,
+        pending,
+        AfterResponse([BackgroundTask(job, "b"), BackgroundTask(job, "c")], None, "GET /route"),
+    )
     waiter = asyncio.create_task(group.wait())
     await asyncio.sleep(0.01)
     assert not waiter.done()
@@ -60,8 +63,10 @@ async def test_a_failing_child_is_logged_and_does_not_cancel_its_siblings(caplog
     assert finished.is_set()
     assert pending.count == 0
     [record] = caplog.records
-    assert "test_a_failing_child_is_logged_and_does_not_cancel_its_siblings.<locals>.broken" \
+    assert (
+        "test_a_failing_child_is_logged_and_does_not_cancel_its_siblings.<locals>.broken"
         in record.getMessage()
+    )
     assert "GET /route" in record.getMessage()
     assert record.exc_info is not None and record.exc_info[0] is ValueError
 

@@ -100,13 +100,22 @@ class RawClient:
             await self.writer.wait_closed()
 
 
-def request_bytes(method: str, target: str, *, headers: dict[str, str] | None = None,
-                  body: bytes = b"", version: str = "1.1") -> bytes:
+def request_bytes(
+    method: str,
+    target: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    version: str = "1.1",
+) -> bytes:
     """A request exactly as given: no header is added but Host (if absent) and Content-Length."""
     lines = [f"{method} {target} HTTP/{version}"]
     fields = {"host": "127.0.0.1", **(headers or {})}
-    if body and "content-length" not in {k.lower() for k in fields} and \
-            "transfer-encoding" not in {k.lower() for k in fields}:
+    if (
+        body
+        and "content-length" not in {k.lower() for k in fields}
+        and "transfer-encoding" not in {k.lower() for k in fields}
+    ):
         fields["content-length"] = str(len(body))
     lines += [f"{k}: {v}" for k, v in fields.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
