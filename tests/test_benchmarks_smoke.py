@@ -43,3 +43,16 @@ def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
     assert all(row["ok"] > 0 for row in results["peak"])
     assert [row["server"] for row in results["memory"]] == ["rawbg", "rawbg"]
     assert results["failures"] == []
+
+
+async def test_the_instruction_counter_feeds_both_servers_real_requests() -> None:
+    # The part of `python -m benchmarks.instructions` that runs under valgrind:
+    # both protocols answer each fed request with the tutorial's response.
+    from benchmarks.instructions import feed, protocol_factory
+
+    for server in ("ceiling", "rawbg"):
+        writes = await feed(protocol_factory(server), 20)
+        assert len(writes) == 1, server  # only the last response is kept
+        head, _, body = writes[0].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (server, head)
+        assert body == b'{"message":"Notification sent in the background"}', server

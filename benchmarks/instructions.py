@@ -1,0 +1,161 @@
+"""Instructions per request, counted by callgrind: ``python -m benchmarks.instructions``.
+
+On a shared machine, timings of the same code move by 10 % from run to run;
+the number of instructions it executes does not. This feeds the benchmark
+request to rawbg's protocol and connection task (and to the ceiling's
+protocol) through an in-memory transport, N times, in one process with no
+sockets, and counts the instructions under ``valgrind --tool=callgrind``.
+Two runs, of N and of N + M requests, give (difference / M) instructions per
+request: start-up and imports cancel out.
+
+It measures the loop's side of a request (h11, rawbg, the app, the background
+task, asyncio's scheduling), not the kernel's socket work, so its ratio is a
+floor for the wall-clock ratio of the peak benchmark, and a repeatable yardstick
+for a change to rawbg's hot path. Needs valgrind (Debian package ``valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .apps import TASK_SECONDS_ENV
+
+REQUEST = b"POST /send-notification/bench@example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+WARM_REQUESTS = 300
+MEASURED_REQUESTS = 2000
+
+
+class MemoryTransport(asyncio.Transport):
+    """Just enough of a socket transport for a protocol: writes are counted, not sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: asyncio.Future[None] | None = None
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+        if self.written is not None and not self.written.done():
+            self.written.set_result(None)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+
+async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> list[bytes]:
+    """One keep-alive connection: each request is fed once the previous one was answered.
+
+    Returns what the protocol wrote (one response per write, for both servers).
+    """
+    loop = asyncio.get_running_loop()
+    transport = MemoryTransport()
+    protocol = make_protocol()
+    protocol.connection_made(transport)
+    for _ in range(requests):
+        transport.written = loop.create_future()
+        protocol.data_received(REQUEST)  # type: ignore[attr-defined]
+        await transport.written
+        await asyncio.sleep(0)  # let the request's background task run, as under load
+        del transport.writes[:-1]  # keep the last response only: memory stays flat
+    return transport.writes
+
+
+def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
+    if server == "ceiling":
+        from .ceiling import CannedProtocol
+
+        return CannedProtocol
+    from rawbg.config import ServerConfig
+    from rawbg.protocol import HttpProtocol
+    from rawbg.server import Server
+
+    from .apps.rawbg_app import app
+
+    rawbg_server = Server(app, ServerConfig(port=0, access_log=False))
+    return lambda: HttpProtocol(rawbg_server)
+
+
+def count_instructions(server: str, requests: int) -> int:
+    """Instructions of one process that feeds `requests` requests to `server`."""
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--feed",
+        server,
+        str(requests),
+    ]
+    env = {**os.environ, TASK_SECONDS_ENV: "0", "PYTHONHASHSEED": "0"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--feed", nargs=2, metavar=("SERVER", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--requests", type=int, default=MEASURED_REQUESTS)
+    args = parser.parse_args(argv)
+    if args.feed:  # the measured process itself
+        server, requests = args.feed[0], int(args.feed[1])
+        asyncio.run(feed(protocol_factory(server), requests))
+        return 0
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not on PATH")
+    per_request = {}
+    for server in ("ceiling", "rawbg"):
+        base = count_instructions(server, WARM_REQUESTS)
+        more = count_instructions(server, WARM_REQUESTS + args.requests)
+        per_request[server] = (more - base) / args.requests
+        print(f"{server:8} {per_request[server]:10,.0f} instructions per request")
+    print(f"ceiling / rawbg: {per_request['ceiling'] / per_request['rawbg']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
