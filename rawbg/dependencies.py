@@ -150,10 +150,11 @@ def plan_call(
     scope: Scope = "request",
     _stack: tuple[Callable[..., Any], ...] = (),
 ) -> CallPlan:
-    """Inspect `call`'s signature and plan where each of its parameters comes from."""
-    if call in _stack:
-        chain = " -> ".join(describe(c) for c in (*_stack, call))
-        raise RouteDefinitionError(f"dependency cycle: {chain}")
+    """Inspect `call`'s signature and plan where each of its parameters comes from.
+
+    `_stack` is the chain of calls that depend on this one; `_plan_param`
+    refuses a dependency already on it (a cycle) before planning it.
+    """
     try:
         signature = inspect.signature(call, eval_str=True)
     except (NameError, TypeError, ValueError) as exc:
