@@ -198,6 +198,11 @@ class AfterResponse:
             return call.func(*call.args, **call.kwargs)  # type: ignore[no-any-return]
         return None
 
+    def call_failed(self, error: Exception, pending: PendingWork) -> None:
+        """`direct_coroutine` raised: the only task failed before it started."""
+        log_task_failure(self.tasks[0].name, self.label, error)
+        self.release_all(pending)
+
     def discard_tasks(self) -> int:
         """Drop the tasks (the response failed); return how many were dropped."""
         dropped = len(self.tasks)
@@ -293,8 +298,7 @@ class WorkGroup:
         try:
             coroutine = work.direct_coroutine(trace)
         except Exception as exc:  # e.g. wrong arguments: fails before it could start
-            log_task_failure(work.tasks[0].name, work.label, exc)
-            self._pending.release()
+            work.call_failed(exc, self._pending)
             return
         if coroutine is not None:
             # Named after the route: asyncio would otherwise format a "Task-N"

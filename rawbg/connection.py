@@ -147,8 +147,7 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
             try:
                 coroutine = after.direct_coroutine(request_trace)
             except Exception as exc:  # calling the task function failed (wrong arguments, say)
-                log_task_failure(after.tasks[0].name, after.label, exc)
-                after.release_all(pending)
+                after.call_failed(exc, pending)
             else:
                 if coroutine is None:
                     await after.run(pending, request_trace)
