@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         "within this time of its first byte, else 408 (default: %(default)s)",
     )
     limits.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=defaults.DEFAULT_MIN_BODY_RATE,
+        metavar="BYTES_PER_SECOND",
+        help="a request body must arrive at least this fast on average, after a "
+        "grace of --timeout-keep-alive, else 408; 0 turns the rule off (default: %(default)s)",
+    )
+    limits.add_argument(
         "--limit-concurrency",
         type=int,
         default=defaults.DEFAULT_LIMIT_CONCURRENCY,
@@ -153,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_head_size=args.max_head_size,
             max_body_size=args.max_body_size,
             timeout_keep_alive=args.timeout_keep_alive,
+            min_body_rate=args.min_body_rate,
             limit_concurrency=args.limit_concurrency,
             max_pending_tasks=args.max_pending_tasks,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,

@@ -28,6 +28,17 @@ DEFAULT_MAX_BODY_SIZE = 1 * MiB
 # connections do not pile up. It also bounds how long a request head may take.
 DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 
+# 1 KiB/s: the slowest average a request body may arrive at once the grace of
+# the keep-alive timeout is over. A deadline for the whole body would either
+# cut off a large upload on a slow link or, at zero cost, let a client that
+# trickles a byte every few seconds hold a connection for that whole deadline.
+# A rate rule makes a zero-cost trickle as short-lived as a slow head (the
+# grace), and holding a connection any longer costs the client bandwidth.
+# 1 KiB/s is a fifth of the slowest mobile data link still in service (GPRS,
+# about 5 KB/s), so no real client is cut off, and twice the 500 bytes/s of
+# Apache's mod_reqtimeout. At it, a 1 MiB body may take 17 minutes.
+DEFAULT_MIN_BODY_RATE = 1 * KiB
+
 # 1000 connections: each costs a file descriptor and ~10 KiB; the common
 # `ulimit -n` of 1024 leaves room for the log files and the listening socket.
 DEFAULT_LIMIT_CONCURRENCY = 1000
@@ -69,6 +80,7 @@ class ServerConfig:
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
+    min_body_rate: float = DEFAULT_MIN_BODY_RATE  # bytes/s; 0 turns the rate rule off
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_pending_tasks: int = DEFAULT_MAX_PENDING_TASKS
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
@@ -86,6 +98,8 @@ class ServerConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.min_body_rate < 0:
+            raise ValueError(f"min_body_rate must not be negative, got {self.min_body_rate!r}")
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")

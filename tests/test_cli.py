@@ -24,6 +24,7 @@ FLAGS = [
     "--max-head-size",
     "--max-body-size",
     "--timeout-keep-alive",
+    "--min-body-rate",
     "--limit-concurrency",
     "--max-pending-tasks",
     "--timeout-graceful-shutdown",
