@@ -63,6 +63,17 @@ INPUT_HIGH_WATER = 64 * KiB
 OUTPUT_HIGH_WATER = 64 * KiB
 OUTPUT_LOW_WATER = 16 * KiB
 
+# Accepting connections (rawbg/accept.py). Per wake-up of a listening socket,
+# at most 100 accepts: asyncio's own default, a burst is drained in a few loop
+# iterations without starving the connections already open.
+ACCEPT_PER_WAKEUP = 100
+# While accept() fails (out of file descriptors), try again every 0.1 s: ten
+# failing system calls a second cost nothing, and a connection waiting in the
+# kernel's queue is taken at most 0.1 s after descriptors are free again.
+ACCEPT_RETRY_SECONDS = 0.1
+# ... and say so at most once every 10 s, with the count of failed attempts.
+ACCEPT_LOG_INTERVAL = 10.0
+
 # After an error response we shut down our write side and keep discarding what
 # the client still sends for this long before closing, so that closing with
 # unread input does not make the kernel send a reset that destroys the response

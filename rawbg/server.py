@@ -21,6 +21,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from .accept import Acceptor, start_accepting
 from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
@@ -44,7 +45,7 @@ class Server:
         self.app = app
         self.config = config
         self.pending = PendingWork(config.max_pending_tasks)
-        self._listener: asyncio.Server | None = None
+        self._listener: asyncio.Server | Acceptor | None = None
         # Connections
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
@@ -64,13 +65,20 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: HttpProtocol(self),
+
+        def factory() -> HttpProtocol:
+            return HttpProtocol(self)
+
+        listener = await loop.create_server(
+            factory,
             host=self.config.host,
             port=self.config.port,
             backlog=LISTEN_BACKLOG,
             reuse_address=True,
+            start_serving=False,
         )
+        # accepting that backs off while out of file descriptors (rawbg/accept.py)
+        self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
 
     # -- called by protocols and connections -------------------------------------
 
