@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every lifecycle event of every connection and request",
     )
     parser.add_argument(
+        "--loop-block-warning",
+        type=float,
+        default=defaults.DEFAULT_LOOP_BLOCK_WARNING,
+        metavar="SECONDS",
+        help="warn when the event loop is blocked this long, naming the handler, "
+        "dependency or background task that blocked it; 0 turns it off (default: %(default)s)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -165,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit_concurrency=args.limit_concurrency,
             max_pending_tasks=args.max_pending_tasks,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+            loop_block_warning=args.loop_block_warning,
             access_log=args.access_log,
             trace=args.trace,
         )

@@ -51,7 +51,20 @@ DEFAULT_MAX_PENDING_TASKS = 10_000
 # notifications get the whole grace period before they are cancelled.
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 
+# 0.5 s: warn when the event loop is blocked this long (0 turns the watchdog
+# off). A healthy loop never stalls that long: a full GC collection or a large
+# JSON encode takes milliseconds to tens of them, so there are no false alarms,
+# while half a second is already a delay a user feels on every connection.
+# (asyncio's debug mode warns from 0.1 s, but it is a debugging aid, slow
+# itself.) The watchdog wakes four times per threshold: 8 cheap wake-ups a
+# second of the loop and of its thread (rawbg/watchdog.py).
+DEFAULT_LOOP_BLOCK_WARNING = 0.5
+
 # --- Internal constants ------------------------------------------------------
+
+# A loop that stays blocked is reported after 10 s, then at doubling intervals
+# (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
+STILL_BLOCKED_REPORT = 10.0
 
 # Pause reading when this much unprocessed input has piled up while the
 # connection task was busy: 64 KiB is asyncio's own default write high-water
@@ -95,6 +108,7 @@ class ServerConfig:
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_pending_tasks: int = DEFAULT_MAX_PENDING_TASKS
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
+    loop_block_warning: float = DEFAULT_LOOP_BLOCK_WARNING  # seconds; 0 turns it off
     access_log: bool = True
     trace: bool = False
 
@@ -109,6 +123,9 @@ class ServerConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.loop_block_warning < 0:
+            value = self.loop_block_warning
+            raise ValueError(f"loop_block_warning must not be negative, got {value!r}")
         if self.min_body_rate < 0:
             raise ValueError(f"min_body_rate must not be negative, got {self.min_body_rate!r}")
         if self.timeout_graceful_shutdown < 0:

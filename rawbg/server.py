@@ -26,6 +26,7 @@ from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
 from .protocol import HttpProtocol
+from .watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from .app import App
@@ -46,6 +47,7 @@ class Server:
         self.config = config
         self.pending = PendingWork(config.max_pending_tasks)
         self._listener: asyncio.Server | Acceptor | None = None
+        self._watchdog: LoopWatchdog | None = None
         # Connections
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
@@ -79,6 +81,11 @@ class Server:
         )
         # accepting that backs off while out of file descriptors (rawbg/accept.py)
         self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
+        if self.config.loop_block_warning:
+            self._watchdog = LoopWatchdog(
+                threshold=self.config.loop_block_warning, trace=self.config.trace
+            )
+            self._watchdog.start()
 
     # -- called by protocols and connections -------------------------------------
 
@@ -159,6 +166,8 @@ class Server:
                 )
         if self._listener is not None:
             self._listener.close()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         return cancelled
 
 

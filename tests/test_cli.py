@@ -30,6 +30,7 @@ FLAGS = [
     "--timeout-graceful-shutdown",
     "--app-dir",
     "--trace",
+    "--loop-block-warning",
     "--routes",
 ]
 
