@@ -16,7 +16,8 @@ The life of one connection
    The head is checked (`Connection._check_head`): size, ambiguous length.
 4. **Request body.** The body is read whole (`Connection._read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``.
+   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
+   slower than ``min_body_rate`` (`Connection._body_deadline`).
 5. **Handler.** `App.handle` routes the request, walks the handler's dependency
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
