@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import config as defaults
 from .app import App
 from .config import ServerConfig
+from .loops import LOOPS, loop_factory
 
 DEMO_APP = "rawbg.demo:app"
 
@@ -37,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    parser.add_argument(
+        "--loop",
+        default=defaults.DEFAULT_LOOP,
+        choices=LOOPS,
+        help="event loop: uvloop (pip install 'rawbg[speed]') or asyncio's own; "
+        "auto takes uvloop when installed (default: %(default)s)",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -164,13 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=args.access_log,
             trace=args.trace,
             trace_file=args.trace_file,
+            loop=args.loop,
         )
-    except ValueError as exc:
+        make_loop = loop_factory(config.loop)
+    except (ValueError, RuntimeError) as exc:
         raise SystemExit(f"error: {exc}") from None
     from .server import serve
 
     try:
-        return asyncio.run(serve(app, config))
+        with asyncio.Runner(loop_factory=make_loop) as runner:
+            return runner.run(serve(app, config))
     except OSError as exc:
         print(
             f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .loops import LOOPS
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -39,6 +41,11 @@ DEFAULT_MAX_PENDING_TASKS = 10_000
 # 30 s: Kubernetes' default terminationGracePeriodSeconds, so a pod's pending
 # notifications get the whole grace period before they are cancelled.
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
+
+# "auto": uvloop when it is installed, else asyncio's loop, as uvicorn does.
+# Installing uvloop (the `speed` extra) is the user's statement that they want
+# it; the server behaves the same on both (the test suite runs on both).
+DEFAULT_LOOP = "auto"
 
 # --- Internal constants ------------------------------------------------------
 
@@ -75,6 +82,8 @@ class ServerConfig:
     access_log: bool = True
     trace: bool = False
     trace_file: str | None = None  # Chrome trace-event JSON of the same events
+    #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.loops)
+    loop: str = DEFAULT_LOOP
 
     def __post_init__(self) -> None:
         positive = {
@@ -90,5 +99,7 @@ class ServerConfig:
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")

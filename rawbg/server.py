@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
+from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
 from .trace import ConnectionTrace, TraceFile
 
@@ -172,9 +173,13 @@ async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
     """Serve `app` inside the running loop; shut down gracefully on exit.
 
     ``async with serving(app, port=0) as server: ... server.port ...``
-    Options are the fields of `ServerConfig`.
+    Options are the fields of `ServerConfig`. The loop is the caller's: an
+    explicit ``loop="uvloop"`` (or ``"asyncio"``) only checks that it is the
+    one running.
     """
-    server = Server(app, ServerConfig(**options))
+    config = ServerConfig(**options)
+    check_running_loop(config.loop)
+    server = Server(app, config)
     await server.start()
     try:
         yield server
@@ -204,6 +209,7 @@ async def serve(app: App, config: ServerConfig) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     host = f"[{config.host}]" if ":" in config.host else config.host
+    logger.info("event loop: %s", running_loop_name())
     print(f"rawbg serving on http://{host}:{server.port} (press Ctrl-C to stop)", flush=True)
     # The handlers stay until asyncio.run closes the loop, so that a late
     # second signal (while the thread pool shuts down) is not a traceback.
@@ -217,9 +223,11 @@ async def serve(app: App, config: ServerConfig) -> int:
 def run(app: App, **options: Any) -> int:
     """Serve `app` until SIGINT/SIGTERM: ``rawbg.run(app, host="0.0.0.0", port=8000)``.
 
-    Options are the fields of `ServerConfig`. Configures basic logging if the
-    program has not.
+    Options are the fields of `ServerConfig`; ``loop`` picks the event loop
+    (rawbg.loops). Configures basic logging if the program has not.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(app, ServerConfig(**options)))
+    config = ServerConfig(**options)
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        return runner.run(serve(app, config))
