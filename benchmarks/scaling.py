@@ -139,7 +139,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         }
     ratios: dict[str, float] = {}
     if "rawbg-1" in summary and "rawbg-2" in summary:
-        ratios["rawbg-2 / rawbg-1"] = round(summary["rawbg-2"]["rps"] / summary["rawbg-1"]["rps"], 2)
+        ratios["rawbg-2 / rawbg-1"] = round(
+            summary["rawbg-2"]["rps"] / summary["rawbg-1"]["rps"], 2
+        )
     if "rawbg-2" in summary and "uvicorn-2" in summary:
         ratios["rawbg-2 / uvicorn-2"] = round(
             summary["rawbg-2"]["rps"] / summary["uvicorn-2"]["rps"], 2

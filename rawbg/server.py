@@ -46,6 +46,49 @@ logger = logging.getLogger("rawbg.server")
 LISTEN_BACKLOG = 2048
 
 
+class SharedListener:
+    """Accepts from a listening socket shared with sibling workers, one connection at a time.
+
+    asyncio's own accept loop takes up to a backlog's worth of connections
+    each time the socket is readable, so the first worker to wake takes a
+    whole burst (wrk's 16 keep-alive connections all went to one of two
+    workers). Accepting one connection per wake-up leaves the rest in the
+    kernel queue for whichever worker gets there next, and a worker busy
+    in a handler does not accept at all: the idle one does.
+    """
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], HttpProtocol]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._factory = factory
+        self._connecting: set[asyncio.Task[Any]] = set()
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept_one)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._sock.fileno() < 0 else (self._sock,)
+
+    def _accept_one(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # a sibling worker took it
+        except OSError as exc:  # out of file descriptors, say: the next wake-up retries
+            logger.warning("accept failed: %s", exc)
+            return
+        conn.setblocking(False)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    def close(self) -> None:
+        """Stop accepting; only this worker's copy of the socket is closed."""
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
 class Server:
     """An HTTP/1.1 server for one `App` on one address."""
 
@@ -56,7 +99,7 @@ class Server:
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
-        self._listener: asyncio.Server | None = None
+        self._listener: asyncio.Server | SharedListener | None = None
         self._made_uds = False  # we created the socket file, so we remove it
         # Connections
         self._open_transports = 0
@@ -90,9 +133,8 @@ class Server:
             return HttpProtocol(self)
 
         if config.fd is not None:
-            # already bound and listening; listen() again only sets our backlog
-            sock = socket.socket(fileno=config.fd)
-            self._listener = await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG)
+            # already bound and listening, maybe shared with sibling workers
+            self._listener = SharedListener(socket.socket(fileno=config.fd), factory)
         elif config.uds is not None:
             # asyncio replaces a stale socket file left by a crashed server
             self._listener = await loop.create_unix_server(
