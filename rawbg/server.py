@@ -18,12 +18,14 @@ import contextvars
 import gc
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
+from .lifespan import StartupFailed, run_lifespan
 from .protocol import HttpProtocol
 
 if TYPE_CHECKING:
@@ -162,15 +164,36 @@ async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
     Options are the fields of `ServerConfig`.
     """
     server = Server(app, ServerConfig(**options))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown()
+    async with run_lifespan(app):  # start-up before listening, shutdown after the drain
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.shutdown()
 
 
 async def serve(app: App, config: ServerConfig) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status.
+
+    The app's start-up runs before the socket listens (a failing one is a
+    one-line error and status 3, as uvicorn's); its shutdown runs after
+    every connection and every background task has finished.
+    """
+    try:
+        async with run_lifespan(app):
+            await _serve_started(app, config)
+    except StartupFailed as exc:
+        logger.debug("start-up failed", exc_info=exc.__cause__)
+        print(f"error: application start-up failed: {exc}", file=sys.stderr, flush=True)
+        return STARTUP_FAILED
+    return 0
+
+
+# uvicorn's exit status when the app's start-up fails
+STARTUP_FAILED = 3
+
+
+async def _serve_started(app: App, config: ServerConfig) -> None:
     server = Server(app, config)
     await server.start()
     # What exists now (modules, the app, its routes and plans) lives as long as
@@ -198,7 +221,6 @@ async def serve(app: App, config: ServerConfig) -> int:
     logger.info("shutting down: no new connections, finishing requests and background work")
     await server.shutdown()
     logger.info("shutdown complete")
-    return 0
 
 
 def run(app: App, **options: Any) -> int:
