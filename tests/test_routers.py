@@ -98,7 +98,10 @@ async def test_a_failing_route_dependency_answers_and_the_handler_does_not_run()
     calls: list[str] = []
     async with serve_app(bigger_app(calls)) as client:
         response = await client.get("/items/?token=jessica", headers={"x-token": "wrong"})
-        assert (response.status_code, response.json()) == (400, {"detail": "X-Token header invalid"})
+        assert (response.status_code, response.json()) == (
+            400,
+            {"detail": "X-Token header invalid"},
+        )
         response = await client.get("/items/?token=monica", headers={"x-token": "secret"})
         assert response.json() == {"detail": "No Jessica token provided"}
         response = await client.post("/admin/?token=jessica")
