@@ -124,9 +124,13 @@ class App(RouteDecorators):
         """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
-        check_documentation_options(documentation, what=f"route {path!r}")
+        label = f"{'/'.join(m.upper() for m in methods)} {path}"
+        check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
-        plan = plan_call(handler, path_params=path_params)
+        try:
+            plan = plan_call(handler, path_params=path_params)
+        except RouteDefinitionError as exc:
+            raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
             raise RouteDefinitionError(
                 f"handler {plan.where} is a generator; return a "
@@ -138,10 +142,12 @@ class App(RouteDecorators):
         )
         hidden: tuple[str, ...] = ()
         if route_dependencies:
-            planned = plan_route_dependencies(route_dependencies, path_params=path_params)
+            try:
+                planned = plan_route_dependencies(route_dependencies, path_params=path_params)
+            except RouteDefinitionError as exc:
+                raise RouteDefinitionError(f"{exc} [route {label}]") from None
             plan = dataclasses.replace(plan, params=(*planned, *plan.params))
             hidden = tuple(p.name for p in planned)
-        label = f"{'/'.join(m.upper() for m in methods)} {path}"
         endpoint = Endpoint(
             handler,
             plan,
