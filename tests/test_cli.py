@@ -302,7 +302,7 @@ async def test_a_registration_error_is_one_line_with_the_apps_file_and_line(tmp_
         "from rawbg import App\napp = App()\n\n\n@app.get('/items/{item_id}')\n"
         "async def read(item_id: dict):\n    return item_id\n"
     )
-    status, out, err = await run_to_exit(tmp_path, "bad_route:app", "--port", "0")
+    status, _, err = await run_to_exit(tmp_path, "bad_route:app", "--port", "0")
     assert status != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
