@@ -255,5 +255,6 @@ def plan_route_dependencies(
             scope=depends.scope,
         )
         name = f"{ROUTE_DEPENDENCY_PREFIX}{index}]"
-        plans.append(ParamPlan(name, Source.DEPENDENCY, inspect.Parameter.empty, Any, call=sub))
+        empty = inspect.Parameter.empty  # required, and no annotation to show
+        plans.append(ParamPlan(name, Source.DEPENDENCY, empty, empty, call=sub))
     return tuple(plans)
