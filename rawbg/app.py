@@ -291,7 +291,8 @@ class App(RouteDecorators):
             target += "?" + request.query_string
         host = request.headers.get("host")
         if host is not None and _HOST.fullmatch(host):
-            target = f"http://{host}{target}"
+            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
+            target = f"{scheme}://{host}{target}"
         return Response(status_code=307, headers={"location": target})
 
     async def _handle_with_middleware(
