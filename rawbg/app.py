@@ -198,6 +198,14 @@ class App(RouteDecorators):
                 **spec.options,
             )
 
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
+        raise NotImplementedError(
+            f"rawbg cannot mount {type(app).__name__} at {path!r}: it is not ASGI and serves "
+            "one App. Declare the sub-application's routes on an APIRouter and "
+            f"app.include_router(router, prefix={path!r})"
+        )
+
     # -- lifecycle and middleware --------------------------------------------------
 
     def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:

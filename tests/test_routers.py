@@ -379,3 +379,13 @@ async def test_a_bad_host_header_gives_a_relative_location():
         for host in ("a b/c", "evil.example/path", "h@evil.example"):
             response = await client.get("/items", headers={"host": host})
             assert (response.status_code, response.headers["location"]) == (307, "/items/")
+
+
+def test_mounting_a_sub_application_is_refused_with_what_to_do_instead():
+    import rawbg
+
+    assert rawbg.APIRouter is APIRouter
+    with pytest.raises(
+        NotImplementedError, match=r"app.include_router\(router, prefix='/subapi'\)"
+    ):
+        App().mount("/subapi", App())
