@@ -23,21 +23,25 @@ API only (``add_reader``, ``remove_reader``, ``connect_accepted_socket``):
    `ACCEPT_RETRY_SECONDS` later: one failed system call per retry, not
    thousands. Connections that arrive meanwhile wait in the kernel's accept
    queue, and are served as soon as descriptors are free again.
-3. It logs the first failure at once, then one line per `ACCEPT_LOG_INTERVAL`
-   with the count of failed attempts, and one line when accepting works again.
+3. It logs at most one line per `ACCEPT_LOG_INTERVAL`: the first failure at
+   once, then the count of failed attempts since the last line, and a line
+   when accepting works again after a failure it reported. At the edge of the
+   limit accepting flaps (each closed connection lets one more in), and that
+   costs no more lines.
 
-Only the selector event loop is replaced. On any other loop (uvloop, whose
-libuv already handles EMFILE without spinning, or the proactor loop)
-`start_accepting` leaves accepting to the loop and says so in the debug log.
+The same path serves every loop, so the behaviour does not change with
+``--loop``. (uvloop's libuv does not spin on EMFILE, but it accepts and at
+once closes every queued connection, and says nothing.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import socket
 import time
-from asyncio import selector_events
 from collections.abc import Callable, Sequence
 
 from .config import ACCEPT_LOG_INTERVAL, ACCEPT_PER_WAKEUP, ACCEPT_RETRY_SECONDS
@@ -61,10 +65,10 @@ class Acceptor:
         self._per_wakeup = per_wakeup
         # Backing off
         self._retry: asyncio.TimerHandle | None = None
-        self._failing_since: float | None = None  # monotonic time of the first failure
-        self._failures = 0  # failed accept() calls since then
-        self._reported_failures = 0  # of them, already counted in a log line
-        self._last_report = 0.0
+        self._failing_since: float | None = None  # monotonic time this episode began
+        self._episode_reported = False  # this episode has had its log line
+        self._unreported = 0  # failed accept() calls not yet counted in a log line
+        self._last_report = -math.inf
         for sock in self._sockets:
             sock.setblocking(False)
         self._watch()
@@ -112,35 +116,38 @@ class Acceptor:
             self._loop.remove_reader(sock.fileno())
         self._retry = self._loop.call_later(ACCEPT_RETRY_SECONDS, self._watch)
         now = time.monotonic()
-        self._failures += 1
+        self._unreported += 1
         if self._failing_since is None:
-            self._failing_since = self._last_report = now
-            self._reported_failures = 1
+            self._failing_since = now
+        if now - self._last_report < ACCEPT_LOG_INTERVAL:
+            return  # counted, and said in the next line (at the edge of the limit, it flaps)
+        if self._unreported == 1:
             logger.warning(
                 "cannot accept connections: %s; new connections wait in the "
                 "kernel's queue, retrying every %g s",
                 error,
                 ACCEPT_RETRY_SECONDS,
             )
-        elif now - self._last_report >= ACCEPT_LOG_INTERVAL:
+        else:
             logger.warning(
                 "still cannot accept connections (%s): %d failed attempts in the last %.0f s",
                 error,
-                self._failures - self._reported_failures,
+                self._unreported,
                 now - self._last_report,
             )
-            self._last_report = now
-            self._reported_failures = self._failures
+        self._last_report = now
+        self._unreported = 0
+        self._episode_reported = True
 
     def _recovered(self) -> None:
         assert self._failing_since is not None
-        logger.warning(
-            "accepting connections again after %.1f s (%d failed attempts)",
-            time.monotonic() - self._failing_since,
-            self._failures,
-        )
+        if self._episode_reported:
+            logger.warning(
+                "accepting connections again after %.1f s",
+                time.monotonic() - self._failing_since,
+            )
         self._failing_since = None
-        self._failures = 0
+        self._episode_reported = False
 
 
 async def _connect(
@@ -155,20 +162,14 @@ async def _connect(
 
 async def start_accepting(
     listener: asyncio.Server, factory: Callable[[], asyncio.Protocol], *, backlog: int
-) -> Acceptor | asyncio.Server:
+) -> Acceptor:
     """Listen on `listener`'s sockets (bound with ``start_serving=False``) and accept.
 
-    On a selector event loop an `Acceptor` takes the sockets over and the
-    asyncio server is closed; on any other loop the loop's own accepting starts.
-    Returns what listens now: both have ``sockets`` and ``close()``.
+    The loop's server only binds (its address resolution, IPv4 and IPv6): an
+    `Acceptor` takes copies of its sockets, and it is closed.
     """
-    loop = asyncio.get_running_loop()
-    if not isinstance(loop, selector_events.BaseSelectorEventLoop):
-        logger.debug("%s accepts connections itself", type(loop).__name__)
-        await listener.start_serving()
-        return listener
-    sockets = [sock.dup() for sock in listener.sockets]
+    sockets = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listener.sockets]
     listener.close()  # closes its own copies; ours stay open
     for sock in sockets:
-        sock.listen(backlog)  # asyncio would have, when it started serving
+        sock.listen(backlog)  # the loop would have, when it started serving
     return Acceptor(sockets, factory)

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +51,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def test_out_of_descriptors_the_server_backs_off_logs_once_and_recovers(tmp_path):
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_out_of_descriptors_the_server_backs_off_logs_once_and_recovers(tmp_path, loop):
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
     (tmp_path / "hello_app.py").write_text(APP)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -66,6 +71,8 @@ async def test_out_of_descriptors_the_server_backs_off_logs_once_and_recovers(tm
             "--port",
             "0",
             "--no-access-log",
+            "--loop",
+            loop,
             "--timeout-keep-alive",
             "60",  # the held connections must not be closed by the idle timeout
             cwd=tmp_path,
