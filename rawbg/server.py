@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from .background import PendingWork
 from .config import (
-    EXIT_ERROR,
     EXIT_OK,
+    EXIT_STARTUP_FAILED,
     EXIT_WORK_CANCELLED,
     PARENT_CHECK_INTERVAL,
     ServerConfig,
@@ -298,14 +298,12 @@ async def serve(
     """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status.
 
     `EXIT_OK` once everything finished; `EXIT_WORK_CANCELLED` if background
-    work had to be cancelled (graceful timeout, or a second signal).
-    `on_listening` replaces the "serving on" line (a worker tells its
-    supervisor instead); with `parent_pid`, the server also stops when that
-    process is gone (a worker whose supervisor was killed).
-
-    The app's start-up runs before the socket listens (a failing one is a
-    one-line error and `EXIT_ERROR`); its shutdown runs after every
-    connection and every background task has finished.
+    work had to be cancelled (graceful timeout, or a second signal);
+    `EXIT_STARTUP_FAILED` if the app's start-up raised. The app's start-up
+    runs before the socket listens, its shutdown after every connection and
+    background task has finished. `on_listening` replaces the "serving on"
+    line (a worker tells its supervisor instead); with `parent_pid`, the server
+    also stops when that process is gone (a worker whose supervisor was killed).
     """
     try:
         async with run_lifespan(app):
@@ -315,7 +313,7 @@ async def serve(
     except StartupFailed as exc:
         logger.debug("start-up failed", exc_info=exc.__cause__)
         print(f"error: application start-up failed: {exc}", file=sys.stderr, flush=True)
-        return EXIT_ERROR
+        return EXIT_STARTUP_FAILED
 
 
 async def _serve_started(
