@@ -3,30 +3,44 @@
 Registering a route plans its dependency graph (`rawbg.dependencies.plan_call`),
 so a broken signature fails at import time. `App.handle` is what the
 connection task calls for each request; it never raises. It is also the one
-place where application errors become responses:
+place where application errors become responses, through the app's exception
+handlers (`rawbg.exception_handling`):
 
-* `HTTPException` (including 404/405 from the router and 422 from the
-  dependency graph) becomes ``{"detail": ...}`` with its status;
+* `HTTPException` (including 404/405 from the router) becomes
+  ``{"detail": ...}`` with its status, `RequestValidationError` a 422;
+* an exception class (or status code) the app registered a handler for gets
+  that handler's response;
 * any other exception is logged with its traceback and becomes a generic 500.
 
-Either way the request's background tasks are discarded (the request failed,
-and a warning says how many), and its generator dependencies are still
-cleaned up, with the exception thrown into them.
+Before the response is chosen, the request's generator dependencies are
+unwound with the exception thrown into them, so that one of them may turn it
+into another (an `HTTPException` raised in its ``except`` block is what the
+client gets, as in FastAPI). The request's background tasks are discarded
+(the request failed, and a warning says how many).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .background import AfterResponse, BackgroundTasks
+from .datastructures import State
 from .dependencies import CallKind, CallPlan, Resolution, count_body_params, plan_call
-from .errors import HTTPException, RouteDefinitionError
-from .responses import JSONResponse, PlainTextResponse, Response
+from .encoders import jsonable_encoder
+from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .exception_handlers import http_exception_handler, request_validation_exception_handler
+from .exception_handling import (
+    ExceptionHandler,
+    HandlerKey,
+    answer_exception,
+    check_handler,
+    check_handler_key,
+)
+from .responses import FileResponse, JSONResponse, Response
 from .routing import Router, compile_template
 from .threadpool import run_in_thread
 from .types import Handler, HandlerT
@@ -37,6 +51,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rawbg.app")
 
+ExceptionHandlerT = TypeVar("ExceptionHandlerT", bound=ExceptionHandler)
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -44,9 +60,10 @@ class Endpoint:
 
     handler: Handler
     plan: CallPlan
-    status_code: int
+    status_code: int | None  # None: the response class's own default (200, 307...)
     label: str  # "POST /send-notification/{email}", for logs and traces
     embed_body: bool  # several body parameters: each is read from its own key
+    response_class: type[Response] = JSONResponse
 
 
 @dataclass(slots=True)
@@ -60,8 +77,25 @@ class Outcome:
 class App:
     """The application: ``app = App()``, then ``@app.get("/path")`` on each handler."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        default_response_class: type[Response] = JSONResponse,
+        exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+    ) -> None:
         self.router: Router[Endpoint] = Router()
+        _check_response_class(default_response_class, "App(default_response_class=...)")
+        #: what a handler's return value becomes, unless its route says otherwise
+        self.default_response_class = default_response_class
+        #: exception class or status code -> ``handler(request, exc)``
+        self.exception_handlers: dict[HandlerKey, ExceptionHandler] = {
+            HTTPException: http_exception_handler,
+            RequestValidationError: request_validation_exception_handler,
+        }
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+        #: attributes the app keeps for the whole process: ``app.state.db = ...``
+        self.state = State()
 
     def add_route(
         self,
@@ -70,6 +104,7 @@ class App:
         *,
         methods: Sequence[str],
         status_code: int | None = None,
+        response_class: type[Response] | None = None,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies."""
         if isinstance(methods, str):
@@ -82,43 +117,121 @@ class App:
                 "StreamingResponse to send a body in pieces"
             )
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
+        if response_class is None:
+            response_class = self.default_response_class
+        else:
+            _check_response_class(response_class, f"response_class of {label}")
         endpoint = Endpoint(
-            handler, plan, status_code or 200, label, embed_body=count_body_params(plan) > 1
+            handler,
+            plan,
+            status_code,
+            label,
+            embed_body=count_body_params(plan) > 1,
+            response_class=response_class,
         )
         self.router.add(path, methods, endpoint)
 
     def route(
-        self, path: str, *, methods: Sequence[str], status_code: int | None = None
+        self,
+        path: str,
+        *,
+        methods: Sequence[str],
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
         def register(handler: HandlerT) -> HandlerT:
-            self.add_route(path, handler, methods=methods, status_code=status_code)
+            self.add_route(
+                path,
+                handler,
+                methods=methods,
+                status_code=status_code,
+                response_class=response_class,
+            )
             return handler
 
         return register
 
-    def get(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["GET"], status_code=status_code)
+    def get(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(
+            path, methods=["GET"], status_code=status_code, response_class=response_class
+        )
 
-    def post(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["POST"], status_code=status_code)
+    def post(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(
+            path, methods=["POST"], status_code=status_code, response_class=response_class
+        )
 
-    def put(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PUT"], status_code=status_code)
+    def put(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(
+            path, methods=["PUT"], status_code=status_code, response_class=response_class
+        )
 
-    def patch(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PATCH"], status_code=status_code)
+    def patch(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(
+            path, methods=["PATCH"], status_code=status_code, response_class=response_class
+        )
 
     def delete(
-        self, path: str, *, status_code: int | None = None
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        response_class: type[Response] | None = None,
     ) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["DELETE"], status_code=status_code)
+        return self.route(
+            path, methods=["DELETE"], status_code=status_code, response_class=response_class
+        )
+
+    def exception_handler(
+        self, key: HandlerKey
+    ) -> Callable[[ExceptionHandlerT], ExceptionHandlerT]:
+        """``@app.exception_handler(SomeError)`` (or a status code): answer it with this."""
+        check_handler_key(key)
+
+        def register(handler: ExceptionHandlerT) -> ExceptionHandlerT:
+            self.add_exception_handler(key, handler)
+            return handler
+
+        return register
+
+    def add_exception_handler(self, key: HandlerKey, handler: ExceptionHandler) -> None:
+        """Answer an exception class (and its subclasses), or a status code, with `handler`."""
+        key = check_handler_key(key)
+        check_handler(key, handler)
+        self.exception_handlers[key] = handler
 
     async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
+        request.app = self
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
-            return Outcome(error_response(exc))
+            label = f"{request.method} {request.path}"
+            return Outcome(await self._answer(request, exc, label, trace))
         resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
         try:
             response = await self._call_endpoint(endpoint, resolution)
@@ -148,46 +261,86 @@ class App:
             if resolution.trace is not None:
                 resolution.trace.event("dependency clean-up done", scope="function")
         if isinstance(result, Response):
-            return result
-        return JSONResponse(result, status_code=endpoint.status_code)
+            response = result
+        else:
+            response = self._make_response(endpoint, result, resolution)
+        if isinstance(response, FileResponse):
+            await response.prepare()
+        return response
+
+    @staticmethod
+    def _make_response(endpoint: Endpoint, result: Any, resolution: Resolution) -> Response:
+        """The handler's return value in the route's response class, as FastAPI does."""
+        response_class = endpoint.response_class
+        if response_class is not JSONResponse:  # JSONResponse encodes the same types itself
+            result = jsonable_encoder(result)
+        status_code = endpoint.status_code
+        if status_code is None:
+            response = response_class(result)
+        else:
+            response = response_class(result, status_code=status_code)
+        if resolution.response is not None:  # a `response: Response` parameter was used
+            resolution.response.apply_to(response)
+        return response
 
     async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:
-        if isinstance(exc, HTTPException):
-            response = error_response(exc)
-        else:
-            logger.error("handler of %s raised", endpoint.label, exc_info=exc)
-            response = PlainTextResponse("Internal Server Error", status_code=500)
         if resolution.trace is not None:
             resolution.trace.event("handler raised", error=repr(exc))
+        label = endpoint.label
+        # Unwind the dependencies first: one may answer with another exception.
+        exc = await unwind(resolution.function_stack, exc, label)
+        exc = await unwind(resolution.request_stack, exc, label)
+        response = await self._answer(resolution.request, exc, label, resolution.trace)
         if resolution.background is not None and resolution.background.tasks:
             logger.warning(
                 "discarding %d background task(s) of %s: the request failed with %d",
                 len(resolution.background.tasks),
-                endpoint.label,
+                label,
                 response.status_code,
             )
-        if resolution.function_stack is not None:
-            await close_with_error(resolution.function_stack, exc, endpoint.label)
-        if resolution.request_stack is None:
-            return Outcome(response)
-        cleanup = functools.partial(close_with_error, resolution.request_stack, exc, endpoint.label)
-        return Outcome(response, AfterResponse((), cleanup, endpoint.label))
+        return Outcome(response)
 
-
-def error_response(exc: HTTPException) -> Response:
-    try:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    async def _answer(
+        self, request: Request, exc: Exception, label: str, trace: RequestTrace | None
+    ) -> Response:
+        return await answer_exception(
+            self.exception_handlers, request, exc, label=label, trace=trace
         )
-    except (TypeError, ValueError):  # a detail JSON cannot encode: the app's bug, not the client's
-        logger.exception("cannot encode the detail of %r", exc)
-        return PlainTextResponse("Internal Server Error", status_code=500)
 
 
-async def close_with_error(stack: AsyncExitStack, exc: BaseException, label: str) -> None:
-    """Close `stack` with `exc` thrown into its generators; log what else they raise."""
+class DependencySwallowedError(RuntimeError):
+    """A generator dependency caught the request's exception and did not re-raise it.
+
+    Nothing is left to answer with (the handler never returned), so the client
+    gets a 500, as in FastAPI; the log names the route and the exception.
+    """
+
+
+def _check_response_class(response_class: object, where: str) -> None:
+    if not (isinstance(response_class, type) and issubclass(response_class, Response)):
+        raise RouteDefinitionError(
+            f"{where} must be a Response subclass (JSONResponse, HTMLResponse, ...), "
+            f"not {response_class!r}"
+        )
+    response_class.check_usable()
+
+
+async def unwind(stack: AsyncExitStack | None, exc: Exception, label: str) -> Exception:
+    """Close `stack` with `exc` thrown into its generators; return what the request ends with.
+
+    That is `exc` if they re-raise it, the exception one of them raised
+    instead (an `HTTPException` becomes the response), or, if one swallowed
+    it, a `DependencySwallowedError`.
+    """
+    if stack is None:
+        return exc
     try:
-        await stack.__aexit__(type(exc), exc, exc.__traceback__)
-    except BaseException as raised:
-        if raised is not exc:
-            logger.exception("clean-up of the dependencies of %s failed", label)
+        swallowed = await stack.__aexit__(type(exc), exc, exc.__traceback__)
+    except Exception as raised:
+        return raised
+    if not swallowed:
+        return exc
+    return DependencySwallowedError(
+        f"a generator dependency of {label} caught {exc!r} and did not re-raise it; "
+        "re-raise it (or raise an HTTPException) in its except block"
+    )

@@ -52,6 +52,11 @@ INPUT_HIGH_WATER = 64 * KiB
 OUTPUT_HIGH_WATER = 64 * KiB
 OUTPUT_LOW_WATER = 16 * KiB
 
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * KiB
+
 # After an error response we shut down our write side and keep discarding what
 # the client still sends for this long before closing, so that closing with
 # unread input does not make the kernel send a reset that destroys the response

@@ -25,6 +25,7 @@ import h11
 
 from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
 from .errors import ClientDisconnected
+from .requests import Address, client_label
 
 if TYPE_CHECKING:
     from .server import Server
@@ -41,7 +42,7 @@ class HttpProtocol(asyncio.Protocol):
         # Transport and parser
         self.transport: asyncio.Transport | None = None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.config.max_head_size)
-        self.client: tuple[str, int] | None = None
+        self.client: Address | None = None
         # Input side
         self._unread = 0  # bytes received since the connection task last asked for input
         self._reading_paused = False
@@ -65,7 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER, low=OUTPUT_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
+            self.client = Address(str(peer[0]), int(peer[1]))
         self._server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -185,7 +186,9 @@ class HttpProtocol(asyncio.Protocol):
                 async with asyncio.timeout(self._server.config.timeout_keep_alive):
                     await writable
             except TimeoutError:
-                logger.info("client %s stopped reading: connection aborted", self.client)
+                logger.info(
+                    "client %s stopped reading: connection aborted", client_label(self.client)
+                )
                 self.transport.abort()  # type: ignore[union-attr]
                 raise ClientDisconnected("client stopped reading") from None
         if self.closed:
