@@ -64,8 +64,14 @@ class RequestValidationError(Exception):
     """
 
     def __init__(self, errors: Sequence[Any], *, body: Any = None) -> None:
-        super().__init__(errors)
-        self._errors = list(errors)
+        # `loc` a tuple, as pydantic (and so FastAPI) gives it; JSON shows a list
+        self._errors = [
+            {**error, "loc": tuple(error["loc"])}
+            if isinstance(error, dict) and isinstance(error.get("loc"), list)
+            else error
+            for error in errors
+        ]
+        super().__init__(self._errors)
         self.body = body
 
     def errors(self) -> list[Any]:
