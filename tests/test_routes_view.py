@@ -78,3 +78,17 @@ def test_routes_flag_prints_the_tree_and_exits_without_serving(tmp_path):
     assert "GET, HEAD /ping" in result.stdout
     assert "loud: bool = False  <- query" in result.stdout
     assert "serving on" not in result.stdout
+
+
+def test_routes_show_the_response_parameter_and_the_response_class():
+    from rawbg import HTMLResponse, Response
+
+    app = App()
+
+    @app.get("/page", response_class=HTMLResponse)
+    def page(response: Response):
+        return "<p>"
+
+    text = describe_routes(app)
+    assert "[def, in the thread pool]  -> HTMLResponse" in text
+    assert "response: Response  <- response (headers, cookies, status)" in text
