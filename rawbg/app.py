@@ -231,7 +231,7 @@ class App:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
             label = f"{request.method} {request.path}"
-            return Outcome(await self._answer(request, exc, label, trace))
+            return error_outcome(await self._answer(request, exc, label, trace), label)
         resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
         try:
             response = await self._call_endpoint(endpoint, resolution)
@@ -298,7 +298,7 @@ class App:
                 label,
                 response.status_code,
             )
-        return Outcome(response)
+        return error_outcome(response, label)
 
     async def _answer(
         self, request: Request, exc: Exception, label: str, trace: RequestTrace | None
@@ -306,6 +306,15 @@ class App:
         return await answer_exception(
             self.exception_handlers, request, exc, label=label, trace=trace
         )
+
+
+def error_outcome(response: Response, label: str) -> Outcome:
+    """An error response, with the tasks its exception handler attached to it, if any."""
+    own = response.background
+    if own is None:
+        return Outcome(response)
+    tasks = own.tasks if isinstance(own, BackgroundTasks) else [own]
+    return Outcome(response, AfterResponse(tasks, None, label))
 
 
 class DependencySwallowedError(RuntimeError):

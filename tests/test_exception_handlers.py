@@ -379,3 +379,26 @@ async def test_trace_says_which_exception_handler_answered(caplog):
         "handler=override_app.<locals>.custom_http_exception_handler "
         "exception=HTTPException status=418"
     )
+
+
+async def test_a_background_task_an_exception_handler_attaches_runs_after_its_response():
+    from rawbg import BackgroundTask, BackgroundTasks
+
+    app = App()
+    events: list[str] = []
+
+    @app.exception_handler(UnicornException)
+    async def report(request, exc):
+        return PlainTextResponse(
+            "reported", 500, background=BackgroundTask(events.append, "report")
+        )
+
+    @app.get("/")
+    async def main(background_tasks: BackgroundTasks):
+        background_tasks.add_task(events.append, "queued by the failed request")
+        raise UnicornException("x")
+
+    async with serve_app(app) as client:
+        assert (await client.get("/")).text == "reported"
+        await client.wait_for_background()
+    assert events == ["report"]  # the failed request's own tasks are still discarded
