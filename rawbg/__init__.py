@@ -22,10 +22,12 @@ from .responses import (
     StreamingResponse,
     UJSONResponse,
 )
+from .routers import APIRouter
 from .server import Server, run, serving
 
 __all__ = [
     "URL",
+    "APIRouter",
     "App",
     "BackgroundTask",
     "BackgroundTasks",

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 
 class Address(NamedTuple):
-    """Where a connection comes from: ``request.client.host`` and ``.port``."""
+    """The client's address: the peer's, or the one a trusted proxy forwarded.
+
+    A plain tuple too, so ``host, port = request.client`` works. A forwarded
+    address without a port has port 0.
+    """
 
     host: str
     port: int
@@ -112,6 +116,7 @@ class Request:
         "path",
         "path_params",
         "query_string",
+        "root_path",
         "scheme",
         "target",
     )
@@ -126,6 +131,7 @@ class Request:
         http_version: str = "1.1",
         client: tuple[str, int] | None = None,
         scheme: str = "http",
+        root_path: str = "",
     ) -> None:
         self.method = method
         #: the request target as sent, e.g. ``/items/3?q=x``
@@ -137,10 +143,12 @@ class Request:
         self.path = unquote(raw_path) if "%" in raw_path else raw_path
         self.headers = headers
         self.http_version = http_version
-        #: the peer's address (a proxy's, unless the server trusts its headers)
+        #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
         self.client = client if client is None or type(client) is Address else Address(*client)
-        #: "http", or what a trusted proxy says the client used
+        #: "http", or what a trusted proxy's X-Forwarded-Proto said ("https")
         self.scheme = scheme
+        #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
+        self.root_path = root_path
         #: the `App` handling the request (set by `App.handle`)
         self.app: App | None = None
         #: the values of the route's ``{name}`` segments, filled in by the router
@@ -172,13 +180,13 @@ class Request:
             raw_path = self.target.partition("?")[0]
             if not raw_path.startswith("/"):  # absolute-form or "*": keep what we routed on
                 raw_path = self.path
-            self._url = URL(f"{self.scheme}://{self._host()}{raw_path}{query}")
+            self._url = URL(f"{self.scheme}://{self._host()}{self.root_path}{raw_path}{query}")
         return self._url
 
     @property
     def base_url(self) -> URL:
-        """The URL of the application's root: ``scheme://host/``."""
-        return URL(f"{self.scheme}://{self._host()}/")
+        """The URL of the application's root: ``scheme://host/`` (with the root path)."""
+        return URL(f"{self.scheme}://{self._host()}{self.root_path}/")
 
     def _host(self) -> str:
         # HTTP/1.1 requires Host (h11 refuses a request without it); an HTTP/1.0
@@ -187,9 +195,13 @@ class Request:
 
     @property
     def state(self) -> State:
-        """An attribute bag for this request: middleware and dependencies leave values here."""
+        """An attribute bag for this request: middleware and dependencies leave values here.
+
+        It starts with a copy of what the app's lifespan yielded, as in Starlette.
+        """
         if self._state is None:
-            self._state = State()
+            app = self.app
+            self._state = State(**app.lifespan_state) if app is not None else State()
         return self._state
 
     async def body(self) -> bytes:
@@ -224,5 +236,5 @@ def parse_cookie_header(values: list[str]) -> dict[str, str]:
     return cookies
 
 
-def client_label(client: tuple[str, int] | None) -> str:
+def client_label(client: Address | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"
