@@ -152,6 +152,11 @@ ACCEPT_RETRY_SECONDS = 0.1
 # ... and say so at most once every 10 s, with the count of failed attempts.
 ACCEPT_LOG_INTERVAL = 10.0
 
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * KiB
+
 # After an error response we shut down our write side and keep discarding what
 # the client still sends for this long before closing, so that closing with
 # unread input does not make the kernel send a reset that destroys the response

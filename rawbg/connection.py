@@ -46,6 +46,7 @@ answers them, then closes without resetting the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -547,12 +548,14 @@ class Connection:
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
-            async for piece in response.chunks():
-                if piece:
-                    data = h.send(h11.Data(data=piece)) or b""
-                    protocol.write(data)
-                    sent += len(data)
-                    await protocol.drain()
+            # closed at once if the client leaves mid-body: a file is closed now, not at GC
+            async with contextlib.aclosing(response.chunks()) as chunks:
+                async for piece in chunks:
+                    if piece:
+                        data = h.send(h11.Data(data=piece)) or b""
+                        protocol.write(data)
+                        sent += len(data)
+                        await protocol.drain()
             end = h.send(h11.EndOfMessage()) or b""
             protocol.write(end)
             sent += len(end)
