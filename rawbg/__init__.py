@@ -8,6 +8,7 @@ from .app import App
 from .background import BackgroundTask, BackgroundTasks
 from .dependencies import Depends
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .policy import task
 from .requests import Request
 from .responses import (
     HTMLResponse,
@@ -35,6 +36,7 @@ __all__ = [
     "StreamingResponse",
     "run",
     "serving",
+    "task",
 ]
 
 __version__ = "0.1.0"

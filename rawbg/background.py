@@ -17,13 +17,17 @@ import contextvars
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from .journal import ACTIVE_JOURNAL, NewEntry
+from .policy import journal_record, policy_of
 from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
+    from .journal_writer import JournalWriter
     from .trace import RequestTrace
     from .types import Cleanup
 
@@ -53,9 +57,14 @@ class BackgroundTask:
 
     ``async def`` functions are awaited on the event loop; plain functions run
     in the default thread pool, so a slow one never blocks the loop.
+
+    Its policy (retries, backoff, durable) comes from the function
+    (`rawbg.task`). While a server with a task journal is handling a request,
+    a durable task is turned into its journal record here, so that one that
+    cannot be journaled raises `TypeError` at ``add_task``, saying why.
     """
 
-    __slots__ = ("args", "func", "is_async", "kwargs")
+    __slots__ = ("args", "attempts", "func", "is_async", "kwargs", "policy", "record")
 
     def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         self.func = func
@@ -64,6 +73,13 @@ class BackgroundTask:
         # fewer for each pending task, the common case
         self.kwargs: Mapping[str, Any] = kwargs or _NO_KWARGS
         self.is_async = is_async_callable(func)
+        self.policy = policy_of(func)
+        #: attempts made before this process (a journal entry run again)
+        self.attempts = 0
+        #: (function name, JSON arguments) until journaled
+        self.record: tuple[str, str] | None = None
+        if self.policy.durable and ACTIVE_JOURNAL.get() is not None:
+            self.record = journal_record(func, args, self.kwargs)
 
     @property
     def name(self) -> str:
@@ -182,7 +198,16 @@ class AfterResponse(Coroutine[Any, Any, None]):
     clean-up and the label: never the request or its body.
     """
 
-    __slots__ = ("_calls", "_cleanup", "_pending", "_running", "_unreleased", "label")
+    __slots__ = (
+        "_calls",
+        "_cleanup",
+        "_entry_ids",
+        "_journal",
+        "_pending",
+        "_running",
+        "_unreleased",
+        "label",
+    )
 
     def __init__(
         self,
@@ -198,6 +223,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._running: Coroutine[Any, Any, Any] | None = None
         #: units counted in `PendingWork` for this work and not yet released
         self._unreleased = 0
+        #: with a journal: the journal, and each call's entry id (None: not durable)
+        self._journal: JournalWriter | None = None
+        self._entry_ids: tuple[int | None, ...] | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -218,17 +246,44 @@ class AfterResponse(Coroutine[Any, Any, None]):
         calls = self._calls
         if trace is not None or self._cleanup is not None or len(calls) != 1:
             self._running = self._run_all(trace)
-        elif not calls[0].is_async:
+        elif not calls[0].is_async or calls[0].policy.retries:
             self._running = self._run_all(None)
         # else: the single coroutine is made at the first step (`_start_single`)
 
-    def discard(self) -> int:
+    async def record(self, journal: JournalWriter, trace: RequestTrace | None) -> None:
+        """Journal the durable tasks; return once committed. `JournalUnavailable` if not.
+
+        A durable task made outside a request (no record yet) gets its record
+        here; one that cannot be journaled raises `TypeError`.
+        """
+        calls = self._calls
+        records = []
+        for call in calls:
+            if call.record is None and call.policy.durable:
+                call.record = journal_record(call.func, call.args, call.kwargs)
+            if call.record is not None:
+                records.append(NewEntry(*call.record, self.label))
+        if not records:
+            return
+        started = 0.0 if trace is None else time.monotonic()
+        ids = iter(await journal.record(records))
+        self._journal = journal
+        self._entry_ids = tuple(None if call.record is None else next(ids) for call in calls)
+        for call in calls:
+            call.record = None  # kept in the journal now, not in memory
+        if trace is not None:
+            trace.event("journaled", entries=len(records), since=started)
+
+    def recovered(self, journal: JournalWriter, entry_id: int) -> None:
+        """This work is a journal entry run again: mark it in the journal when it ends."""
+        self._journal = journal
+        self._entry_ids = (entry_id,)
+
+    def discard(self, why: str = "its response failed") -> int:
         """The response failed: drop the tasks, release their count; return how many."""
         dropped = len(self._calls)
         if dropped:
-            logger.warning(
-                "discarding %d background task(s) of %s: its response failed", dropped, self.label
-            )
+            logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
             self._calls = ()
             self._release(dropped)
         return dropped
@@ -298,7 +353,16 @@ class AfterResponse(Coroutine[Any, Any, None]):
         if error is not None:
             running = self._running
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
+        self._mark_finished(0, failed=error is not None)
         self._release(self._unreleased)
+
+    def _mark_finished(self, index: int, *, failed: bool) -> None:
+        """Tell the journal the task at `index` ended (not when it was cancelled: it stays)."""
+        ids = self._entry_ids
+        if ids is not None and self._journal is not None and index < len(ids):
+            entry_id = ids[index]
+            if entry_id is not None:
+                self._journal.finished(entry_id, failed=failed)
 
     def _release(self, units: int) -> None:
         if units and self._pending is not None:
@@ -309,23 +373,14 @@ class AfterResponse(Coroutine[Any, Any, None]):
         """Each task in order, then the clean-up; a failure never stops the rest."""
         label = self.label
         try:
-            for task in self._calls:  # read when it starts: `discard` may have emptied it
-                started = (
-                    0.0 if trace is None else trace.event("background task started", task=task.name)
-                )
+            # read when it starts: `discard` may have emptied it
+            for index, task in enumerate(self._calls):
                 try:
-                    await task.start()
-                except Exception as exc:
-                    log_task_failure(task.name, label, exc)
-                    if trace is not None:
-                        trace.event(
-                            "background task failed", task=task.name, error=repr(exc), since=started
-                        )
-                else:
-                    if trace is not None:
-                        trace.event("background task finished", task=task.name, since=started)
+                    failed = await self._attempts(index, task, trace)
+                    self._mark_finished(index, failed=failed)
                 finally:
                     self._release(1)
+            self._entry_ids = None  # each was marked as it ended
         finally:
             # Also when cancelled (a forced shutdown): the dependencies the
             # tasks used are still closed, and nothing stays counted as pending.
@@ -338,6 +393,49 @@ class AfterResponse(Coroutine[Any, Any, None]):
                     self._release(1)
                 if trace is not None:
                     trace.event("dependency clean-up done", route=label)
+
+    async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
+        """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
+        label = self.label
+        policy = task.policy
+        attempt = task.attempts + 1
+        last = max(policy.attempts, attempt)  # a recovered entry gets at least one more
+        while True:
+            started = (
+                0.0 if trace is None else trace.event("background task started", task=task.name)
+            )
+            try:
+                await task.start()
+            except Exception as exc:
+                if trace is not None:
+                    trace.event(
+                        "background task failed", task=task.name, error=repr(exc), since=started
+                    )
+                if attempt >= last:
+                    log_task_failure(task.name, label, exc)
+                    return True
+                delay = policy.delay_before(attempt + 1)
+                logger.warning(
+                    "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
+                    task.name,
+                    label,
+                    attempt,
+                    last,
+                    exc,
+                    delay,
+                )
+                ids = self._entry_ids
+                entry_id = ids[index] if ids is not None else None
+                if entry_id is not None and self._journal is not None:
+                    self._journal.attempted(entry_id, attempt)
+                if trace is not None:
+                    trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+            else:
+                if trace is not None:
+                    trace.event("background task finished", task=task.name, since=started)
+                return False
 
 
 async def _done() -> None:

@@ -64,8 +64,9 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .journal import JournalUnavailable
 from .requests import Headers, Request, client_label
-from .responses import Response, StreamingResponse
+from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
+        self._journal = server.journal
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
@@ -414,6 +416,8 @@ class Connection:
         sent = 0
         keep_alive = False
         try:
+            if after is not None and self._journal is not None:
+                response = await self._record_work(after, trace, response)
             sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
@@ -441,6 +445,32 @@ class Connection:
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
         return keep_alive
+
+    async def _record_work(
+        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+    ) -> Response:
+        """With a task journal: commit the durable tasks before the response's first byte.
+
+        A client that sees a 2xx knows its tasks are recorded. If they cannot
+        be, the client gets a 503 instead and the tasks are not queued:
+        nothing is acknowledged that is not kept.
+        """
+        assert self._journal is not None
+        try:
+            await after.record(self._journal, trace)
+        except JournalUnavailable as exc:
+            after.discard(f"the task journal could not record them ({exc})")
+            return PlainTextResponse(
+                "Service Unavailable: the background work of this request cannot be "
+                "recorded; try again later\n",
+                status_code=503,
+                headers={"retry-after": "1"},
+            )
+        except TypeError:  # a durable task made outside a request that cannot be journaled
+            logger.exception("the background tasks of %s cannot be journaled", after.label)
+            after.discard("they cannot be journaled")
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return response
 
     def _start_work(
         self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool

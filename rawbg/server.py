@@ -21,10 +21,14 @@ import signal
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .background import PendingWork
+from .background import AfterResponse, BackgroundTask, PendingWork, WorkGroup
 from .config import ServerConfig
 from .connection import run_connection
+from .journal import ACTIVE_JOURNAL
+from .journal_writer import JournalWriter, RecoveredTask
 from .protocol import HttpProtocol
+from .sqlite_journal import SQLiteTaskStore
+from .trace import ConnectionTrace
 
 if TYPE_CHECKING:
     from .app import App
@@ -51,6 +55,10 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()  # connection tasks, with their work
         self._forget_task = self._tasks.discard
         self._callback_context = contextvars.copy_context()
+        # The task journal: with one, connection tasks run in a context where
+        # it is active, so that `add_task` can refuse what it cannot journal
+        self.journal: JournalWriter | None = None
+        self._connection_context: contextvars.Context | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -63,14 +71,78 @@ class Server:
         return int(self._listener.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Open the task journal (if any), listen, then run what the journal recovered.
+
+        Raises `JournalError` (a journal that cannot be used) or `OSError`.
+        """
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: HttpProtocol(self),
-            host=self.config.host,
-            port=self.config.port,
-            backlog=LISTEN_BACKLOG,
-            reuse_address=True,
+        recovered = self._open_journal(loop) if self.config.task_journal is not None else []
+        try:
+            self._listener = await loop.create_server(
+                lambda: HttpProtocol(self),
+                host=self.config.host,
+                port=self.config.port,
+                backlog=LISTEN_BACKLOG,
+                reuse_address=True,
+            )
+        except BaseException:
+            if self.journal is not None:
+                await self.journal.stop()
+            raise
+        if self.journal is not None:
+            logger.info(
+                "task journal %s: %d unfinished task(s) recovered, running them again",
+                self.config.task_journal,
+                len(recovered),
+            )
+        if recovered:
+            self.run_recovered(recovered)
+
+    def _open_journal(self, loop: asyncio.AbstractEventLoop) -> list[RecoveredTask]:
+        config = self.config
+        assert config.task_journal is not None
+        store = SQLiteTaskStore(
+            config.task_journal,
+            sync=config.task_journal_sync,
+            busy_timeout=config.task_journal_busy_timeout,
         )
+        journal = JournalWriter(
+            store, lease=config.task_journal_lease, group_commit=config.task_journal_group_commit
+        )
+        recovered = journal.open()  # blocking, once, before serving
+        journal.on_orphans = self.run_recovered
+        journal.start(loop)
+        self.journal = journal
+        self._connection_context = contextvars.copy_context()
+        self._connection_context.run(ACTIVE_JOURNAL.set, journal)
+        return recovered
+
+    def run_recovered(self, recovered: list[RecoveredTask]) -> None:
+        """Run journal entries again (left by this journal's last run, or a dead process).
+
+        They are owned like a connection's work: by a task the shutdown waits
+        for, and counted in `PendingWork`.
+        """
+        journal = self.journal
+        if journal is None or self._stopping:  # not run: they stay in the journal
+            return
+        trace = ConnectionTrace("journal") if self.config.trace else None
+        group = WorkGroup()
+        for entry in recovered:
+            call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
+            call.attempts = entry.attempts
+            work = AfterResponse([call], None, entry.label)
+            work.recovered(journal, entry.entry_id)
+            request_trace = trace.next_request() if trace is not None else None
+            if request_trace is not None:
+                request_trace.event(
+                    "recovered", task=call.name, entry=entry.entry_id, attempts=entry.attempts
+                )
+            work.reserve(self.pending, request_trace)
+            group.start(work)
+        task = asyncio.get_running_loop().create_task(group.wait(), name="rawbg-recovered")
+        self._tasks.add(task)
+        task.add_done_callback(self._forget_task, context=self._callback_context)
 
     # -- called by protocols and connections -------------------------------------
 
@@ -80,9 +152,13 @@ class Server:
         # work runs, so what it costs counts per pending task: a shared name
         # (asyncio would format "Task-N" for each), and a done callback bound
         # once and run in one shared context (asyncio would copy one per task).
-        task = asyncio.get_running_loop().create_task(
-            run_connection(protocol, self), name="rawbg-connection"
-        )
+        connection_task = run_connection(protocol, self)
+        loop = asyncio.get_running_loop()
+        if self._connection_context is None:
+            task = loop.create_task(connection_task, name="rawbg-connection")
+        else:  # a copy each: what a handler sets in its context stays its own
+            context = self._connection_context.copy()
+            task = loop.create_task(connection_task, name="rawbg-connection", context=context)
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
 
@@ -151,6 +227,10 @@ class Server:
                 )
         if self._listener is not None:
             self._listener.close()
+        if self.journal is not None:
+            await self.journal.stop()
+            if cancelled:
+                logger.info("cancelled journaled tasks stay in the journal: they run at next start")
         return cancelled
 
 

@@ -30,8 +30,8 @@ class ConnectionTrace:
 
     __slots__ = ("_requests", "label", "started")
 
-    def __init__(self) -> None:
-        self.label = f"conn {next(_connection_numbers)}"
+    def __init__(self, label: str | None = None) -> None:
+        self.label = label or f"conn {next(_connection_numbers)}"
         self.started = time.monotonic()
         self._requests = 0
 
