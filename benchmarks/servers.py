@@ -15,6 +15,7 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ from . import procstat
 from .apps import TASK_SECONDS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("rawbg", "ceiling", "fastapi")
+# rawbg with a task journal (a fresh file per start): --task-journal-sync
+# normal and full, and normal with one commit per request instead of per group
+JOURNAL_VARIANTS = ("rawbg-journal", "rawbg-journal-full", "rawbg-journal-per-request")
+SERVERS = ("rawbg", "ceiling", "fastapi", *JOURNAL_VARIANTS)
 # `python -m rawbg` as a user first runs it: the demo app, whose task writes
 # log.txt from the thread pool. Measured for peak throughput only (issue 2's
 # figure), in its own directory so that its log.txt lands there.
@@ -59,6 +63,14 @@ def command(name: str, port: int) -> list[str]:
         module = "rawbg benchmarks.apps.rawbg_app:app --no-access-log"
         options = f"--port {port} --max-pending-tasks {MAX_PENDING_TASKS} --app-dir"
         return [sys.executable, "-m", *module.split(), *options.split(), str(ROOT)]
+    if name in JOURNAL_VARIANTS:
+        journal = Path(tempfile.mkdtemp(prefix="rawbg-bench-")) / "tasks.db"
+        sync = "full" if name == "rawbg-journal-full" else "normal"
+        commit = "request" if name == "rawbg-journal-per-request" else "group"
+        options = (
+            f"--task-journal {journal} --task-journal-sync {sync} --task-journal-commit {commit}"
+        )
+        return [*command("rawbg", port), *options.split()]
     if name == DEMO:
         return [sys.executable, "-m", "rawbg", "--no-access-log", "--port", str(port)]
     if name == "ceiling":
