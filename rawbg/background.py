@@ -225,7 +225,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._unreleased = 0
         #: with a journal: the journal, and each call's entry id (None: not durable)
         self._journal: JournalWriter | None = None
-        self._entry_ids: tuple[int | None, ...] | None = None
+        #: (an int for a single task: 56 bytes fewer per pending task than a tuple)
+        self._entry_ids: int | tuple[int | None, ...] | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -268,7 +269,10 @@ class AfterResponse(Coroutine[Any, Any, None]):
         started = 0.0 if trace is None else time.monotonic()
         ids = iter(await journal.record(records))
         self._journal = journal
-        self._entry_ids = tuple(None if call.record is None else next(ids) for call in calls)
+        if len(calls) == 1:
+            self._entry_ids = next(ids)
+        else:
+            self._entry_ids = tuple(None if call.record is None else next(ids) for call in calls)
         for call in calls:
             call.record = None  # kept in the journal now, not in memory
         if trace is not None:
@@ -277,7 +281,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
     def recovered(self, journal: JournalWriter, entry_id: int) -> None:
         """This work is a journal entry run again: mark it in the journal when it ends."""
         self._journal = journal
-        self._entry_ids = (entry_id,)
+        self._entry_ids = entry_id
 
     def discard(self, why: str = "its response failed") -> int:
         """The response failed: drop the tasks, release their count; return how many."""
@@ -358,11 +362,16 @@ class AfterResponse(Coroutine[Any, Any, None]):
 
     def _mark_finished(self, index: int, *, failed: bool) -> None:
         """Tell the journal the task at `index` ended (not when it was cancelled: it stays)."""
+        entry_id = self._entry_id(index)
+        if entry_id is not None and self._journal is not None:
+            self._journal.finished(entry_id, failed=failed)
+
+    def _entry_id(self, index: int) -> int | None:
         ids = self._entry_ids
-        if ids is not None and self._journal is not None and index < len(ids):
-            entry_id = ids[index]
-            if entry_id is not None:
-                self._journal.finished(entry_id, failed=failed)
+        if ids is None or type(ids) is int:
+            return ids
+        assert isinstance(ids, tuple)
+        return ids[index] if index < len(ids) else None
 
     def _release(self, units: int) -> None:
         if units and self._pending is not None:
@@ -424,8 +433,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
                     exc,
                     delay,
                 )
-                ids = self._entry_ids
-                entry_id = ids[index] if ids is not None else None
+                entry_id = self._entry_id(index)
                 if entry_id is not None and self._journal is not None:
                     self._journal.attempted(entry_id, attempt)
                 if trace is not None:

@@ -32,6 +32,13 @@ from .journal import (
 )
 
 FORMAT_NAME = "rawbg-task-journal"
+
+# SQLite's page cache, in KiB (its default is 2000). Inserts append to the
+# last pages and deletes are batched, so a small cache serves them; the
+# default one would grow with the pending entries and count ~150 bytes of
+# RSS per pending task (benchmarks/README.md). Evicted pages stay in the OS
+# page cache.
+CACHE_KIB = 256
 PENDING, FAILED, SET_ASIDE = 0, 2, 3
 
 SCHEMA = """
@@ -105,6 +112,7 @@ class SQLiteTaskStore:
         try:
             self._check_or_create(db)
             db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             db.execute(
                 "INSERT OR REPLACE INTO rawbg_owners VALUES (?, ?, ?, ?)",
                 (owner, self._host, os.getpid(), lease_until),
