@@ -233,6 +233,10 @@ class AfterResponse(Coroutine[Any, Any, None]):
         return self._calls
 
     @property
+    def cleanup(self) -> Cleanup | None:
+        return self._cleanup
+
+    @property
     def units(self) -> int:
         """How many units of pending work this is: one per task, one for the clean-up."""
         return len(self._calls) + (self._cleanup is not None)
