@@ -25,7 +25,7 @@ import h11
 
 from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
 from .errors import ClientDisconnected
-from .requests import Address
+from .requests import Address, client_label
 
 if TYPE_CHECKING:
     from .proxy import TrustedProxies
@@ -202,7 +202,9 @@ class HttpProtocol(asyncio.Protocol):
                 async with asyncio.timeout(self._server.config.timeout_keep_alive):
                     await writable
             except TimeoutError:
-                logger.info("client %s stopped reading: connection aborted", self.client)
+                logger.info(
+                    "client %s stopped reading: connection aborted", client_label(self.client)
+                )
                 self.transport.abort()  # type: ignore[union-attr]
                 raise ClientDisconnected("client stopped reading") from None
         if self.closed:
