@@ -402,3 +402,25 @@ async def test_a_background_task_an_exception_handler_attaches_runs_after_its_re
         assert (await client.get("/")).text == "reported"
         await client.wait_for_background()
     assert events == ["report"]  # the failed request's own tasks are still discarded
+
+
+async def test_middleware_sees_the_response_an_exception_handler_made():
+    app = App()
+    app.add_exception_handler(UnicornException, lambda request, exc: PlainTextResponse("no", 418))
+
+    @app.middleware("http")
+    async def stamp(request, call_next):
+        response = await call_next(request)
+        response.headers["x-stamped"] = str(response.status_code)
+        return response
+
+    @app.get("/")
+    async def main():
+        raise UnicornException("x")
+
+    async with serve_app(app) as client:
+        response = await client.get("/")
+        assert (response.status_code, response.text) == (418, "no")
+        assert response.headers["x-stamped"] == "418"
+        response = await client.get("/missing")
+        assert (response.status_code, response.headers["x-stamped"]) == (404, "404")
