@@ -138,6 +138,10 @@ class App(RouteDecorators):
             self.add_exception_handler(key, handler)
         #: attributes the app keeps for the whole process: ``app.state.db = ...``
         self.state = State()
+        #: called with each exception that ends in a 500 (after it is logged): no
+        #: handler claimed it, a catch-all did, or a handler failed. A test client
+        #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
+        self.server_error_hooks: list[Callable[[Exception], None]] = []
 
     def add_route(
         self,
@@ -387,6 +391,8 @@ class App(RouteDecorators):
                 "middleware raised while handling %s", request.target, exc_info=result.error
             )
             response = PlainTextResponse("Internal Server Error", status_code=500)
+            if isinstance(result.error, Exception):
+                self._server_error(result.error)
             for after in afters:
                 after.discard_tasks()
             tasks: list[BackgroundTask] = []
@@ -461,8 +467,20 @@ class App(RouteDecorators):
         self, request: Request, exc: Exception, label: str, trace: RequestTrace | None
     ) -> Response:
         return await answer_exception(
-            self.exception_handlers, request, exc, label=label, trace=trace
+            self.exception_handlers,
+            request,
+            exc,
+            label=label,
+            trace=trace,
+            on_server_error=self._server_error if self.server_error_hooks else None,
         )
+
+    def _server_error(self, exc: Exception) -> None:
+        for hook in self.server_error_hooks:
+            try:
+                hook(exc)
+            except Exception:
+                logger.exception("server error hook %r failed", hook)
 
 
 def error_outcome(response: Response, label: str) -> Outcome:

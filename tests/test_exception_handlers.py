@@ -424,3 +424,39 @@ async def test_middleware_sees_the_response_an_exception_handler_made():
         assert response.headers["x-stamped"] == "418"
         response = await client.get("/missing")
         assert (response.status_code, response.headers["x-stamped"]) == (404, "404")
+
+
+async def test_server_error_hooks_hear_of_every_exception_that_ends_in_a_500():
+    app = App()
+    heard: list[str] = []
+    app.server_error_hooks.append(lambda exc: heard.append(repr(exc)))
+    app.add_exception_handler(KeyError, lambda request, exc: 1 / 0)
+
+    @app.get("/{what}")
+    async def fail(what: str):
+        if what == "http":
+            raise HTTPException(418)
+        raise (KeyError if what == "key" else ValueError)(what)
+
+    async with serve_app(app) as client:
+        for what in ("value", "key", "http"):
+            await client.get(f"/{what}")
+    assert heard == ["ValueError('value')", "ZeroDivisionError('division by zero')"]
+
+
+async def test_server_error_hooks_hear_of_a_failing_middleware():
+    app = App()
+    heard: list[str] = []
+    app.server_error_hooks.append(lambda exc: heard.append(repr(exc)))
+
+    @app.middleware("http")
+    async def broken(request, call_next):
+        raise RuntimeError("middleware bug")
+
+    @app.get("/")
+    async def main():
+        return "ok"
+
+    async with serve_app(app) as client:
+        assert (await client.get("/")).status_code == 500
+    assert heard == ["RuntimeError('middleware bug')"]
