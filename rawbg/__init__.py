@@ -10,6 +10,7 @@ from .background import BackgroundTask, BackgroundTasks
 from .datastructures import URL, State
 from .dependencies import Depends
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .policy import task
 from .requests import Request
 from .responses import (
     FileResponse,
@@ -50,6 +51,7 @@ __all__ = [
     "run",
     "serving",
     "status",
+    "task",
 ]
 
 __version__ = "0.1.0"

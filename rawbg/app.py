@@ -394,7 +394,7 @@ class App(RouteDecorators):
             if isinstance(result.error, Exception):
                 self._server_error(result.error)
             for after in afters:
-                after.discard_tasks()
+                after.discard("a middleware raised")
             tasks: list[BackgroundTask] = []
         else:
             tasks = [task for after in afters for task in after.tasks]
