@@ -34,7 +34,12 @@ from .background import AfterResponse, BackgroundTask, BackgroundTasks
 from .datastructures import State
 from .dependencies import CallKind, CallPlan, Depends, Resolution, count_body_params, plan_call
 from .encoders import jsonable_encoder
-from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .errors import (
+    DependencySwallowedError,
+    HTTPException,
+    RequestValidationError,
+    RouteDefinitionError,
+)
 from .exception_handlers import http_exception_handler, request_validation_exception_handler
 from .exception_handling import (
     ExceptionHandler,
@@ -534,14 +539,6 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
     return run_all
 
 
-class DependencySwallowedError(RuntimeError):
-    """A generator dependency caught the request's exception and did not re-raise it.
-
-    Nothing is left to answer with (the handler never returned), so the client
-    gets a 500, as in FastAPI; the log names the route and the exception.
-    """
-
-
 def _check_response_class(response_class: object, where: str) -> None:
     if not (isinstance(response_class, type) and issubclass(response_class, Response)):
         raise RouteDefinitionError(
@@ -567,6 +564,7 @@ async def unwind(stack: AsyncExitStack | None, exc: Exception, label: str) -> Ex
     if not swallowed:
         return exc
     return DependencySwallowedError(
-        f"a generator dependency of {label} caught {exc!r} and did not re-raise it; "
-        "re-raise it (or raise an HTTPException) in its except block"
+        f"{label} has no response: its handler was raising an exception and a dependency "
+        f"with yield caught it ({exc!r}) without re-raising it; re-raise it (or raise an "
+        "HTTPException) in the dependency's except block"
     )
