@@ -34,7 +34,12 @@ from .background import AfterResponse, BackgroundTask, BackgroundTasks
 from .datastructures import State
 from .dependencies import CallKind, CallPlan, Depends, Resolution, count_body_params, plan_call
 from .encoders import jsonable_encoder
-from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .errors import (
+    DependencySwallowedError,
+    HTTPException,
+    RequestValidationError,
+    RouteDefinitionError,
+)
 from .exception_handlers import http_exception_handler, request_validation_exception_handler
 from .exception_handling import (
     ExceptionHandler,
@@ -138,6 +143,10 @@ class App(RouteDecorators):
             self.add_exception_handler(key, handler)
         #: attributes the app keeps for the whole process: ``app.state.db = ...``
         self.state = State()
+        #: called with each exception that ends in a 500 (after it is logged): no
+        #: handler claimed it, a catch-all did, or a handler failed. A test client
+        #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
+        self.server_error_hooks: list[Callable[[Exception], None]] = []
 
     def add_route(
         self,
@@ -387,6 +396,8 @@ class App(RouteDecorators):
                 "middleware raised while handling %s", request.target, exc_info=result.error
             )
             response = PlainTextResponse("Internal Server Error", status_code=500)
+            if isinstance(result.error, Exception):
+                self._server_error(result.error)
             for after in afters:
                 after.discard("a middleware raised")
             tasks: list[BackgroundTask] = []
@@ -461,8 +472,20 @@ class App(RouteDecorators):
         self, request: Request, exc: Exception, label: str, trace: RequestTrace | None
     ) -> Response:
         return await answer_exception(
-            self.exception_handlers, request, exc, label=label, trace=trace
+            self.exception_handlers,
+            request,
+            exc,
+            label=label,
+            trace=trace,
+            on_server_error=self._server_error if self.server_error_hooks else None,
         )
+
+    def _server_error(self, exc: Exception) -> None:
+        for hook in self.server_error_hooks:
+            try:
+                hook(exc)
+            except Exception:
+                logger.exception("server error hook %r failed", hook)
 
 
 def error_outcome(response: Response, label: str) -> Outcome:
@@ -516,14 +539,6 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
     return run_all
 
 
-class DependencySwallowedError(RuntimeError):
-    """A generator dependency caught the request's exception and did not re-raise it.
-
-    Nothing is left to answer with (the handler never returned), so the client
-    gets a 500, as in FastAPI; the log names the route and the exception.
-    """
-
-
 def _check_response_class(response_class: object, where: str) -> None:
     if not (isinstance(response_class, type) and issubclass(response_class, Response)):
         raise RouteDefinitionError(
@@ -549,6 +564,7 @@ async def unwind(stack: AsyncExitStack | None, exc: Exception, label: str) -> Ex
     if not swallowed:
         return exc
     return DependencySwallowedError(
-        f"a generator dependency of {label} caught {exc!r} and did not re-raise it; "
-        "re-raise it (or raise an HTTPException) in its except block"
+        f"{label} has no response: its handler was raising an exception and a dependency "
+        f"with yield caught it ({exc!r}) without re-raising it; re-raise it (or raise an "
+        "HTTPException) in the dependency's except block"
     )

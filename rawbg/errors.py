@@ -83,6 +83,16 @@ class RequestValidationError(Exception):
         return "\n".join(lines)
 
 
+class DependencySwallowedError(RuntimeError):
+    """Raised (to the exception handlers) when a generator dependency swallowed an exception.
+
+    The handler raised, a dependency with ``yield`` caught the exception in
+    its ``except`` block and did not re-raise it: nothing is left to answer
+    with, so the client gets a 500 (as in FastAPI) and the log names the route
+    and the exception.
+    """
+
+
 class FileResponseError(RuntimeError):
     """Raised when a `FileResponse`'s file is missing, not a regular file, or unreadable.
 

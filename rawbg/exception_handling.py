@@ -93,14 +93,23 @@ async def answer_exception(
     *,
     label: str,
     trace: RequestTrace | None,
+    on_server_error: Callable[[Exception], None] | None = None,
 ) -> Response:
-    """The response for `exc`, from the app's handlers. Never raises."""
+    """The response for `exc`, from the app's handlers. Never raises.
+
+    `on_server_error` is told of every exception that is a server error: one
+    no specific handler claims, and a handler's own failure.
+    """
     found = find_handler(handlers, exc)
     if found is None:
         _log_unhandled(exc, label)
+        if on_server_error is not None:
+            on_server_error(exc)
         return internal_error()
     if found[0] in (Exception, BaseException, 500) and not isinstance(exc, HTTPException):
         _log_unhandled(exc, label)  # a catch-all answered: the error is still news
+        if on_server_error is not None:
+            on_server_error(exc)
     handler = found[1]
     name = getattr(handler, "__qualname__", repr(handler))
     try:
@@ -122,6 +131,8 @@ async def answer_exception(
             label,
             failure,
         )
+        if on_server_error is not None:
+            on_server_error(failure)
         return internal_error()
     if trace is not None:
         trace.event(

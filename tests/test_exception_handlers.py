@@ -18,6 +18,7 @@ from rawbg import (
     Response,
 )
 from rawbg.encoders import jsonable_encoder
+from rawbg.errors import DependencySwallowedError
 from rawbg.exception_handlers import (
     http_exception_handler,
     request_validation_exception_handler,
@@ -347,8 +348,9 @@ async def test_a_dependency_that_swallows_the_exception_leaves_a_500_and_says_so
     assert events == ["dependency swallowed it"]
     [record] = [r for r in caplog.records if r.name == "rawbg.app"]
     message = str(record.exc_info[1])
-    assert "a generator dependency of GET /swallowed caught OwnerError('Rick')" in message
-    assert "did not re-raise it" in message
+    assert message.startswith("GET /swallowed has no response: its handler was raising")
+    assert "caught it (OwnerError('Rick')) without re-raising it" in message
+    assert isinstance(record.exc_info[1], DependencySwallowedError)
 
 
 # -- registration ---------------------------------------------------------------------
@@ -402,3 +404,61 @@ async def test_a_background_task_an_exception_handler_attaches_runs_after_its_re
         assert (await client.get("/")).text == "reported"
         await client.wait_for_background()
     assert events == ["report"]  # the failed request's own tasks are still discarded
+
+
+async def test_middleware_sees_the_response_an_exception_handler_made():
+    app = App()
+    app.add_exception_handler(UnicornException, lambda request, exc: PlainTextResponse("no", 418))
+
+    @app.middleware("http")
+    async def stamp(request, call_next):
+        response = await call_next(request)
+        response.headers["x-stamped"] = str(response.status_code)
+        return response
+
+    @app.get("/")
+    async def main():
+        raise UnicornException("x")
+
+    async with serve_app(app) as client:
+        response = await client.get("/")
+        assert (response.status_code, response.text) == (418, "no")
+        assert response.headers["x-stamped"] == "418"
+        response = await client.get("/missing")
+        assert (response.status_code, response.headers["x-stamped"]) == (404, "404")
+
+
+async def test_server_error_hooks_hear_of_every_exception_that_ends_in_a_500():
+    app = App()
+    heard: list[str] = []
+    app.server_error_hooks.append(lambda exc: heard.append(repr(exc)))
+    app.add_exception_handler(KeyError, lambda request, exc: 1 / 0)
+
+    @app.get("/{what}")
+    async def fail(what: str):
+        if what == "http":
+            raise HTTPException(418)
+        raise (KeyError if what == "key" else ValueError)(what)
+
+    async with serve_app(app) as client:
+        for what in ("value", "key", "http"):
+            await client.get(f"/{what}")
+    assert heard == ["ValueError('value')", "ZeroDivisionError('division by zero')"]
+
+
+async def test_server_error_hooks_hear_of_a_failing_middleware():
+    app = App()
+    heard: list[str] = []
+    app.server_error_hooks.append(lambda exc: heard.append(repr(exc)))
+
+    @app.middleware("http")
+    async def broken(request, call_next):
+        raise RuntimeError("middleware bug")
+
+    @app.get("/")
+    async def main():
+        return "ok"
+
+    async with serve_app(app) as client:
+        assert (await client.get("/")).status_code == 500
+    assert heard == ["RuntimeError('middleware bug')"]

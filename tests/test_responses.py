@@ -409,3 +409,20 @@ async def test_a_plain_iterator_is_advanced_in_a_worker_thread_and_closed_when_d
         assert response.headers["content-type"] == "video/mp4"
     assert threading.get_ident() not in threads
     assert closed.is_set()
+
+
+async def test_a_routers_response_class_survives_include_router():
+    from rawbg import APIRouter
+
+    router = APIRouter(prefix="/pages")
+
+    @router.get("/home", response_class=HTMLResponse)
+    async def home():
+        return "<h1>home</h1>"
+
+    app = App()
+    app.include_router(router)
+    async with serve_app(app) as client:
+        response = await client.get("/pages/home")
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.text == "<h1>home</h1>"
