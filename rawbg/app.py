@@ -360,12 +360,12 @@ class App(RouteDecorators):
             target = raw_path.rstrip("/") if raw_path.endswith("/") else raw_path + "/"
         else:
             target = other
+        target = request.root_path + target  # the prefix a proxy stripped, if any
         if request.query_string:
             target += "?" + request.query_string
         host = request.headers.get("host")
         if host is not None and _HOST.fullmatch(host):
-            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
-            target = f"{scheme}://{host}{target}"
+            target = f"{request.scheme}://{host}{target}"  # scheme: from a trusted proxy
         return Response(status_code=307, headers={"location": target})
 
     async def _handle_with_middleware(

@@ -389,3 +389,14 @@ def test_mounting_a_sub_application_is_refused_with_what_to_do_instead():
         NotImplementedError, match=r"app.include_router\(router, prefix='/subapi'\)"
     ):
         App().mount("/subapi", App())
+
+
+async def test_the_redirect_keeps_the_root_path_and_the_scheme_a_trusted_proxy_gave():
+    async with serve_app(slash_app(), root_path="/api", forwarded_allow_ips="127.0.0.1") as client:
+        response = await client.get(
+            "/items?q=1", headers={"host": "example.com", "x-forwarded-proto": "https"}
+        )
+    assert (response.status_code, response.headers["location"]) == (
+        307,
+        "https://example.com/api/items/?q=1",
+    )
