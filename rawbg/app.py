@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -248,9 +249,17 @@ class App(RouteDecorators):
     # -- lifecycle and middleware --------------------------------------------------
 
     def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:
-        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown")."""
+        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown").
+
+        Deprecated, with the warning FastAPI gives: ``lifespan=`` does both in one place.
+        """
         if event not in ("startup", "shutdown"):
             raise ValueError(f"on_event takes 'startup' or 'shutdown', not {event!r}")
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
         def register(handler: HandlerT) -> HandlerT:
             self.add_event_handler(event, handler)

@@ -10,6 +10,9 @@ from rawbg import App, BackgroundTasks
 from rawbg.lifespan import StartupFailed
 from rawbg.testing import serve_app
 
+# on_event is deprecated, as in FastAPI (tested below); these tests use it on purpose
+on_event_used = pytest.mark.filterwarnings("ignore:on_event is deprecated:DeprecationWarning")
+
 
 def app_with_slow_task(events: list[str], app: App) -> App:
     async def slow_task() -> None:
@@ -26,6 +29,7 @@ def app_with_slow_task(events: list[str], app: App) -> App:
     return app
 
 
+@on_event_used
 async def test_on_event_startup_runs_before_serving_and_shutdown_after_background_work():
     events: list[str] = []
     app = App()
@@ -96,6 +100,7 @@ async def test_bare_generator_functions_are_lifespans_too():
     assert events == ["async in", "async out", "sync in", "sync out"]
 
 
+@on_event_used
 async def test_on_event_handlers_are_ignored_with_a_lifespan_as_fastapi_does(caplog):
     events: list[str] = []
 
@@ -115,6 +120,7 @@ async def test_on_event_handlers_are_ignored_with_a_lifespan_as_fastapi_does(cap
     assert "is ignored" in caplog.records[0].getMessage()
 
 
+@on_event_used
 async def test_a_failing_startup_never_listens_and_names_the_function():
     app = App()
 
@@ -141,3 +147,8 @@ async def test_a_lifespan_must_yield_nothing_or_a_mapping():
 def test_on_event_takes_startup_or_shutdown_only():
     with pytest.raises(ValueError, match="'startup' or 'shutdown'"):
         App().on_event("start")
+
+
+def test_on_event_warns_that_it_is_deprecated_as_fastapi_does():
+    with pytest.warns(DeprecationWarning, match="use lifespan event handlers instead"):
+        App().on_event("startup")
