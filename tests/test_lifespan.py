@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from rawbg import App, BackgroundTasks
+from rawbg import App, BackgroundTasks, Request
 from rawbg.lifespan import StartupFailed
 from rawbg.testing import serve_app
 
@@ -64,7 +64,7 @@ async def test_on_event_startup_runs_before_serving_and_shutdown_after_backgroun
     assert set(events[4:6]) == {"leaving", "task started"}
 
 
-async def test_lifespan_wraps_serving_and_its_state_is_kept_on_the_app():
+async def test_lifespan_wraps_serving_and_each_request_state_starts_from_what_it_yielded():
     events: list[str] = []
 
     @contextlib.asynccontextmanager
@@ -74,8 +74,17 @@ async def test_lifespan_wraps_serving_and_its_state_is_kept_on_the_app():
         events.append("lifespan end")
 
     app = app_with_slow_task(events, App(lifespan=lifespan))
+
+    @app.get("/model")
+    async def model(request: Request):
+        seen = request.state.model
+        request.state.model = "changed by one request"  # a copy per request, as in Starlette
+        return seen
+
     async with serve_app(app) as client:
         assert app.lifespan_state == {"model": "loaded"}
+        assert (await client.get("/model")).json() == "loaded"
+        assert (await client.get("/model")).json() == "loaded"
         await client.post("/work")
     assert events[0] == "lifespan start"
     assert events[-2:] == ["task finished", "lifespan end"]
