@@ -196,6 +196,17 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
         )
+        if not path_params:
+            for template in self.router.templates_matching(path, methods):
+                logger.warning(
+                    "%s is registered after %s, which also matches it: rawbg answers %s "
+                    "with %s, FastAPI (first registered wins) would not; register %s first",
+                    path,
+                    template,
+                    path,
+                    plan.where,
+                    path,
+                )
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "

@@ -400,3 +400,26 @@ async def test_the_redirect_keeps_the_root_path_and_the_scheme_a_trusted_proxy_g
         307,
         "https://example.com/api/items/?q=1",
     )
+
+
+async def test_a_fixed_path_registered_after_a_template_that_matches_it_is_warned_about(caplog):
+    app = App()
+
+    @app.get("/users/{user_id}")
+    async def read_user(user_id: str):
+        return user_id
+
+    with caplog.at_level(logging.WARNING, logger="rawbg.app"):
+
+        @app.get("/users/me")
+        async def read_me():
+            return "me"
+
+        @app.post("/users/new")  # no POST template matches it: no warning
+        async def create():
+            return "new"
+
+    [record] = caplog.records
+    assert record.getMessage().startswith("/users/me is registered after /users/{user_id}")
+    async with serve_app(app) as client:
+        assert (await client.get("/users/me")).json() == "me"  # FastAPI: read_user("me")
