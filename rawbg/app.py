@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -204,6 +205,17 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
         )
+        if not path_params:
+            for template in self.router.templates_matching(path, methods):
+                logger.warning(
+                    "%s is registered after %s, which also matches it: rawbg answers %s "
+                    "with %s, FastAPI (first registered wins) would not; register %s first",
+                    path,
+                    template,
+                    path,
+                    plan.where,
+                    path,
+                )
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -257,9 +269,17 @@ class App(RouteDecorators):
     # -- lifecycle and middleware --------------------------------------------------
 
     def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:
-        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown")."""
+        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown").
+
+        Deprecated, with the warning FastAPI gives: ``lifespan=`` does both in one place.
+        """
         if event not in ("startup", "shutdown"):
             raise ValueError(f"on_event takes 'startup' or 'shutdown', not {event!r}")
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
         def register(handler: HandlerT) -> HandlerT:
             self.add_event_handler(event, handler)
@@ -369,12 +389,12 @@ class App(RouteDecorators):
             target = raw_path.rstrip("/") if raw_path.endswith("/") else raw_path + "/"
         else:
             target = other
+        target = request.root_path + target  # the prefix a proxy stripped, if any
         if request.query_string:
             target += "?" + request.query_string
         host = request.headers.get("host")
         if host is not None and _HOST.fullmatch(host):
-            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
-            target = f"{scheme}://{host}{target}"
+            target = f"{request.scheme}://{host}{target}"  # scheme: from a trusted proxy
         return Response(status_code=307, headers={"location": target})
 
     async def _handle_with_middleware(
