@@ -8,6 +8,7 @@ from .app import App
 from .background import BackgroundTask, BackgroundTasks
 from .dependencies import Depends
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .param_functions import Body, Cookie, Header, Path, Query
 from .requests import Request
 from .responses import (
     HTMLResponse,
@@ -22,11 +23,16 @@ __all__ = [
     "App",
     "BackgroundTask",
     "BackgroundTasks",
+    "Body",
+    "Cookie",
     "Depends",
     "HTMLResponse",
     "HTTPException",
+    "Header",
     "JSONResponse",
+    "Path",
     "PlainTextResponse",
+    "Query",
     "Request",
     "RequestValidationError",
     "Response",

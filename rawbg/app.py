@@ -21,11 +21,12 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .background import AfterResponse, BackgroundTasks
-from .dependencies import CallKind, CallPlan, Resolution, count_body_params, plan_call
+from .dependencies import CallKind, CallPlan, Resolution, plan_call, should_embed_body
 from .errors import HTTPException, RouteDefinitionError
+from .response_models import ResponseModelOptions, plan_response_model
 from .responses import JSONResponse, PlainTextResponse, Response
 from .routing import Router, compile_template
 from .threadpool import run_in_thread
@@ -47,6 +48,8 @@ class Endpoint:
     status_code: int
     label: str  # "POST /send-notification/{email}", for logs and traces
     embed_body: bool  # several body parameters: each is read from its own key
+    #: validates and dumps what the handler returns (``response_model=``), or None
+    serialize: Callable[[Any], Any] | None = None
 
 
 @dataclass(slots=True)
@@ -70,48 +73,90 @@ class App:
         *,
         methods: Sequence[str],
         status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
     ) -> None:
-        """Register `handler` for `methods` on the `path` template; plan its dependencies."""
+        """Register `handler` for `methods` on the `path` template; plan its dependencies.
+
+        ``response_model=`` and its ``response_model_*`` options: see
+        `rawbg.response_models` (by default, the handler's return annotation).
+        """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         _, path_params = compile_template(path)
-        plan = plan_call(handler, path_params=path_params)
+        label = f"{'/'.join(m.upper() for m in methods)} {path}"
+        try:
+            plan = plan_call(handler, path_params=path_params)
+            serialize = plan_response_model(handler, response)
+        except RouteDefinitionError as exc:
+            raise RouteDefinitionError(f"route {label}: {exc}") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
             raise RouteDefinitionError(
                 f"handler {plan.where} is a generator; return a "
                 "StreamingResponse to send a body in pieces"
             )
-        label = f"{'/'.join(m.upper() for m in methods)} {path}"
         endpoint = Endpoint(
-            handler, plan, status_code or 200, label, embed_body=count_body_params(plan) > 1
+            handler, plan, status_code or 200, label, should_embed_body(plan), serialize
         )
         self.router.add(path, methods, endpoint)
 
     def route(
-        self, path: str, *, methods: Sequence[str], status_code: int | None = None
+        self,
+        path: str,
+        *,
+        methods: Sequence[str],
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
     ) -> Callable[[HandlerT], HandlerT]:
         def register(handler: HandlerT) -> HandlerT:
-            self.add_route(path, handler, methods=methods, status_code=status_code)
+            self.add_route(path, handler, methods=methods, status_code=status_code, **response)
             return handler
 
         return register
 
-    def get(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["GET"], status_code=status_code)
+    def get(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(path, methods=["GET"], status_code=status_code, **response)
 
-    def post(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["POST"], status_code=status_code)
+    def post(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(path, methods=["POST"], status_code=status_code, **response)
 
-    def put(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PUT"], status_code=status_code)
+    def put(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(path, methods=["PUT"], status_code=status_code, **response)
 
-    def patch(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PATCH"], status_code=status_code)
+    def patch(
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
+    ) -> Callable[[HandlerT], HandlerT]:
+        return self.route(path, methods=["PATCH"], status_code=status_code, **response)
 
     def delete(
-        self, path: str, *, status_code: int | None = None
+        self,
+        path: str,
+        *,
+        status_code: int | None = None,
+        **response: Unpack[ResponseModelOptions],
     ) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["DELETE"], status_code=status_code)
+        return self.route(path, methods=["DELETE"], status_code=status_code, **response)
 
     async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
@@ -149,6 +194,8 @@ class App:
                 resolution.trace.event("dependency clean-up done", scope="function")
         if isinstance(result, Response):
             return result
+        if endpoint.serialize is not None:
+            result = endpoint.serialize(result)
         return JSONResponse(result, status_code=endpoint.status_code)
 
     async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:

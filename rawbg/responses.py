@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import enum
 import functools
 import json
@@ -128,12 +129,19 @@ def _content_type(media_type: str, charset: str) -> tuple[bytes, bytes]:
 def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    model_dump = getattr(value, "model_dump", None)
+    if model_dump is not None and callable(model_dump):  # a pydantic model, as FastAPI dumps it
+        return model_dump(mode="json", by_alias=True)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
+    if isinstance(value, datetime.timedelta):  # seconds, as FastAPI's encoder
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):  # as FastAPI: an int when it has no fraction
+        return int(value) if value.as_tuple().exponent >= 0 else float(value)  # type: ignore[operator]
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -42,9 +42,20 @@ def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]]) -> str:
         return f"{head}  <- Depends({plan.name}) [{plan.kind.value}{scope}; {sharing}]"
     if source is Source.BACKGROUND:
         return f"{head}  <- background tasks (one instance per request, shared)"
-    if source is Source.QUERY and param.scalar is not None and param.scalar.many:
-        return f"{head}  <- query (repeated key)"
-    return f"{head}  <- {source.value}"
+    value = param.value
+    if value is None:
+        return f"{head}  <- {source.value}"
+    where = source.value
+    if value.key != param.name:
+        where += f" {value.key!r}"
+    notes = [f"{k}={v!r}" for k, v in value.constraints.given().items()]
+    if value.many:
+        notes.insert(0, "repeated key" if source is Source.QUERY else "every value")
+    if source is Source.BODY and value.embed:
+        notes.insert(0, "embedded")
+    if value.via_pydantic:
+        notes.append("validated by pydantic")
+    return f"{head}  <- {where}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _tree(plan: CallPlan, computed: set[Callable[..., Any]], indent: str) -> Iterator[str]:
