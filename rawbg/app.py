@@ -88,7 +88,7 @@ class App:
             plan = plan_call(handler, path_params=path_params)
             serialize = plan_response_model(handler, response)
         except RouteDefinitionError as exc:
-            raise RouteDefinitionError(f"route {label}: {exc}") from None
+            raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
             raise RouteDefinitionError(
                 f"handler {plan.where} is a generator; return a "

@@ -159,18 +159,24 @@ def _validator(
                 refusal = exc
         if refusal.needs_pydantic:
             raise RouteDefinitionError(f"{where}: {missing_pydantic(refusal.reason)}")
-        raise RouteDefinitionError(
-            f"{where}: {refusal.reason}. Path, query, header and cookie parameters may be str, "
-            "int, float, bool, Decimal, UUID, a date or time, an Enum, a Literal or a list of "
-            "those; a JSON body a dict, list or dataclass (or a pydantic model, with "
-            "pip install 'rawbg[pydantic]'); anything else needs Depends(...)"
-        )
+        raise RouteDefinitionError(_nothing_can_supply(where, annotation, refusal.reason))
     try:
         return pydantic_validator(pydantic, target, constraints, options), True
     except Exception as exc:  # pydantic's schema errors: the annotation is the user's mistake
+        first_line = str(exc).partition("\n")[0]
         raise RouteDefinitionError(
-            f"{where}: pydantic cannot validate {annotation!r}: {exc}"
-        ) from exc
+            _nothing_can_supply(where, annotation, f"{refusal.reason}, nor can pydantic: {first_line}")
+        ) from None
+
+
+def _nothing_can_supply(where: str, annotation: Any, reason: str) -> str:
+    return (
+        f"{where}: nothing can supply a value of type {annotation!r} ({reason}). Path, query, "
+        "header and cookie parameters may be str, int, float, bool, Decimal, UUID, a date or "
+        "time, an Enum, a Literal or a list of those; a JSON body a dict, list or dataclass "
+        "(or a pydantic model, with pip install 'rawbg[pydantic]'); anything else needs "
+        "Depends(...)"
+    )
 
 
 # --- per request ------------------------------------------------------------------

@@ -140,7 +140,7 @@ def is_scalar_sequence(annotation: Any) -> bool:
     inner, _ = strip_optional(annotation)
     origin = typing.get_origin(inner)
     if origin not in (list, set, frozenset, tuple):
-        return inner in (list, set, frozenset, tuple)
+        return False
     args = [a for a in typing.get_args(inner) if a is not Ellipsis]
     return all(is_scalar(a) for a in args)
 

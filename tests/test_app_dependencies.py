@@ -104,8 +104,8 @@ async def test_invalid_parameters_of_nested_dependencies_are_all_reported_and_no
                     "msg": "Input should be a valid integer, unable to parse string as an integer",
                     "input": "x",
                 },
-                {"type": "missing", "loc": ["query", "a"], "msg": "Field required"},
-                {"type": "missing", "loc": ["query", "b"], "msg": "Field required"},
+                {"type": "missing", "loc": ["query", "a"], "msg": "Field required", "input": None},
+                {"type": "missing", "loc": ["query", "b"], "msg": "Field required", "input": None},
                 {
                     "type": "int_parsing",
                     "loc": ["query", "c"],
