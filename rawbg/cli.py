@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every lifecycle event of every connection and request",
     )
     parser.add_argument(
+        "--trace-file",
+        metavar="FILE",
+        help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -158,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
             access_log=args.access_log,
             trace=args.trace,
+            trace_file=args.trace_file,
         )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None

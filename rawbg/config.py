@@ -74,6 +74,7 @@ class ServerConfig:
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
     access_log: bool = True
     trace: bool = False
+    trace_file: str | None = None  # Chrome trace-event JSON of the same events
 
     def __post_init__(self) -> None:
         positive = {

@@ -25,6 +25,7 @@ from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
 from .protocol import HttpProtocol
+from .trace import ConnectionTrace, TraceFile
 
 if TYPE_CHECKING:
     from .app import App
@@ -51,6 +52,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()  # connection tasks, with their work
         self._forget_task = self._tasks.discard
         self._callback_context = contextvars.copy_context()
+        # Tracing (--trace, --trace-file): off means no trace objects at all
+        self._trace_file: TraceFile | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -63,6 +66,8 @@ class Server:
         return int(self._listener.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        if self.config.trace_file is not None:
+            self._trace_file = TraceFile(self.config.trace_file)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(
             lambda: HttpProtocol(self),
@@ -85,6 +90,12 @@ class Server:
         )
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
+
+    def new_trace(self) -> ConnectionTrace | None:
+        """A trace for a new connection, or None when tracing is off."""
+        if self.config.trace or self._trace_file is not None:
+            return ConnectionTrace(log=self.config.trace, file=self._trace_file)
+        return None
 
     def connection_lost(self, protocol: HttpProtocol) -> None:
         self._open_transports -= 1
@@ -151,6 +162,8 @@ class Server:
                 )
         if self._listener is not None:
             self._listener.close()
+        if self._trace_file is not None:
+            self._trace_file.close()
         return cancelled
 
 
