@@ -106,7 +106,7 @@ def pydantic_validator(
 
     def validate(value: Any) -> Any:
         try:
-            return validate_python(value)
+            return validate_python(value, from_attributes=True)  # as FastAPI validates
         except validation_error as exc:
             raise Invalid(pydantic_errors(exc.errors(include_url=False))) from None
 

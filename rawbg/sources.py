@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,10 +37,15 @@ from .validation import (
     build,
     is_scalar,
     is_scalar_sequence,
+    strip_optional,
 )
+
+SEQUENCES = (list, set, frozenset, tuple)
 
 if TYPE_CHECKING:
     from .requests import Request
+
+logger = logging.getLogger("rawbg.sources")
 
 EMPTY: Any = inspect.Parameter.empty
 
@@ -90,7 +96,9 @@ def plan_value(
                 f"{where} is declared with Path() but the route's path has no {{{key}}}"
             )
         default, default_factory = EMPTY, None  # a matched route always has its segments
-    many = location in ("query", "header") and is_scalar_sequence(annotation)
+    many = location in ("query", "header") and (
+        is_scalar_sequence(annotation) or strip_optional(annotation)[0] in SEQUENCES
+    )
     if location in ("path", "cookie") and is_scalar_sequence(annotation) and not metadata:
         raise RouteDefinitionError(
             f"{where}: a {location} parameter holds one value; "
@@ -250,5 +258,6 @@ def read_body(request: Request) -> Any:
                 }
             ]
         ) from None
-    except (UnicodeDecodeError, ValueError):
+    except Exception:  # not text in a JSON encoding, or a failing JSON library
+        logger.info("a JSON body could not be parsed", exc_info=True)
         raise HTTPException(400, "There was an error parsing the body") from None
