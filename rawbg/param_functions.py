@@ -1,4 +1,4 @@
-"""`Query`, `Path`, `Header`, `Cookie` and `Body`: where a parameter's value comes from, and its checks.
+"""`Query`, `Path`, `Header`, `Cookie`, `Body`: where a parameter's value comes from, its checks.
 
 Used as FastAPI uses them, in either spelling::
 

@@ -193,7 +193,8 @@ def _from_timestamp(seconds: float) -> datetime.datetime:
     except (OverflowError, OSError, ValueError):
         raise invalid(
             "datetime_parsing",
-            "Input should be a valid datetime, dates after 9999 are not supported as unix timestamps",
+            "Input should be a valid datetime, "
+            "dates after 9999 are not supported as unix timestamps",
             seconds,
         ) from None
 

@@ -1,4 +1,4 @@
-"""pydantic, when it is installed (``pip install 'rawbg[pydantic]'``): models, and what rawbg cannot check.
+"""pydantic, when installed (``rawbg[pydantic]``): models, and what rawbg cannot check.
 
 Nothing here imports pydantic when rawbg is imported. The planner asks
 `pydantic_validator` for a parameter rawbg's own validator refused (a

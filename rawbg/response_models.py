@@ -1,4 +1,4 @@
-"""``response_model=``: what a handler returns, validated and filtered through a type, as FastAPI does.
+"""``response_model=``: what a handler returns, validated and filtered through a type.
 
 A route's response model is its ``response_model=`` keyword, or else the
 handler's return annotation (unless that is a `Response`, or ``None``);

@@ -1,4 +1,6 @@
-"""Planning a parameter read from the request: where (path, query, header, cookie, body), under which name, checked how.
+"""Planning a parameter read from the request: where from, under which name, checked how.
+
+The places are the path, the query, a header, a cookie and the JSON body.
 
 `plan_value` runs once per parameter, at registration, for every parameter
 that is not a dependency, the `Request` or `BackgroundTasks`. It decides,
@@ -143,7 +145,7 @@ def _validator(
     options: dict[str, Any],
 ) -> tuple[Validator, bool]:
     """rawbg's own validator if it can; pydantic's if it cannot and pydantic is installed."""
-    target = Annotated[(annotation, *metadata)] if metadata else annotation  # type: ignore[valid-type]
+    target = Annotated[(annotation, *metadata)] if metadata else annotation
     if not options:
         try:
             return build(target, constraints, own_dataclasses=False), False
@@ -173,7 +175,9 @@ def _validator(
     except Exception as exc:  # pydantic's schema errors: the annotation is the user's mistake
         first_line = str(exc).partition("\n")[0]
         raise RouteDefinitionError(
-            _nothing_can_supply(where, annotation, f"{refusal.reason}, nor can pydantic: {first_line}")
+            _nothing_can_supply(
+                where, annotation, f"{refusal.reason}, nor can pydantic: {first_line}"
+            )
         ) from None
 
 
@@ -207,7 +211,7 @@ def located(prefix: list[Any], errors: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def parse_cookies(headers: list[str]) -> dict[str, str]:
-    """``Cookie: a=1; b="two"`` as ``{"a": "1", "b": "two"}`` (the first of a repeated name wins)."""
+    """``Cookie: a=1; b="two"`` as ``{"a": "1", "b": "two"}``; a repeated name: the first wins."""
     cookies: dict[str, str] = {}
     for header in headers:
         for pair in header.split(";"):

@@ -18,6 +18,7 @@ refuses the route.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -348,16 +349,12 @@ def _enum(cls: type[enum.Enum]) -> Validator:
     def validate(value: Any) -> enum.Enum:
         if isinstance(value, cls):
             return value
-        try:
+        with contextlib.suppress(KeyError, TypeError):  # TypeError: unhashable
             return by_value[value]
-        except (KeyError, TypeError):
-            pass
         found = None
         if by_number and isinstance(value, str):  # lax: "2" for an int-valued member
-            try:
+            with contextlib.suppress(Invalid):
                 found = by_number.get(to_float(value))
-            except Invalid:
-                pass
         if found is None:
             raise invalid("enum", f"Input should be {expected}", value, {"expected": expected})
         return found
@@ -383,7 +380,7 @@ def _literal(choices: tuple[Any, ...]) -> Validator:
     return validate
 
 
-_SEQUENCE_TYPES = {
+_SEQUENCE_TYPES: dict[type, tuple[str, str]] = {
     list: ("list_type", "Input should be a valid list"),
     set: ("set_type", "Input should be a valid set"),
     frozenset: ("frozen_set_type", "Input should be a valid frozenset"),
@@ -624,7 +621,7 @@ _ANNOTATED_TYPES = {
 
 
 def metadata_constraints(metadata: list[Any]) -> Constraints:
-    """Constraints from ``Annotated`` metadata: annotated_types' objects; `Unsupported` otherwise."""
+    """Constraints from ``Annotated`` metadata (annotated_types' objects); else `Unsupported`."""
     found: dict[str, Any] = {}
     for item in metadata:
         module = type(item).__module__
