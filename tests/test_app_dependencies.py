@@ -66,7 +66,7 @@ def nested_app(calls: list[str]) -> App:
         calls.append("level2")
         return [f"b={b}", *deeper]
 
-    def level1(a: str, deeper: list = Depends(level2)):  # noqa: B008 - FastAPI's spelling
+    def level1(a: str, deeper: list = Depends(level2)):
         calls.append("level1")
         return [f"a={a}", *deeper]
 
