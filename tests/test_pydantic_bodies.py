@@ -1,4 +1,4 @@
-"""With pydantic installed: model bodies, response_model, dataclasses, pydantic's errors in FastAPI's shape."""
+"""With pydantic: model bodies, response_model, dataclasses, its errors in FastAPI's shape."""
 
 import dataclasses
 import datetime
