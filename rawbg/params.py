@@ -53,6 +53,11 @@ def to_str(value: Any) -> str:
 
 
 _INT_MSG = "Input should be a valid integer, unable to parse string as an integer"
+_INT_SIZE_MSG = "Unable to parse input string as an integer, exceeded maximum size"
+# Python's own limit on int(str) (sys.int_info.default_max_str_digits); pydantic's too
+_MAX_INT_DIGITS = 4300
+# pydantic reads a float as a 64-bit integer
+_I64_LIMIT = 2**63
 _ZERO_FRACTION = re.compile(r"\s*([+-]?[0-9_]+)\.0+\s*")
 
 
@@ -65,7 +70,9 @@ def to_int(value: Any) -> int:
         except ValueError:
             whole = _ZERO_FRACTION.fullmatch(value)
             if whole is not None:
-                return int(whole.group(1))
+                return to_int(whole.group(1))
+            if len(value) > _MAX_INT_DIGITS and value.strip().lstrip("+-").isdigit():
+                raise invalid("int_parsing_size", _INT_SIZE_MSG, value) from None
             raise invalid("int_parsing", _INT_MSG, value) from None
     if isinstance(value, int):  # bool
         return int(value)
@@ -78,6 +85,8 @@ def to_int(value: Any) -> int:
                 "Input should be a valid integer, got a number with a fractional part",
                 value,
             )
+        if isinstance(value, float) and abs(value) >= _I64_LIMIT:
+            raise invalid("int_parsing_size", _INT_SIZE_MSG, value)
         return int(value)
     raise invalid("int_type", "Input should be a valid integer", value)
 
@@ -87,6 +96,8 @@ def to_float(value: Any) -> float:
         return value
     if isinstance(value, str):
         try:
+            if "_" in value and value != value.strip():  # pydantic: "1_0" yes, " 1_0" no
+                raise ValueError(value)
             return float(value)
         except ValueError:
             raise invalid(
@@ -117,7 +128,7 @@ def to_bool(value: Any) -> bool:
     if isinstance(value, (int, float, decimal.Decimal)):
         if value in (0, 1):
             return bool(value)
-        if isinstance(value, int):
+        if isinstance(value, int) or value == int(value):  # 2 or 2.0; 1.5 is not even that
             raise invalid("bool_parsing", _BOOL_MSG, value)
     raise invalid("bool_type", "Input should be a valid boolean", value)
 
@@ -203,11 +214,12 @@ def _date_problem(text: str) -> str:
     """Why `text` is not a date, in pydantic's words (it uses the `speedate` crate)."""
     if len(text) < 10:
         return "input is too short"
-    for part, span in (("year", (0, 4)), ("month", (5, 7)), ("day", (8, 10))):
-        if not text[span[0] : span[1]].isdigit():
+    for position, part in ((0, "year"), (5, "month"), (8, "day")):
+        width = 4 if part == "year" else 2
+        if not text[position : position + width].isdigit():
             return f"invalid character in {part}"
-    if text[4] != "-" or text[7] != "-":
-        return "invalid date separator, expected `-`"
+        if part != "day" and text[position + width] != "-":
+            return "invalid date separator, expected `-`"
     if not 1 <= int(text[5:7]) <= 12:
         return "month value is outside expected range of 1-12"
     return "day value is outside expected range"
@@ -243,7 +255,7 @@ def to_date(value: Any) -> datetime.date:
         moment = value
     elif isinstance(value, datetime.date):
         return value
-    elif isinstance(value, str) and len(value.strip()) == 10:
+    elif isinstance(value, str) and len(value.strip()) == 10 and not _NUMBER.fullmatch(value):
         try:
             return datetime.date.fromisoformat(value.strip())
         except ValueError:

@@ -49,6 +49,8 @@ from .params import (
 
 Validator = Callable[[Any], Any]
 
+_INT_SIZE_MSG = "Unable to parse input string as an integer, exceeded maximum size"
+
 
 class Unsupported(Exception):
     """Raised by `build` for an annotation its own validator cannot check.
@@ -344,6 +346,7 @@ def _enum(cls: type[enum.Enum]) -> Validator:
     members = list(cls)
     by_value = {m.value: m for m in members}
     by_number = {m.value: m for m in members if type(m.value) in (int, float)}
+    by_float = any(type(m.value) is float for m in members)
     expected = expected_list([m.value for m in members])
 
     def validate(value: Any) -> enum.Enum:
@@ -353,8 +356,13 @@ def _enum(cls: type[enum.Enum]) -> Validator:
             return by_value[value]
         found = None
         if by_number and isinstance(value, str):  # lax: "2" for an int-valued member
-            with contextlib.suppress(Invalid):
-                found = by_number.get(to_float(value))
+            try:
+                number = to_float(value) if by_float else to_int(value)
+            except Invalid:
+                number = None  # not a number: the enum's own error below
+            if number is not None and abs(number) >= 2**63 and not by_float:
+                raise invalid("int_parsing_size", _INT_SIZE_MSG, value)
+            found = by_number.get(number)
         if found is None:
             raise invalid("enum", f"Input should be {expected}", value, {"expected": expected})
         return found
@@ -484,6 +492,20 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
     if refused:
         name = getattr(kind, "__name__", repr(kind))
         raise Unsupported(f"{', '.join(sorted(refused))} cannot apply to a value of type {name}")
+
+    if kind in _SIZED_NAMES and constraints.max_length is not None:
+        # pydantic stops reading a sequence at its max_length, before its items' errors
+        high, name = constraints.max_length, _SIZED_NAMES[kind]
+
+        def bounded(value: Any) -> Any:
+            if isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > high:
+                raise _too("long", name, high, len(value), value)
+            result = validate(value)
+            for check in checks:
+                check(result, value)
+            return result
+
+        return bounded
 
     def checked(value: Any) -> Any:
         result = validate(value)
