@@ -28,6 +28,7 @@ from .errors import RequestValidationError, RouteDefinitionError
 from .param_functions import Param
 from .params import Invalid
 from .requests import Request
+from .responses import Response, ResponseParameter
 from .sources import ValuePlan, located, missing, parse_cookies, plan_value, read_body
 from .threadpool import run_in_thread
 
@@ -76,6 +77,7 @@ class Source(enum.Enum):
     COOKIE = "cookie"
     BODY = "body"
     REQUEST = "request"
+    RESPONSE = "response (headers, cookies, status)"
     BACKGROUND = "background tasks"
     DEPENDENCY = "dependency"
 
@@ -229,6 +231,8 @@ def _plan_param(
             return ParamPlan(param.name, Source.REQUEST, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
             return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
+        if isinstance(annotation, type) and issubclass(annotation, Response):
+            return ParamPlan(param.name, Source.RESPONSE, default, annotation)
     value, default = plan_value(
         where=where,
         name=param.name,
@@ -277,6 +281,7 @@ class Resolution:
         "function_stack",
         "request",
         "request_stack",
+        "response",
         "trace",
     )
 
@@ -288,6 +293,8 @@ class Resolution:
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
         self.function_stack: AsyncExitStack | None = None
+        #: the `response: Response` parameter's object, once something asks for it
+        self.response: ResponseParameter | None = None
         self._body: Any = _UNREAD
         self._cookies: dict[str, str] | None = None
 
@@ -314,16 +321,29 @@ class Resolution:
                 try:
                     kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
                 except RequestValidationError as exc:
-                    errors.extend(exc.errors)
+                    errors.extend(exc.errors())
             elif source is Source.REQUEST:
                 kwargs[name] = request
+            elif source is Source.RESPONSE:
+                if self.response is None:
+                    self.response = ResponseParameter()
+                kwargs[name] = self.response
             elif source is Source.BODY:
                 self._body_value(param, kwargs, errors)
             else:
                 self._request_value(param, kwargs, errors)
         if errors:
-            raise RequestValidationError(errors)
+            raise RequestValidationError(errors, body=self.received_body())
         return kwargs
+
+    def received_body(self) -> Any:
+        """The body as read for body parameters, for `RequestValidationError.body`."""
+        body = self._body
+        if body is _UNREAD:
+            return None
+        if isinstance(body, bytes):  # not JSON: its text, as FastAPI keeps it
+            return body.decode("utf-8", "replace")
+        return body
 
     def _request_value(
         self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]

@@ -101,11 +101,10 @@ def plan_value(
     many = location in ("query", "header") and (
         is_scalar_sequence(annotation) or strip_optional(annotation)[0] in SEQUENCES
     )
-    if location in ("path", "cookie") and is_scalar_sequence(annotation) and not metadata:
+    if location in ("path", "cookie") and not is_scalar(annotation):
         raise RouteDefinitionError(
-            f"{where}: a {location} parameter holds one value; "
-            f"annotate it as str, int, float, bool, a date, UUID, Decimal, Enum or Literal, "
-            f"not {annotation!r}"
+            f"{where} is a {location} parameter, one string: annotate it as str, int, float, "
+            f"bool, a date or time, UUID, Decimal, an Enum or a Literal, not {annotation!r}"
         )
     constraints = marker.constraints if marker is not None else NO_CONSTRAINTS
     options = marker.pydantic_options if marker is not None else {}
@@ -260,7 +259,8 @@ def read_body(request: Request) -> Any:
                     "input": {},
                     "ctx": {"error": exc.msg},
                 }
-            ]
+            ],
+            body=exc.doc,
         ) from None
     except Exception:  # not text in a JSON encoding, or a failing JSON library
         logger.info("a JSON body could not be parsed", exc_info=True)

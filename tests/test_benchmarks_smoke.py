@@ -42,6 +42,16 @@ def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
     assert {row["server"] for row in results["peak"]} == {"rawbg", "ceiling", "demo"}
     assert all(row["ok"] > 0 for row in results["peak"])
     assert [row["server"] for row in results["memory"]] == ["rawbg", "rawbg"]
+    # the high-load sweep runs at a fraction of a capacity measured in the same run
+    assert [(row["server"], row["mode"]) for row in results["capacity"]] == [
+        ("rawbg", "keepalive"),
+        ("rawbg", "close"),
+    ]
+    assert all(row["capacity_rps"] > 0 for row in results["capacity"])
+    assert {row["mode"] for row in results["high_load"]} == {"keepalive", "close"}
+    for row in results["high_load"]:
+        assert row["ok"] > 0, row
+        assert row["error_count"] == 0, row
     assert results["failures"] == []
 
 
