@@ -45,6 +45,7 @@ from .exception_handling import (
 )
 from .lifespan import EventHandler, Lifespan
 from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
+from .pydantic_support import ResponseSerializer
 from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
 from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
@@ -81,7 +82,7 @@ class Endpoint:
     #: names of the route dependencies in `plan`, resolved but not passed to the handler
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
-    serialize: Callable[[Any], Any] | None = None
+    serialize: ResponseSerializer | None = None
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+import typing
 from types import ModuleType
 from typing import Annotated, Any
 
@@ -129,43 +129,52 @@ class ResponseValidationError(ValueError):
     """Raised when what a handler returned does not fit its response model: a 500."""
 
 
-def response_serializer(
-    pydantic: ModuleType, response_model: Any, options: ResponseOptions
-) -> Callable[[Any], Any]:
-    """Validate a handler's return value against `response_model`, then dump it to JSON types."""
-    adapter = pydantic.TypeAdapter(response_model)
-    validation_error = pydantic.ValidationError
-    base_model = pydantic.BaseModel
+class ResponseSerializer:
+    """Validate a handler's return value against a response model, then dump it to JSON types."""
 
-    def prepare(value: Any) -> Any:
+    __slots__ = ("_adapter", "_base_model", "_validation_error", "model_name", "options")
+
+    def __init__(self, pydantic: ModuleType, response_model: Any, options: ResponseOptions) -> None:
+        self._adapter = pydantic.TypeAdapter(response_model)
+        self._validation_error: type[Exception] = pydantic.ValidationError
+        self._base_model: type = pydantic.BaseModel
+        self.options = options
+        plain_class = isinstance(response_model, type) and not typing.get_args(response_model)
+        name = response_model.__qualname__ if plain_class else repr(response_model)
+        #: the model's name, for --routes and error messages
+        self.model_name: str = name.replace("typing.", "")
+
+    def _prepare(self, value: Any) -> Any:
         # as FastAPI: a model returned is dumped with the exclude_* options first, so
         # that "unset" survives the round trip through the response model
-        if isinstance(value, base_model):
-            return value.model_dump(
+        options = self.options
+        if isinstance(value, self._base_model):
+            return value.model_dump(  # type: ignore[attr-defined]
                 by_alias=True,
                 exclude_unset=options.exclude_unset,
                 exclude_defaults=options.exclude_defaults,
                 exclude_none=options.exclude_none,
             )
         if isinstance(value, list):
-            return [prepare(v) for v in value]
+            return [self._prepare(v) for v in value]
         if isinstance(value, tuple):
-            return tuple(prepare(v) for v in value)
+            return tuple(self._prepare(v) for v in value)
         if isinstance(value, dict):
-            return {k: prepare(v) for k, v in value.items()}
+            return {k: self._prepare(v) for k, v in value.items()}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return dataclasses.asdict(value)
         return value
 
-    def serialize(result: Any) -> Any:
+    def __call__(self, result: Any) -> Any:
+        options = self.options
         try:
-            value = adapter.validate_python(prepare(result), from_attributes=True)
-        except validation_error as exc:
+            value = self._adapter.validate_python(self._prepare(result), from_attributes=True)
+        except self._validation_error as exc:
+            errors = pydantic_errors(exc.errors(include_url=False))  # type: ignore[attr-defined]
             raise ResponseValidationError(
-                f"the return value does not fit the response model {response_model!r}: "
-                f"{pydantic_errors(exc.errors(include_url=False))}"
+                f"the return value does not fit the response model {self.model_name}: {errors}"
             ) from None
-        return adapter.dump_python(
+        return self._adapter.dump_python(
             value,
             mode="json",
             include=options.include,
@@ -175,5 +184,3 @@ def response_serializer(
             exclude_defaults=options.exclude_defaults,
             exclude_none=options.exclude_none,
         )
-
-    return serialize

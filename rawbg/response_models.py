@@ -24,9 +24,9 @@ from typing import Any, TypedDict
 from .errors import RouteDefinitionError
 from .pydantic_support import (
     ResponseOptions,
+    ResponseSerializer,
     load_pydantic,
     missing_pydantic,
-    response_serializer,
 )
 from .responses import Response
 from .validation import Unsupported, build, is_union
@@ -65,7 +65,7 @@ def _is_response_type(annotation: Any) -> bool:
 
 def plan_response_model(
     handler: Callable[..., Any], options: ResponseModelOptions
-) -> Callable[[Any], Any] | None:
+) -> ResponseSerializer | None:
     """The function that turns `handler`'s return value into JSON types, or None for as-is."""
     model = options.get("response_model", DEFAULT)
     if model is DEFAULT:
@@ -103,6 +103,6 @@ def plan_response_model(
         exclude_none=options.get("response_model_exclude_none", False),
     )
     try:
-        return response_serializer(pydantic, model, response_options)
+        return ResponseSerializer(pydantic, model, response_options)
     except Exception as exc:  # pydantic cannot make a schema of it: the route's mistake
         raise RouteDefinitionError(f"response model {model!r}: {exc}") from exc

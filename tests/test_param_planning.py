@@ -187,9 +187,14 @@ def test_routes_view_shows_the_new_sources_keys_and_checks():
     ):
         return {}
 
+    @app.get("/users", response_model=list[dict])
+    async def users():
+        return []
+
     text = describe_routes(app)
+    assert "  response model: list[dict]\n" in text
     assert "item_id: int  <- path (gt=0)" in text
-    assert "<- body (embedded)" in text
+    assert "<- body (embedded as 'item')" in text
     assert "<- query 'item-query' (repeated key, max_length=3)" in text
     assert "<- header 'x-token'" in text
     assert "<- cookie (min_length=8)" in text
