@@ -267,6 +267,12 @@ def should_embed_body(plan: CallPlan) -> bool:
 
 
 _UNREAD: Any = object()
+_INVALID: Any = object()  # the body failed to parse: reported once, by the first reader
+_REPORT_ORDER = {"path": 0, "query": 1, "header": 2, "cookie": 3, "body": 4}
+
+
+def _report_order(error: dict[str, Any]) -> int:
+    return _REPORT_ORDER.get(error["loc"][0], 5)
 
 
 class Resolution:
@@ -302,6 +308,7 @@ class Resolution:
         """The keyword arguments to call `plan.call` with; 422 if any cannot be made."""
         kwargs: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
+        sub_errors: list[dict[str, Any]] = []  # the dependencies': reported first, as FastAPI
         request = self.request
         for param in plan.params:
             source = param.source
@@ -321,7 +328,7 @@ class Resolution:
                 try:
                     kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
                 except RequestValidationError as exc:
-                    errors.extend(exc.errors())
+                    sub_errors.extend(exc.errors())
             elif source is Source.REQUEST:
                 kwargs[name] = request
             elif source is Source.RESPONSE:
@@ -332,14 +339,15 @@ class Resolution:
                 self._body_value(param, kwargs, errors)
             else:
                 self._request_value(param, kwargs, errors)
-        if errors:
-            raise RequestValidationError(errors, body=self.received_body())
+        if errors or sub_errors:
+            errors.sort(key=_report_order)  # FastAPI: path, query, header, cookie, then body
+            raise RequestValidationError([*sub_errors, *errors], body=self.received_body())
         return kwargs
 
     def received_body(self) -> Any:
         """The body as read for body parameters, for `RequestValidationError.body`."""
         body = self._body
-        if body is _UNREAD:
+        if body is _UNREAD or body is _INVALID:
             return None
         if isinstance(body, bytes):  # not JSON: its text, as FastAPI keeps it
             return body.decode("utf-8", "replace")
@@ -381,8 +389,11 @@ class Resolution:
         plan = param.value
         assert plan is not None  # planned as Source.BODY
         if self._body is _UNREAD:
-            self._body = read_body(self.request)
+            self._body = _INVALID
+            self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
         document = self._body
+        if document is _INVALID:  # already reported, by another body parameter
+            return
         loc: list[Any] = ["body"]
         value = document
         if self.embed_body:
