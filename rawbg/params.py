@@ -288,6 +288,23 @@ def to_date(value: Any) -> datetime.date:
     return moment.date()
 
 
+def _time_problem(text: str) -> str:
+    """Why `text` is not a time, in pydantic's words, for the common mistakes."""
+    if len(text) < 5:
+        return "input is too short"
+    fields = (("hour", 0, 23), ("minute", 3, 59), ("second", 6, 59))
+    for name, start, highest in fields:
+        if name == "second" and len(text) < 8:
+            break
+        if not text[start : start + 2].isdigit():
+            return f"invalid character in {name}"
+        if int(text[start : start + 2]) > highest:
+            return f"{name} value is outside expected range of 0-{highest}"
+        if name == "hour" and text[2] != ":":
+            return "invalid time separator, expected `:`"
+    return "invalid time format"
+
+
 def to_time(value: Any) -> datetime.time:
     if isinstance(value, datetime.time):
         return value
@@ -297,7 +314,7 @@ def to_time(value: Any) -> datetime.time:
                 raise ValueError(value)
             return datetime.time.fromisoformat(value)
         except ValueError:
-            problem = "input is too short" if len(value) < 5 else "invalid time format"
+            problem = _time_problem(value)
             raise invalid(
                 "time_parsing",
                 f"Input should be in a valid time format, {problem}",
