@@ -11,6 +11,7 @@ from .datastructures import URL, State
 from .dependencies import Depends
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import Body, Cookie, Header, Path, Query
+from .policy import task
 from .requests import Request
 from .responses import (
     FileResponse,
@@ -56,6 +57,7 @@ __all__ = [
     "run",
     "serving",
     "status",
+    "task",
 ]
 
 __version__ = "0.1.0"

@@ -412,7 +412,7 @@ class App(RouteDecorators):
             )
             response = PlainTextResponse("Internal Server Error", status_code=500)
             for after in afters:
-                after.discard_tasks()
+                after.discard("a middleware raised")
             tasks: list[BackgroundTask] = []
         else:
             tasks = [task for after in afters for task in after.tasks]

@@ -183,6 +183,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, wait this long for pending background work "
         "before cancelling it (default: %(default)s)",
     )
+    journal = parser.add_argument_group("task journal (durable background tasks)")
+    journal.add_argument(
+        "--task-journal",
+        metavar="PATH",
+        help="journal durable background tasks in this SQLite file before each response, "
+        "and run the unfinished ones again at start-up (default: no journal)",
+    )
+    journal.add_argument(
+        "--task-journal-sync",
+        choices=defaults.TASK_JOURNAL_SYNC_MODES,
+        default=defaults.DEFAULT_TASK_JOURNAL_SYNC,
+        help="normal: entries survive a process crash; full: also a power loss, "
+        "with an fsync per group commit (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-lease",
+        type=float,
+        default=defaults.DEFAULT_TASK_JOURNAL_LEASE,
+        metavar="SECONDS",
+        help="another process takes over this one's journaled tasks once it has not "
+        "renewed its lease for this long (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-busy-timeout",
+        type=float,
+        default=defaults.DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a commit waits for a locked journal before the request "
+        "gets 503 (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-commit",
+        choices=("group", "request"),
+        default="group",
+        help="group: one commit for all requests of the same moment; request: one "
+        "commit each, to measure what grouping saves (default: %(default)s)",
+    )
     return parser
 
 
@@ -272,6 +309,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop_block_warning=args.loop_block_warning,
             access_log=args.access_log,
             trace=args.trace,
+            task_journal=args.task_journal,
+            task_journal_sync=args.task_journal_sync,
+            task_journal_lease=args.task_journal_lease,
+            task_journal_busy_timeout=args.task_journal_busy_timeout,
+            task_journal_group_commit=args.task_journal_commit == "group",
             trace_file=args.trace_file,
             loop=args.loop,
             proxy_headers=args.proxy_headers,
@@ -295,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(describe_routes(app), end="")
         return 0
+    from .journal import JournalError
     from .server import serve
 
     try:
@@ -306,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
                 )
             return runner.run(serve(app, config))
+    except JournalError as exc:
+        print(f"error: --task-journal {config.task_journal}: {exc}", file=sys.stderr)
+        return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR

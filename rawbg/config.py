@@ -63,6 +63,21 @@ DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 # second of the loop and of its thread (rawbg/watchdog.py).
 DEFAULT_LOOP_BLOCK_WARNING = 0.5
 
+# 30 s: how long another process waits before taking over the journaled tasks
+# of one that stopped renewing its lease (a process of the same host that is
+# gone is taken over at once). Renewed every third of it, so a loaded process
+# has two chances to renew; a takeover is rare, and it is what bounds it.
+DEFAULT_TASK_JOURNAL_LEASE = 30.0
+
+# 1 s: how long a commit waits for a journal locked by another process
+# before the request gets a 503. A response held much longer than this is
+# worse than a 503 the client can retry; normal commits take well under 1 ms.
+DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT = 1.0
+
+# "normal": a committed entry survives the process being killed (the common
+# failure); "full" also survives a power loss, at one fsync per group commit.
+DEFAULT_TASK_JOURNAL_SYNC = "normal"
+TASK_JOURNAL_SYNC_MODES = ("normal", "full")
 # "auto": uvloop when it is installed, else asyncio's loop, as uvicorn does.
 # Installing uvloop (the `speed` extra) is the user's statement that they want
 # it; the server behaves the same on both (the test suite runs on both).
@@ -193,6 +208,13 @@ class ServerConfig:
     forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
     #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
     root_path: str = ""
+    #: the SQLite task journal's path; None: tasks live in memory only
+    task_journal: str | None = None
+    task_journal_sync: str = DEFAULT_TASK_JOURNAL_SYNC
+    task_journal_lease: float = DEFAULT_TASK_JOURNAL_LEASE
+    task_journal_busy_timeout: float = DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT
+    #: False: one commit per request instead of per group (to measure what grouping saves)
+    task_journal_group_commit: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -201,6 +223,8 @@ class ServerConfig:
             "timeout_keep_alive": self.timeout_keep_alive,
             "limit_concurrency": self.limit_concurrency,
             "max_pending_tasks": self.max_pending_tasks,
+            "task_journal_lease": self.task_journal_lease,
+            "task_journal_busy_timeout": self.task_journal_busy_timeout,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -213,6 +237,11 @@ class ServerConfig:
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
+        if self.task_journal_sync not in TASK_JOURNAL_SYNC_MODES:
+            sync = self.task_journal_sync
+            raise ValueError(f"task_journal_sync must be 'normal' or 'full', got {sync!r}")
+        if self.task_journal == "":
+            raise ValueError("task_journal must be a file path (or None for no journal)")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         from .proxy import TrustedProxies  # raises ValueError naming a bad entry

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .background import WorkGroup, log_task_failure
+from .background import WorkGroup
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -66,9 +66,10 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .journal import JournalUnavailable
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
-from .responses import Response, StreamingResponse
+from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
@@ -132,7 +133,6 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     is dropped as soon as `serve` returns, and the work of a closing
     connection's last request runs right here, not in a helper coroutine.
     """
-    pending = server.pending
     trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
@@ -145,24 +145,8 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     del connection
     try:
         if last is not None:
-            after, request_trace = last
+            await last  # logs its failures and releases its count itself
             del last
-            try:
-                coroutine = after.direct_coroutine(request_trace)
-            except Exception as exc:  # calling the task function failed (wrong arguments, say)
-                after.call_failed(exc, pending)
-            else:
-                if coroutine is None:
-                    await after.run(pending, request_trace)
-                else:
-                    label, name = after.label, after.tasks[0].name
-                    del after  # keep only the coroutine while it is pending
-                    try:
-                        await coroutine
-                    except Exception as exc:
-                        log_task_failure(name, label, exc)
-                    finally:
-                        pending.release()
         if work is not None:
             await work.wait()
     except asyncio.CancelledError:
@@ -190,6 +174,7 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
+        self._journal = server.journal
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
@@ -197,7 +182,7 @@ class Connection:
         #: by the first of them (most connections of one request never need it)
         self.work: WorkGroup | None = None
         #: the last request's work, when the connection closes after it
-        self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
+        self._last_work: AfterResponse | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
         #: set by shutdown: a body still being read must be complete by then
         self._stop_deadline: float | None = None
@@ -223,7 +208,7 @@ class Connection:
 
     # -- the cycle ---------------------------------------------------------------
 
-    async def serve(self) -> tuple[AfterResponse, RequestTrace | None] | None:
+    async def serve(self) -> AfterResponse | None:
         """Serve the connection until it closes.
 
         Returns the work of its last request if that request closed it: the
@@ -260,10 +245,9 @@ class Connection:
         does not run its tasks, but its dependency clean-up still runs.
         """
         if self._last_work is not None:
-            after, trace = self._last_work
-            self._last_work = None
-            self._pending.release(after.discard_tasks())
-            await after.run(self._pending, trace)  # only the clean-up is left
+            after, self._last_work = self._last_work, None
+            after.discard()
+            await after  # only the clean-up is left
         if self.work is not None:
             self.work.cancel()
             await self.work.wait()
@@ -476,11 +460,13 @@ class Connection:
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
-            self._pending.reserve(after.units)
+            after.reserve(self._pending, trace)
         self._move(Phase.RESPONDING)
         sent = 0
         keep_alive = False
         try:
+            if after is not None and self._journal is not None:
+                response = await self._record_work(after, trace, response)
             sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
@@ -490,10 +476,10 @@ class Connection:
             logger.exception("response body of %s %s failed", request.method, request.path)
             self._close_reason = "response body failed"
             if after is not None:
-                self._pending.release(after.discard_tasks())
+                after.discard()
         except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
             if after is not None:
-                self._last_work = (after, trace)  # `cancel_work` releases it and cleans up
+                self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
             h = self._h11
@@ -508,6 +494,32 @@ class Connection:
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
         return keep_alive
+
+    async def _record_work(
+        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+    ) -> Response:
+        """With a task journal: commit the durable tasks before the response's first byte.
+
+        A client that sees a 2xx knows its tasks are recorded. If they cannot
+        be, the client gets a 503 instead and the tasks are not queued:
+        nothing is acknowledged that is not kept.
+        """
+        assert self._journal is not None
+        try:
+            await after.record(self._journal, trace)
+        except JournalUnavailable as exc:
+            after.discard(f"the task journal could not record them ({exc})")
+            return PlainTextResponse(
+                "Service Unavailable: the background work of this request cannot be "
+                "recorded; try again later\n",
+                status_code=503,
+                headers={"retry-after": "1"},
+            )
+        except TypeError:  # a durable task made outside a request that cannot be journaled
+            logger.exception("the background tasks of %s cannot be journaled", after.label)
+            after.discard("they cannot be journaled")
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return response
 
     def _start_work(
         self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool
@@ -524,10 +536,10 @@ class Connection:
             trace.event("background work scheduled", tasks=len(after.tasks))
         if keep_alive:
             if self.work is None:
-                self.work = WorkGroup(self._pending)
-            self.work.start(after, trace)
+                self.work = WorkGroup()
+            self.work.start(after)
         else:
-            self._last_work = (after, trace)
+            self._last_work = after
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""

@@ -160,7 +160,6 @@ def describe_stack(innermost: FrameType, task: asyncio.Task[Any] | None) -> Culp
     where = location(innermost)
     dependency: str | None = None
     frame: FrameType | None = innermost
-    inner: FrameType | None = None
     while frame is not None:
         code = frame.f_code
         if code is Resolution.call_dependency.__code__ and dependency is None:
@@ -173,25 +172,25 @@ def describe_stack(innermost: FrameType, task: asyncio.Task[Any] | None) -> Culp
             else:
                 what = f"the handler {endpoint.plan.name} of {endpoint.label}"
             return Culprit(what, where, resolution.trace)
-        elif code is AfterResponse.run.__code__:
+        elif code is AfterResponse._attempts.__code__:
             local = frame.f_locals
-            after, trace = local["self"], local["trace"]
-            in_cleanup = inner is not None and inner.f_code.co_filename.endswith("contextlib.py")
-            if in_cleanup or "task" not in local:
-                return Culprit(f"the dependency clean-up of {after.label}", where, trace)
-            return Culprit(
-                f"the background task {local['task'].name} of {after.label}", where, trace
-            )
+            after, name = local["self"], local["task"].name
+            return Culprit(f"the background task {name} of {after.label}", where, local["trace"])
+        elif code is AfterResponse._run_all.__code__:  # not in a task: in the clean-up
+            local = frame.f_locals
+            after = local["self"]
+            return Culprit(f"the dependency clean-up of {after.label}", where, local["trace"])
+        elif code is AfterResponse.send.__code__ or code is AfterResponse.throw.__code__:
+            # a request's one `async def` task, which AfterResponse drives directly
+            after = frame.f_locals["self"]
+            running = frame.f_locals.get("running")
+            name = getattr(running, "__qualname__", "?")
+            return Culprit(f"the background task {name} of {after.label}", where, None)
         elif code is run_connection.__code__:
-            local = frame.f_locals
-            if "name" in local and "label" in local:  # awaiting the last request's one task
-                return Culprit(
-                    f"the background task {local['name']} of {local['label']}", where, None
-                )
             break
         elif code.co_qualname.startswith(f"{Connection.__name__}."):
             return Culprit(f"rawbg's connection code ({code.co_name})", where, None)
-        inner, frame = frame, frame.f_back
+        frame = frame.f_back
     if task is not None:
         coro = task.get_coro()
         name = getattr(coro, "__qualname__", type(coro).__name__)
