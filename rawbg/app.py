@@ -113,6 +113,10 @@ class App:
     ) -> Callable[[HandlerT], HandlerT]:
         return self.route(path, methods=["DELETE"], status_code=status_code)
 
+    def served_methods(self) -> list[str]:
+        """The methods the app serves on some path, sorted: ``Allow`` for ``OPTIONS *``."""
+        return sorted(self.router.methods())
+
     async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
         try:

@@ -59,6 +59,19 @@ OUTPUT_LOW_WATER = 16 * KiB
 # many times over; Apache's lingering close uses 2 s.
 LINGER_SECONDS = 1.0
 
+# Host header values remembered as valid, so that the RFC 3986 check costs a set
+# lookup for the few values a server sees over and over; 64 covers a server's
+# names, ports and addresses many times, and the set is emptied when full.
+MAX_REMEMBERED_HOSTS = 64
+
+# How deeply a JSON request body may nest arrays and objects. json.loads
+# recurses once per level and fails with RecursionError near Python's
+# recursion limit (1000 frames, shared with the handler's own stack), so the
+# real limit would depend on where it is called from; a documented bound well
+# below it is checked first. 256: real documents nest a dozen levels; orjson
+# stops at 1024, serde_json at 128.
+MAX_JSON_DEPTH = 256
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerConfig:

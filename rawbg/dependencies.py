@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
@@ -35,7 +34,7 @@ from .params import (
     error_entry,
     load_body_value,
 )
-from .requests import Request
+from .requests import Request, decode_json
 from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
@@ -359,7 +358,7 @@ class Resolution:
                 self._json = None
             else:
                 try:
-                    self._json = json.loads(raw)
+                    self._json = decode_json(raw)
                 except (ValueError, UnicodeDecodeError) as exc:
                     errors.append(
                         error_entry(["body"], "json_invalid", f"JSON decode error: {exc}")
