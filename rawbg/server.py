@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .background import PendingWork
 from .config import ServerConfig
 from .connection import run_connection
+from .failure_log import task_failures
 from .protocol import HttpProtocol
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class Server:
                 )
         if self._listener is not None:
             self._listener.close()
+        task_failures.flush()  # the counts of repeated task failures, before we stop
         return cancelled
 
 
