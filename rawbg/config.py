@@ -7,7 +7,10 @@ constants below are the knobs we do not expose as flags, each with its reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+from .loops import LOOPS
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -28,6 +31,17 @@ DEFAULT_MAX_BODY_SIZE = 1 * MiB
 # connections do not pile up. It also bounds how long a request head may take.
 DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 
+# 1 KiB/s: the slowest average a request body may arrive at once the grace of
+# the keep-alive timeout is over. A deadline for the whole body would either
+# cut off a large upload on a slow link or, at zero cost, let a client that
+# trickles a byte every few seconds hold a connection for that whole deadline.
+# A rate rule makes a zero-cost trickle as short-lived as a slow head (the
+# grace), and holding a connection any longer costs the client bandwidth.
+# 1 KiB/s is a fifth of the slowest mobile data link still in service (GPRS,
+# about 5 KB/s), so no real client is cut off, and twice the 500 bytes/s of
+# Apache's mod_reqtimeout. At it, a 1 MiB body may take 17 minutes.
+DEFAULT_MIN_BODY_RATE = 1 * KiB
+
 # 1000 connections: each costs a file descriptor and ~10 KiB; the common
 # `ulimit -n` of 1024 leaves room for the log files and the listening socket.
 DEFAULT_LIMIT_CONCURRENCY = 1000
@@ -40,7 +54,82 @@ DEFAULT_MAX_PENDING_TASKS = 10_000
 # notifications get the whole grace period before they are cancelled.
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 
+# 0.5 s: warn when the event loop is blocked this long (0 turns the watchdog
+# off). A healthy loop never stalls that long: a full GC collection or a large
+# JSON encode takes milliseconds to tens of them, so there are no false alarms,
+# while half a second is already a delay a user feels on every connection.
+# (asyncio's debug mode warns from 0.1 s, but it is a debugging aid, slow
+# itself.) The watchdog wakes four times per threshold: 8 cheap wake-ups a
+# second of the loop and of its thread (rawbg/watchdog.py).
+DEFAULT_LOOP_BLOCK_WARNING = 0.5
+
+# "auto": uvloop when it is installed, else asyncio's loop, as uvicorn does.
+# Installing uvloop (the `speed` extra) is the user's statement that they want
+# it; the server behaves the same on both (the test suite runs on both).
+DEFAULT_LOOP = "auto"
+# uvicorn's default and its environment variable: a proxy on the same host
+# (nginx in front of rawbg on loopback) is trusted, nobody else is.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+FORWARDED_ALLOW_IPS_ENV = "FORWARDED_ALLOW_IPS"
+
+
+def default_forwarded_allow_ips() -> str:
+    """``$FORWARDED_ALLOW_IPS`` if set (as uvicorn reads it), else loopback only."""
+    return os.environ.get(FORWARDED_ALLOW_IPS_ENV, DEFAULT_FORWARDED_ALLOW_IPS)
+
+
+# --- Exit statuses -------------------------------------------------------------
+
+# 0: stopped by a signal after every request and background task finished.
+EXIT_OK = 0
+# 1: could not start (the address is in use, the app does not import, no worker
+# came up).
+EXIT_ERROR = 1
+# 3: the app's start-up (lifespan, on_event("startup")) raised: uvicorn's status
+# for the same failure, which a supervisor does not retry in a tight loop.
+EXIT_STARTUP_FAILED = 3
+# 4: stopped, but background work had to be cancelled (the graceful timeout
+# passed, or a second signal): a deploy script or systemd can tell that work
+# was lost. Not 2, which argparse uses for a bad command line.
+EXIT_WORK_CANCELLED = 4
+
+# --- Workers and reload (rawbg.supervisor) ---------------------------------------
+
+# A worker that dies is restarted after a delay that doubles with each death
+# in a row, from 0.1 s (a one-off crash costs almost no capacity) up to 10 s
+# (a worker that cannot start, say its database is down, does not spin the CPU
+# re-importing the app ten times a second). A worker that has served for
+# WORKER_HEALTHY_AFTER resets the delay.
+RESTART_BACKOFF_FIRST = 0.1
+RESTART_BACKOFF_MAX = 10.0
+WORKER_HEALTHY_AFTER = 10.0
+
+# A new worker must import the app and be listening within this time, or it is
+# killed: at start-up that fails the supervisor, during a rolling restart it
+# stops the restart and leaves the old workers serving. Importing a large app
+# takes seconds; a minute means it hangs.
+WORKER_START_TIMEOUT = 60.0
+
+# Once told to stop, a worker drains for timeout_graceful_shutdown; the
+# supervisor kills it this much later, if it has still not exited (a handler
+# stuck in a thread keeps a process alive past its own deadline).
+WORKER_KILL_MARGIN = 5.0
+
+# A worker checks this often that its supervisor is still alive, and drains
+# and exits if it is not (the supervisor was SIGKILLed): an orphan would hold
+# the port forever.
+PARENT_CHECK_INTERVAL = 1.0
+
+# --reload: how often the .py files under the app directory are checked for a
+# new mtime. Polling a few hundred files costs well under a millisecond, and a
+# quarter of a second is shorter than switching to the browser.
+RELOAD_POLL_INTERVAL = 0.25
+
 # --- Internal constants ------------------------------------------------------
+
+# A loop that stays blocked is reported after 10 s, then at doubling intervals
+# (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
+STILL_BLOCKED_REPORT = 10.0
 
 # Pause reading when this much unprocessed input has piled up while the
 # connection task was busy: 64 KiB is asyncio's own default write high-water
@@ -51,6 +140,22 @@ INPUT_HIGH_WATER = 64 * KiB
 # makes the writer wait once this much is queued in user space.
 OUTPUT_HIGH_WATER = 64 * KiB
 OUTPUT_LOW_WATER = 16 * KiB
+
+# Accepting connections (rawbg/accept.py). Per wake-up of a listening socket,
+# at most 100 accepts: asyncio's own default, a burst is drained in a few loop
+# iterations without starving the connections already open.
+ACCEPT_PER_WAKEUP = 100
+# While accept() fails (out of file descriptors), try again every 0.1 s: ten
+# failing system calls a second cost nothing, and a connection waiting in the
+# kernel's queue is taken at most 0.1 s after descriptors are free again.
+ACCEPT_RETRY_SECONDS = 0.1
+# ... and say so at most once every 10 s, with the count of failed attempts.
+ACCEPT_LOG_INTERVAL = 10.0
+
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * KiB
 
 # After an error response we shut down our write side and keep discarding what
 # the client still sends for this long before closing, so that closing with
@@ -93,11 +198,25 @@ class ServerConfig:
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
+    min_body_rate: float = DEFAULT_MIN_BODY_RATE  # bytes/s; 0 turns the rate rule off
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_pending_tasks: int = DEFAULT_MAX_PENDING_TASKS
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
+    loop_block_warning: float = DEFAULT_LOOP_BLOCK_WARNING  # seconds; 0 turns it off
     access_log: bool = True
     trace: bool = False
+    trace_file: str | None = None  # Chrome trace-event JSON of the same events
+    #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.loops)
+    loop: str = DEFAULT_LOOP
+    #: listen on this Unix socket path instead of host:port
+    uds: str | None = None
+    #: serve on an already listening socket (inherited from a supervisor or systemd)
+    fd: int | None = None
+    #: believe X-Forwarded-For / X-Forwarded-Proto from `forwarded_allow_ips` peers
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
+    #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
+    root_path: str = ""
 
     def __post_init__(self) -> None:
         positive = {
@@ -110,8 +229,24 @@ class ServerConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.loop_block_warning < 0:
+            value = self.loop_block_warning
+            raise ValueError(f"loop_block_warning must not be negative, got {value!r}")
+        if self.min_body_rate < 0:
+            raise ValueError(f"min_body_rate must not be negative, got {self.min_body_rate!r}")
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
+        from .proxy import TrustedProxies  # raises ValueError naming a bad entry
+
+        TrustedProxies(self.forwarded_allow_ips)
+        if self.uds is not None and self.fd is not None:
+            raise ValueError("uds and fd are two different sockets: give one")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(
+                f"root_path must start with / and not end with one, got {self.root_path!r}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")

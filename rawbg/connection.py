@@ -16,7 +16,8 @@ The life of one connection
    The head is checked (`Connection._check_head`): size, ambiguous length.
 4. **Request body.** The body is read whole (`Connection._read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``.
+   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
+   slower than ``min_body_rate`` (`Connection._body_deadline`).
 5. **Handler.** `App.handle` routes the request, walks the handler's dependency
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
@@ -45,6 +46,7 @@ answers them, then closes without resetting the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -71,6 +73,7 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .proxy import forwarded
 from .requests import Headers, Request, client_label
 from .responses import Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
@@ -137,7 +140,7 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     connection's last request runs right here, not in a helper coroutine.
     """
     pending = server.pending
-    trace = ConnectionTrace() if server.config.trace else None
+    trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
     try:
@@ -203,6 +206,8 @@ class Connection:
         #: the last request's work, when the connection closes after it
         self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
+        #: set by shutdown: a body still being read must be complete by then
+        self._stop_deadline: float | None = None
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
@@ -214,10 +219,17 @@ class Connection:
         self.phase = phase
 
     def stop(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response.
+
+        A request whose body is still arriving gets ``timeout_keep_alive`` more
+        to complete it, then 408: a slow sender cannot hold shutdown for long.
+        """
         self._stopping = True
         if self.phase is Phase.IDLE:
             self._protocol.wake()
+        else:
+            timeout = self._config.timeout_keep_alive
+            self._stop_deadline = asyncio.get_running_loop().time() + timeout
 
     # -- the cycle ---------------------------------------------------------------
 
@@ -325,6 +337,10 @@ class Connection:
                     self._close_reason = "server shutting down"
                     return None
                 if not await protocol.receive_until(idle_deadline):
+                    if self._h11.trailing_data[0]:
+                        # Part of a head came pipelined behind the last request:
+                        # this connection is not idle, its head is late.
+                        raise RequestTimeout(f"request head not received within {timeout} s")
                     self._close_reason = f"idle for {timeout} s"
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
@@ -360,13 +376,18 @@ class Connection:
         # The request is complete: the next byte to arrive starts the next head
         # (body bytes that came after the head must not start its clock).
         protocol.first_byte_at = None
+        client, scheme = protocol.client, "http"
+        if protocol.proxy is not None:
+            client, scheme = forwarded(protocol.proxy, event.headers, client)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(event.headers),  # type: ignore[arg-type]
             body=body,
             http_version=event.http_version.decode("ascii"),
-            client=protocol.client,
+            client=client,
+            scheme=scheme,
+            root_path=self._config.root_path,
         )
         return Exchange(request, trace, started)
 
@@ -375,17 +396,18 @@ class Connection:
 
         The deadline is fixed when the first byte arrives: bytes trickling in
         do not extend it, so a slow client cannot hold the connection forever.
+        What arrived by the deadline is parsed before the deadline is applied.
         """
         timeout = self._config.timeout_keep_alive
-        try:
-            async with asyncio.timeout_at(first_byte_at + timeout):
-                while True:
-                    event = self._next_event()
-                    if event is not h11.NEED_DATA:
-                        return event  # type: ignore[return-value]
-                    await self._protocol.receive()
-        except TimeoutError:
-            raise RequestTimeout(f"request head not received within {timeout} s") from None
+        deadline = first_byte_at + timeout
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
+        while True:
+            event = self._next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+                raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
         """Limits h11 does not enforce on a complete head, and the declared body size."""
@@ -432,14 +454,14 @@ class Connection:
             return b""  # the common case: no body at all
         chunks: list[bytes] = []
         size = 0
-        timeout = self._config.timeout_keep_alive
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while type(event) is not h11.EndOfMessage:
             if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._protocol.receive()
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {timeout} s") from None
+                now = loop.time()
+                deadline, rule = self._body_deadline(started, size, now)
+                if now >= deadline or not await self._protocol.receive_until(deadline):
+                    raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
                 if size > limit:
@@ -449,6 +471,33 @@ class Connection:
                 raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
             event = self._next_event()
         return b"".join(chunks)
+
+    def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        """When the body being read must have grown by, and the rule that says so.
+
+        Three rules, the earliest wins (docs/server-behavior.md, request bodies):
+        a stall of ``timeout_keep_alive`` with no byte; an average rate under
+        ``min_body_rate`` once the grace of ``timeout_keep_alive`` is over (a
+        body trickled in byte by byte must not hold a connection forever); and,
+        once shutdown has begun, ``timeout_keep_alive`` after it.
+        """
+        config = self._config
+        grace = config.timeout_keep_alive
+        deadline = now + grace
+        rule = f"request body stalled for {grace} s"
+        if config.min_body_rate:
+            by_rate = started + grace + received / config.min_body_rate
+            if by_rate < deadline:
+                deadline = by_rate
+                rule = (
+                    f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                    f"under {config.min_body_rate:g} bytes/s"
+                )
+        stop_deadline = self._stop_deadline
+        if stop_deadline is not None and stop_deadline < deadline:
+            deadline = stop_deadline
+            rule = "request body not complete when the server shut down"
+        return deadline, rule
 
     async def _respond(self, exchange: Exchange) -> bool:
         """Handle the request, send the response, start its background work.
@@ -537,12 +586,14 @@ class Connection:
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
-            async for piece in response.chunks():
-                if piece:
-                    data = h.send(h11.Data(data=piece)) or b""
-                    protocol.write(data)
-                    sent += len(data)
-                    await protocol.drain()
+            # closed at once if the client leaves mid-body: a file is closed now, not at GC
+            async with contextlib.aclosing(response.chunks()) as chunks:
+                async for piece in chunks:
+                    if piece:
+                        data = h.send(h11.Data(data=piece)) or b""
+                        protocol.write(data)
+                        sent += len(data)
+                        await protocol.drain()
             end = h.send(h11.EndOfMessage()) or b""
             protocol.write(end)
             sent += len(end)

@@ -35,6 +35,7 @@ from .params import (
     load_body_value,
 )
 from .requests import Request, decode_json
+from .responses import Response, ResponseParameter
 from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Source(enum.Enum):
     QUERY = "query"
     BODY = "body"
     REQUEST = "request"
+    RESPONSE = "response (headers, cookies, status)"
     BACKGROUND = "background tasks"
     DEPENDENCY = "dependency"
 
@@ -208,6 +210,8 @@ def _plan_param(
         return ParamPlan(param.name, Source.REQUEST, default, annotation)
     if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
         return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Response):
+        return ParamPlan(param.name, Source.RESPONSE, default, annotation)
     if annotation is inspect.Parameter.empty:
         annotation = str
     kind = classify_annotation(annotation)
@@ -256,6 +260,7 @@ class Resolution:
         "function_stack",
         "request",
         "request_stack",
+        "response",
         "trace",
     )
 
@@ -267,6 +272,8 @@ class Resolution:
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
         self.function_stack: AsyncExitStack | None = None
+        #: the `response: Response` parameter's object, once something asks for it
+        self.response: ResponseParameter | None = None
         self._json: Any = _NO_BODY
 
     async def arguments(self, plan: CallPlan) -> dict[str, Any]:
@@ -293,14 +300,24 @@ class Resolution:
                 try:
                     kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
                 except RequestValidationError as exc:
-                    errors.extend(exc.errors)
+                    errors.extend(exc.errors())
             elif source is Source.REQUEST:
                 kwargs[name] = request
+            elif source is Source.RESPONSE:
+                if self.response is None:
+                    self.response = ResponseParameter()
+                kwargs[name] = self.response
             else:
                 self._body_value(param, kwargs, errors)
         if errors:
-            raise RequestValidationError(errors)
+            raise RequestValidationError(errors, body=self.received_body())
         return kwargs
+
+    def received_body(self) -> Any:
+        """The body as parsed, for `RequestValidationError.body`: its text if not JSON."""
+        if self._json is _INVALID_BODY:
+            return self.request._body.decode("utf-8", "replace")
+        return None if self._json is _NO_BODY else self._json
 
     def _query_value(
         self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]

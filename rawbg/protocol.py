@@ -25,8 +25,10 @@ import h11
 
 from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
 from .errors import ClientDisconnected
+from .requests import Address, client_label
 
 if TYPE_CHECKING:
+    from .proxy import TrustedProxies
     from .server import Server
 
 logger = logging.getLogger("rawbg.protocol")
@@ -41,7 +43,9 @@ class HttpProtocol(asyncio.Protocol):
         # Transport and parser
         self.transport: asyncio.Transport | None = None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.config.max_head_size)
-        self.client: tuple[str, int] | None = None
+        self.client: Address | None = None  # None on a Unix socket
+        #: set when the peer is a trusted proxy, whose X-Forwarded-* headers count
+        self.proxy: TrustedProxies | None = None
         # Input side
         self._unread = 0  # bytes received since the connection task last asked for input
         self._reading_paused = False
@@ -65,7 +69,10 @@ class HttpProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER, low=OUTPUT_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
+            self.client = Address(str(peer[0]), int(peer[1]))
+        trusted = self._server.trusted_proxies
+        if trusted is not None and trusted.trusts_peer(self.client):
+            self.proxy = trusted
         self._server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -131,6 +138,10 @@ class HttpProtocol(asyncio.Protocol):
     async def receive_until(self, deadline: float) -> bool:
         """`receive`, giving up at loop time `deadline`: False if the deadline came first.
 
+        Input that is already there when the deadline's timer runs wins: after
+        the event loop was blocked, bytes sent in time and an expired deadline
+        are seen in the same iteration, and the bytes must be served.
+
         ``asyncio.timeout`` around `receive` would schedule and cancel a timer
         for every request a keep-alive connection waits for (5% of the loop's
         time under load, benchmarks/README.md). Here the connection keeps one
@@ -153,6 +164,12 @@ class HttpProtocol(asyncio.Protocol):
         if deadline is None:  # nobody is waiting: the next wait arms a new timer
             return
         if deadline <= scheduled_for:
+            waiter = self._input_waiter
+            if waiter is not None and waiter.done():
+                # Input came in the same loop iteration, just before this timer
+                # (after a stall, the loop runs I/O callbacks before timers):
+                # it arrived in time, so the wait ends with input, not a timeout.
+                return
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
@@ -185,7 +202,9 @@ class HttpProtocol(asyncio.Protocol):
                 async with asyncio.timeout(self._server.config.timeout_keep_alive):
                     await writable
             except TimeoutError:
-                logger.info("client %s stopped reading: connection aborted", self.client)
+                logger.info(
+                    "client %s stopped reading: connection aborted", client_label(self.client)
+                )
                 self.transport.abort()  # type: ignore[union-attr]
                 raise ClientDisconnected("client stopped reading") from None
         if self.closed:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .app import App, Endpoint
 from .dependencies import CallPlan, ParamPlan, Source
+from .responses import JSONResponse
 
 
 def type_name(annotation: Any) -> str:
@@ -69,9 +70,16 @@ def describe_routes(app: App) -> str:
             methods_of.setdefault(id(endpoint), []).append(method)
             endpoint_of[id(endpoint)] = endpoint
         for key, methods in methods_of.items():
-            plan = endpoint_of[key].plan
+            endpoint = endpoint_of[key]
+            plan = endpoint.plan
             lines.append(f"{', '.join(methods)} {route.template}")
-            lines.append(f"  handler {plan.where}  [{plan.kind.value}]")
+            returns = ""
+            if endpoint.response_class is not JSONResponse:
+                returns = f"  -> {endpoint.response_class.__name__}"
+            lines.append(f"  handler {plan.where}  [{plan.kind.value}]{returns}")
             lines.extend(_tree(plan, set(), "  "))
             lines.append("")
+    if app.user_middleware:  # outermost first, the order a request meets them
+        names = " -> ".join(layer.name for layer in app.user_middleware)
+        lines[:0] = [f"middleware, outermost first: {names}", ""]
     return "\n".join(lines) if lines else "no routes\n"
