@@ -342,6 +342,10 @@ class App(RouteDecorators):
 
         return register
 
+    def served_methods(self) -> list[str]:
+        """The methods the app serves on some path, sorted: ``Allow`` for ``OPTIONS *``."""
+        return sorted(self.router.methods())
+
     # -- errors --------------------------------------------------------------------
 
     def exception_handler(

@@ -136,5 +136,9 @@ class Router(Generic[E]):
             raise MethodNotAllowed(route.endpoints)
         return endpoint, params
 
+    def methods(self) -> set[str]:
+        """Every method some route serves (HEAD included where GET implies it)."""
+        return {method for route in self._routes.values() for method in route.endpoints}
+
     def __iter__(self) -> Iterator[Route[E]]:
         return iter(self._routes.values())

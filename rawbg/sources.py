@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import UNSET, Body, Header, Param, Required
 from .pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
+from .requests import InvalidJSON, decode_json
 from .validation import (
     NO_CONSTRAINTS,
     Constraints,
@@ -248,20 +249,28 @@ def read_body(request: Request) -> Any:
     if not content_type or not is_json_media_type(content_type):
         return raw
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        return decode_json(raw)
+    except InvalidJSON as exc:
+        cause = exc.__cause__
+        if isinstance(cause, json.JSONDecodeError):
+            loc: list[Any] = ["body", cause.pos]
+            error, received = cause.msg, cause.doc
+        elif cause is None:  # valid JSON, nested deeper than the bound
+            loc, error, received = ["body"], str(exc), None
+        else:  # not text in any JSON encoding
+            raise HTTPException(400, "There was an error parsing the body") from None
         raise RequestValidationError(
             [
                 {
                     "type": "json_invalid",
-                    "loc": ["body", exc.pos],
+                    "loc": loc,
                     "msg": "JSON decode error",
                     "input": {},
-                    "ctx": {"error": exc.msg},
+                    "ctx": {"error": error},
                 }
             ],
-            body=exc.doc,
+            body=received,
         ) from None
-    except Exception:  # not text in a JSON encoding, or a failing JSON library
+    except Exception:  # a failing JSON library
         logger.info("a JSON body could not be parsed", exc_info=True)
         raise HTTPException(400, "There was an error parsing the body") from None
