@@ -491,7 +491,14 @@ class Connection:
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        head = h.send(
+            h11.Response(
+                status_code=status,
+                headers=fields,
+                reason=reason(status),
+                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
+            )
+        )
         assert head is not None  # h11 returns bytes for a Response
         if trace is not None:
             trace.event("response started", status=status)
