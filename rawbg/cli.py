@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import config as defaults
 from .app import App
 from .config import ServerConfig
 from .loops import LOOPS, loop_factory
+from .worker import WorkerLink
 
 DEMO_APP = "rawbg.demo:app"
 
@@ -46,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "auto takes uvloop when installed (default: %(default)s)",
     )
     parser.add_argument(
+        "--uds", metavar="PATH", help="listen on this Unix socket instead of host:port"
+    )
+    parser.add_argument(
+        "--fd",
+        type=int,
+        metavar="N",
+        help="serve on this already listening socket (systemd socket activation)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -63,9 +76,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="log every lifecycle event of every connection and request",
     )
     parser.add_argument(
+        "--trace-file",
+        metavar="FILE",
+        help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
+    )
+    processes = parser.add_argument_group("processes")
+    processes.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N worker processes on the address under a supervisor, which restarts "
+        "a worker that dies and does a rolling restart on SIGHUP (default: one "
+        "process, no supervisor)",
+    )
+    processes.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart the worker when a .py file under --app-dir changes",
+    )
+    proxy = parser.add_argument_group("behind a proxy")
+    proxy.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take the client address and scheme from X-Forwarded-For and "
+        "X-Forwarded-Proto, from --forwarded-allow-ips peers only (default: on)",
+    )
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="comma-separated addresses or networks whose proxy headers are trusted, '*' "
+        f"for any (default: ${defaults.FORWARDED_ALLOW_IPS_ENV} or "
+        f"{defaults.DEFAULT_FORWARDED_ALLOW_IPS})",
+    )
+    proxy.add_argument(
+        "--root-path",
+        default="",
+        metavar="PATH",
+        help="the path prefix the proxy strips before forwarding (request.root_path)",
     )
     limits = parser.add_argument_group("limits and timeouts")
     limits.add_argument(
@@ -131,6 +185,11 @@ def load_app(spec: str, app_dir: str) -> App:
                 f"{os.path.abspath(app_dir)} ({exc})"
             ) from None
         raise
+    except Exception as exc:
+        where = registration_site(exc)
+        if where is None:  # the app's own code failed: its traceback is what helps
+            raise
+        raise SystemExit(f"error: {where}: {exc}") from None
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -140,24 +199,53 @@ def load_app(spec: str, app_dir: str) -> App:
     return app
 
 
+def registration_site(exc: BaseException) -> str | None:
+    """``file:line`` of the app's line that rawbg refused (a route, a router), else None.
+
+    The error must have been raised inside rawbg (so it is about how the app
+    uses it); the line named is the last one of the app's own code on the way.
+    """
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def in_rawbg(filename: str) -> bool:
+        return os.path.abspath(filename).startswith(package + os.sep)
+
+    if not frames or not in_rawbg(frames[-1][0].f_code.co_filename):
+        return None
+    for frame, line in reversed(frames):
+        filename = frame.f_code.co_filename
+        if not in_rawbg(filename) and not filename.startswith("<frozen"):
+            return f"{os.path.relpath(filename)}:{line}"
+    return None
+
+
+def config_error(exc: ValueError) -> str:
+    """A `ServerConfig` error, with its field names spelled as the command-line flags."""
+    message = str(exc)
+    for field in dataclasses.fields(ServerConfig):
+        flag = "--" + field.name.replace("_", "-")
+        message = re.sub(rf"\b{field.name}\b", flag, message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    link = WorkerLink.take_from_environ()
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # the pid tells the supervisor's and each worker's lines apart
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     if args.trace:
         logging.getLogger("rawbg.trace").setLevel(logging.INFO)
-    app = load_app(args.app, args.app_dir)
-    if args.routes:
-        from .routes_view import describe_routes
-
-        print(describe_routes(app), end="")
-        return 0
     try:
         config = ServerConfig(
             host=args.host,
             port=args.port,
+            uds=args.uds,
+            fd=link.listen_fd if link is not None else args.fd,
             max_head_size=args.max_head_size,
             max_body_size=args.max_body_size,
             timeout_keep_alive=args.timeout_keep_alive,
@@ -166,19 +254,70 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
             access_log=args.access_log,
             trace=args.trace,
+            trace_file=args.trace_file,
             loop=args.loop,
+            proxy_headers=args.proxy_headers,
+            forwarded_allow_ips=(
+                args.forwarded_allow_ips
+                if args.forwarded_allow_ips is not None
+                else defaults.default_forwarded_allow_ips()
+            ),
+            root_path=args.root_path,
         )
         make_loop = loop_factory(config.loop)
-    except (ValueError, RuntimeError) as exc:
+    except ValueError as exc:
+        raise SystemExit(f"error: {config_error(exc)}") from None
+    except RuntimeError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if link is None and not args.routes and (args.workers is not None or args.reload):
+        return supervise(argv, args, config)
+    app = load_app(args.app, args.app_dir)
+    if args.routes:
+        from .routes_view import describe_routes
+
+        print(describe_routes(app), end="")
+        return 0
     from .server import serve
 
     try:
         with asyncio.Runner(loop_factory=make_loop) as runner:
+            if (
+                link is not None
+            ):  # a worker: serve on the inherited socket, report to the supervisor
+                return runner.run(
+                    serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
+                )
             return runner.run(serve(app, config))
     except OSError as exc:
-        print(
-            f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
+        print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
+        return defaults.EXIT_ERROR
+
+
+def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:
+    """``--workers N`` / ``--reload``: the supervisor runs the workers; it never imports the app."""
+    from .supervisor import Supervisor
+
+    if args.fd is not None:
+        raise SystemExit("error: --fd serves one process; the supervisor binds its own socket")
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit(f"error: --workers must be at least 1, got {workers}")
+    supervisor = Supervisor(
+        argv=argv,
+        config=config,
+        workers=workers,
+        reload_dir=os.path.abspath(args.app_dir) if args.reload else None,
+    )
+    try:
+        return asyncio.run(supervisor.run())
+    except OSError as exc:
+        print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
+        return defaults.EXIT_ERROR
+
+
+def where(config: ServerConfig) -> str:
+    if config.uds is not None:
+        return f"unix:{config.uds}"
+    if config.fd is not None:
+        return f"fd {config.fd}"
+    return f"{config.host}:{config.port}"

@@ -7,7 +7,8 @@ constants below are the knobs we do not expose as flags, each with its reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from .loops import LOOPS
 
@@ -46,6 +47,63 @@ DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 # Installing uvloop (the `speed` extra) is the user's statement that they want
 # it; the server behaves the same on both (the test suite runs on both).
 DEFAULT_LOOP = "auto"
+# uvicorn's default and its environment variable: a proxy on the same host
+# (nginx in front of rawbg on loopback) is trusted, nobody else is.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+FORWARDED_ALLOW_IPS_ENV = "FORWARDED_ALLOW_IPS"
+
+
+def default_forwarded_allow_ips() -> str:
+    """``$FORWARDED_ALLOW_IPS`` if set (as uvicorn reads it), else loopback only."""
+    return os.environ.get(FORWARDED_ALLOW_IPS_ENV, DEFAULT_FORWARDED_ALLOW_IPS)
+
+
+# --- Exit statuses -------------------------------------------------------------
+
+# 0: stopped by a signal after every request and background task finished.
+EXIT_OK = 0
+# 1: could not start (the address is in use, the app does not import, no worker
+# came up).
+EXIT_ERROR = 1
+# 3: the app's start-up (lifespan, on_event("startup")) raised: uvicorn's status
+# for the same failure, which a supervisor does not retry in a tight loop.
+EXIT_STARTUP_FAILED = 3
+# 4: stopped, but background work had to be cancelled (the graceful timeout
+# passed, or a second signal): a deploy script or systemd can tell that work
+# was lost. Not 2, which argparse uses for a bad command line.
+EXIT_WORK_CANCELLED = 4
+
+# --- Workers and reload (rawbg.supervisor) ---------------------------------------
+
+# A worker that dies is restarted after a delay that doubles with each death
+# in a row, from 0.1 s (a one-off crash costs almost no capacity) up to 10 s
+# (a worker that cannot start, say its database is down, does not spin the CPU
+# re-importing the app ten times a second). A worker that has served for
+# WORKER_HEALTHY_AFTER resets the delay.
+RESTART_BACKOFF_FIRST = 0.1
+RESTART_BACKOFF_MAX = 10.0
+WORKER_HEALTHY_AFTER = 10.0
+
+# A new worker must import the app and be listening within this time, or it is
+# killed: at start-up that fails the supervisor, during a rolling restart it
+# stops the restart and leaves the old workers serving. Importing a large app
+# takes seconds; a minute means it hangs.
+WORKER_START_TIMEOUT = 60.0
+
+# Once told to stop, a worker drains for timeout_graceful_shutdown; the
+# supervisor kills it this much later, if it has still not exited (a handler
+# stuck in a thread keeps a process alive past its own deadline).
+WORKER_KILL_MARGIN = 5.0
+
+# A worker checks this often that its supervisor is still alive, and drains
+# and exits if it is not (the supervisor was SIGKILLed): an orphan would hold
+# the port forever.
+PARENT_CHECK_INTERVAL = 1.0
+
+# --reload: how often the .py files under the app directory are checked for a
+# new mtime. Polling a few hundred files costs well under a millisecond, and a
+# quarter of a second is shorter than switching to the browser.
+RELOAD_POLL_INTERVAL = 0.25
 
 # --- Internal constants ------------------------------------------------------
 
@@ -81,8 +139,18 @@ class ServerConfig:
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
     access_log: bool = True
     trace: bool = False
+    trace_file: str | None = None  # Chrome trace-event JSON of the same events
     #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.loops)
     loop: str = DEFAULT_LOOP
+    #: listen on this Unix socket path instead of host:port
+    uds: str | None = None
+    #: serve on an already listening socket (inherited from a supervisor or systemd)
+    fd: int | None = None
+    #: believe X-Forwarded-For / X-Forwarded-Proto from `forwarded_allow_ips` peers
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
+    #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
+    root_path: str = ""
 
     def __post_init__(self) -> None:
         positive = {
@@ -100,5 +168,14 @@ class ServerConfig:
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
+        from .proxy import TrustedProxies  # raises ValueError naming a bad entry
+
+        TrustedProxies(self.forwarded_allow_ips)
+        if self.uds is not None and self.fd is not None:
+            raise ValueError("uds and fd are two different sockets: give one")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(
+                f"root_path must start with / and not end with one, got {self.root_path!r}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")

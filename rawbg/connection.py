@@ -64,6 +64,7 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .proxy import forwarded
 from .requests import Headers, Request, client_label
 from .responses import Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
@@ -130,7 +131,7 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     connection's last request runs right here, not in a helper coroutine.
     """
     pending = server.pending
-    trace = ConnectionTrace() if server.config.trace else None
+    trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
     try:
@@ -334,13 +335,18 @@ class Connection:
         # The request is complete: the next byte to arrive starts the next head
         # (body bytes that came after the head must not start its clock).
         protocol.first_byte_at = None
+        client, scheme = protocol.client, "http"
+        if protocol.proxy is not None:
+            client, scheme = forwarded(protocol.proxy, event.headers, client)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(event.headers),  # type: ignore[arg-type]
             body=body,
             http_version=event.http_version.decode("ascii"),
-            client=protocol.client,
+            client=client,
+            scheme=scheme,
+            root_path=self._config.root_path,
         )
         return Exchange(request, trace, started)
 

@@ -25,8 +25,10 @@ import h11
 
 from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
 from .errors import ClientDisconnected
+from .requests import Address
 
 if TYPE_CHECKING:
+    from .proxy import TrustedProxies
     from .server import Server
 
 logger = logging.getLogger("rawbg.protocol")
@@ -41,7 +43,9 @@ class HttpProtocol(asyncio.Protocol):
         # Transport and parser
         self.transport: asyncio.Transport | None = None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.config.max_head_size)
-        self.client: tuple[str, int] | None = None
+        self.client: Address | None = None  # None on a Unix socket
+        #: set when the peer is a trusted proxy, whose X-Forwarded-* headers count
+        self.proxy: TrustedProxies | None = None
         # Input side
         self._unread = 0  # bytes received since the connection task last asked for input
         self._reading_paused = False
@@ -65,7 +69,10 @@ class HttpProtocol(asyncio.Protocol):
         transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER, low=OUTPUT_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.client = (str(peer[0]), int(peer[1]))
+            self.client = Address(str(peer[0]), int(peer[1]))
+        trusted = self._server.trusted_proxies
+        if trusted is not None and trusted.trusts_peer(self.client):
+            self.proxy = trusted
         self._server.connection_made(self)
 
     def data_received(self, data: bytes) -> None:

@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 from .errors import HTTPException
+
+
+class Address(NamedTuple):
+    """The client's address: the peer's, or the one a trusted proxy forwarded.
+
+    A plain tuple too, so ``host, port = request.client`` works. A forwarded
+    address without a port has port 0.
+    """
+
+    host: str
+    port: int
 
 
 class Headers(Mapping[str, str]):
@@ -97,6 +108,8 @@ class Request:
         "path",
         "path_params",
         "query_string",
+        "root_path",
+        "scheme",
         "target",
     )
 
@@ -108,7 +121,9 @@ class Request:
         headers: Headers,
         body: bytes = b"",
         http_version: str = "1.1",
-        client: tuple[str, int] | None = None,
+        client: Address | None = None,
+        scheme: str = "http",
+        root_path: str = "",
     ) -> None:
         self.method = method
         #: the request target as sent, e.g. ``/items/3?q=x``
@@ -120,7 +135,12 @@ class Request:
         self.path = unquote(raw_path) if "%" in raw_path else raw_path
         self.headers = headers
         self.http_version = http_version
+        #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
         self.client = client
+        #: "http", or what a trusted proxy's X-Forwarded-Proto said ("https")
+        self.scheme = scheme
+        #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
+        self.root_path = root_path
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
         self._body = body
@@ -146,5 +166,5 @@ class Request:
         return f"<Request {self.method} {self.target}>"
 
 
-def client_label(client: tuple[str, int] | None) -> str:
+def client_label(client: Address | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"

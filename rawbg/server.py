@@ -5,6 +5,10 @@ The server owns three process-wide things: the count of open connections
 owns its background work, so waiting for them waits for all work), and the
 `PendingWork` bound on queued background tasks.
 
+It listens on host:port, on a Unix socket (``uds``), or on a socket it was
+handed already listening (``fd``: a worker of `rawbg.supervisor`, or systemd
+socket activation).
+
 `run` is the blocking entry point (``python -m rawbg`` ends up there);
 `serving` starts a server on a port (0 for an ephemeral one) inside a running
 event loop, for tests and embedding.
@@ -17,17 +21,31 @@ import contextlib
 import contextvars
 import gc
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from .background import PendingWork
-from .config import ServerConfig
+from .config import (
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    EXIT_WORK_CANCELLED,
+    PARENT_CHECK_INTERVAL,
+    ServerConfig,
+)
 from .connection import run_connection
+from .lifespan import StartupFailed, run_lifespan
 from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
+from .proxy import TrustedProxies
+from .trace import ConnectionTrace, TraceFile
 
 if TYPE_CHECKING:
+    from asyncio.trsock import TransportSocket
+
     from .app import App
     from .connection import Connection
 
@@ -38,6 +56,49 @@ logger = logging.getLogger("rawbg.server")
 LISTEN_BACKLOG = 2048
 
 
+class SharedListener:
+    """Accepts from a listening socket shared with sibling workers, one connection at a time.
+
+    asyncio's own accept loop takes up to a backlog's worth of connections
+    each time the socket is readable, so the first worker to wake takes a
+    whole burst (wrk's 16 keep-alive connections all went to one of two
+    workers). Accepting one connection per wake-up leaves the rest in the
+    kernel queue for whichever worker gets there next, and a worker busy
+    in a handler does not accept at all: the idle one does.
+    """
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], HttpProtocol]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._factory = factory
+        self._connecting: set[asyncio.Task[Any]] = set()
+        sock.setblocking(False)
+        self._loop.add_reader(sock.fileno(), self._accept_one)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._sock.fileno() < 0 else (self._sock,)
+
+    def _accept_one(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # a sibling worker took it
+        except OSError as exc:  # out of file descriptors, say: the next wake-up retries
+            logger.warning("accept failed: %s", exc)
+            return
+        conn.setblocking(False)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    def close(self) -> None:
+        """Stop accepting; only this worker's copy of the socket is closed."""
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
 class Server:
     """An HTTP/1.1 server for one `App` on one address."""
 
@@ -45,13 +106,19 @@ class Server:
         self.app = app
         self.config = config
         self.pending = PendingWork(config.max_pending_tasks)
-        self._listener: asyncio.Server | None = None
+        self.trusted_proxies = (
+            TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self._listener: asyncio.Server | SharedListener | None = None
+        self._made_uds = False  # we created the socket file, so we remove it
         # Connections
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
         self._tasks: set[asyncio.Task[None]] = set()  # connection tasks, with their work
         self._forget_task = self._tasks.discard
         self._callback_context = contextvars.copy_context()
+        # Tracing (--trace, --trace-file): off means no trace objects at all
+        self._trace_file: TraceFile | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -63,15 +130,47 @@ class Server:
             raise RuntimeError("the server is not listening")
         return int(self._listener.sockets[0].getsockname()[1])
 
+    @property
+    def address(self) -> str:
+        """Where the server listens, as a user would write it (for the log)."""
+        if self._listener is None or not self._listener.sockets:
+            raise RuntimeError("the server is not listening")
+        return describe_socket(self._listener.sockets[0])
+
     async def start(self) -> None:
+        if self.config.trace_file is not None:
+            self._trace_file = TraceFile(self.config.trace_file)
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: HttpProtocol(self),
-            host=self.config.host,
-            port=self.config.port,
-            backlog=LISTEN_BACKLOG,
-            reuse_address=True,
-        )
+        config = self.config
+
+        def factory() -> HttpProtocol:
+            return HttpProtocol(self)
+
+        if config.fd is not None:
+            # already bound and listening, maybe shared with sibling workers
+            self._listener = SharedListener(socket.socket(fileno=config.fd), factory)
+        elif config.uds is not None:
+            # asyncio replaces a stale socket file left by a crashed server
+            self._listener = await loop.create_unix_server(
+                factory, path=config.uds, backlog=LISTEN_BACKLOG
+            )
+            self._made_uds = True
+        else:
+            self._listener = await loop.create_server(
+                factory,
+                host=config.host,
+                port=config.port,
+                backlog=LISTEN_BACKLOG,
+                reuse_address=True,
+            )
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        if self._made_uds and self.config.uds is not None:
+            self._made_uds = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.uds)
 
     # -- called by protocols and connections -------------------------------------
 
@@ -86,6 +185,12 @@ class Server:
         )
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
+
+    def new_trace(self) -> ConnectionTrace | None:
+        """A trace for a new connection, or None when tracing is off."""
+        if self.config.trace or self._trace_file is not None:
+            return ConnectionTrace(log=self.config.trace, file=self._trace_file)
+        return None
 
     def connection_lost(self, protocol: HttpProtocol) -> None:
         self._open_transports -= 1
@@ -119,8 +224,7 @@ class Server:
         how many background tasks were cancelled.
         """
         self._stopping = True
-        if self._listener is not None:
-            self._listener.close()
+        self._stop_listening()
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()
@@ -150,9 +254,18 @@ class Server:
                 logger.warning(
                     "cancelled %d background task(s) still pending at shutdown", cancelled
                 )
-        if self._listener is not None:
-            self._listener.close()
+        self._stop_listening()
+        if self._trace_file is not None:
+            self._trace_file.close()
         return cancelled
+
+
+def describe_socket(sock: socket.socket | TransportSocket) -> str:
+    """``http://127.0.0.1:8000``, ``http://[::1]:8000`` or ``unix:/run/app.sock``."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -167,15 +280,49 @@ async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
     config = ServerConfig(**options)
     check_running_loop(config.loop)
     server = Server(app, config)
-    await server.start()
+    async with run_lifespan(app):  # start-up before listening, shutdown after the drain
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.shutdown()
+
+
+async def serve(
+    app: App,
+    config: ServerConfig,
+    *,
+    on_listening: Callable[[Server], None] | None = None,
+    parent_pid: int | None = None,
+) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status.
+
+    `EXIT_OK` once everything finished; `EXIT_WORK_CANCELLED` if background
+    work had to be cancelled (graceful timeout, or a second signal);
+    `EXIT_STARTUP_FAILED` if the app's start-up raised. The app's start-up
+    runs before the socket listens, its shutdown after every connection and
+    background task has finished. `on_listening` replaces the "serving on"
+    line (a worker tells its supervisor instead); with `parent_pid`, the server
+    also stops when that process is gone (a worker whose supervisor was killed).
+    """
     try:
-        yield server
-    finally:
-        await server.shutdown()
+        async with run_lifespan(app):
+            return await _serve_started(
+                app, config, on_listening=on_listening, parent_pid=parent_pid
+            )
+    except StartupFailed as exc:
+        logger.debug("start-up failed", exc_info=exc.__cause__)
+        print(f"error: application start-up failed: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP_FAILED
 
 
-async def serve(app: App, config: ServerConfig) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status."""
+async def _serve_started(
+    app: App,
+    config: ServerConfig,
+    *,
+    on_listening: Callable[[Server], None] | None,
+    parent_pid: int | None,
+) -> int:
     server = Server(app, config)
     await server.start()
     # What exists now (modules, the app, its routes and plans) lives as long as
@@ -195,16 +342,31 @@ async def serve(app: App, config: ServerConfig) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
-    host = f"[{config.host}]" if ":" in config.host else config.host
     logger.info("event loop: %s", running_loop_name())
-    print(f"rawbg serving on http://{host}:{server.port} (press Ctrl-C to stop)", flush=True)
+    if on_listening is None:
+        print(f"rawbg serving on {server.address} (press Ctrl-C to stop)", flush=True)
+    else:
+        on_listening(server)
+    orphan_watch = None
+    if parent_pid is not None:
+        orphan_watch = loop.create_task(_stop_when_orphaned(parent_pid, stop))
     # The handlers stay until asyncio.run closes the loop, so that a late
     # second signal (while the thread pool shuts down) is not a traceback.
     await stop.wait()
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     logger.info("shutting down: no new connections, finishing requests and background work")
-    await server.shutdown()
+    cancelled = await server.shutdown()
     logger.info("shutdown complete")
-    return 0
+    return EXIT_WORK_CANCELLED if cancelled else EXIT_OK
+
+
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set `stop` once `parent_pid` is no longer our parent (it died; we were adopted)."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_CHECK_INTERVAL)
+    logger.warning("supervisor %d is gone: shutting down", parent_pid)
+    stop.set()
 
 
 def run(app: App, **options: Any) -> int:
