@@ -64,6 +64,7 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .h11_shortcut import send_whole_response
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
 from .responses import Response, StreamingResponse
@@ -497,6 +498,19 @@ class Connection:
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
+        if response.fields_checked and not isinstance(response, StreamingResponse):
+            # the common case, without h11's serialising (rawbg.h11_shortcut)
+            message = send_whole_response(
+                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+            )
+            if message is not None:
+                if trace is not None:
+                    trace.event("response started", status=status)
+                protocol.write(message)
+                await protocol.flushed()
+                if trace is not None:
+                    trace.event("response flushed", status=status, bytes=len(message))
+                return len(message)
         head = h.send(
             h11.Response(
                 status_code=status,
