@@ -52,14 +52,32 @@ def send_whole_response(
         or status_code in (204, 304)
     ):
         return None
+    closing = (b"connection", b"close") in fields  # the server is stopping
     if not private._cstate.keep_alive:
         fields = [field for field in fields if field[0] != b"connection"]
         fields.append(CLOSE)
-    event = h11.Response(status_code=status_code, headers=fields, reason=reason, _parsed=True)
+        closing = True
+    # What h11's state machine reads of a response is its status and whether
+    # it closes the connection (framing only picks the writer, unused here).
+    event = h11.Response(
+        status_code=status_code, headers=[CLOSE] if closing else [], reason=reason, _parsed=True
+    )
     private._process_event(h11.SERVER, event)
     private._process_event(h11.SERVER, h11.EndOfMessage())
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status_code, reason)]
+    lines = [status_line(status_code, reason)]
     lines += [b"%s: %s\r\n" % field for field in fields]
     lines.append(b"\r\n")
     lines.append(body)
     return b"".join(lines)
+
+
+_status_lines: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status_code: int, reason: bytes) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n``, made once per status and reason."""
+    key = (status_code, reason)
+    line = _status_lines.get(key)
+    if line is None:
+        line = _status_lines[key] = b"HTTP/1.1 %d %s\r\n" % key
+    return line
