@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
     )
     parser.add_argument(
+        "--loop-block-warning",
+        type=float,
+        default=defaults.DEFAULT_LOOP_BLOCK_WARNING,
+        metavar="SECONDS",
+        help="warn when the event loop is blocked this long, naming the handler, "
+        "dependency or background task that blocked it; 0 turns it off (default: %(default)s)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -143,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="close a connection idle this long; a request head must arrive "
         "within this time of its first byte, else 408 (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=defaults.DEFAULT_MIN_BODY_RATE,
+        metavar="BYTES_PER_SECOND",
+        help="a request body must arrive at least this fast on average, after a "
+        "grace of --timeout-keep-alive, else 408; 0 turns the rule off (default: %(default)s)",
     )
     limits.add_argument(
         "--limit-concurrency",
@@ -262,7 +278,8 @@ def config_error(exc: ValueError) -> str:
     message = str(exc)
     for field in dataclasses.fields(ServerConfig):
         flag = "--" + field.name.replace("_", "-")
-        message = re.sub(rf"\b{field.name}\b", flag, message)
+        # not inside a flag already written (`loop` in --loop-block-warning)
+        message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", flag, message)
     return message
 
 
@@ -286,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_head_size=args.max_head_size,
             max_body_size=args.max_body_size,
             timeout_keep_alive=args.timeout_keep_alive,
+            min_body_rate=args.min_body_rate,
             limit_concurrency=args.limit_concurrency,
             max_pending_tasks=args.max_pending_tasks,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+            loop_block_warning=args.loop_block_warning,
             access_log=args.access_log,
             trace=args.trace,
             task_journal=args.task_journal,

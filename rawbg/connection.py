@@ -16,7 +16,8 @@ The life of one connection
    The head is checked (`Connection._check_head`): size, ambiguous length.
 4. **Request body.** The body is read whole (`Connection._read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``.
+   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
+   slower than ``min_body_rate`` (`Connection._body_deadline`).
 5. **Handler.** `App.handle` routes the request, walks the handler's dependency
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
@@ -45,6 +46,7 @@ answers them, then closes without resetting the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -55,7 +57,14 @@ from typing import TYPE_CHECKING
 
 import h11
 
+from .app import Outcome
 from .background import WorkGroup
+from .conformance import (
+    asterisk_options_response,
+    check_host,
+    check_request_line,
+    parse_error_rejection,
+)
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -182,6 +191,11 @@ class Connection:
         #: the last request's work, when the connection closes after it
         self._last_work: AfterResponse | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
+        #: set by shutdown: a body still being read must be complete by then
+        self._stop_deadline: float | None = None
+        # Per-request state
+        self._request_method: bytes | None = None  # once the head is parsed
+        self._head_kept = False  # `_next_event` has copied the input of this head
         self._close_reason = "client closed the connection"
 
     def _move(self, phase: Phase) -> None:
@@ -190,10 +204,17 @@ class Connection:
         self.phase = phase
 
     def stop(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response.
+
+        A request whose body is still arriving gets ``timeout_keep_alive`` more
+        to complete it, then 408: a slow sender cannot hold shutdown for long.
+        """
         self._stopping = True
         if self.phase is Phase.IDLE:
             self._protocol.wake()
+        else:
+            timeout = self._config.timeout_keep_alive
+            self._stop_deadline = asyncio.get_running_loop().time() + timeout
 
     # -- the cycle ---------------------------------------------------------------
 
@@ -255,6 +276,8 @@ class Connection:
             if not await self._respond(exchange):
                 return
             self._h11.start_next_cycle()
+            self._request_method = None
+            self._head_kept = False
             self._move(Phase.IDLE)
             if trace is not None:
                 trace.event("keep-alive: next cycle")
@@ -268,10 +291,23 @@ class Connection:
         await self._pending.wait_for_room()
 
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
+        """h11's next event; the one place where whatever h11 raises becomes a refusal."""
+        h = self._h11
+        head = b""
+        if not self._head_kept and (
+            self.phase is Phase.READING_HEAD
+            or (self.phase is Phase.IDLE and self._protocol.has_input)
+        ):
+            # h11 refuses every Transfer-Encoding but `chunked` alike, and only
+            # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
+            # keep a copy of the input, once per head (a copy per read of a
+            # trickled head would cost its size squared).
+            head = h.trailing_data[0]
+            self._head_kept = True
         try:
-            return self._h11.next_event()  # type: ignore[return-value]
-        except h11.RemoteProtocolError as exc:
-            raise MalformedRequest.from_h11(exc) from exc
+            return h.next_event()  # type: ignore[return-value]
+        except Exception as exc:  # RemoteProtocolError, or anything else h11 lets out
+            raise parse_error_rejection(exc, head) from exc
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
@@ -285,6 +321,10 @@ class Connection:
                     self._close_reason = "server shutting down"
                     return None
                 if not await protocol.receive_until(idle_deadline):
+                    if self._h11.trailing_data[0]:
+                        # Part of a head came pipelined behind the last request:
+                        # this connection is not idle, its head is late.
+                        raise RequestTimeout(f"request head not received within {timeout} s")
                     self._close_reason = f"idle for {timeout} s"
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
@@ -304,6 +344,7 @@ class Connection:
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
+        self._request_method = event.method  # a refusal of a HEAD has no body
         started = time.perf_counter()
         self._check_head(event)
         trace = None
@@ -339,17 +380,18 @@ class Connection:
 
         The deadline is fixed when the first byte arrives: bytes trickling in
         do not extend it, so a slow client cannot hold the connection forever.
+        What arrived by the deadline is parsed before the deadline is applied.
         """
         timeout = self._config.timeout_keep_alive
-        try:
-            async with asyncio.timeout_at(first_byte_at + timeout):
-                while True:
-                    event = self._next_event()
-                    if event is not h11.NEED_DATA:
-                        return event  # type: ignore[return-value]
-                    await self._protocol.receive()
-        except TimeoutError:
-            raise RequestTimeout(f"request head not received within {timeout} s") from None
+        deadline = first_byte_at + timeout
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
+        while True:
+            event = self._next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+                raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
         """Limits h11 does not enforce on a complete head, and the declared body size."""
@@ -358,6 +400,7 @@ class Connection:
         size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
         content_length: int | None = None
         chunked = False
+        host: bytes | None = None
         for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
             size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
             name = raw_name.lower()
@@ -365,8 +408,16 @@ class Connection:
                 content_length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"host":
+                host = value  # h11 has refused two of them
         if size > self._config.max_head_size:
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
+        if request.http_version != b"1.1" or request.target == b"*" or request.method == b"CONNECT":
+            check_request_line(
+                request.method, request.target, request.http_version, has_host=host is not None
+            )
+        if host is not None:
+            check_host(host)
         if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
@@ -387,14 +438,14 @@ class Connection:
             return b""  # the common case: no body at all
         chunks: list[bytes] = []
         size = 0
-        timeout = self._config.timeout_keep_alive
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while type(event) is not h11.EndOfMessage:
             if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._protocol.receive()
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {timeout} s") from None
+                now = loop.time()
+                deadline, rule = self._body_deadline(started, size, now)
+                if now >= deadline or not await self._protocol.receive_until(deadline):
+                    raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
                 if size > limit:
@@ -405,6 +456,33 @@ class Connection:
             event = self._next_event()
         return b"".join(chunks)
 
+    def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        """When the body being read must have grown by, and the rule that says so.
+
+        Three rules, the earliest wins (docs/server-behavior.md, request bodies):
+        a stall of ``timeout_keep_alive`` with no byte; an average rate under
+        ``min_body_rate`` once the grace of ``timeout_keep_alive`` is over (a
+        body trickled in byte by byte must not hold a connection forever); and,
+        once shutdown has begun, ``timeout_keep_alive`` after it.
+        """
+        config = self._config
+        grace = config.timeout_keep_alive
+        deadline = now + grace
+        rule = f"request body stalled for {grace} s"
+        if config.min_body_rate:
+            by_rate = started + grace + received / config.min_body_rate
+            if by_rate < deadline:
+                deadline = by_rate
+                rule = (
+                    f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                    f"under {config.min_body_rate:g} bytes/s"
+                )
+        stop_deadline = self._stop_deadline
+        if stop_deadline is not None and stop_deadline < deadline:
+            deadline = stop_deadline
+            rule = "request body not complete when the server shut down"
+        return deadline, rule
+
     async def _respond(self, exchange: Exchange) -> bool:
         """Handle the request, send the response, start its background work.
 
@@ -412,7 +490,10 @@ class Connection:
         """
         request, trace = exchange.request, exchange.trace
         self._move(Phase.HANDLING)
-        outcome = await self._app.handle(request, trace)
+        if request.target == "*":  # OPTIONS *, the one asterisk-form request let through
+            outcome = Outcome(asterisk_options_response(self._app.served_methods()))
+        else:
+            outcome = await self._app.handle(request, trace)
         response, after = outcome.response, outcome.after
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
@@ -517,12 +598,14 @@ class Connection:
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
-            async for piece in response.chunks():
-                if piece:
-                    data = h.send(h11.Data(data=piece)) or b""
-                    protocol.write(data)
-                    sent += len(data)
-                    await protocol.drain()
+            # closed at once if the client leaves mid-body: a file is closed now, not at GC
+            async with contextlib.aclosing(response.chunks()) as chunks:
+                async for piece in chunks:
+                    if piece:
+                        data = h.send(h11.Data(data=piece)) or b""
+                        protocol.write(data)
+                        sent += len(data)
+                        await protocol.drain()
             end = h.send(h11.EndOfMessage()) or b""
             protocol.write(end)
             sent += len(end)
@@ -571,11 +654,14 @@ class Connection:
                     )
                     or b""
                 )
-                message += h.send(h11.Data(data=body)) or b""
+                if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
+                    message += h.send(h11.Data(data=body)) or b""
                 message += h.send(h11.EndOfMessage()) or b""
                 self._protocol.write(message)
-            except (h11.LocalProtocolError, ClientDisconnected):
+            except ClientDisconnected:
                 pass
+            except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
+                logger.exception("could not send the %d refusal", exc.status_code)
         await self._protocol.close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:

@@ -28,6 +28,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from .accept import Acceptor, start_accepting
 from .background import AfterResponse, BackgroundTask, PendingWork, WorkGroup
 from .config import (
     EXIT_OK,
@@ -37,6 +38,7 @@ from .config import (
     ServerConfig,
 )
 from .connection import run_connection
+from .failure_log import task_failures
 from .journal import ACTIVE_JOURNAL
 from .journal_writer import JournalWriter, RecoveredTask
 from .lifespan import StartupFailed, run_lifespan
@@ -45,6 +47,7 @@ from .protocol import HttpProtocol
 from .proxy import TrustedProxies
 from .sqlite_journal import SQLiteTaskStore
 from .trace import ConnectionTrace, TraceFile
+from .watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
@@ -59,49 +62,6 @@ logger = logging.getLogger("rawbg.server")
 LISTEN_BACKLOG = 2048
 
 
-class SharedListener:
-    """Accepts from a listening socket shared with sibling workers, one connection at a time.
-
-    asyncio's own accept loop takes up to a backlog's worth of connections
-    each time the socket is readable, so the first worker to wake takes a
-    whole burst (wrk's 16 keep-alive connections all went to one of two
-    workers). Accepting one connection per wake-up leaves the rest in the
-    kernel queue for whichever worker gets there next, and a worker busy
-    in a handler does not accept at all: the idle one does.
-    """
-
-    def __init__(self, sock: socket.socket, factory: Callable[[], HttpProtocol]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._sock = sock
-        self._factory = factory
-        self._connecting: set[asyncio.Task[Any]] = set()
-        sock.setblocking(False)
-        self._loop.add_reader(sock.fileno(), self._accept_one)
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return () if self._sock.fileno() < 0 else (self._sock,)
-
-    def _accept_one(self) -> None:
-        try:
-            conn, _ = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # a sibling worker took it
-        except OSError as exc:  # out of file descriptors, say: the next wake-up retries
-            logger.warning("accept failed: %s", exc)
-            return
-        conn.setblocking(False)
-        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
-
-    def close(self) -> None:
-        """Stop accepting; only this worker's copy of the socket is closed."""
-        if self._sock.fileno() >= 0:
-            self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-
-
 class Server:
     """An HTTP/1.1 server for one `App` on one address."""
 
@@ -112,8 +72,9 @@ class Server:
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
-        self._listener: asyncio.Server | SharedListener | None = None
+        self._listener: asyncio.Server | Acceptor | None = None
         self._made_uds = False  # we created the socket file, so we remove it
+        self._watchdog: LoopWatchdog | None = None
         # Connections
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
@@ -160,26 +121,39 @@ class Server:
 
         try:
             if config.fd is not None:
-                # already bound and listening, maybe shared with sibling workers
-                self._listener = SharedListener(socket.socket(fileno=config.fd), factory)
-            elif config.uds is not None:
-                # asyncio replaces a stale socket file left by a crashed server
-                self._listener = await loop.create_unix_server(
-                    factory, path=config.uds, backlog=LISTEN_BACKLOG
-                )
-                self._made_uds = True
+                # Already bound and listening, maybe shared with sibling workers:
+                # one connection per wake-up. asyncio's own accept loop takes up
+                # to a backlog's worth each time, so the first worker to wake
+                # takes a whole burst (wrk's 16 keep-alive connections all went
+                # to one of two workers); this leaves the rest in the kernel's
+                # queue for whichever worker gets there next, and a worker busy
+                # in a handler does not accept at all: the idle one does.
+                self._listener = Acceptor([socket.socket(fileno=config.fd)], factory, per_wakeup=1)
             else:
-                self._listener = await loop.create_server(
-                    factory,
-                    host=config.host,
-                    port=config.port,
-                    backlog=LISTEN_BACKLOG,
-                    reuse_address=True,
-                )
+                if config.uds is not None:
+                    # asyncio replaces a stale socket file left by a crashed server
+                    listener = await loop.create_unix_server(
+                        factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
+                    )
+                    self._made_uds = True
+                else:
+                    listener = await loop.create_server(
+                        factory,
+                        host=config.host,
+                        port=config.port,
+                        backlog=LISTEN_BACKLOG,
+                        reuse_address=True,
+                        start_serving=False,
+                    )
+                # accepting that backs off while out of file descriptors (rawbg/accept.py)
+                self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
         except BaseException:
             if self.journal is not None:
                 await self.journal.stop()
             raise
+        if config.loop_block_warning:
+            self._watchdog = LoopWatchdog(threshold=config.loop_block_warning, trace=config.trace)
+            self._watchdog.start()
         if self.journal is not None:
             logger.info(
                 "task journal %s: %d unfinished task(s) recovered, running them again",
@@ -338,6 +312,9 @@ class Server:
                 logger.info("cancelled journaled tasks stay in the journal: they run at next start")
         if self._trace_file is not None:
             self._trace_file.close()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        task_failures.flush()  # the counts of repeated task failures, before we stop
         return cancelled
 
 
