@@ -82,7 +82,7 @@ from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
     from .background import AfterResponse
-    from .protocol import HttpProtocol
+    from .connection_io import ConnectionIO
     from .server import Server
 
 logger = logging.getLogger("rawbg.connection")
@@ -133,7 +133,7 @@ class ServerBusy(RequestRejected):
     status_code = 503
 
 
-async def run_connection(protocol: HttpProtocol, server: Server) -> None:
+async def run_connection(io: ConnectionIO, server: Server) -> None:
     """The connection task: serve requests, then wait for their background work.
 
     Its locals are what a closed connection keeps while its last request's
@@ -142,8 +142,8 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     connection's last request runs right here, not in a helper coroutine.
     """
     trace = server.new_trace()
-    connection = Connection(protocol, server, trace)
-    del protocol  # from here on only `connection` holds the socket side
+    connection = Connection(io, server, trace)
+    del io  # from here on only `connection` holds the socket side
     try:
         last = await connection.serve()
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
@@ -171,13 +171,13 @@ class Connection:
 
     def __init__(
         self,
-        protocol: HttpProtocol,
+        io: ConnectionIO,
         server: Server,
         trace: ConnectionTrace | None,
     ) -> None:
         # Collaborators
-        self._protocol = protocol
-        self._h11 = protocol.h11
+        self._io = io
+        self._h11 = io.h11
         self._server = server
         self._config = server.config
         self._app = server.app
@@ -204,6 +204,11 @@ class Connection:
             raise RuntimeError(f"illegal connection phase change {self.phase.name} -> {phase.name}")
         self.phase = phase
 
+    @property
+    def io(self) -> ConnectionIO:
+        """The transport side this connection reads from and writes to."""
+        return self._io
+
     def stop(self) -> None:
         """Graceful shutdown: close now if idle, else after the current response.
 
@@ -212,7 +217,7 @@ class Connection:
         """
         self._stopping = True
         if self.phase is Phase.IDLE:
-            self._protocol.wake()
+            self._io.wake()
         else:
             timeout = self._config.timeout_keep_alive
             self._stop_deadline = asyncio.get_running_loop().time() + timeout
@@ -227,7 +232,7 @@ class Connection:
         """
         trace = self._trace
         if trace is not None:
-            trace.event("connection accepted", client=client_label(self._protocol.client))
+            trace.event("connection accepted", client=client_label(self._io.client))
         self._server.register(self)
         try:
             try:
@@ -243,7 +248,7 @@ class Connection:
             logger.exception("connection task failed while %s", self.phase.value)
         finally:
             self._server.unregister(self)
-            self._protocol.close()
+            self._io.close()
             if trace is not None:
                 trace.event("connection closed", why=self._close_reason)
         last, self._last_work = self._last_work, None
@@ -296,8 +301,7 @@ class Connection:
         h = self._h11
         head = b""
         if not self._head_kept and (
-            self.phase is Phase.READING_HEAD
-            or (self.phase is Phase.IDLE and self._protocol.has_input)
+            self.phase is Phase.READING_HEAD or (self.phase is Phase.IDLE and self._io.has_input)
         ):
             # h11 refuses every Transfer-Encoding but `chunked` alike, and only
             # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
@@ -312,16 +316,16 @@ class Connection:
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
-        protocol = self._protocol
+        io = self._io
         timeout = self._config.timeout_keep_alive
         event = self._next_event()
         if event is h11.NEED_DATA:
             idle_deadline = asyncio.get_running_loop().time() + timeout
-            while not protocol.has_input:  # idle: not one byte of a request yet
+            while not io.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
                     self._close_reason = "server shutting down"
                     return None
-                if not await protocol.receive_until(idle_deadline):
+                if not await io.receive_until(idle_deadline):
                     if self._h11.trailing_data[0]:
                         # Part of a head came pipelined behind the last request:
                         # this connection is not idle, its head is late.
@@ -330,15 +334,11 @@ class Connection:
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
-                # the wait was ours, not the client's: its head's clock starts now
-                protocol.first_byte_at = asyncio.get_running_loop().time()
+                io.restart_head_clock()  # the wait was ours, not the client's
             self._move(Phase.READING_HEAD)
             event = self._next_event()
             if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline
-                first_byte_at = protocol.first_byte_at
-                if first_byte_at is None:  # not possible once has_input, but be exact
-                    first_byte_at = asyncio.get_running_loop().time()
-                event = await self._complete_head(first_byte_at)
+                event = await self._complete_head(io.head_started_at)
         else:
             self._move(Phase.READING_HEAD)
         if type(event) is h11.ConnectionClosed:
@@ -358,12 +358,10 @@ class Connection:
             )
         self._move(Phase.READING_BODY)
         body = await self._read_body()
-        # The request is complete: the next byte to arrive starts the next head
-        # (body bytes that came after the head must not start its clock).
-        protocol.first_byte_at = None
-        client, scheme = protocol.client, "http"
-        if protocol.proxy is not None:
-            client, scheme = forwarded(protocol.proxy, event.headers, client)
+        io.request_received()
+        client, scheme = io.client, "http"
+        if io.proxy is not None:
+            client, scheme = forwarded(io.proxy, event.headers, client)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
@@ -385,13 +383,13 @@ class Connection:
         """
         timeout = self._config.timeout_keep_alive
         deadline = first_byte_at + timeout
-        protocol = self._protocol
+        io = self._io
         loop = asyncio.get_running_loop()
         while True:
             event = self._next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+            if loop.time() >= deadline or not await io.receive_until(deadline):
                 raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
@@ -433,7 +431,7 @@ class Connection:
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
-            self._protocol.write(h.send(go_on))
+            self._io.write(h.send(go_on))
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             return b""  # the common case: no body at all
@@ -445,7 +443,7 @@ class Connection:
             if event is h11.NEED_DATA:
                 now = loop.time()
                 deadline, rule = self._body_deadline(started, size, now)
-                if now >= deadline or not await self._protocol.receive_until(deadline):
+                if now >= deadline or not await self._io.receive_until(deadline):
                     raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
@@ -583,7 +581,7 @@ class Connection:
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
         h = self._h11
-        protocol = self._protocol
+        io = self._io
         trace = exchange.trace
         fields = response.head_fields()
         fields.append(date_header())
@@ -599,8 +597,8 @@ class Connection:
             if message is not None:
                 if trace is not None:
                     trace.event("response started", status=status)
-                protocol.write(message)
-                await protocol.flushed()
+                io.write(message)
+                await io.flushed()
                 if trace is not None:
                     trace.event("response flushed", status=status, bytes=len(message))
                 return len(message)
@@ -617,18 +615,18 @@ class Connection:
             trace.event("response started", status=status)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
         if isinstance(response, StreamingResponse) and has_body:
-            protocol.write(head)
+            io.write(head)
             sent = len(head)
             # closed at once if the client leaves mid-body: a file is closed now, not at GC
             async with contextlib.aclosing(response.chunks()) as chunks:
                 async for piece in chunks:
                     if piece:
                         data = h.send(h11.Data(data=piece)) or b""
-                        protocol.write(data)
+                        io.write(data)
                         sent += len(data)
-                        await protocol.drain()
+                        await io.drain()
             end = h.send(h11.EndOfMessage()) or b""
-            protocol.write(end)
+            io.write(end)
             sent += len(end)
         else:
             body = response.body if has_body else b""
@@ -636,9 +634,9 @@ class Connection:
             if body:
                 message += h.send(h11.Data(data=body)) or b""
             message += h.send(h11.EndOfMessage()) or b""
-            protocol.write(message)
+            io.write(message)
             sent = len(message)
-        await protocol.flushed()
+        await io.flushed()
         if trace is not None:
             trace.event("response flushed", status=status, bytes=sent)
         return sent
@@ -650,12 +648,12 @@ class Connection:
             self._trace.event("request rejected", status=exc.status_code, reason=exc.message)
         logger.info(
             "rejected request from %s with %d: %s",
-            client_label(self._protocol.client),
+            client_label(self._io.client),
             exc.status_code,
             exc.message,
         )
         h = self._h11
-        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._protocol.closed:
+        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._io.closed:
             body = f"{exc.message}\n".encode()
             fields = [
                 (b"content-type", b"text/plain; charset=utf-8"),
@@ -678,12 +676,12 @@ class Connection:
                 if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
                     message += h.send(h11.Data(data=body)) or b""
                 message += h.send(h11.EndOfMessage()) or b""
-                self._protocol.write(message)
+                self._io.write(message)
             except ClientDisconnected:
                 pass
             except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
                 logger.exception("could not send the %d refusal", exc.status_code)
-        await self._protocol.close_gracefully()
+        await self._io.close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:
         access_logger.info(

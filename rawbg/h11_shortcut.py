@@ -71,6 +71,11 @@ def send_whole_response(
     return b"".join(lines)
 
 
+def events_to_bytes(h: h11.Connection, *events: h11.Event) -> bytes:
+    """The bytes of `events`, sent through h11 one after the other (the general path)."""
+    return b"".join([h.send(event) or b"" for event in events])
+
+
 _status_lines: dict[tuple[int, bytes], bytes] = {}
 
 
