@@ -52,7 +52,6 @@ import logging
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
@@ -72,10 +71,12 @@ from .errors import (
     MalformedRequest,
     RequestRejected,
     RequestTimeout,
+    ServerBusy,
 )
-from .h11_shortcut import send_whole_response
+from .h11_shortcut import events_to_bytes, send_whole_response
 from .journal import JournalUnavailable
 from .proxy import forwarded
+from .reason_phrases import reason
 from .requests import Headers, Request, client_label
 from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
@@ -93,7 +94,14 @@ CLOSE_HEADER = (b"connection", b"close")
 
 
 class Phase(enum.Enum):
-    """Where a connection is in its request/response cycle."""
+    """Where a connection is in its request/response cycle.
+
+    The connection's own model, and what its loop runs on: `Connection._cycle`
+    goes round until the phase is CLOSING, and every way a connection ends
+    enters CLOSING first (`Connection._closing`), saying why. h11 is asked
+    one thing only, at the end of a response: whether HTTP lets the
+    connection carry another request (`http_allows_another`).
+    """
 
     IDLE = "waiting for a request"
     READING_HEAD = "reading a request head"
@@ -102,9 +110,7 @@ class Phase(enum.Enum):
     RESPONDING = "sending the response"
     CLOSING = "closing"
 
-    # Members are singletons, so identity is an exact hash, and a C-level one:
-    # Enum's own __hash__ is Python code, and phases are looked up on every move.
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # a C-level hash (docs/ARCHITECTURE.md, "Why": the hot path)
 
 
 #: the legal moves between phases; any other is a bug and raises
@@ -125,12 +131,6 @@ class Exchange:
     request: Request
     trace: RequestTrace | None
     started: float  # time.perf_counter() when the head was parsed, for the access log
-
-
-class ServerBusy(RequestRejected):
-    """Raised for a connection beyond ``limit_concurrency``: 503, then close."""
-
-    status_code = 503
 
 
 async def run_connection(io: ConnectionIO, server: Server) -> None:
@@ -197,12 +197,18 @@ class Connection:
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
-        self._close_reason = "client closed the connection"
+        self._close_reason = ""  # said by `_closing`
 
     def _move(self, phase: Phase) -> None:
         if phase not in TRANSITIONS[self.phase]:
             raise RuntimeError(f"illegal connection phase change {self.phase.name} -> {phase.name}")
         self.phase = phase
+
+    def _closing(self, why: str) -> None:
+        """Every end of the connection comes here first: enter CLOSING (once), saying why."""
+        if self.phase is not Phase.CLOSING:
+            self._move(Phase.CLOSING)
+            self._close_reason = why
 
     @property
     def io(self) -> ConnectionIO:
@@ -238,15 +244,15 @@ class Connection:
             try:
                 await self._cycle()
             except RequestRejected as exc:
-                self._close_reason = f"rejected with {exc.status_code}: {exc.message}"
                 await self._reject(exc)
         except ClientDisconnected:
-            self._close_reason = "client went away"
+            self._closing("client went away")
         except Exception:
             # A bug in rawbg itself: log it, but keep the background work alive.
-            self._close_reason = "internal error"
             logger.exception("connection task failed while %s", self.phase.value)
+            self._closing("internal error")
         finally:
+            self._closing("connection task cancelled")  # no-op unless a forced shutdown
             self._server.unregister(self)
             self._io.close()
             if trace is not None:
@@ -269,24 +275,24 @@ class Connection:
             await self.work.wait()
 
     async def _cycle(self) -> None:
-        """Request after request, until the connection should close."""
-        trace = self._trace
+        """Request after request, until the connection is CLOSING."""
         if self._server.over_capacity():
             raise ServerBusy("server at its connection limit, try again later")
-        while True:
+        while self.phase is not Phase.CLOSING:
             if not self._pending.has_room:
                 await self._wait_for_room()
             exchange = await self._receive_request()
-            if exchange is None:
-                return
-            if not await self._respond(exchange):
-                return
-            self._h11.start_next_cycle()
-            self._request_method = None
-            self._head_kept = False
-            self._move(Phase.IDLE)
-            if trace is not None:
-                trace.event("keep-alive: next cycle")
+            if exchange is not None:
+                await self._respond(exchange)  # ends in IDLE (keep-alive) or CLOSING
+
+    def _next_cycle(self) -> None:
+        """Keep-alive: h11 and the per-request state start over for the next request."""
+        self._h11.start_next_cycle()
+        self._request_method = None
+        self._head_kept = False
+        self._move(Phase.IDLE)
+        if self._trace is not None:
+            self._trace.event("keep-alive: next cycle")
 
     async def _wait_for_room(self) -> None:
         logger.debug("pending background work at its limit: not reading new requests")
@@ -323,14 +329,14 @@ class Connection:
             idle_deadline = asyncio.get_running_loop().time() + timeout
             while not io.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
-                    self._close_reason = "server shutting down"
+                    self._closing("server shutting down")
                     return None
                 if not await io.receive_until(idle_deadline):
                     if self._h11.trailing_data[0]:
                         # Part of a head came pipelined behind the last request:
                         # this connection is not idle, its head is late.
                         raise RequestTimeout(f"request head not received within {timeout} s")
-                    self._close_reason = f"idle for {timeout} s"
+                    self._closing(f"idle for {timeout} s")
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
@@ -342,6 +348,7 @@ class Connection:
         else:
             self._move(Phase.READING_HEAD)
         if type(event) is h11.ConnectionClosed:
+            self._closing("client closed the connection")
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
@@ -431,7 +438,7 @@ class Connection:
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
-            self._io.write(h.send(go_on))
+            self._io.write(events_to_bytes(h, go_on))
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             return b""  # the common case: no body at all
@@ -482,10 +489,10 @@ class Connection:
             rule = "request body not complete when the server shut down"
         return deadline, rule
 
-    async def _respond(self, exchange: Exchange) -> bool:
+    async def _respond(self, exchange: Exchange) -> None:
         """Handle the request, send the response, start its background work.
 
-        Returns whether the connection may carry another request.
+        Ends in IDLE if the connection carries another request, else in CLOSING.
         """
         request, trace = exchange.request, exchange.trace
         self._move(Phase.HANDLING)
@@ -500,18 +507,21 @@ class Connection:
             after.reserve(self._pending, trace)
         self._move(Phase.RESPONDING)
         sent = 0
-        keep_alive = False
         try:
             if after is not None and self._journal is not None:
                 response = await self._record_work(after, trace, response)
+            if trace is not None:
+                trace.event("response started", status=response.status_code)
             sent = await self._send(exchange, response)
+            if trace is not None:
+                trace.event("response flushed", status=response.status_code, bytes=sent)
         except ClientDisconnected:
-            self._close_reason = "client went away before the response was sent"
+            self._closing("client went away before the response was sent")
         except Exception:
             # The response had started (a streaming body failed): all we can
             # do is close, so that the client sees a truncated response.
             logger.exception("response body of %s %s failed", request.method, request.path)
-            self._close_reason = "response body failed"
+            self._closing("response body failed")
             if after is not None:
                 after.discard()
         except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
@@ -519,18 +529,17 @@ class Connection:
                 self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
-            h = self._h11
-            keep_alive = h.our_state is h11.DONE and h.their_state is h11.DONE
             if self._stopping:
-                keep_alive = False
-                self._close_reason = "server shutting down"
-            elif not keep_alive:
-                self._close_reason = "no keep-alive"
+                self._closing("server shutting down")
+            elif not http_allows_another(self._h11):
+                self._closing("no keep-alive")
+        keep_alive = self.phase is Phase.RESPONDING
         if after is not None:
             self._start_work(after, trace, keep_alive=keep_alive)
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
-        return keep_alive
+        if keep_alive:
+            self._next_cycle()
 
     async def _record_work(
         self, after: AfterResponse, trace: RequestTrace | None, response: Response
@@ -580,70 +589,64 @@ class Connection:
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
-        h = self._h11
         io = self._io
-        trace = exchange.trace
         fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        if response.fields_checked and not isinstance(response, StreamingResponse):
+        streaming = isinstance(response, StreamingResponse)
+        if response.fields_checked and not streaming:
             # the common case, without h11's serialising (rawbg.h11_shortcut)
             message = send_whole_response(
-                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+                self._h11,
+                status_code=status,
+                reason=reason(status),
+                fields=fields,
+                body=response.body,
             )
             if message is not None:
-                if trace is not None:
-                    trace.event("response started", status=status)
                 io.write(message)
                 await io.flushed()
-                if trace is not None:
-                    trace.event("response flushed", status=status, bytes=len(message))
                 return len(message)
-        head = h.send(
-            h11.Response(
-                status_code=status,
-                headers=fields,
-                reason=reason(status),
-                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
-            )
+        start = h11.Response(
+            status_code=status,
+            headers=fields,
+            reason=reason(status),
+            _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
         )
-        assert head is not None  # h11 returns bytes for a Response
-        if trace is not None:
-            trace.event("response started", status=status)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
-        if isinstance(response, StreamingResponse) and has_body:
-            io.write(head)
-            sent = len(head)
-            # closed at once if the client leaves mid-body: a file is closed now, not at GC
-            async with contextlib.aclosing(response.chunks()) as chunks:
-                async for piece in chunks:
-                    if piece:
-                        data = h.send(h11.Data(data=piece)) or b""
-                        io.write(data)
-                        sent += len(data)
-                        await io.drain()
-            end = h.send(h11.EndOfMessage()) or b""
-            io.write(end)
-            sent += len(end)
-        else:
-            body = response.body if has_body else b""
-            message = head
-            if body:
-                message += h.send(h11.Data(data=body)) or b""
-            message += h.send(h11.EndOfMessage()) or b""
-            io.write(message)
-            sent = len(message)
+        if has_body and isinstance(response, StreamingResponse):
+            return await self._stream(start, response)
+        body = [h11.Data(data=response.body)] if has_body and response.body else []
+        message = events_to_bytes(self._h11, start, *body, h11.EndOfMessage())
+        io.write(message)
         await io.flushed()
-        if trace is not None:
-            trace.event("response flushed", status=status, bytes=sent)
-        return sent
+        return len(message)
+
+    async def _stream(self, start: h11.Response, response: StreamingResponse) -> int:
+        """Write a streamed response piece by piece, as fast as the client reads it."""
+        h, io = self._h11, self._io
+        head = events_to_bytes(h, start)
+        io.write(head)
+        sent = len(head)
+        # closed at once if the client leaves mid-body: a file is closed now, not at GC
+        async with contextlib.aclosing(response.chunks()) as chunks:
+            async for piece in chunks:
+                if piece:
+                    data = events_to_bytes(h, h11.Data(data=piece))
+                    io.write(data)
+                    sent += len(data)
+                    await io.drain()
+        end = events_to_bytes(h, h11.EndOfMessage())
+        io.write(end)
+        await io.flushed()
+        return sent + len(end)
 
     async def _reject(self, exc: RequestRejected) -> None:
         """The one place that answers a refused request: status, short reason, close."""
-        self._move(Phase.CLOSING)
+        self._closing(f"rejected with {exc.status_code}: {exc.message}")
         if self._trace is not None:
             self._trace.event("request rejected", status=exc.status_code, reason=exc.message)
         logger.info(
@@ -662,21 +665,15 @@ class Connection:
                 SERVER_HEADER,
                 CLOSE_HEADER,
             ]
+            status = exc.status_code
+            events: list[h11.Event] = [
+                h11.Response(status_code=status, headers=fields, reason=reason(status))
+            ]
+            if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
+                events.append(h11.Data(data=body))
+            events.append(h11.EndOfMessage())
             try:
-                message = (
-                    h.send(
-                        h11.Response(
-                            status_code=exc.status_code,
-                            headers=fields,
-                            reason=reason(exc.status_code),
-                        )
-                    )
-                    or b""
-                )
-                if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
-                    message += h.send(h11.Data(data=body)) or b""
-                message += h.send(h11.EndOfMessage()) or b""
-                self._io.write(message)
+                self._io.write(events_to_bytes(h, *events))
             except ClientDisconnected:
                 pass
             except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
@@ -696,12 +693,14 @@ class Connection:
         )
 
 
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+def http_allows_another(h: h11.Connection) -> bool:
+    """Whether HTTP lets the connection carry another request after this one.
 
-
-def reason(status_code: int) -> bytes:
-    """The reason phrase for a status line (h11 sends none unless told)."""
-    return _REASONS.get(status_code, b"")
+    Both sides must have finished the message cleanly, and neither may have
+    said ``Connection: close`` (nor be HTTP/1.0 without keep-alive): h11
+    moves a side to MUST_CLOSE, not DONE, in those cases.
+    """
+    return h.our_state is h11.DONE and h.their_state is h11.DONE
 
 
 _date_cache: list[object] = [0, b""]

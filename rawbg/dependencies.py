@@ -31,6 +31,7 @@ from .requests import Request
 from .responses import Response, ResponseParameter
 from .sources import ValuePlan, located, missing, parse_cookies, plan_value, read_body
 from .threadpool import run_in_thread
+from .types import Dependency
 
 if TYPE_CHECKING:
     from .trace import RequestTrace
@@ -52,7 +53,7 @@ class Depends:
 
     def __init__(
         self,
-        dependency: Callable[..., Any] | None = None,
+        dependency: Dependency | None = None,
         *,
         use_cache: bool = True,
         scope: Scope = "request",
