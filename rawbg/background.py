@@ -293,6 +293,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
         dropped = len(self._calls)
         if dropped:
             logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
+            for index in range(dropped):  # already journaled: dropped there too, not run later
+                self._mark_finished(index, failed=False)
+            self._entry_ids = None
             self._calls = ()
             self._release(dropped)
         return dropped
