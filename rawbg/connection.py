@@ -75,6 +75,7 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .h11_shortcut import send_whole_response
 from .journal import JournalUnavailable
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
@@ -592,7 +593,27 @@ class Connection:
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        if response.fields_checked and not isinstance(response, StreamingResponse):
+            # the common case, without h11's serialising (rawbg.h11_shortcut)
+            message = send_whole_response(
+                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+            )
+            if message is not None:
+                if trace is not None:
+                    trace.event("response started", status=status)
+                protocol.write(message)
+                await protocol.flushed()
+                if trace is not None:
+                    trace.event("response flushed", status=status, bytes=len(message))
+                return len(message)
+        head = h.send(
+            h11.Response(
+                status_code=status,
+                headers=fields,
+                reason=reason(status),
+                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
+            )
+        )
         assert head is not None  # h11 returns bytes for a Response
         if trace is not None:
             trace.event("response started", status=status)
