@@ -16,7 +16,8 @@ The life of one connection
    The head is checked (`Connection._check_head`): size, ambiguous length.
 4. **Request body.** The body is read whole (`Connection._read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``.
+   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
+   slower than ``min_body_rate`` (`Connection._body_deadline`).
 5. **Handler.** `App.handle` routes the request, walks the handler's dependency
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
@@ -45,6 +46,7 @@ answers them, then closes without resetting the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -55,7 +57,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .background import WorkGroup, log_task_failure
+from .background import WorkGroup
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -65,9 +67,10 @@ from .errors import (
     RequestTimeout,
 )
 from .h11_shortcut import send_whole_response
+from .journal import JournalUnavailable
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
-from .responses import Response, StreamingResponse
+from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
@@ -131,7 +134,6 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     is dropped as soon as `serve` returns, and the work of a closing
     connection's last request runs right here, not in a helper coroutine.
     """
-    pending = server.pending
     trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
@@ -144,24 +146,8 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     del connection
     try:
         if last is not None:
-            after, request_trace = last
+            await last  # logs its failures and releases its count itself
             del last
-            try:
-                coroutine = after.direct_coroutine(request_trace)
-            except Exception as exc:  # calling the task function failed (wrong arguments, say)
-                after.call_failed(exc, pending)
-            else:
-                if coroutine is None:
-                    await after.run(pending, request_trace)
-                else:
-                    label, name = after.label, after.tasks[0].name
-                    del after  # keep only the coroutine while it is pending
-                    try:
-                        await coroutine
-                    except Exception as exc:
-                        log_task_failure(name, label, exc)
-                    finally:
-                        pending.release()
         if work is not None:
             await work.wait()
     except asyncio.CancelledError:
@@ -189,6 +175,7 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
+        self._journal = server.journal
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
@@ -196,8 +183,10 @@ class Connection:
         #: by the first of them (most connections of one request never need it)
         self.work: WorkGroup | None = None
         #: the last request's work, when the connection closes after it
-        self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
+        self._last_work: AfterResponse | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
+        #: set by shutdown: a body still being read must be complete by then
+        self._stop_deadline: float | None = None
         self._close_reason = "client closed the connection"
 
     def _move(self, phase: Phase) -> None:
@@ -206,14 +195,21 @@ class Connection:
         self.phase = phase
 
     def stop(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response.
+
+        A request whose body is still arriving gets ``timeout_keep_alive`` more
+        to complete it, then 408: a slow sender cannot hold shutdown for long.
+        """
         self._stopping = True
         if self.phase is Phase.IDLE:
             self._protocol.wake()
+        else:
+            timeout = self._config.timeout_keep_alive
+            self._stop_deadline = asyncio.get_running_loop().time() + timeout
 
     # -- the cycle ---------------------------------------------------------------
 
-    async def serve(self) -> tuple[AfterResponse, RequestTrace | None] | None:
+    async def serve(self) -> AfterResponse | None:
         """Serve the connection until it closes.
 
         Returns the work of its last request if that request closed it: the
@@ -250,10 +246,9 @@ class Connection:
         does not run its tasks, but its dependency clean-up still runs.
         """
         if self._last_work is not None:
-            after, trace = self._last_work
-            self._last_work = None
-            self._pending.release(after.discard_tasks())
-            await after.run(self._pending, trace)  # only the clean-up is left
+            after, self._last_work = self._last_work, None
+            after.discard()
+            await after  # only the clean-up is left
         if self.work is not None:
             self.work.cancel()
             await self.work.wait()
@@ -302,6 +297,10 @@ class Connection:
                     self._close_reason = "server shutting down"
                     return None
                 if not await protocol.receive_until(idle_deadline):
+                    if self._h11.trailing_data[0]:
+                        # Part of a head came pipelined behind the last request:
+                        # this connection is not idle, its head is late.
+                        raise RequestTimeout(f"request head not received within {timeout} s")
                     self._close_reason = f"idle for {timeout} s"
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
@@ -356,17 +355,18 @@ class Connection:
 
         The deadline is fixed when the first byte arrives: bytes trickling in
         do not extend it, so a slow client cannot hold the connection forever.
+        What arrived by the deadline is parsed before the deadline is applied.
         """
         timeout = self._config.timeout_keep_alive
-        try:
-            async with asyncio.timeout_at(first_byte_at + timeout):
-                while True:
-                    event = self._next_event()
-                    if event is not h11.NEED_DATA:
-                        return event  # type: ignore[return-value]
-                    await self._protocol.receive()
-        except TimeoutError:
-            raise RequestTimeout(f"request head not received within {timeout} s") from None
+        deadline = first_byte_at + timeout
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
+        while True:
+            event = self._next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+                raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
         """Limits h11 does not enforce on a complete head, and the declared body size."""
@@ -404,14 +404,14 @@ class Connection:
             return b""  # the common case: no body at all
         chunks: list[bytes] = []
         size = 0
-        timeout = self._config.timeout_keep_alive
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while type(event) is not h11.EndOfMessage:
             if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._protocol.receive()
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {timeout} s") from None
+                now = loop.time()
+                deadline, rule = self._body_deadline(started, size, now)
+                if now >= deadline or not await self._protocol.receive_until(deadline):
+                    raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
                 if size > limit:
@@ -421,6 +421,33 @@ class Connection:
                 raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
             event = self._next_event()
         return b"".join(chunks)
+
+    def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        """When the body being read must have grown by, and the rule that says so.
+
+        Three rules, the earliest wins (docs/server-behavior.md, request bodies):
+        a stall of ``timeout_keep_alive`` with no byte; an average rate under
+        ``min_body_rate`` once the grace of ``timeout_keep_alive`` is over (a
+        body trickled in byte by byte must not hold a connection forever); and,
+        once shutdown has begun, ``timeout_keep_alive`` after it.
+        """
+        config = self._config
+        grace = config.timeout_keep_alive
+        deadline = now + grace
+        rule = f"request body stalled for {grace} s"
+        if config.min_body_rate:
+            by_rate = started + grace + received / config.min_body_rate
+            if by_rate < deadline:
+                deadline = by_rate
+                rule = (
+                    f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                    f"under {config.min_body_rate:g} bytes/s"
+                )
+        stop_deadline = self._stop_deadline
+        if stop_deadline is not None and stop_deadline < deadline:
+            deadline = stop_deadline
+            rule = "request body not complete when the server shut down"
+        return deadline, rule
 
     async def _respond(self, exchange: Exchange) -> bool:
         """Handle the request, send the response, start its background work.
@@ -434,11 +461,13 @@ class Connection:
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
-            self._pending.reserve(after.units)
+            after.reserve(self._pending, trace)
         self._move(Phase.RESPONDING)
         sent = 0
         keep_alive = False
         try:
+            if after is not None and self._journal is not None:
+                response = await self._record_work(after, trace, response)
             sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
@@ -448,10 +477,10 @@ class Connection:
             logger.exception("response body of %s %s failed", request.method, request.path)
             self._close_reason = "response body failed"
             if after is not None:
-                self._pending.release(after.discard_tasks())
+                after.discard()
         except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
             if after is not None:
-                self._last_work = (after, trace)  # `cancel_work` releases it and cleans up
+                self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
             h = self._h11
@@ -466,6 +495,32 @@ class Connection:
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
         return keep_alive
+
+    async def _record_work(
+        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+    ) -> Response:
+        """With a task journal: commit the durable tasks before the response's first byte.
+
+        A client that sees a 2xx knows its tasks are recorded. If they cannot
+        be, the client gets a 503 instead and the tasks are not queued:
+        nothing is acknowledged that is not kept.
+        """
+        assert self._journal is not None
+        try:
+            await after.record(self._journal, trace)
+        except JournalUnavailable as exc:
+            after.discard(f"the task journal could not record them ({exc})")
+            return PlainTextResponse(
+                "Service Unavailable: the background work of this request cannot be "
+                "recorded; try again later\n",
+                status_code=503,
+                headers={"retry-after": "1"},
+            )
+        except TypeError:  # a durable task made outside a request that cannot be journaled
+            logger.exception("the background tasks of %s cannot be journaled", after.label)
+            after.discard("they cannot be journaled")
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return response
 
     def _start_work(
         self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool
@@ -482,10 +537,10 @@ class Connection:
             trace.event("background work scheduled", tasks=len(after.tasks))
         if keep_alive:
             if self.work is None:
-                self.work = WorkGroup(self._pending)
-            self.work.start(after, trace)
+                self.work = WorkGroup()
+            self.work.start(after)
         else:
-            self._last_work = (after, trace)
+            self._last_work = after
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
@@ -526,12 +581,14 @@ class Connection:
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
-            async for piece in response.chunks():
-                if piece:
-                    data = h.send(h11.Data(data=piece)) or b""
-                    protocol.write(data)
-                    sent += len(data)
-                    await protocol.drain()
+            # closed at once if the client leaves mid-body: a file is closed now, not at GC
+            async with contextlib.aclosing(response.chunks()) as chunks:
+                async for piece in chunks:
+                    if piece:
+                        data = h.send(h11.Data(data=piece)) or b""
+                        protocol.write(data)
+                        sent += len(data)
+                        await protocol.drain()
             end = h.send(h11.EndOfMessage()) or b""
             protocol.write(end)
             sent += len(end)

@@ -8,7 +8,8 @@ Two families:
   place, `Connection._reject`, which answers and then closes the connection.
 * `HTTPException` and `RequestValidationError` are raised by user code or by the
   dependency graph while a request is handled. `App.handle` converts them (and
-  any other exception, as a 500) into a response; the connection stays open.
+  any other exception) into a response through the app's exception handlers
+  (a 500 for an exception no handler claims); the connection stays open.
 
 `RouteDefinitionError` is raised at import time, when a route is registered.
 """
@@ -24,8 +25,10 @@ import h11
 class HTTPException(Exception):
     """Raised by a handler or a dependency to answer with an error status.
 
-    The response is ``{"detail": detail}`` with `status_code` and `headers`.
-    Background tasks queued by the request are not run: the request failed.
+    The response is ``{"detail": detail}`` with `status_code` and `headers`
+    (`rawbg.exception_handlers.http_exception_handler`, unless the app
+    registered its own handler for the class or the status code). Background
+    tasks queued by the request are not run: the request failed.
     """
 
     def __init__(
@@ -41,20 +44,61 @@ class HTTPException(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
 
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class RequestValidationError(HTTPException):
+class RequestValidationError(Exception):
     """Raised while resolving a handler's parameters when some cannot be converted.
 
-    Its `errors` are pydantic-shaped dicts (``loc``, ``msg``, ``type``); the
-    response is a 422 with ``{"detail": errors}``.
+    `errors()` gives the pydantic-shaped entries (``type``, ``loc``, ``msg``,
+    ``input``), all of them, for every parameter; `body` is the request body
+    as parsed (None if there was none). The default handler answers 422 with
+    ``{"detail": errors}``
+    (`rawbg.exception_handlers.request_validation_exception_handler`). Not an
+    `HTTPException`, as in FastAPI: a handler registered for `HTTPException`
+    does not receive it.
     """
 
-    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
-        super().__init__(422, list(errors))
-        self.errors = list(errors)
+    def __init__(self, errors: Sequence[Any], *, body: Any = None) -> None:
+        # `loc` a tuple, as pydantic (and so FastAPI) gives it; JSON shows a list
+        self._errors = [
+            {**error, "loc": tuple(error["loc"])}
+            if isinstance(error, dict) and isinstance(error.get("loc"), list)
+            else error
+            for error in errors
+        ]
+        super().__init__(self._errors)
+        self.body = body
+
+    def errors(self) -> list[Any]:
+        return self._errors
+
+    def __str__(self) -> str:
+        lines = [f"{len(self._errors)} validation error(s):"]
+        lines.extend(f"  {error!r}" for error in self._errors)
+        return "\n".join(lines)
+
+
+class DependencySwallowedError(RuntimeError):
+    """Raised (to the exception handlers) when a generator dependency swallowed an exception.
+
+    The handler raised, a dependency with ``yield`` caught the exception in
+    its ``except`` block and did not re-raise it: nothing is left to answer
+    with, so the client gets a 500 (as in FastAPI) and the log names the route
+    and the exception.
+    """
+
+
+class FileResponseError(RuntimeError):
+    """Raised when a `FileResponse`'s file is missing, not a regular file, or unreadable.
+
+    It is the app's mistake (it chose the path), so the client gets a 500 and
+    the log says which route and which file, in one line.
+    """
 
 
 class RouteDefinitionError(TypeError):

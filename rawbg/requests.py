@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
+from .datastructures import URL, State
 from .errors import HTTPException
+
+if TYPE_CHECKING:
+    from .app import App
 
 
 class Address(NamedTuple):
@@ -100,7 +104,11 @@ class Request:
 
     __slots__ = (
         "_body",
+        "_cookies",
         "_query_params",
+        "_state",
+        "_url",
+        "app",
         "client",
         "headers",
         "http_version",
@@ -121,7 +129,7 @@ class Request:
         headers: Headers,
         body: bytes = b"",
         http_version: str = "1.1",
-        client: Address | None = None,
+        client: tuple[str, int] | None = None,
         scheme: str = "http",
         root_path: str = "",
     ) -> None:
@@ -136,21 +144,65 @@ class Request:
         self.headers = headers
         self.http_version = http_version
         #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
-        self.client = client
+        self.client = client if client is None or type(client) is Address else Address(*client)
         #: "http", or what a trusted proxy's X-Forwarded-Proto said ("https")
         self.scheme = scheme
         #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
         self.root_path = root_path
+        #: the `App` handling the request (set by `App.handle`)
+        self.app: App | None = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
         self._body = body
         self._query_params: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._state: State | None = None
+        self._url: URL | None = None
 
     @property
     def query_params(self) -> QueryParams:
         if self._query_params is None:
             self._query_params = QueryParams(self.query_string)
         return self._query_params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header's name/value pairs (the last wins for a repeated name)."""
+        if self._cookies is None:
+            self._cookies = parse_cookie_header(self.headers.getlist("cookie"))
+        return self._cookies
+
+    @property
+    def url(self) -> URL:
+        """The URL the client asked for: scheme, the ``Host`` header, path and query."""
+        if self._url is None:
+            query = f"?{self.query_string}" if self.query_string else ""
+            raw_path = self.target.partition("?")[0]
+            if not raw_path.startswith("/"):  # absolute-form or "*": keep what we routed on
+                raw_path = self.path
+            self._url = URL(f"{self.scheme}://{self._host()}{self.root_path}{raw_path}{query}")
+        return self._url
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the application's root: ``scheme://host/`` (with the root path)."""
+        return URL(f"{self.scheme}://{self._host()}{self.root_path}/")
+
+    def _host(self) -> str:
+        # HTTP/1.1 requires Host (h11 refuses a request without it); an HTTP/1.0
+        # request may lack it, and then the URL says "localhost".
+        return self.headers.get("host") or "localhost"
+
+    @property
+    def state(self) -> State:
+        """An attribute bag for this request: middleware and dependencies leave values here.
+
+        It starts with a copy of what the app's lifespan yielded, as in Starlette.
+        """
+        if self._state is None:
+            app = self.app
+            self._state = State(**app.lifespan_state) if app is not None else State()
+        return self._state
 
     async def body(self) -> bytes:
         return self._body
@@ -164,6 +216,24 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+def parse_cookie_header(values: list[str]) -> dict[str, str]:
+    """``a=1; b="x y"`` to ``{"a": "1", "b": "x y"}``; pieces without a name are skipped.
+
+    Values are kept as sent (no percent-decoding), as Starlette does.
+    """
+    cookies: dict[str, str] = {}
+    for value in values:
+        for piece in value.split(";"):
+            name, equals, content = piece.partition("=")
+            name, content = name.strip(), content.strip()
+            if not equals or not name:
+                continue
+            if len(content) >= 2 and content[0] == content[-1] == '"':
+                content = content[1:-1]
+            cookies[name] = content
+    return cookies
 
 
 def client_label(client: Address | None) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import http.client
 import json as jsonlib
 import threading
@@ -271,6 +272,9 @@ class TestClient:
         try:
             connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
             connection.putheader("host", urlsplit(self.base_url).netloc or "testserver")
+            if self.base_url.startswith("https:") and "x-forwarded-proto" not in fields:
+                # the server is plain HTTP: say https the way a trusted local proxy would
+                connection.putheader("x-forwarded-proto", "https")
             for name, value in fields.items():
                 connection.putheader(name, value)
             if body or method in ("POST", "PUT", "PATCH"):
@@ -279,6 +283,8 @@ class TestClient:
             connection.endheaders(body or None)
             answer = connection.getresponse()
             payload = answer.read()
+            if (answer.getheader("content-encoding") or "").lower() == "gzip" and payload:
+                payload = gzip.decompress(payload)  # as httpx decodes it; headers kept
             raw = [
                 (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.getheaders()
             ]

@@ -120,3 +120,21 @@ def test_without_with_the_server_starts_at_the_first_request() -> None:
     assert client.post("/notes/lazy").status_code == 200
     client.close()
     assert events == ["lazy"]
+
+
+def test_an_https_base_url_is_the_request_scheme_and_gzip_bodies_are_decoded() -> None:
+    from rawbg.middleware.gzip import GZipMiddleware
+
+    app = App()
+
+    @app.get("/scheme")
+    async def scheme(request: Request) -> dict[str, str]:
+        return {"scheme": request.scheme, "padding": "x" * 600}
+
+    app.add_middleware(GZipMiddleware)
+    with TestClient(app, base_url="https://testserver") as client:
+        response = client.get("/scheme", headers={"accept-encoding": "gzip"})
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.json()["scheme"] == "https"
+    with TestClient(app) as client:
+        assert client.get("/scheme").json()["scheme"] == "http"

@@ -69,6 +69,9 @@ SHIM_MODULES = {
     "fastapi.params": "rawbg.params",
     "fastapi.middleware": "rawbg.middleware",
     "fastapi.middleware.cors": "rawbg.middleware.cors",
+    "fastapi.middleware.gzip": "rawbg.middleware.gzip",
+    "fastapi.middleware.trustedhost": "rawbg.middleware.trustedhost",
+    "fastapi.middleware.httpsredirect": "rawbg.middleware.httpsredirect",
     "starlette": "rawbg",
     "starlette.exceptions": "rawbg.errors",
     "starlette.responses": "rawbg.responses",
@@ -153,9 +156,13 @@ def extract(fastapi: Path, chapters: list[str], into: Path) -> list[str]:
     return found
 
 
+# Chapters whose tests directory is not named after them.
+TEST_DIRS = {"path_operation_configuration": "test_path_operation_configurations"}
+
+
 def test_dir(chapter: str) -> str:
     """FastAPI's tests for docs_src/dataclasses_ live in test_dataclasses."""
-    return f"test_{chapter.rstrip('_')}"
+    return TEST_DIRS.get(chapter, f"test_{chapter.rstrip('_')}")
 
 
 def _exists(fastapi: Path, path: str) -> bool:
