@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import UNSET, Body, Header, Param, Required
+from .params import to_str
 from .pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
 from .validation import (
     NO_CONSTRAINTS,
@@ -60,6 +61,8 @@ class ValuePlan:
     location: str  # "path", "query", "header", "cookie" or "body": also the 422's loc[0]
     key: str  # the name it is read under
     validate: Validator
+    #: the value is the string as it arrived (a plain ``str``, no checks): no call at all
+    as_is: bool
     many: bool  # every repeated query key or header, as a list
     default_factory: Callable[[], Any] | None
     embed: bool  # Body(embed=True)
@@ -111,8 +114,9 @@ def plan_value(
     options = marker.pydantic_options if marker is not None else {}
     validate, via_pydantic = _validator(where, annotation, metadata, constraints, options)
     embed = isinstance(marker, Body) and marker.embed
+    as_is = validate is to_str and location != "body"  # a path, query... value is a str
     plan = ValuePlan(
-        location, key, validate, many, default_factory, embed, constraints, via_pydantic
+        location, key, validate, as_is, many, default_factory, embed, constraints, via_pydantic
     )
     return plan, default
 
