@@ -159,6 +159,13 @@ class _ServerThread:
             raise self._failure
 
 
+class Cookies(dict[str, str]):
+    """The client's cookie jar: a dict, with httpx's ``set`` (``client.cookies.set(k, v)``)."""
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        self[name] = value  # one test server: domain and path do not narrow anything
+
+
 class TestClient:
     """A synchronous HTTP client for one app, served for real on 127.0.0.1.
 
@@ -184,7 +191,7 @@ class TestClient:
         self.app = app
         self.base_url = base_url.rstrip("/")
         self.headers: dict[str, str] = dict(headers or {})
-        self.cookies: dict[str, str] = dict(cookies or {})
+        self.cookies = Cookies(cookies or {})
         self.follow_redirects = follow_redirects
         self.wait_for_background = wait_for_background
         self.timeout = timeout

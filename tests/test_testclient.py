@@ -138,3 +138,15 @@ def test_an_https_base_url_is_the_request_scheme_and_gzip_bodies_are_decoded() -
         assert response.json()["scheme"] == "https"
     with TestClient(app) as client:
         assert client.get("/scheme").json()["scheme"] == "http"
+
+
+def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
+    app = App()
+
+    @app.get("/cookie")
+    async def cookie(request: Request) -> str:
+        return request.headers.get("cookie", "")
+
+    with TestClient(app) as client:
+        client.cookies.set("last_query", "from_cookie")
+        assert client.get("/cookie").json() == "last_query=from_cookie"
