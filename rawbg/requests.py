@@ -208,6 +208,15 @@ class Request:
     async def body(self) -> bytes:
         return self._body
 
+    @property
+    def body_bytes(self) -> bytes:
+        """The whole body, as received: rawbg reads it before the handler runs.
+
+        `body` is the same, awaitable as in Starlette; this is the door for
+        code that runs synchronously (reading body parameters).
+        """
+        return self._body
+
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
         try:

@@ -246,7 +246,7 @@ def read_body(request: Request) -> Any:
     ``strict_content_type``). Invalid JSON is a 422 ``json_invalid``; bytes
     that are not text in any JSON encoding are a 400.
     """
-    raw = request._body
+    raw = request.body_bytes
     if not raw:
         return None
     content_type = request.headers.get("content-type")
