@@ -44,7 +44,7 @@ def is_async_callable(func: Any) -> bool:
     """True for ``async def`` functions, and objects whose ``__call__`` is one.
 
     Cached: `add_task` asks for every task, and the answer for a function does
-    not change (inspect's check is ~2 µs, a quarter of a task's bookkeeping).
+    not change (docs/ARCHITECTURE.md, "The request path, line by line").
     """
     while hasattr(func, "func") and hasattr(func, "args"):  # functools.partial
         func = func.func
@@ -70,8 +70,7 @@ class BackgroundTask:
     def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         self.func = func
         self.args = args
-        # a shared empty mapping when there are no keyword arguments: 64 bytes
-        # fewer for each pending task, the common case
+        # shared when empty: docs/ARCHITECTURE.md, "A pending task keeps little"
         self.kwargs: Mapping[str, Any] = kwargs or _NO_KWARGS
         self.is_async = is_async_callable(func)
         self.policy = policy_of(func)
@@ -189,14 +188,11 @@ class AfterResponse(Coroutine[Any, Any, None]):
     Its count is released on every path: as each task ends (done or failed),
     and whatever is left when it is cancelled, before or after it started.
 
-    Why it is a coroutine object itself, and not an ``async def``: a pending
-    task's memory is what the server holds while it waits (benchmarks/README.md,
-    memory per pending task), and every coroutine frame on the way to the
-    user's coroutine is ~200 bytes more per pending task. In the common case
-    (one ``async def`` task, no clean-up, no trace) this object passes each
-    step straight to the user's own coroutine, with no frame in between;
-    otherwise it passes them to `_run_all`. It keeps only the calls, the
-    clean-up and the label: never the request or its body.
+    It is a coroutine object itself, not an ``async def``: in the common case
+    (one ``async def`` task, no clean-up, no trace) it passes each step
+    straight to the user's coroutine, otherwise to `_run_all`. It keeps only
+    the calls, the clean-up and the label, never the request. Why, measured:
+    docs/ARCHITECTURE.md, "`AfterResponse` is a coroutine object".
     """
 
     __slots__ = (
@@ -216,7 +212,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         cleanup: Cleanup | None,
         label: str,
     ) -> None:
-        self._calls = tuple(tasks)  # a tuple of one is 40 bytes smaller than a list of one
+        self._calls = tuple(tasks)  # a tuple: docs/ARCHITECTURE.md, "A pending task keeps little"
         self._cleanup = cleanup
         self.label = label
         self._pending: PendingWork | None = None
@@ -226,7 +222,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._unreleased = 0
         #: with a journal: the journal, and each call's entry id (None: not durable)
         self._journal: JournalWriter | None = None
-        #: (an int for a single task: 56 bytes fewer per pending task than a tuple)
+        #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
 
     @property

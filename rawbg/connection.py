@@ -138,14 +138,13 @@ class Exchange:
 async def run_connection(io: ConnectionIO, server: Server) -> None:
     """The connection task: serve requests, then wait for their background work.
 
-    Its locals are what a closed connection keeps while its last request's
-    work runs (benchmarks/README.md, memory per pending task): the socket side
-    is dropped as soon as `serve` returns, and the work of a closing
-    connection's last request runs right here, not in a helper coroutine.
+    The work of a closing connection's last request runs right here, once the
+    socket side is dropped (the `del`s: docs/ARCHITECTURE.md, "A pending task
+    keeps little").
     """
     trace = server.new_trace()
     connection = Connection(io, server, trace)
-    del io  # from here on only `connection` holds the socket side
+    del io
     try:
         last = await connection.serve()
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
@@ -311,10 +310,7 @@ class Connection:
         if not self._head_kept and (
             self.phase is Phase.READING_HEAD or (self.phase is Phase.IDLE and self._io.has_input)
         ):
-            # h11 refuses every Transfer-Encoding but `chunked` alike, and only
-            # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
-            # keep a copy of the input, once per head (a copy per read of a
-            # trickled head would cost its size squared).
+            # for `conformance.transfer_coding_rejection`: 400 or 501 (once per head)
             head = h.trailing_data[0]
             self._head_kept = True
         try:
@@ -409,7 +405,7 @@ class Connection:
         content_length: int | None = None
         chunked = False
         host: bytes | None = None
-        for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
+        for raw_name, value in request.headers.raw_items():
             size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
             name = raw_name.lower()
             if name == b"content-length":

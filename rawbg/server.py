@@ -232,10 +232,7 @@ class Server:
 
     def connection_made(self, protocol: HttpProtocol) -> None:
         self._open_transports += 1
-        # A connection task can outlive its socket by as long as its background
-        # work runs, so what it costs counts per pending task: a shared name
-        # (asyncio would format "Task-N" for each), and a done callback bound
-        # once and run in one shared context (asyncio would copy one per task).
+        # a shared name and callback context: docs/ARCHITECTURE.md, "A pending task keeps little"
         connection_task = run_connection(protocol, self)
         loop = asyncio.get_running_loop()
         if self._connection_context is None:
