@@ -409,10 +409,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
 
     async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
         """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
-        label = self.label
-        policy = task.policy
         attempt = task.attempts + 1
-        last = max(policy.attempts, attempt)  # a recovered entry gets at least one more
+        last = max(task.policy.attempts, attempt)  # a recovered entry gets at least one more
         while True:
             started = (
                 0.0 if trace is None else trace.event("background task started", task=task.name)
@@ -425,29 +423,41 @@ class AfterResponse(Coroutine[Any, Any, None]):
                         "background task failed", task=task.name, error=repr(exc), since=started
                     )
                 if attempt >= last:
-                    log_task_failure(task.name, label, exc)
+                    log_task_failure(task.name, self.label, exc)
                     return True
-                delay = policy.delay_before(attempt + 1)
-                logger.warning(
-                    "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
-                    task.name,
-                    label,
-                    attempt,
-                    last,
-                    exc,
-                    delay,
-                )
-                entry_id = self._entry_id(index)
-                if entry_id is not None and self._journal is not None:
-                    self._journal.attempted(entry_id, attempt)
-                if trace is not None:
-                    trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
-                await asyncio.sleep(delay)
+                await self._retry_later(index, task, attempt, last, exc, trace)
                 attempt += 1
             else:
                 if trace is not None:
                     trace.event("background task finished", task=task.name, since=started)
                 return False
+
+    async def _retry_later(
+        self,
+        index: int,
+        task: BackgroundTask,
+        attempt: int,
+        last: int,
+        error: Exception,
+        trace: RequestTrace | None,
+    ) -> None:
+        """Attempt `attempt` of `last` failed: say so (log, journal, trace), wait the backoff."""
+        delay = task.policy.delay_before(attempt + 1)
+        logger.warning(
+            "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
+            task.name,
+            self.label,
+            attempt,
+            last,
+            error,
+            delay,
+        )
+        entry_id = self._entry_id(index)
+        if entry_id is not None and self._journal is not None:
+            self._journal.attempted(entry_id, attempt)
+        if trace is not None:
+            trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
+        await asyncio.sleep(delay)
 
 
 async def _done() -> None:

@@ -353,14 +353,9 @@ class Connection:
         self._request_method = event.method  # a refusal of a HEAD has no body
         started = time.perf_counter()
         self._check_head(event)
-        trace = None
-        if self._trace is not None:
-            trace = self._trace.next_request()
-            trace.event(
-                "request head parsed",
-                method=event.method.decode(),
-                target=event.target.decode("latin-1"),
-            )
+        trace = (
+            None if self._trace is None else self._trace.request_started(event.method, event.target)
+        )
         self._move(Phase.READING_BODY)
         body = await self._read_body()
         io.request_received()
