@@ -409,19 +409,9 @@ class Resolution:
             if self._cookies is None:
                 self._cookies = parse_cookies(self.request.headers.getlist("cookie"))
             raw = self._cookies.get(key)
-        if raw is None or (plan.many and not raw):
-            if param.required:
-                errors.append(missing([plan.location, key]))
-            else:
-                kwargs[param.name] = param.default_value()
-            return
-        if plan.as_is:
-            kwargs[param.name] = raw
-            return
-        try:
-            kwargs[param.name] = plan.validate(raw)
-        except Invalid as exc:
-            errors.extend(located([plan.location, key], exc.errors))
+        if plan.many and not raw:
+            raw = None
+        _place(param, raw, [plan.location, key], kwargs, errors)
 
     def _body_value(
         self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
@@ -444,16 +434,7 @@ class Resolution:
             else:  # a JSON list or number where an object with keys was due
                 errors.append(missing(loc))
                 return
-        if value is None:
-            if param.required:
-                errors.append(missing(loc))
-            else:
-                kwargs[param.name] = param.default_value()
-            return
-        try:
-            kwargs[param.name] = plan.validate(value)
-        except Invalid as exc:
-            errors.extend(located(loc, exc.errors))
+        _place(param, value, loc, kwargs, errors)
 
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache
@@ -487,6 +468,24 @@ class Resolution:
             return await stack.enter_async_context(asynccontextmanager(plan.call)(**kwargs))
         sync_manager = contextmanager(plan.call)(**kwargs)
         return await stack.enter_async_context(_in_thread_pool(sync_manager))
+
+
+def _place(
+    param: ValueParam, raw: Any, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    """`param`'s value into `kwargs`: its default if `raw` is None, else `raw` checked; or a 422."""
+    if raw is None:
+        if param.required:
+            errors.append(missing(loc))
+        else:
+            kwargs[param.name] = param.default_value()
+    elif param.value.as_is:  # a str as it arrived (never a body: `sources.plan_value`)
+        kwargs[param.name] = raw
+    else:
+        try:
+            kwargs[param.name] = param.value.validate(raw)
+        except Invalid as exc:
+            errors.extend(located(loc, exc.errors))
 
 
 @asynccontextmanager
