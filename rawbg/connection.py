@@ -86,6 +86,7 @@ from .trace import ConnectionTrace, RequestTrace
 if TYPE_CHECKING:
     from .background import AfterResponse
     from .connection_io import ConnectionIO
+    from .journal_writer import JournalWriter
     from .server import Server
 
 logger = logging.getLogger("rawbg.connection")
@@ -502,7 +503,7 @@ class Connection:
         sent = 0
         try:
             if after is not None and self._journal is not None:
-                response = await self._record_work(after, trace, response)
+                response = await self._record_work(self._journal, after, trace, response)
             if trace is not None:
                 trace.event("response started", status=response.status_code)
             sent = await self._send(exchange, response)
@@ -535,7 +536,11 @@ class Connection:
             self._next_cycle()
 
     async def _record_work(
-        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+        self,
+        journal: JournalWriter,
+        after: AfterResponse,
+        trace: RequestTrace | None,
+        response: Response,
     ) -> Response:
         """With a task journal: commit the durable tasks before the response's first byte.
 
@@ -543,9 +548,8 @@ class Connection:
         be, the client gets a 503 instead and the tasks are not queued:
         nothing is acknowledged that is not kept.
         """
-        assert self._journal is not None
         try:
-            await after.record(self._journal, trace)
+            await after.record(journal, trace)
         except JournalUnavailable as exc:
             after.discard(f"the task journal could not record them ({exc})")
             return PlainTextResponse(
@@ -696,13 +700,14 @@ def http_allows_another(h: h11.Connection) -> bool:
     return h.our_state is h11.DONE and h.their_state is h11.DONE
 
 
-_date_cache: list[object] = [0, b""]
+#: the second the ``date`` field was made for, and the field
+_date: tuple[int, tuple[bytes, bytes]] = (0, (b"date", b""))
 
 
 def date_header() -> tuple[bytes, bytes]:
     """The ``date`` header, formatted at most once a second."""
+    global _date
     now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = (b"date", formatdate(now, usegmt=True).encode("ascii"))
-    return _date_cache[1]  # type: ignore[return-value]
+    if _date[0] != now:
+        _date = (now, (b"date", formatdate(now, usegmt=True).encode("ascii")))
+    return _date[1]
