@@ -5,7 +5,9 @@ The life of one connection
 
 1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
    the server starts one task for the connection, running `run_connection`,
-   which calls `Connection.serve`.
+   which calls `Connection.serve`; its loop is `Connection._cycle`. The
+   connection never sees the socket: it talks to a `ConnectionIO`
+   (rawbg/connection_io.py), which `HttpProtocol` is.
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
    connection's `h11.Connection` and wakes the task. Nothing else happens in
    the callback.
@@ -32,9 +34,12 @@ The life of one connection
    not wait for it. (If the connection is about to close, there is no next
    cycle: `serve` returns the work and the connection task runs it itself
    once the socket is closed.)
-8. **Next cycle or close.** If both sides allow keep-alive, h11 starts the next
-   cycle and we are back at 3, while step 7 of the previous request may still
-   be running. Otherwise the transport is closed.
+8. **Next cycle or close.** If HTTP allows another request on the connection
+   (`http_allows_another`) and the server is not stopping, the `Phase` goes
+   back to IDLE (`Connection._next_cycle`) and we are back at 3, while step 7
+   of the previous request may still be running. Otherwise the phase becomes
+   CLOSING, as on every other way out (`Connection._closing`), and the
+   transport is closed.
 9. **Drain.** When `serve` returns, `run_connection` waits for the
    connection's remaining background work (`WorkGroup.wait`). Only then does
    the connection task end: no task outlives the connection task, and shutdown
@@ -42,7 +47,8 @@ The life of one connection
 
 Requests the server refuses (malformed, too large, too slow) raise a
 `RequestRejected` anywhere in 3-4; `Connection._reject` is the one place that
-answers them, then closes without resetting the connection.
+answers them, then closes without resetting the connection. Errors of the app
+(step 5) are answered by `App.handle`, and the connection stays open.
 """
 
 from __future__ import annotations
