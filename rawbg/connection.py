@@ -122,14 +122,18 @@ class Phase(enum.Enum):
     __hash__ = object.__hash__  # a C-level hash (docs/ARCHITECTURE.md, "Why": the hot path)
 
 
+# The members under their own names: ``Phase.IDLE`` runs an Enum descriptor
+# at each use (docs/ARCHITECTURE.md, "The request path, line by line").
+IDLE, READING_HEAD, READING_BODY, HANDLING, RESPONDING, CLOSING = Phase
+
 #: the legal moves between phases; any other is a bug and raises
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.IDLE: frozenset({Phase.READING_HEAD, Phase.CLOSING}),
-    Phase.READING_HEAD: frozenset({Phase.READING_BODY, Phase.CLOSING}),
-    Phase.READING_BODY: frozenset({Phase.HANDLING, Phase.CLOSING}),
-    Phase.HANDLING: frozenset({Phase.RESPONDING, Phase.CLOSING}),
-    Phase.RESPONDING: frozenset({Phase.IDLE, Phase.CLOSING}),
-    Phase.CLOSING: frozenset(),
+    IDLE: frozenset({READING_HEAD, CLOSING}),
+    READING_HEAD: frozenset({READING_BODY, CLOSING}),
+    READING_BODY: frozenset({HANDLING, CLOSING}),
+    HANDLING: frozenset({RESPONDING, CLOSING}),
+    RESPONDING: frozenset({IDLE, CLOSING}),
+    CLOSING: frozenset(),
 }
 
 
@@ -193,7 +197,7 @@ class Connection:
         self._journal = server.journal
         self._trace = trace
         # Per-connection state
-        self.phase = Phase.IDLE
+        self.phase = IDLE
         #: background work of requests answered on the open connection; made
         #: by the first of them (most connections of one request never need it)
         self.work: WorkGroup | None = None
@@ -214,8 +218,8 @@ class Connection:
 
     def _closing(self, why: str) -> None:
         """Every end of the connection comes here first: enter CLOSING (once), saying why."""
-        if self.phase is not Phase.CLOSING:
-            self._move(Phase.CLOSING)
+        if self.phase is not CLOSING:
+            self._move(CLOSING)
             self._close_reason = why
 
     @property
@@ -230,7 +234,7 @@ class Connection:
         to complete it, then 408: a slow sender cannot hold shutdown for long.
         """
         self._stopping = True
-        if self.phase is Phase.IDLE:
+        if self.phase is IDLE:
             self._io.wake()
         else:
             timeout = self._config.timeout_keep_alive
@@ -286,7 +290,7 @@ class Connection:
         """Request after request, until the connection is CLOSING."""
         if self._server.over_capacity():
             raise ServerBusy("server at its connection limit, try again later")
-        while self.phase is not Phase.CLOSING:
+        while self.phase is not CLOSING:
             if not self._pending.has_room:
                 await self._wait_for_room()
             exchange = await self._receive_request()
@@ -298,7 +302,7 @@ class Connection:
         self._h11.start_next_cycle()
         self._request_method = None
         self._head_kept = False
-        self._move(Phase.IDLE)
+        self._move(IDLE)
         if self._trace is not None:
             self._trace.event("keep-alive: next cycle")
 
@@ -315,7 +319,7 @@ class Connection:
         h = self._h11
         head = b""
         if not self._head_kept and (
-            self.phase is Phase.READING_HEAD or (self.phase is Phase.IDLE and self._io.has_input)
+            self.phase is READING_HEAD or (self.phase is IDLE and self._io.has_input)
         ):
             # for `conformance.transfer_coding_rejection`: 400 or 501 (once per head)
             head = h.trailing_data[0]
@@ -346,12 +350,12 @@ class Connection:
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
                 io.restart_head_clock()  # the wait was ours, not the client's
-            self._move(Phase.READING_HEAD)
+            self._move(READING_HEAD)
             event = self._next_event()
             if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline
                 event = await self._complete_head(io.head_started_at)
         else:
-            self._move(Phase.READING_HEAD)
+            self._move(READING_HEAD)
         if type(event) is h11.ConnectionClosed:
             self._closing("client closed the connection")
             return None
@@ -363,7 +367,7 @@ class Connection:
         trace = (
             None if self._trace is None else self._trace.request_started(event.method, event.target)
         )
-        self._move(Phase.READING_BODY)
+        self._move(READING_BODY)
         body = await self._read_body()
         io.request_received()
         client, scheme = io.client, "http"
@@ -495,7 +499,7 @@ class Connection:
         Ends in IDLE if the connection carries another request, else in CLOSING.
         """
         request, trace = exchange.request, exchange.trace
-        self._move(Phase.HANDLING)
+        self._move(HANDLING)
         if request.target == "*":  # OPTIONS *, the one asterisk-form request let through
             outcome = Outcome(asterisk_options_response(self._app.served_methods()))
         else:
@@ -505,7 +509,7 @@ class Connection:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
             after.reserve(self._pending, trace)
-        self._move(Phase.RESPONDING)
+        self._move(RESPONDING)
         sent = 0
         try:
             if after is not None and self._journal is not None:
@@ -533,7 +537,7 @@ class Connection:
                 self._closing("server shutting down")
             elif not http_allows_another(self._h11):
                 self._closing("no keep-alive")
-        keep_alive = self.phase is Phase.RESPONDING
+        keep_alive = self.phase is RESPONDING
         if after is not None:
             self._start_work(after, trace, keep_alive=keep_alive)
         if self._config.access_log:
