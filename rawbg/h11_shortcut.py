@@ -1,4 +1,10 @@
-"""A whole response written by rawbg instead of h11, with h11's state kept exact.
+"""From h11 events to bytes: the two paths, and the only ones.
+
+* `events_to_bytes`: events sent through ``h11.Connection.send``, joined. The
+  general path (a streamed body, a refusal, ``100 Continue``, the test
+  client's requests).
+* `send_whole_response`: a whole response written by rawbg instead of h11,
+  with h11's state kept exact. The common case, below.
 
 For the common response (a complete body, fields rawbg built itself, an
 HTTP/1.1 client, not HEAD, not 204/304), h11's ``send`` of the head, the body
