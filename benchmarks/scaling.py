@@ -61,7 +61,7 @@ def command(name: str, port: int) -> list[str]:
     if name.startswith("uvicorn-"):
         workers = name.removeprefix("uvicorn-")
         argv = [python, "-m", "uvicorn", "benchmarks.apps.cpu_fastapi:app", "--http", "h11"]
-        return argv + ["--workers", workers, "--no-access-log", "--port", str(port)]
+        return [*argv, "--workers", workers, "--no-access-log", "--port", str(port)]
     raise ValueError(f"unknown server {name!r}")
 
 

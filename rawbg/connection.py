@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from .background import WorkGroup, log_task_failure
+from .config import SHUTDOWN_FIRST_REQUEST_GRACE
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -197,6 +198,9 @@ class Connection:
         #: the last request's work, when the connection closes after it
         self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
+        #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
+        self._fresh = True
+        self._first_request_deadline = 0.0
         self._close_reason = "client closed the connection"
 
     def _move(self, phase: Phase) -> None:
@@ -205,8 +209,16 @@ class Connection:
         self.phase = phase
 
     def stop(self) -> None:
-        """Graceful shutdown: close now if idle, else after the current response."""
+        """Graceful shutdown: close now if idle, else after the current response.
+
+        A connection that has not sent its first request yet was accepted a
+        moment ago, and its request is on its way (a worker being replaced
+        still accepted it): it gets `SHUTDOWN_FIRST_REQUEST_GRACE` to arrive.
+        """
         self._stopping = True
+        if self._fresh:
+            loop_time = asyncio.get_running_loop().time()
+            self._first_request_deadline = loop_time + SHUTDOWN_FIRST_REQUEST_GRACE
         if self.phase is Phase.IDLE:
             self._protocol.wake()
 
@@ -298,10 +310,14 @@ class Connection:
             idle_deadline = asyncio.get_running_loop().time() + timeout
             while not protocol.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
-                    self._close_reason = "server shutting down"
-                    return None
+                    if not self._fresh:
+                        self._close_reason = "server shutting down"
+                        return None
+                    idle_deadline = min(idle_deadline, self._first_request_deadline)
                 if not await protocol.receive_until(idle_deadline):
-                    self._close_reason = f"idle for {timeout} s"
+                    self._close_reason = (
+                        "server shutting down" if self._stopping else f"idle for {timeout} s"
+                    )
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
@@ -321,6 +337,7 @@ class Connection:
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
         started = time.perf_counter()
+        self._fresh = False
         self._check_head(event)
         trace = None
         if self._trace is not None:

@@ -146,7 +146,10 @@ class HttpProtocol(asyncio.Protocol):
         """
         self._deadline = deadline
         self._timed_out = False
-        if self._deadline_timer is None:
+        timer = self._deadline_timer
+        if timer is None or deadline < timer.when():  # earlier: a shutdown's grace
+            if timer is not None:
+                timer.cancel()
             self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
         try:
             await self.receive()

@@ -82,6 +82,11 @@ class SharedListener:
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
+    @property
+    def connecting(self) -> set[asyncio.Task[Any]]:
+        """Connections accepted whose protocol is not made yet (shutdown waits for them)."""
+        return self._connecting
+
     def close(self) -> None:
         """Stop accepting; only this worker's copy of the socket is closed."""
         if self._sock.fileno() >= 0:
@@ -205,6 +210,8 @@ class Server:
         """
         self._stopping = True
         self._stop_listening()
+        if isinstance(self._listener, SharedListener) and self._listener.connecting:
+            await asyncio.wait(set(self._listener.connecting))  # they register as connections
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()

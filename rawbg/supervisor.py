@@ -151,6 +151,7 @@ class Supervisor:
         self._sock: socket.socket | None = None
         # Every worker process not yet reaped, with the task waiting for its exit
         self._live: dict[Worker, asyncio.Task[None]] = {}
+        self._serving = False  # every first worker is listening
         # Shutdown
         self._stopping = False
         self._stop = asyncio.Event()
@@ -178,6 +179,8 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._restart_wanted.set)
+        # taken before the workers import the app: an edit from now on reloads
+        sources = snapshot(self._reload_dir) if self._reload_dir is not None else {}
         first = []
         for slot in self._slots:
             slot.worker = await self._start_worker(slot)
@@ -187,6 +190,7 @@ class Supervisor:
             logger.error("a worker failed to start: stopping")
             await self._shutdown()
             return EXIT_ERROR
+        self._serving = True
         if not self._stopping:
             print(
                 f"rawbg serving on {describe_socket(sock)} with {len(self._slots)} worker(s) "
@@ -195,7 +199,7 @@ class Supervisor:
             )
             self._helper(self._rolling_restarts())
             if self._reload_dir is not None:
-                self._helper(self._watch_sources(self._reload_dir))
+                self._helper(self._watch_sources(self._reload_dir, sources))
             await self._stop.wait()
         await self._shutdown()
         return EXIT_WORK_CANCELLED if self.work_cancelled else EXIT_OK
@@ -284,8 +288,9 @@ class Supervisor:
             return
         slot = self._slots[worker.slot]
         uptime = time.monotonic() - worker.started
-        if self._stopping or slot.worker is not worker:
-            # a replacement that failed to start, or a worker that exited on its own at shutdown
+        if self._stopping or slot.worker is not worker or not self._serving:
+            # a first worker or a replacement that failed to start, or one that
+            # exited on its own at shutdown: nothing to restart
             logger.error("worker %d exited (%s) after %.1f s", worker.pid, how, uptime)
             return
         delay = slot.backoff.next_delay(uptime)
@@ -358,8 +363,7 @@ class Supervisor:
                 self._tell_to_stop(old, signal.SIGTERM)
         logger.info("rolling restart done")
 
-    async def _watch_sources(self, root: str) -> None:
-        before = snapshot(root)
+    async def _watch_sources(self, root: str, before: dict[str, int]) -> None:
         while not self._stopping:
             await asyncio.sleep(RELOAD_POLL_INTERVAL)
             after = snapshot(root)
