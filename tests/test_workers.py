@@ -20,8 +20,9 @@ from tests.wire import RawClient, request_bytes
 
 # Served as `workers_app:app --app-dir <tmp>`. /pid blocks its worker's event
 # loop for `block` seconds (so that concurrent connections spread over the
-# workers); /job queues a task that appends "<id> <pid>" to tasks.txt after
-# `delay` seconds (after blocking its loop `block` s): every acknowledged task must appear there exactly once.
+# workers); /job (blocking likewise) queues a task that appends "<id> <pid>"
+# to tasks.txt after `delay` seconds: every acknowledged task must appear
+# there exactly once.
 WORKERS_APP = """
 import asyncio
 import os
