@@ -1,14 +1,17 @@
-"""``python -m benchmarks [--quick | --smoke] [--servers rawbg,ceiling,fastapi] [--out DIR]``
+"""``python -m benchmarks [--quick | --smoke] [--servers a,b,...] [--out DIR | --publish]``
 
 Runs every scenario against every server, each server in a fresh process of
-its own, the load from another process; prints a table, writes results.json
-and latency.png to --out. See benchmarks/README.md for what each number means.
+its own, the load from another process; prints the tables, writes results.json
+and latency.png to benchmarks/results/local/ (ignored by git), or to
+benchmarks/results/ with --publish. See benchmarks/README.md for what each
+number means.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import math
 import os
 import platform
 import sys
@@ -19,13 +22,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import memory, report
+from . import instructions, memory, report
 from .loadgen import MODES, run_loadgen
 from .peak import peak_throughput, wrk_available
-from .servers import DEMO, SERVERS, fastapi_available, running_server
+from .servers import DEMO, SERVERS, missing_modules, running_server
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     """How much of everything to run."""
 
@@ -35,17 +38,82 @@ class Profile:
     seconds: float  # open loop, recorded duration of each run
     warmup: float  # open loop, unrecorded seconds before it
     peak_seconds: float  # closed loop duration
-    peak_connections: int
+    peak_connections: tuple[int, ...]  # each peak run: these many connections ...
+    peak_modes: tuple[str, ...]  # ... keep-alive and/or a new connection per request
+    # high load: the sweep at fractions of rawbg's own open-loop capacity
+    high_load_fractions: tuple[float, ...]
+    high_load_task_seconds: tuple[float, ...]
+    high_load_seconds: float  # recorded duration of each run (warm-up as above)
+    capacity_probe_seconds: float  # each probe of the capacity search
+    capacity_probes: int  # at most this many probes
     memory_tasks: int  # pending tasks measured per memory run
     memory_warmup: int  # requests before the first RSS reading
     memory_settle: float  # seconds of quiet before each RSS reading
 
 
 DURATIONS = (0.0, 0.01, 0.1, 1.0, 10.0)
+# The peers people deploy instead run the sweep at the base rate with fewer
+# durations: none, and tasks long enough to pile up.
+PEER_DURATIONS = (0.0, 1.0, 10.0)
+PEERS = {"fastapi-std", "starlette-std", "fastapi-granian"}
+# The servers whose latency is swept at high load, each at its own capacity.
+HIGH_LOAD_SERVERS = ("rawbg", "rawbg-uvloop")
+BOTH = ("keepalive", "close")
 PROFILES = {
-    "full": Profile("full", DURATIONS, 500, 15, 2, 10, 32, 10_000, 500, 1),
-    "quick": Profile("quick", DURATIONS, 500, 1.5, 0.3, 2, 32, 5_000, 300, 0.5),
-    "smoke": Profile("smoke", (0.01,), 100, 0.3, 0.1, 1, 8, 100, 10, 0.2),
+    "full": Profile(
+        name="full",
+        task_seconds=DURATIONS,
+        rate=500,
+        seconds=15,
+        warmup=2,
+        peak_seconds=10,
+        peak_connections=(32, 256),
+        peak_modes=BOTH,
+        high_load_fractions=(0.5, 0.8),
+        high_load_task_seconds=DURATIONS,
+        high_load_seconds=10,
+        capacity_probe_seconds=3,
+        capacity_probes=8,
+        memory_tasks=10_000,
+        memory_warmup=500,
+        memory_settle=1,
+    ),
+    "quick": Profile(
+        name="quick",
+        task_seconds=DURATIONS,
+        rate=500,
+        seconds=1.5,
+        warmup=0.3,
+        peak_seconds=2,
+        peak_connections=(32, 256),
+        peak_modes=BOTH,
+        high_load_fractions=(0.5, 0.8),
+        high_load_task_seconds=(0.0, 1.0),
+        high_load_seconds=1.5,
+        capacity_probe_seconds=1,
+        capacity_probes=6,
+        memory_tasks=5_000,
+        memory_warmup=300,
+        memory_settle=0.5,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        task_seconds=(0.01,),
+        rate=100,
+        seconds=0.3,
+        warmup=0.1,
+        peak_seconds=1,
+        peak_connections=(8,),
+        peak_modes=("keepalive",),
+        high_load_fractions=(0.5,),
+        high_load_task_seconds=(0.01,),
+        high_load_seconds=0.3,
+        capacity_probe_seconds=0.3,
+        capacity_probes=5,  # halving from 60 % of peak: a loaded machine still finds one
+        memory_tasks=100,
+        memory_warmup=10,
+        memory_settle=0.2,
+    ),
 }
 
 
@@ -61,11 +129,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="comma-separated subset of %(default)s"
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).parent / "results",
-        help="where results.json, latency.png and logs/ go (default: %(default)s)",
+        help=f"where results.json, latency.png and logs/ go (default: {LOCAL_RESULTS})",
+    )
+    where.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"write to {PUBLISHED_RESULTS}, the results benchmarks/README.md quotes",
     )
     parser.add_argument(
         "--no-wrk",
@@ -73,10 +146,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="peak throughput with the built-in closed loop even if wrk is found",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = PUBLISHED_RESULTS if args.publish else LOCAL_RESULTS
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     if unknown := set(args.servers) - set(SERVERS):
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
     return args
+
+
+PUBLISHED_RESULTS = Path(__file__).parent / "results"
+# A run that is not asked to publish must not dirty the checkout (.gitignore)
+LOCAL_RESULTS = PUBLISHED_RESULTS / "local"
 
 
 def progress(message: str) -> None:
@@ -100,46 +180,112 @@ class Runner:
             self.failures.append(f"{label}: {exc}")
             progress(f"  {label}: FAILED: {exc}")
             return None
-        outcome = (
-            f"{row['bytes_per_task']} bytes/task"
-            if "bytes_per_task" in row
-            else f"p99 {row['latency_ms']['p99']} ms, {row['throughput_rps']} req/s"
-        )
+        if "bytes_per_task" in row:
+            outcome = f"{row['bytes_per_task']} bytes/task"
+        elif "capacity_rps" in row:
+            outcome = f"capacity {row['capacity_rps']} req/s"
+        else:
+            outcome = f"p99 {row['latency_ms']['p99']} ms, {row['throughput_rps']} req/s"
         progress(
             f"  {label}: {row['ok']} ok, {row['error_count']} errors, {outcome} "
             f"({time.monotonic() - started:.1f} s)"
         )
         return row
 
-    def open_loop(self, server: str, task_seconds: float | None, mode: str) -> dict[str, Any]:
+    def open_loop(
+        self,
+        server: str,
+        task_seconds: float | None,
+        mode: str,
+        rate: float | None = None,
+        seconds: float | None = None,
+    ) -> dict[str, Any]:
         """One open-loop run on a fresh server: keep-alive or a new connection per request."""
         p = self.profile
+        rate, seconds = rate or p.rate, seconds or p.seconds
         with running_server(server, task_seconds or 0.0, self.log_dir) as running:
             row = run_loadgen(
                 "open",
-                p.warmup + p.seconds + 60,
+                p.warmup + seconds + 60,
                 port=running.port,
                 mode=mode,
-                rate=p.rate,
-                seconds=p.seconds,
+                rate=round(rate, 1),
+                seconds=seconds,
                 warmup=p.warmup,
                 watch_pid=running.pid,
             )
         return {"server": server, "task_seconds": task_seconds, **row}
 
-    def peak(self, server: str) -> dict[str, Any]:
+    def peak(self, server: str, connections: int, mode: str) -> dict[str, Any]:
         p = self.profile
         with running_server(server, 0.0, self.log_dir) as running:
             row = peak_throughput(
-                running.pid, running.port, p.peak_seconds, p.peak_connections, self.use_wrk
+                running.pid, running.port, p.peak_seconds, connections, self.use_wrk, mode
             )
         return {"server": server, **row}
+
+    def capacity(self, server: str, mode: str, start: float) -> dict[str, Any]:
+        """The highest open-loop rate `server` keeps up with, 0 s tasks: a search from `start`.
+
+        A probe passes when the server answered at least `KEEP_UP` of the
+        offered rate, all with 200, with a p99 under `KEEP_UP_P99_MS`: a server
+        falling behind builds a queue, and the queue shows first in the p99.
+        Up until the first failure the rate grows by a quarter; then the
+        search bisects. One fresh server serves all probes (no task is pending
+        between them).
+        """
+        p = self.profile
+        passed, failed = 0.0, math.inf
+        rate, probes = start, []
+        with running_server(server, 0.0, self.log_dir) as running:
+            for _ in range(p.capacity_probes):
+                row = run_loadgen(
+                    "open",
+                    p.warmup + p.capacity_probe_seconds + 60,
+                    port=running.port,
+                    mode=mode,
+                    rate=round(rate, 1),
+                    seconds=p.capacity_probe_seconds,
+                    warmup=p.warmup,
+                    watch_pid=running.pid,
+                )
+                p99 = row["latency_ms"]["p99"]
+                kept_up = (
+                    row["error_count"] == 0
+                    and row["throughput_rps"] >= KEEP_UP * rate
+                    and p99 is not None
+                    and p99 <= KEEP_UP_P99_MS
+                )
+                probes.append({"rate": round(rate, 1), "kept_up": kept_up, "p99_ms": p99})
+                if kept_up:
+                    passed = rate
+                else:
+                    failed = rate
+                rate = rate * 1.25 if failed == math.inf else (passed + failed) / 2
+                if passed and failed - passed < 0.05 * failed:
+                    break
+        if not passed:
+            raise RuntimeError(f"{server} kept up with none of the probed rates: {probes}")
+        return {
+            "server": server,
+            "mode": mode,
+            "capacity_rps": round(passed),
+            "probes": probes,
+            "ok": len(probes),
+            "error_count": 0,
+        }
 
     def memory(self, server: str, mode: str) -> dict[str, Any]:
         p = self.profile
         return memory.pending_task_memory(
             server, mode, p.memory_tasks, p.memory_warmup, p.memory_settle, self.log_dir
         )
+
+
+# The capacity search (Runner.capacity): a probe passes at 98 % of the offered
+# rate with a p99 under 50 ms (10-50 times the p99 of a server that keeps up).
+KEEP_UP = 0.98
+KEEP_UP_P99_MS = 50.0
 
 
 def machine() -> str:
@@ -156,7 +302,8 @@ def machine() -> str:
 
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("rawbg", "h11", "fastapi", "starlette", "uvicorn"):
+    packages = ("rawbg", "h11", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "granian")
+    for package in packages:
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -169,24 +316,44 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     notes: list[str] = []
     servers = list(args.servers)
-    if "fastapi" in servers and not fastapi_available():
-        servers.remove("fastapi")
-        notes.append(
-            "fastapi skipped: fastapi or uvicorn is not importable (pip install -e '.[bench]')"
-        )
+    for server in list(servers):
+        if missing := missing_modules(server):
+            servers.remove(server)
+            notes.append(
+                f"{server} skipped: {', '.join(missing)} not importable (pip install -e '.[bench]')"
+            )
     use_wrk = wrk_available() and not args.no_wrk
     if not use_wrk:
         notes.append("peak throughput from the built-in closed loop (no wrk on PATH, or --no-wrk)")
     args.out.mkdir(parents=True, exist_ok=True)
     runner = Runner(profile, args.out / "logs", use_wrk)
     started, started_at = time.monotonic(), time.strftime("%Y-%m-%d %H:%M:%S %z")
-    results: dict[str, Any] = {"open_loop": [], "peak": [], "memory": [], "notes": notes}
+    results: dict[str, Any] = {
+        "open_loop": [],
+        "peak": [],
+        "capacity": [],
+        "high_load": [],
+        "memory": [],
+        "instructions": None,
+        "notes": notes,
+    }
 
+    progress("peak throughput, closed loop:")
+    for server in [*servers, *([DEMO] if "rawbg" in servers else [])]:
+        for connections in profile.peak_connections if server != DEMO else (32,):
+            for mode in profile.peak_modes if server != DEMO else ("keepalive",):
+                label = f"{server} peak c={connections} {mode}"
+                if row := runner.attempt(label, partial(runner.peak, server, connections, mode)):
+                    results["peak"].append(row)
     progress(f"open loop, {profile.rate:g} req/s for {profile.seconds:g} s:")
     for server in servers:
         # the ceiling has no background work: one run per mode
         durations: tuple[float | None, ...] = (
-            (None,) if server == "ceiling" else profile.task_seconds
+            (None,)
+            if server == "ceiling"
+            else PEER_DURATIONS
+            if server in PEERS and profile.name != "smoke"
+            else profile.task_seconds
         )
         for task_seconds in durations:
             for mode in MODES:
@@ -194,16 +361,18 @@ def main(argv: list[str] | None = None) -> int:
                 row = runner.attempt(label, partial(runner.open_loop, server, task_seconds, mode))
                 if row:
                     results["open_loop"].append(row)
-    progress("peak throughput, closed loop:")
-    for server in [*servers, *([DEMO] if "rawbg" in servers else [])]:
-        if row := runner.attempt(f"{server} peak", partial(runner.peak, server)):
-            results["peak"].append(row)
+    high_load(runner, [s for s in HIGH_LOAD_SERVERS if s in servers], results)
     progress("memory per pending task:")
     for server in (s for s in servers if s != "ceiling"):
         for mode in MODES:
             label = f"{server} {mode} memory"
             if row := runner.attempt(label, partial(runner.memory, server, mode)):
                 results["memory"].append(row)
+    if profile.name == "full" and instructions.valgrind_available():
+        progress("instructions per request (callgrind):")
+        results["instructions"] = instructions.measure()
+    elif profile.name == "full":
+        notes.append("no instruction counts: valgrind is not on PATH")
 
     results["meta"] = {
         "profile": profile.name,
@@ -223,6 +392,46 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(results))
     print(f"\nwrote {json_path}" + (f" and {plot_path}" if plot_path else ""))
     return 1 if runner.failures else 0
+
+
+def high_load(runner: Runner, servers: list[str], results: dict[str, Any]) -> None:
+    """The task-duration sweep at fractions of each server's own open-loop capacity.
+
+    The capacity is searched in this run, per mode, from 60 % of the server's
+    closed-loop peak with 32 connections (an open loop batches less work per
+    wake-up than a closed one, so its capacity is lower).
+    """
+    p = runner.profile
+    for server in servers:
+        for mode in MODES:
+            peaks = [
+                r["throughput_rps"]
+                for r in results["peak"]
+                if r["server"] == server and r.get("mode", "keepalive") == mode
+            ]
+            if not peaks:  # no closed-loop peak in this mode: guess from keep-alive's
+                peaks = [
+                    0.5 * r["throughput_rps"] for r in results["peak"] if r["server"] == server
+                ]
+            start = 0.6 * max(peaks) if peaks else 2 * p.rate
+            progress(f"high load: {server} {mode}, capacity search from {start:.0f} req/s:")
+            capacity = runner.attempt(
+                f"{server} {mode} capacity", partial(runner.capacity, server, mode, start)
+            )
+            if capacity is None:
+                continue
+            results["capacity"].append(capacity)
+            for fraction in p.high_load_fractions:
+                rate = fraction * capacity["capacity_rps"]
+                for task_seconds in p.high_load_task_seconds:
+                    label = (
+                        f"{server} {mode} {fraction:.0%} ({rate:.0f} req/s) tasks={task_seconds}"
+                    )
+                    scenario = partial(
+                        runner.open_loop, server, task_seconds, mode, rate, p.high_load_seconds
+                    )
+                    if row := runner.attempt(label, scenario):
+                        results["high_load"].append({**row, "load": fraction})
 
 
 if __name__ == "__main__":

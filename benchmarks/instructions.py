@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .apps import TASK_SECONDS_ENV
+from .servers import child_env
 
 REQUEST = b"POST /send-notification/bench@example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 WARM_REQUESTS = 300
@@ -96,6 +97,9 @@ async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> 
     return transport.writes
 
 
+SERVERS = ("ceiling", "rawbg", "rawbg-uvloop")  # rawbg-uvloop: rawbg fed on uvloop
+
+
 def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
     if server == "ceiling":
         from .ceiling import CannedProtocol
@@ -124,12 +128,27 @@ def count_instructions(server: str, requests: int) -> int:
         server,
         str(requests),
     ]
-    env = {**os.environ, TASK_SECONDS_ENV: "0", "PYTHONHASHSEED": "0"}
+    env = child_env(**{TASK_SECONDS_ENV: "0", "PYTHONHASHSEED": "0"})
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
         raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
     return int(match.group(1))
+
+
+def measure(requests: int = MEASURED_REQUESTS) -> dict[str, float]:
+    """Instructions per request of each of `SERVERS` (rawbg-uvloop only with uvloop)."""
+    servers = [s for s in SERVERS if s != "rawbg-uvloop" or importlib.util.find_spec("uvloop")]
+    per_request = {}
+    for server in servers:
+        base = count_instructions(server, WARM_REQUESTS)
+        more = count_instructions(server, WARM_REQUESTS + requests)
+        per_request[server] = round((more - base) / requests)
+    return per_request
+
+
+def valgrind_available() -> bool:
+    return shutil.which("valgrind") is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,17 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.feed:  # the measured process itself
         server, requests = args.feed[0], int(args.feed[1])
-        asyncio.run(feed(protocol_factory(server), requests))
+        make_loop = asyncio.new_event_loop
+        if server == "rawbg-uvloop":
+            import uvloop
+
+            make_loop = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=make_loop) as runner:
+            runner.run(feed(protocol_factory(server), requests))
         return 0
-    if shutil.which("valgrind") is None:
+    if not valgrind_available():
         parser.error("valgrind is not on PATH")
-    per_request = {}
-    for server in ("ceiling", "rawbg"):
-        base = count_instructions(server, WARM_REQUESTS)
-        more = count_instructions(server, WARM_REQUESTS + args.requests)
-        per_request[server] = (more - base) / args.requests
-        print(f"{server:8} {per_request[server]:10,.0f} instructions per request")
-    print(f"ceiling / rawbg: {per_request['ceiling'] / per_request['rawbg']:.3f}")
+    per_request = measure(args.requests)
+    for server, count in per_request.items():
+        print(f"{server:12} {count:10,.0f} instructions per request")
+    for server in sorted(per_request.keys() - {"ceiling"}):
+        print(f"ceiling / {server}: {per_request['ceiling'] / per_request[server]:.3f}")
     return 0
 
 

@@ -468,7 +468,7 @@ def run_loadgen(kind: str, timeout: float, **options: object) -> dict[str, Any]:
     ``run_loadgen("open", 30, port=8000, rate=500)`` runs
     ``python -m benchmarks.loadgen open --port 8000 --rate 500``.
     """
-    from .servers import ROOT
+    from .servers import ROOT, child_env
 
     argv = [kind]
     for name, value in options.items():
@@ -476,6 +476,7 @@ def run_loadgen(kind: str, timeout: float, **options: object) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.loadgen", *argv],
         cwd=ROOT,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -31,20 +31,23 @@ def wrk_available() -> bool:
 
 
 def peak_throughput(
-    server_pid: int, port: int, seconds: float, connections: int, use_wrk: bool
+    server_pid: int, port: int, seconds: float, connections: int, use_wrk: bool, mode: str
 ) -> dict[str, Any]:
+    """Closed loop for `seconds`; `mode` ``close`` sends ``Connection: close`` (a new
+    connection per request: wrk reconnects when the server closes)."""
     if not use_wrk:
         result = run_loadgen(
             "closed",
             seconds + 30,
             port=port,
+            mode=mode,
             connections=connections,
             seconds=seconds,
             watch_pid=server_pid,
         )
         return {**result, "tool": "loadgen"}
     server_cpu, waiting = procstat.cpu_seconds(server_pid), procstat.cpu_wait_seconds()
-    result = run_wrk(port, seconds, connections)
+    result = run_wrk(port, seconds, connections, mode)
     waited = procstat.cpu_wait_seconds()
     result["server_cpu_s"] = round(procstat.cpu_seconds(server_pid) - server_cpu, 3)
     result["cpu_pressure_pct"] = (
@@ -55,10 +58,11 @@ def peak_throughput(
     return result
 
 
-def run_wrk(port: int, seconds: float, connections: int) -> dict[str, Any]:
+def run_wrk(port: int, seconds: float, connections: int, mode: str) -> dict[str, Any]:
     """Run wrk; its CPU time comes from os.wait4's rusage of the reaped process."""
     options = f"-t1 -c{connections} -d{max(1, round(seconds))}s --latency -s"
-    argv = ["wrk", *options.split(), str(LUA_SCRIPT), f"http://{HOST}:{port}{PATH}"]
+    close = ["-H", "Connection: close"] if mode == "close" else []
+    argv = ["wrk", *options.split(), str(LUA_SCRIPT), *close, f"http://{HOST}:{port}{PATH}"]
     started = time.monotonic()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(seconds + 30, process.kill)
@@ -78,6 +82,7 @@ def run_wrk(port: int, seconds: float, connections: int) -> dict[str, Any]:
     return {
         **parse_wrk(output),
         "tool": "wrk",
+        "mode": mode,
         "connections": connections,
         "wall_s": round(time.monotonic() - started, 3),
         "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),

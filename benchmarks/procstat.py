@@ -6,19 +6,53 @@ import os
 from pathlib import Path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time process `pid` has used so far."""
+def _stat_fields(pid: int) -> list[str]:
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 onwards
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant: granian serves from a worker process of its own."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int(_stat_fields(int(entry.name))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` and its live descendants have used so far."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:  # ended meanwhile
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident set size (VmRSS): the memory process `pid` holds in RAM."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise LookupError(f"no VmRSS for process {pid}")
+    """Resident set size (VmRSS) of process `pid` and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(x.split()[1]) * 1024 for x in lines if x.startswith("VmRSS:")), 0)
+    if total == 0:
+        raise LookupError(f"no VmRSS for process {pid}")
+    return total
 
 
 def cpu_wait_seconds() -> float | None:

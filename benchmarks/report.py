@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,16 @@ OPEN_LOOP: list[Column] = [
     ("server cpu%", lambda r: percent(r["server_cpu_s"], r["wall_s"])),
     ("cpu wait%", lambda r: r["cpu_pressure_pct"]),
 ]
+HIGH_LOAD: list[Column] = [
+    OPEN_LOOP[0],
+    ("load", lambda r: f"{r['load']:.0%}"),
+    ("rate", lambda r: r["rate"]),
+    *OPEN_LOOP[1:],
+]
 PEAK: list[Column] = [
     ("server", lambda r: r["server"]),
     ("tool", lambda r: r["tool"]),
+    ("mode", lambda r: r.get("mode", "keepalive")),
     ("conns", lambda r: r["connections"]),
     ("req/s", lambda r: r["throughput_rps"]),
     ("p50 ms", latency("p50")),
@@ -83,6 +91,68 @@ MEMORY: list[Column] = [
 ]
 
 
+CAPACITY: list[Column] = [
+    ("server", lambda r: r["server"]),
+    ("mode", lambda r: r["mode"]),
+    ("capacity req/s", lambda r: r["capacity_rps"]),
+    ("probes (req/s: kept up?)", lambda r: ", ".join(
+        f"{p['rate']:.0f}:{'y' if p['kept_up'] else 'n'}" for p in r["probes"]
+    )),
+]  # fmt: skip
+
+
+def peak_configs(rows: Sequence[Row]) -> list[tuple[int, str]]:
+    return sorted({(r["connections"], r.get("mode", "keepalive")) for r in rows})
+
+
+def peak_pivot(rows: Sequence[Row], divide_by: str | None) -> str:
+    """One row per server, one column per (connections, mode): req/s, or its ratio to a server."""
+    configs = peak_configs(rows)
+    rps = {(r["server"], r["connections"], r.get("mode", "keepalive")): r for r in rows}
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+
+    def cell(server: str, config: tuple[int, str]) -> float | None:
+        row = rps.get((server, *config))
+        if row is None:
+            return None
+        if divide_by is None:
+            return float(row["throughput_rps"])
+        base = rps.get((divide_by, *config))
+        return None if base is None else round(row["throughput_rps"] / base["throughput_rps"], 2)
+
+    columns: list[Column] = [("server", lambda r: r)]
+    for config in configs:
+        columns.append((f"c={config[0]} {config[1]}", partial(cell, config=config)))
+    shown = [s for s in servers if divide_by is None or s != divide_by]
+    return table(shown, columns)
+
+
+def p99_ratios(rows: Sequence[Row]) -> str:
+    """p99 with tasks of each duration over p99 with no task, per server, mode and load."""
+    groups: dict[tuple[str, str, Any], dict[float, float]] = {}
+    for r in rows:
+        key = (r["server"], r["mode"], r.get("load"))
+        if r["latency_ms"]["p99"] is not None and r["task_seconds"] is not None:
+            groups.setdefault(key, {})[r["task_seconds"]] = r["latency_ms"]["p99"]
+    durations = sorted({d for g in groups.values() for d in g if d})
+    columns: list[Column] = [
+        ("server", lambda k: k[0][0]),
+        ("mode", lambda k: k[0][1]),
+        ("load", lambda k: "-" if k[0][2] is None else f"{k[0][2]:.0%}"),
+        ("p99 ms, no task", lambda k: k[1].get(0.0)),
+    ]
+    for d in durations:
+        columns.append((f"{d:g} s / none", partial(ratio, duration=d)))
+    return table([(k, g) for k, g in groups.items() if 0.0 in g], columns)
+
+
+def ratio(item: tuple[Any, dict[float, float]], duration: float) -> float | None:
+    p99s = item[1]
+    if duration not in p99s or not p99s.get(0.0):
+        return None
+    return round(p99s[duration] / p99s[0.0], 2)
+
+
 def render(results: dict[str, Any]) -> str:
     meta = results["meta"]
     parts = [
@@ -92,8 +162,40 @@ def render(results: dict[str, Any]) -> str:
         "(latency from the scheduled send):\n" + table(results["open_loop"], OPEN_LOOP),
         "\nPeak throughput, closed loop (0 s tasks; demo: `python -m rawbg`, whose task "
         "writes log.txt from the thread pool):\n" + table(results["peak"], PEAK),
-        "\nMemory per pending task:\n" + table(results["memory"], MEMORY),
     ]
+    if results["peak"]:
+        parts += [
+            "\nPeak req/s by connections and mode:\n" + peak_pivot(results["peak"], None),
+            "\nPeak against the ceiling (server / ceiling):\n"
+            + peak_pivot(results["peak"], "ceiling"),
+            "\nPeak against rawbg on asyncio (server / rawbg):\n"
+            + peak_pivot(results["peak"], "rawbg"),
+        ]
+    if results.get("capacity"):
+        parts.append(
+            "\nOpen-loop capacity (0 s tasks), the base of the high-load sweep:\n"
+            + table(results["capacity"], CAPACITY)
+        )
+    if results.get("high_load"):
+        parts += [
+            "\nOpen loop at high load (fractions of each server's capacity):\n"
+            + table(results["high_load"], HIGH_LOAD),
+        ]
+    p99_rows = [*results["open_loop"], *results.get("high_load", [])]
+    if any(r["task_seconds"] for r in p99_rows):
+        parts.append(
+            "\np99 with tasks pending over p99 with none (open loop; load '-': "
+            f"{meta['settings']['rate']} req/s):\n" + p99_ratios(p99_rows)
+        )
+    parts.append("\nMemory per pending task:\n" + table(results["memory"], MEMORY))
+    if counts := results.get("instructions"):
+        lines = [f"{server:12} {count:10,.0f}" for server, count in counts.items()]
+        lines += [
+            f"ceiling / {server}: {counts['ceiling'] / count:.3f}"
+            for server, count in counts.items()
+            if server != "ceiling" and "ceiling" in counts
+        ]
+        parts.append("\nInstructions per request (callgrind, loop side only):\n" + "\n".join(lines))
     parts += [f"note: {note}" for note in results["notes"]]
     return "\n".join(parts)
 
@@ -105,7 +207,15 @@ def write_json(results: dict[str, Any], out: Path) -> Path:
 
 
 ZERO_AT = 1e-3  # where 0 s tasks sit on the log axis
-COLORS = {"rawbg": "tab:blue", "ceiling": "grey", "fastapi": "tab:red"}
+COLORS = {
+    "rawbg": "tab:blue",
+    "rawbg-uvloop": "tab:cyan",
+    "ceiling": "grey",
+    "fastapi": "tab:red",
+    "fastapi-std": "tab:orange",
+    "starlette-std": "tab:green",
+    "fastapi-granian": "tab:purple",
+}
 
 
 def plot(results: dict[str, Any], out: Path) -> Path | None:

@@ -24,7 +24,30 @@ from . import procstat
 from .apps import TASK_SECONDS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("rawbg", "ceiling", "fastapi")
+# rawbg on asyncio's loop and on uvloop; the bare asyncio + h11 ceiling; and
+# what people deploy instead: FastAPI on uvicorn with h11 (pure Python, like
+# rawbg), on uvicorn[standard] (httptools + uvloop), on granian (Rust HTTP),
+# and a bare Starlette app on uvicorn[standard] (FastAPI's cost on top of it).
+SERVERS = (
+    "rawbg",
+    "rawbg-uvloop",
+    "ceiling",
+    "fastapi",
+    "fastapi-std",
+    "starlette-std",
+    "fastapi-granian",
+)
+# The modules each server needs beyond rawbg and h11: without them it is
+# skipped with a note (pip install -e '.[bench]').
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "rawbg-uvloop": ("uvloop",),
+    "fastapi": ("fastapi", "uvicorn"),
+    "fastapi-std": ("fastapi", "uvicorn", "httptools", "uvloop"),
+    "starlette-std": ("starlette", "uvicorn", "httptools", "uvloop"),
+    "fastapi-granian": ("fastapi", "granian"),
+}
+# Servers that cannot be given port 0 and print the port they got.
+NEEDS_PORT = {"fastapi", "fastapi-std", "starlette-std", "fastapi-granian"}
 # `python -m rawbg` as a user first runs it: the demo app, whose task writes
 # log.txt from the thread pool. Measured for peak throughput only (issue 2's
 # figure), in its own directory so that its log.txt lands there.
@@ -43,8 +66,24 @@ class ServerError(RuntimeError):
     """A server that did not start, or died."""
 
 
+def missing_modules(name: str) -> list[str]:
+    """The modules server `name` needs that are not importable (empty: it can run)."""
+    return [m for m in REQUIRES.get(name, ()) if importlib.util.find_spec(m) is None]
+
+
 def fastapi_available() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("fastapi", "uvicorn"))
+    return not missing_modules("fastapi")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: this checkout first on PYTHONPATH.
+
+    So that ``python -m rawbg`` (run from another directory, for the demo) and
+    ``python -m benchmarks.x`` import this checkout's code whether or not rawbg
+    is pip-installed.
+    """
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def free_port() -> int:
@@ -55,18 +94,37 @@ def free_port() -> int:
 
 def command(name: str, port: int) -> list[str]:
     """The command line of server `name` (port 0: it picks one and prints it)."""
-    if name == "rawbg":
-        module = "rawbg benchmarks.apps.rawbg_app:app --no-access-log"
+    python = [sys.executable, "-m"]
+    if name in ("rawbg", "rawbg-uvloop"):
+        loop = "uvloop" if name == "rawbg-uvloop" else "asyncio"
+        module = f"rawbg benchmarks.apps.rawbg_app:app --loop {loop} --no-access-log"
         options = f"--port {port} --max-pending-tasks {MAX_PENDING_TASKS} --app-dir"
-        return [sys.executable, "-m", *module.split(), *options.split(), str(ROOT)]
+        return [*python, *module.split(), *options.split(), str(ROOT)]
     if name == DEMO:
-        return [sys.executable, "-m", "rawbg", "--no-access-log", "--port", str(port)]
+        return [*python, "rawbg", "--loop", "asyncio", "--no-access-log", "--port", str(port)]
     if name == "ceiling":
-        return [sys.executable, "-m", "benchmarks.ceiling", "--port", str(port)]
+        return [*python, "benchmarks.ceiling", "--port", str(port)]
+    uvicorn = f"--no-access-log --port {port} --log-level warning".split()
     if name == "fastapi":
-        module = "uvicorn benchmarks.apps.fastapi_app:app --http h11 --no-access-log"
-        options = f"--port {port} --log-level warning"
-        return [sys.executable, "-m", *module.split(), *options.split()]
+        app = "benchmarks.apps.fastapi_app:app --http h11 --loop asyncio"
+        return [*python, "uvicorn", *app.split(), *uvicorn]
+    if name in ("fastapi-std", "starlette-std"):
+        module = "fastapi_app" if name == "fastapi-std" else "starlette_app"
+        app = f"benchmarks.apps.{module}:app --http httptools --loop uvloop"
+        return [*python, "uvicorn", *app.split(), *uvicorn]
+    if name == "fastapi-granian":
+        options = "--interface asgi --http 1 --no-ws --workers 1 --loop uvloop --log-level warning"
+        return [
+            *python,
+            "granian",
+            *options.split(),
+            "--no-access-log",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "benchmarks.apps.fastapi_app:app",
+        ]
     raise ValueError(f"unknown server {name!r}")
 
 
@@ -89,9 +147,9 @@ def running_server(name: str, task_seconds: float, log_dir: Path) -> Iterator[Ru
     """Start server `name` with background tasks of `task_seconds`; stop it on exit."""
     log_dir.mkdir(parents=True, exist_ok=True)
     # uvicorn logs nothing useful to parse at --log-level warning: give it a port
-    port = free_port() if name == "fastapi" else 0
+    port = free_port() if name in NEEDS_PORT else 0
     argv = command(name, port)
-    env = {**os.environ, TASK_SECONDS_ENV: repr(task_seconds)}
+    env = child_env(**{TASK_SECONDS_ENV: repr(task_seconds)})
     with open(log_dir / f"{name}.log", "ab") as log:
         log.write(
             f"--- {time.strftime('%H:%M:%S')} {TASK_SECONDS_ENV}={task_seconds} "
@@ -104,7 +162,7 @@ def running_server(name: str, task_seconds: float, log_dir: Path) -> Iterator[Ru
             env=env,
             stdin=subprocess.DEVNULL,
             stderr=log,
-            stdout=log if name == "fastapi" else subprocess.PIPE,
+            stdout=log if name in NEEDS_PORT else subprocess.PIPE,
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT

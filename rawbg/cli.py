@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import config as defaults
 from .app import App
 from .config import ServerConfig
+from .loops import LOOPS, loop_factory
 from .worker import WorkerLink
 
 DEMO_APP = "rawbg.demo:app"
@@ -39,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
     parser.add_argument(
+        "--loop",
+        default=defaults.DEFAULT_LOOP,
+        choices=LOOPS,
+        help="event loop: uvloop (pip install 'rawbg[speed]') or asyncio's own; "
+        "auto takes uvloop when installed (default: %(default)s)",
+    )
+    parser.add_argument(
         "--uds", metavar="PATH", help="listen on this Unix socket instead of host:port"
     )
     parser.add_argument(
@@ -63,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace",
         action="store_true",
         help="log every lifecycle event of every connection and request",
+    )
+    parser.add_argument(
+        "--trace-file",
+        metavar="FILE",
+        help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
     )
     parser.add_argument(
         "--routes",
@@ -203,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
             access_log=args.access_log,
             trace=args.trace,
+            trace_file=args.trace_file,
+            loop=args.loop,
             proxy_headers=args.proxy_headers,
             forwarded_allow_ips=(
                 args.forwarded_allow_ips
@@ -211,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             root_path=args.root_path,
         )
-    except ValueError as exc:
+        make_loop = loop_factory(config.loop)
+    except (ValueError, RuntimeError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if link is None and not args.routes and (args.workers is not None or args.reload):
         return supervise(argv, args, config)
@@ -224,11 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import serve
 
     try:
-        if link is not None:  # a worker: serve on the inherited socket, report to the supervisor
-            return asyncio.run(
+        with asyncio.Runner(loop_factory=make_loop) as runner:
+            if link is None:
+                return runner.run(serve(app, config))
+            # a worker: serve on the inherited socket, tell the supervisor when listening
+            return runner.run(
                 serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
             )
-        return asyncio.run(serve(app, config))
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .loops import LOOPS
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -41,6 +43,10 @@ DEFAULT_MAX_PENDING_TASKS = 10_000
 # notifications get the whole grace period before they are cancelled.
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 
+# "auto": uvloop when it is installed, else asyncio's loop, as uvicorn does.
+# Installing uvloop (the `speed` extra) is the user's statement that they want
+# it; the server behaves the same on both (the test suite runs on both).
+DEFAULT_LOOP = "auto"
 # uvicorn's default and its environment variable: a proxy on the same host
 # (nginx in front of rawbg on loopback) is trusted, nobody else is.
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
@@ -138,6 +144,9 @@ class ServerConfig:
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
     access_log: bool = True
     trace: bool = False
+    trace_file: str | None = None  # Chrome trace-event JSON of the same events
+    #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.loops)
+    loop: str = DEFAULT_LOOP
     #: listen on this Unix socket path instead of host:port
     uds: str | None = None
     #: serve on an already listening socket (inherited from a supervisor or systemd)
@@ -162,6 +171,8 @@ class ServerConfig:
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         from .proxy import TrustedProxies  # raises ValueError naming a bad entry
 
         TrustedProxies(self.forwarded_allow_ips)

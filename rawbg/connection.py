@@ -132,7 +132,7 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     connection's last request runs right here, not in a helper coroutine.
     """
     pending = server.pending
-    trace = ConnectionTrace() if server.config.trace else None
+    trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
     try:

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 from .background import PendingWork
 from .config import EXIT_OK, EXIT_WORK_CANCELLED, PARENT_CHECK_INTERVAL, ServerConfig
 from .connection import run_connection
+from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
 from .proxy import TrustedProxies
+from .trace import ConnectionTrace, TraceFile
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
@@ -112,6 +114,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()  # connection tasks, with their work
         self._forget_task = self._tasks.discard
         self._callback_context = contextvars.copy_context()
+        # Tracing (--trace, --trace-file): off means no trace objects at all
+        self._trace_file: TraceFile | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -131,6 +135,8 @@ class Server:
         return describe_socket(self._listener.sockets[0])
 
     async def start(self) -> None:
+        if self.config.trace_file is not None:
+            self._trace_file = TraceFile(self.config.trace_file)
         loop = asyncio.get_running_loop()
         config = self.config
 
@@ -176,6 +182,12 @@ class Server:
         )
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
+
+    def new_trace(self) -> ConnectionTrace | None:
+        """A trace for a new connection, or None when tracing is off."""
+        if self.config.trace or self._trace_file is not None:
+            return ConnectionTrace(log=self.config.trace, file=self._trace_file)
+        return None
 
     def connection_lost(self, protocol: HttpProtocol) -> None:
         self._open_transports -= 1
@@ -242,6 +254,8 @@ class Server:
                     "cancelled %d background task(s) still pending at shutdown", cancelled
                 )
         self._stop_listening()
+        if self._trace_file is not None:
+            self._trace_file.close()
         return cancelled
 
 
@@ -258,9 +272,13 @@ async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
     """Serve `app` inside the running loop; shut down gracefully on exit.
 
     ``async with serving(app, port=0) as server: ... server.port ...``
-    Options are the fields of `ServerConfig`.
+    Options are the fields of `ServerConfig`. The loop is the caller's: an
+    explicit ``loop="uvloop"`` (or ``"asyncio"``) only checks that it is the
+    one running.
     """
-    server = Server(app, ServerConfig(**options))
+    config = ServerConfig(**options)
+    check_running_loop(config.loop)
+    server = Server(app, config)
     await server.start()
     try:
         yield server
@@ -302,6 +320,7 @@ async def serve(
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    logger.info("event loop: %s", running_loop_name())
     if on_listening is None:
         print(f"rawbg serving on {server.address} (press Ctrl-C to stop)", flush=True)
     else:
@@ -331,9 +350,11 @@ async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
 def run(app: App, **options: Any) -> int:
     """Serve `app` until SIGINT/SIGTERM: ``rawbg.run(app, host="0.0.0.0", port=8000)``.
 
-    Options are the fields of `ServerConfig`. Configures basic logging if the
-    program has not.
+    Options are the fields of `ServerConfig`; ``loop`` picks the event loop
+    (rawbg.loops). Configures basic logging if the program has not.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(app, ServerConfig(**options)))
+    config = ServerConfig(**options)
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        return runner.run(serve(app, config))

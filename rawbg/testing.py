@@ -27,33 +27,12 @@ import h11
 from .app import App
 from .requests import Headers
 from .server import Server, serving
+from .testclient import TestClient, TestResponse
 
-__all__ = ["TestClient", "TestResponse", "serve_app"]
-
-
-class TestResponse:
-    """A response as the client received it."""
-
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, status_code: int, headers: Headers, body: bytes, http_version: str) -> None:
-        self.status_code = status_code
-        self.headers = headers
-        self.body = body
-        self.http_version = http_version
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"<TestResponse {self.status_code} {self.body[:60]!r}>"
+__all__ = ["AsyncClient", "TestClient", "TestResponse", "serve_app"]
 
 
-class TestClient:
+class AsyncClient:
     """Makes requests to a running `Server`, one connection per request."""
 
     __test__ = False
@@ -146,7 +125,7 @@ class TestClient:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: App, **options: Any) -> AsyncIterator[TestClient]:
+async def serve_app(app: App, **options: Any) -> AsyncIterator[AsyncClient]:
     """Serve `app` on an ephemeral port of 127.0.0.1 and give a client for it.
 
     Options are `ServerConfig` fields; the access log is off unless asked for.
@@ -154,4 +133,4 @@ async def serve_app(app: App, **options: Any) -> AsyncIterator[TestClient]:
     options.setdefault("port", 0)
     options.setdefault("access_log", False)
     async with serving(app, **options) as server:
-        yield TestClient(server)
+        yield AsyncClient(server)

@@ -8,8 +8,19 @@ from typing import Any
 import pytest
 
 from rawbg import App, Server, serving
+from rawbg.loops import LoopFactory, loop_factory
+from tests.event_loop import TEST_LOOP
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Server]]
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, LoopFactory]:
+    """Every async test runs on the loop RAWBG_TEST_LOOP names (tests/event_loop.py)."""
+    return {TEST_LOOP: loop_factory(TEST_LOOP)}
+
+
+def pytest_report_header(config: Any) -> str:
+    return f"rawbg event loop: {TEST_LOOP} (RAWBG_TEST_LOOP)"
 
 
 @pytest.fixture

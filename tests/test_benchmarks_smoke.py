@@ -42,6 +42,16 @@ def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
     assert {row["server"] for row in results["peak"]} == {"rawbg", "ceiling", "demo"}
     assert all(row["ok"] > 0 for row in results["peak"])
     assert [row["server"] for row in results["memory"]] == ["rawbg", "rawbg"]
+    # the high-load sweep runs at a fraction of a capacity measured in the same run
+    assert [(row["server"], row["mode"]) for row in results["capacity"]] == [
+        ("rawbg", "keepalive"),
+        ("rawbg", "close"),
+    ]
+    assert all(row["capacity_rps"] > 0 for row in results["capacity"])
+    assert {row["mode"] for row in results["high_load"]} == {"keepalive", "close"}
+    for row in results["high_load"]:
+        assert row["ok"] > 0, row
+        assert row["error_count"] == 0, row
     assert results["failures"] == []
 
 
@@ -56,3 +66,18 @@ async def test_the_instruction_counter_feeds_both_servers_real_requests() -> Non
         head, _, body = writes[0].partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), (server, head)
         assert body == b'{"message":"Notification sent in the background"}', server
+
+
+async def test_timeline_recording_shows_each_task_after_its_request_was_flushed(tmp_path):
+    from benchmarks.timeline import read_spans, record
+
+    trace = tmp_path / "trace.json"
+    await record(trace, task_seconds=0.02, clients=2, requests=2)
+    names, spans = read_spans(trace)
+    requests = sorted((start, end) for tid, name, start, end in spans if name.startswith("POST "))
+    tasks = sorted((start, end) for tid, name, start, end in spans if " req " in names[tid])
+    assert len(requests) == len(tasks) == 4
+    flushed = sorted(end for _, end in requests)
+    # the n-th task to start began after at least n responses were flushed
+    for n, (start, _) in enumerate(tasks):
+        assert start >= flushed[n]

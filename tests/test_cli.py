@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rawbg.config import EXIT_WORK_CANCELLED
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,6 +21,7 @@ WAIT = 10.0  # bound on every wait for the process
 FLAGS = [
     "--host",
     "--port",
+    "--loop",
     "--log-level",
     "--no-access-log",
     "--max-head-size",
@@ -75,6 +77,7 @@ async def spawn(cwd: Path, *args: str) -> asyncio.subprocess.Process:
         sys.executable,
         "-m",
         "rawbg",
+        *CLI_LOOP_ARGS,
         *args,
         cwd=cwd,
         env=environment(),
@@ -239,4 +242,22 @@ async def test_a_bad_app_spec_exits_nonzero_with_a_one_line_error(tmp_path, spec
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ")
     assert message in lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_the_loop_flag_serves_on_the_named_event_loop(tmp_path, loop):
+    pytest.importorskip(loop)
+    async with serving_process(tmp_path, "--loop", loop) as (proc, port):
+        status, _ = await post(port, "/send-notification/a@b.c")
+        assert status == 200
+        code, err = await exit_after(proc, signal.SIGINT)
+    assert code == 0, err
+    assert f"rawbg.server: event loop: {loop}\n" in err
+
+
+async def test_an_unknown_loop_exits_nonzero_with_the_choices(tmp_path):
+    status, _, err = await run_to_exit(tmp_path, "--loop", "trio", "--port", "0")
+    assert status != 0
+    assert "invalid choice: 'trio'" in err
     assert "Traceback" not in err

@@ -10,6 +10,7 @@ from types import ModuleType
 
 from rawbg import App
 from rawbg.testing import serve_app
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.wire import RawClient, request_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -90,6 +91,7 @@ async def test_002_served_by_the_cli_writes_its_log_and_exits_0_on_sigint(in_tmp
         "-m",
         "rawbg",
         "background_tasks_002:app",
+        *CLI_LOOP_ARGS,
         "--app-dir",
         str(EXAMPLES),
         "--port",

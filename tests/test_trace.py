@@ -1,5 +1,6 @@
 """The lifecycle trace (--trace) tells the story of a request, in order."""
 
+import json
 import logging
 import re
 from typing import Annotated
@@ -129,3 +130,50 @@ async def test_tracing_off_logs_nothing(caplog):
         assert (await client.post("/greet")).status_code == 200
         await client.wait_for_background()
     assert [r for r in caplog.records if r.name == "rawbg.trace"] == []
+
+
+async def test_trace_file_draws_the_promise_tasks_start_after_the_response_is_flushed(tmp_path):
+    path = tmp_path / "trace.json"
+    events: list[str] = []
+    async with serve_app(build_app(events), trace_file=str(path)) as client:
+        assert (await client.post("/greet?name=ada")).status_code == 200
+        await client.wait_for_background()
+        await client.server.shutdown()
+    trace = json.loads(path.read_text())  # Chrome trace-event JSON, array form
+    tracks = {e["tid"]: e["args"]["name"] for e in trace if e.get("name") == "thread_name"}
+    connection_track = next(t for t, name in tracks.items() if "req" not in name)
+    task_tracks = {t for t, name in tracks.items() if "req 1" in name}
+    assert len(task_tracks) == 2  # one track per background task
+
+    def spans(track: int) -> list[tuple[str, str, float]]:
+        return [
+            (e["ph"], e["name"], e["ts"])
+            for e in trace
+            if e.get("tid") == track and e["ph"] in "BE"
+        ]
+
+    on_connection = spans(connection_track)
+    assert [(ph, name) for ph, name, _ in on_connection] == [
+        ("B", "connection"),
+        ("B", "POST /greet?name=ada"),
+        ("E", "request"),
+        ("E", "connection"),
+    ]
+    flushed = on_connection[2][2]
+    task_spans = sorted(spans(track) for track in task_tracks)
+    for begin, end in task_spans:
+        assert begin[0] == "B" and end[0] == "E" and flushed <= begin[2] <= end[2]
+    assert {begin[1] for begin, _ in task_spans} == {
+        "build_app.<locals>.first",
+        "build_app.<locals>.second",
+    }
+
+
+async def test_trace_file_alone_logs_no_trace_lines(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="rawbg.trace")
+    path = tmp_path / "trace.json"
+    async with serve_app(build_app([]), trace_file=str(path)) as client:
+        assert (await client.post("/greet")).status_code == 200
+        await client.wait_for_background()
+    assert [r for r in caplog.records if r.name == "rawbg.trace"] == []
+    assert any(e["ph"] == "B" for e in json.loads(path.read_text()))

@@ -1,0 +1,122 @@
+"""The synchronous TestClient: a real server in a thread, FastAPI's calling shape."""
+
+from __future__ import annotations
+
+import threading
+
+from rawbg import App, BackgroundTasks, Request, Response
+from rawbg.testclient import TestClient
+
+
+def make_app(events: list[str]) -> App:
+    app = App()
+
+    def remember(text: str) -> None:
+        events.append(text)
+
+    @app.post("/notes/{text}")
+    async def add_note(text: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(remember, text)
+        return {"queued": text}
+
+    @app.get("/echo")
+    async def echo(request: Request) -> dict[str, object]:
+        return {
+            "query": sorted((k, request.query_params.getlist(k)) for k in request.query_params),
+            "host": request.headers.get("host"),
+            "cookie": request.headers.get("cookie"),
+            "agent": request.headers.get("x-agent"),
+        }
+
+    @app.post("/body")
+    async def body(request: Request) -> dict[str, object]:
+        return {
+            "type": request.headers.get("content-type"),
+            "body": (await request.body()).decode(),
+        }
+
+    @app.get("/old")
+    async def old() -> Response:
+        return Response(status_code=307, headers={"location": "/echo?moved=yes"})
+
+    @app.get("/login")
+    async def login() -> Response:
+        return Response(content=b"ok", headers={"set-cookie": "session=abc; Path=/"})
+
+    return app
+
+
+def test_post_returns_after_the_background_task_has_run() -> None:
+    events: list[str] = []
+    with TestClient(make_app(events)) as client:
+        response = client.post("/notes/hello")
+        assert events == ["hello"]
+    assert response.status_code == 200
+    assert response.json() == {"queued": "hello"}
+
+
+def test_without_waiting_the_response_comes_before_the_task_finishes() -> None:
+    release = threading.Event()
+    seen: list[str] = []
+    app = App()
+
+    def slow() -> None:
+        release.wait(5)
+        seen.append("task")
+
+    @app.get("/")
+    async def index(background_tasks: BackgroundTasks) -> dict[str, bool]:
+        background_tasks.add_task(slow)
+        return {"ok": True}
+
+    with TestClient(app, wait_for_background=False) as client:
+        assert client.get("/").json() == {"ok": True}
+        assert seen == []
+        release.set()
+    # leaving the block shut the server down gracefully: the task was drained
+    assert seen == ["task"]
+
+
+def test_params_headers_and_cookies_are_sent() -> None:
+    with TestClient(make_app([]), headers={"x-agent": "pytest"}) as client:
+        response = client.get("/echo", params={"q": ["a", "b"], "flag": True}, cookies={"c": "1"})
+    assert response.json() == {
+        "query": [["flag", ["true"]], ["q", ["a", "b"]]],
+        "host": "testserver",
+        "cookie": "c=1",
+        "agent": "pytest",
+    }
+
+
+def test_json_and_form_bodies_carry_their_content_type() -> None:
+    with TestClient(make_app([])) as client:
+        as_json = client.post("/body", json={"a": 1}).json()
+        as_form = client.post("/body", data={"a": "1", "b": "x y"}).json()
+    assert as_json == {"type": "application/json", "body": '{"a": 1}'}
+    assert as_form == {"type": "application/x-www-form-urlencoded", "body": "a=1&b=x+y"}
+
+
+def test_redirects_are_followed_unless_asked_not_to() -> None:
+    with TestClient(make_app([])) as client:
+        followed = client.get("/old")
+        stopped = client.get("/old", follow_redirects=False)
+    assert followed.status_code == 200
+    assert followed.json()["query"] == [["moved", ["yes"]]]
+    assert followed.url == "http://testserver/echo?moved=yes"
+    assert stopped.status_code == 307
+    assert stopped.headers["location"] == "/echo?moved=yes"
+
+
+def test_cookies_set_by_a_response_are_sent_with_the_next_request() -> None:
+    with TestClient(make_app([])) as client:
+        assert client.get("/login").cookies == {"session": "abc"}
+        assert client.get("/echo").json()["cookie"] == "session=abc"
+
+
+def test_without_with_the_server_starts_at_the_first_request() -> None:
+    events: list[str] = []
+    client = TestClient(make_app(events))
+    assert events == []
+    assert client.post("/notes/lazy").status_code == 200
+    client.close()
+    assert events == ["lazy"]
