@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
             access_log=args.access_log,
             trace=args.trace,
-            trace_file=args.trace_file,
+            trace_file=worker_file(args.trace_file) if link is not None else args.trace_file,
             loop=args.loop,
             proxy_headers=args.proxy_headers,
             forwarded_allow_ips=(
@@ -272,6 +272,14 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
+
+
+def worker_file(path: str | None) -> str | None:
+    """A file each worker writes for itself: ``trace.json`` -> ``trace.<pid>.json``."""
+    if path is None:
+        return None
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.{os.getpid()}{ext}"
 
 
 def where(config: ServerConfig) -> str:
