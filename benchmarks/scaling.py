@@ -11,7 +11,10 @@ Each is driven by ``wrk`` (one thread, C connections, closed loop) for S
 seconds after a warm-up; the servers take turns, R rounds, in a rotating
 order, so that the noise of a shared machine falls on all of them. Reported
 per server: the median over rounds of peak req/s and of wrk's p99, the CPU
-the server's processes used, and the scaling ratio rawbg-2 / rawbg-1. With
+the server's processes used (and so requests per CPU-second), the CPU
+pressure while it ran (the share of time some task waited for a CPU: on a
+shared machine, how much the others took), and the scaling ratio
+rawbg-2 / rawbg-1. With
 about 1 ms of work per request the load generator needs a few percent of a
 core, so on two cores the servers are the bottleneck.
 """
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import procstat
 from .apps.cpu_work import WORK_ENV, burn
 from .peak import parse_wrk
 from .servers import HOST, ROOT, free_port, wait_until_answering
@@ -65,24 +69,6 @@ def command(name: str, port: int) -> list[str]:
     raise ValueError(f"unknown server {name!r}")
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds used so far by `pid` and its living descendants (from /proc)."""
-    total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pending.extend(int(child) for child in children)
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
 def run_wrk(port: int, seconds: float, connections: int) -> dict[str, Any]:
     url = f"http://{HOST}:{port}/work"
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
@@ -109,11 +95,19 @@ def measure(
     try:
         wait_until_answering(process, port, time.monotonic() + START_TIMEOUT)
         run_wrk(port, warmup, connections)
-        cpu_before = process_tree_cpu(process.pid)
+        cpu_before, waiting = procstat.cpu_seconds(process.pid), procstat.cpu_wait_seconds()
         started = time.monotonic()
         result = run_wrk(port, seconds, connections)
         wall = time.monotonic() - started
-        result["server_cpu_cores"] = round((process_tree_cpu(process.pid) - cpu_before) / wall, 2)
+        cores = (procstat.cpu_seconds(process.pid) - cpu_before) / wall
+        waited = procstat.cpu_wait_seconds()
+        result["server_cpu_cores"] = round(cores, 2)
+        # requests per CPU-second: what a worker costs, whatever share of the CPU it got
+        result["rps_per_core"] = round(result["throughput_rps"] / cores, 1) if cores else None
+        # share of the time some runnable task waited for a CPU (PSI): contention
+        result["cpu_pressure_pct"] = (
+            None if waited is None or waiting is None else round(100 * (waited - waiting) / wall)
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -134,6 +128,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "rps": round(statistics.median(row["throughput_rps"] for row in rows), 1),
             "p99_ms": round(statistics.median(row["latency_ms"]["p99"] for row in rows), 2),
             "cpu_cores": round(statistics.median(row["server_cpu_cores"] for row in rows), 2),
+            "rps_per_core": round(statistics.median(row["rps_per_core"] or 0 for row in rows), 1),
+            "cpu_pressure_pct": statistics.median(row["cpu_pressure_pct"] or 0 for row in rows),
             "errors": sum(row["error_count"] for row in rows),
             "rounds": len(rows),
         }
@@ -154,12 +150,13 @@ def render(results: dict[str, Any]) -> str:
         f"CPU work per request: {results['work_ms']} ms ({results['iterations']} iterations); "
         f"{results['connections']} connections, {results['seconds']} s x "
         f"{results['rounds']} rounds",
-        f"{'server':<10} {'req/s':>8} {'p99 ms':>8} {'cores':>6} {'errors':>7}",
+        f"{'server':<10} {'req/s':>8} {'p99 ms':>8} {'cores':>6} {'req/core-s':>10} "
+        f"{'pressure%':>9} {'errors':>7}",
     ]
     for name, row in results["summary"]["servers"].items():
         lines.append(
             f"{name:<10} {row['rps']:>8} {row['p99_ms']:>8} {row['cpu_cores']:>6} "
-            f"{row['errors']:>7}"
+            f"{row['rps_per_core']:>10} {row['cpu_pressure_pct']:>9} {row['errors']:>7}"
         )
     lines += [f"{name}: {ratio}" for name, ratio in results["summary"]["ratios"].items()]
     return "\n".join(lines)

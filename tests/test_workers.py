@@ -254,3 +254,26 @@ async def test_uds_serves_over_a_unix_socket_and_removes_it_at_exit(tmp_path):
             server.signal(signal.SIGTERM)
             assert await server.exit_status() == EXIT_OK, server.log
         assert not sock.exists()
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie left to an init that does not reap counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_worker_drains_and_exits_when_its_supervisor_is_killed(tmp_path):
+    async with rawbg_process(tmp_path, *write_app(tmp_path), "--workers", "1") as server:
+        worker = worker_pids(await server.wait_for_log("started worker"))[0]
+        await server.wait_for_log("worker ready")
+        assert (await post(server.port, "/job/orphaned?delay=0.3"))[0] == 200
+        server.signal(signal.SIGKILL)
+        await server.exit_status()
+        async with asyncio.timeout(WAIT):
+            while not process_gone(worker):
+                await asyncio.sleep(0.1)
+    # it drained before exiting: the task it had acknowledged ran
+    assert (tmp_path / "tasks.txt").read_text().split()[0] == "orphaned"
