@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,24 +78,43 @@ class RawbgProcess:
             await self._reader
         return status
 
-    async def kill(self) -> None:
+    async def stop(self) -> None:
+        """Make sure it is gone and its pipes are closed (idempotent).
+
+        SIGTERM first, so that a supervisor stops its workers (which hold the
+        pipes too), then SIGKILL if it does not exit in time.
+        """
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(WAIT):
+                self.proc.terminate()
+            try:
+                async with asyncio.timeout(WAIT):
+                    await self.proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
                 await self.proc.wait()
-        self._reader.cancel()
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(WAIT):  # EOF on both pipes: every holder has exited
+                await self.proc.stdout.read()
+                await self._reader
+        except TimeoutError:
+            self._reader.cancel()
 
 
 @contextlib.asynccontextmanager
 async def rawbg_process(cwd: Path, *args: str, **env: str) -> AsyncIterator[RawbgProcess]:
-    """Start ``python -m rawbg ARGS``; yield it once it prints where it serves; kill it on exit."""
+    """Start ``python -m rawbg ARGS``; yield it once it prints where it serves; kill it on exit.
+
+    The server runs on the suite's kind of event loop (`CLI_LOOP_ARGS`).
+    """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "rawbg",
         *args,
+        *CLI_LOOP_ARGS,
         cwd=cwd,
         env=environment(**env),
         stdin=asyncio.subprocess.DEVNULL,
@@ -115,7 +135,7 @@ async def rawbg_process(cwd: Path, *args: str, **env: str) -> AsyncIterator[Rawb
             process.port = int(match.group(2))
         yield process
     finally:
-        await process.kill()
+        await process.stop()
 
 
 async def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
