@@ -16,9 +16,11 @@ from .responses import (
     Response,
     StreamingResponse,
 )
+from .routers import APIRouter
 from .server import Server, run, serving
 
 __all__ = [
+    "APIRouter",
     "App",
     "BackgroundTask",
     "BackgroundTasks",

@@ -16,18 +16,30 @@ cleaned up, with the exception thrown into them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
-from .background import AfterResponse, BackgroundTasks
-from .dependencies import CallKind, CallPlan, Resolution, count_body_params, plan_call
+from .background import AfterResponse, BackgroundTask, BackgroundTasks
+from .dependencies import CallKind, CallPlan, Depends, Resolution, count_body_params, plan_call
 from .errors import HTTPException, RouteDefinitionError
+from .lifespan import EventHandler, Lifespan
+from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
 from .responses import JSONResponse, PlainTextResponse, Response
-from .routing import Router, compile_template
+from .routers import (
+    APIRouter,
+    RouteDecorators,
+    check_dependencies,
+    check_documentation_options,
+    included_routes,
+    plan_route_dependencies,
+)
+from .routing import NotFound, Router, compile_template
 from .threadpool import run_in_thread
 from .types import Handler, HandlerT
 
@@ -47,6 +59,8 @@ class Endpoint:
     status_code: int
     label: str  # "POST /send-notification/{email}", for logs and traces
     embed_body: bool  # several body parameters: each is read from its own key
+    #: names of the route dependencies in `plan`, resolved but not passed to the handler
+    route_dependencies: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -57,11 +71,40 @@ class Outcome:
     after: AfterResponse | None = None
 
 
-class App:
-    """The application: ``app = App()``, then ``@app.get("/path")`` on each handler."""
+class App(RouteDecorators):
+    """The application: ``app = App()``, then ``@app.get("/path")`` on each handler.
 
-    def __init__(self) -> None:
+    ``dependencies`` run before every route's handler; ``redirect_slashes``
+    answers a path that only matches with (or without) a trailing slash with a
+    307 to that form, as FastAPI does; ``lifespan`` is the start-up and
+    shutdown context (`rawbg.lifespan`). Other FastAPI options that only
+    shape the OpenAPI document (``title``, ``version``, ...) are accepted and
+    not used.
+    """
+
+    def __init__(
+        self,
+        *,
+        dependencies: Sequence[Depends] | None = None,
+        redirect_slashes: bool = True,
+        lifespan: Lifespan | None = None,
+        **documentation: Any,
+    ) -> None:
+        unknown = sorted(set(documentation) - APP_DOCUMENTATION_OPTIONS)
+        if unknown:
+            raise TypeError(f"App() got unexpected keyword argument(s): {', '.join(unknown)}")
         self.router: Router[Endpoint] = Router()
+        self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
+        self.redirect_slashes = redirect_slashes
+        # Lifecycle (rawbg.lifespan)
+        self.lifespan = lifespan
+        self.startup_handlers: list[EventHandler] = []
+        self.shutdown_handlers: list[EventHandler] = []
+        #: what the lifespan yielded; each request's state starts from it
+        self.lifespan_state: dict[str, Any] = {}
+        # Middleware (rawbg.middleware), the first added innermost
+        self.user_middleware: list[Middleware] = []
+        self._middleware_stack: MiddlewareStack[Outcome] | None = None
 
     def add_route(
         self,
@@ -70,53 +113,158 @@ class App:
         *,
         methods: Sequence[str],
         status_code: int | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        **documentation: Any,
     ) -> None:
-        """Register `handler` for `methods` on the `path` template; plan its dependencies."""
+        """Register `handler` for `methods` on the `path` template; plan its dependencies.
+
+        The app's `dependencies`, then the route's own, are resolved before
+        the handler's parameters. `documentation` takes the OpenAPI-only
+        options FastAPI routes accept (``tags``, ``summary``, ...), unused.
+        """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
+        label = f"{'/'.join(m.upper() for m in methods)} {path}"
+        check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
-        plan = plan_call(handler, path_params=path_params)
+        try:
+            plan = plan_call(handler, path_params=path_params)
+        except RouteDefinitionError as exc:
+            raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
             raise RouteDefinitionError(
                 f"handler {plan.where} is a generator; return a "
                 "StreamingResponse to send a body in pieces"
             )
-        label = f"{'/'.join(m.upper() for m in methods)} {path}"
-        endpoint = Endpoint(
-            handler, plan, status_code or 200, label, embed_body=count_body_params(plan) > 1
+        route_dependencies = (
+            *self.dependencies,
+            *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
         )
-        self.router.add(path, methods, endpoint)
+        hidden: tuple[str, ...] = ()
+        if route_dependencies:
+            try:
+                planned = plan_route_dependencies(route_dependencies, path_params=path_params)
+            except RouteDefinitionError as exc:
+                raise RouteDefinitionError(f"{exc} [route {label}]") from None
+            plan = dataclasses.replace(plan, params=(*planned, *plan.params))
+            hidden = tuple(p.name for p in planned)
+        endpoint = Endpoint(
+            handler,
+            plan,
+            status_code or 200,
+            label,
+            embed_body=count_body_params(plan) > 1,
+            route_dependencies=hidden,
+        )
+        for method, kept in self.router.add(path, methods, endpoint):
+            logger.warning(
+                "%s %s is already registered by %s; %s is ignored (the first route wins, "
+                "as in FastAPI)",
+                method,
+                path,
+                kept.plan.where,
+                plan.where,
+            )
+
+    def add_api_route(
+        self, path: str, handler: Handler, *, methods: Sequence[str], **options: Any
+    ) -> None:
+        self.add_route(path, handler, methods=methods, **options)
 
     def route(
-        self, path: str, *, methods: Sequence[str], status_code: int | None = None
+        self, path: str, *, methods: Sequence[str], **options: Any
     ) -> Callable[[HandlerT], HandlerT]:
+        return self.api_route(path, methods=methods, **options)
+
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[Any] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        responses: Mapping[Any, Any] | None = None,
+        **documentation: Any,
+    ) -> None:
+        """Register `router`'s routes under `prefix`, after `dependencies` (a snapshot)."""
+        for spec in included_routes(
+            router, prefix=prefix, dependencies=dependencies, documentation=documentation
+        ):
+            self.add_route(
+                spec.path,
+                spec.handler,
+                methods=spec.methods,
+                dependencies=spec.dependencies,
+                **spec.options,
+            )
+
+    def mount(self, path: str, app: Any, name: str | None = None) -> None:
+        """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
+        raise NotImplementedError(
+            f"rawbg cannot mount {type(app).__name__} at {path!r}: it is not ASGI and serves "
+            "one App. Declare the sub-application's routes on an APIRouter and "
+            f"app.include_router(router, prefix={path!r})"
+        )
+
+    # -- lifecycle and middleware --------------------------------------------------
+
+    def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:
+        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown")."""
+        if event not in ("startup", "shutdown"):
+            raise ValueError(f"on_event takes 'startup' or 'shutdown', not {event!r}")
+
         def register(handler: HandlerT) -> HandlerT:
-            self.add_route(path, handler, methods=methods, status_code=status_code)
+            self.add_event_handler(event, handler)
             return handler
 
         return register
 
-    def get(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["GET"], status_code=status_code)
+    def add_event_handler(self, event: str, handler: EventHandler) -> None:
+        if event not in ("startup", "shutdown"):
+            raise ValueError(f"add_event_handler takes 'startup' or 'shutdown', not {event!r}")
+        if self.lifespan is not None:
+            logger.warning(
+                "the %s handler %s is ignored: the app has a lifespan, which FastAPI "
+                "runs instead of on_event handlers",
+                event,
+                getattr(handler, "__qualname__", handler),
+            )
+        handlers = self.startup_handlers if event == "startup" else self.shutdown_handlers
+        handlers.append(handler)
 
-    def post(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["POST"], status_code=status_code)
+    def add_middleware(self, middleware_class: type[Any], **options: Any) -> None:
+        """Wrap the app in ``middleware_class(app, **options)``; the last added is outermost."""
+        if self._middleware_stack is not None:
+            raise RuntimeError("cannot add middleware after the app has started serving")
+        check_middleware_class(middleware_class)
+        self.user_middleware.insert(0, Middleware(middleware_class, options))
 
-    def put(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PUT"], status_code=status_code)
+    def middleware(self, middleware_type: str) -> Callable[[HandlerT], HandlerT]:
+        """``@app.middleware("http")`` on ``async def mw(request, call_next)``."""
+        if middleware_type != "http":
+            raise ValueError(f'rawbg has only "http" middleware, not {middleware_type!r}')
 
-    def patch(self, path: str, *, status_code: int | None = None) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["PATCH"], status_code=status_code)
+        def register(dispatch: HandlerT) -> HandlerT:
+            self.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
+            return dispatch
 
-    def delete(
-        self, path: str, *, status_code: int | None = None
-    ) -> Callable[[HandlerT], HandlerT]:
-        return self.route(path, methods=["DELETE"], status_code=status_code)
+        return register
 
-    async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
+    async def handle(
+        self,
+        request: Request,
+        trace: RequestTrace | None = None,
+        *,
+        through_middleware: bool = True,
+    ) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
+        if through_middleware and self.user_middleware:
+            return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
+        except NotFound as exc:
+            redirect = self.redirect_slashes and self._slash_redirect(request)
+            return Outcome(redirect or error_response(exc))
         except HTTPException as exc:
             return Outcome(error_response(exc))
         resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
@@ -134,9 +282,66 @@ class App:
         cleanup = stack.aclose if stack is not None else None
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
 
+    def _slash_redirect(self, request: Request) -> Response | None:
+        """A 307 to the path with (or without) its trailing slash, if a route has that form."""
+        path = request.path
+        if path == "/":
+            return None
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if not other or other.startswith("//") or not self.router.has_path(other):
+            return None  # "//x" would be a protocol-relative Location: another host
+        raw_path = request.target.partition("?")[0]
+        if raw_path.startswith("/"):  # keep the client's percent-encoding
+            target = raw_path.rstrip("/") if raw_path.endswith("/") else raw_path + "/"
+        else:
+            target = other
+        if request.query_string:
+            target += "?" + request.query_string
+        host = request.headers.get("host")
+        if host is not None and _HOST.fullmatch(host):
+            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
+            target = f"{scheme}://{host}{target}"
+        return Response(status_code=307, headers={"location": target})
+
+    async def _handle_with_middleware(
+        self, request: Request, trace: RequestTrace | None
+    ) -> Outcome:
+        """Run the middleware around `handle`; keep the handler's work for after the response."""
+        stack = self._middleware_stack
+        if stack is None:
+            stack = self._middleware_stack = MiddlewareStack(
+                functools.partial(self.handle, through_middleware=False),
+                _response_of,
+                self.user_middleware,
+            )
+        result = await stack(request, trace)
+        afters = [o.after for o in result.outcomes if o.after is not None]
+        response = result.response
+        if response is None:  # a middleware raised
+            logger.error(
+                "middleware raised while handling %s", request.target, exc_info=result.error
+            )
+            response = PlainTextResponse("Internal Server Error", status_code=500)
+            for after in afters:
+                after.discard_tasks()
+            tasks: list[BackgroundTask] = []
+        else:
+            tasks = [task for after in afters for task in after.tasks]
+            own = response.background
+            if own is not None and all(own is not o.response.background for o in result.outcomes):
+                tasks.extend(own.tasks if isinstance(own, BackgroundTasks) else [own])
+        cleanups = [after.cleanup for after in afters if after.cleanup is not None]
+        if not tasks and not cleanups:
+            return Outcome(response)
+        label = afters[0].label if afters else f"{request.method} {request.path}"
+        return Outcome(response, AfterResponse(tasks, _chain(cleanups), label))
+
     async def _call_endpoint(self, endpoint: Endpoint, resolution: Resolution) -> Response:
         plan = endpoint.plan
         kwargs = await resolution.arguments(plan)
+        if endpoint.route_dependencies:
+            for name in endpoint.route_dependencies:
+                del kwargs[name]
         if plan.kind is CallKind.COROUTINE:
             result = await plan.call(**kwargs)
         else:
@@ -172,6 +377,48 @@ class App:
             return Outcome(response)
         cleanup = functools.partial(close_with_error, resolution.request_stack, exc, endpoint.label)
         return Outcome(response, AfterResponse((), cleanup, endpoint.label))
+
+
+#: FastAPI() options that only shape the OpenAPI document: accepted, unused
+APP_DOCUMENTATION_OPTIONS = frozenset(
+    {
+        "title",
+        "summary",
+        "description",
+        "version",
+        "openapi_url",
+        "openapi_tags",
+        "servers",
+        "docs_url",
+        "redoc_url",
+        "terms_of_service",
+        "contact",
+        "license_info",
+        "root_path",
+        "debug",
+    }
+)
+
+# A Host header we may put in a Location: a name or address and a port, nothing else
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def _response_of(outcome: Outcome) -> Response:
+    return outcome.response
+
+
+def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
+    """One clean-up that runs `cleanups` in order (one per call of the handler)."""
+    if not cleanups:
+        return None
+    if len(cleanups) == 1:
+        return cleanups[0]
+
+    async def run_all() -> None:
+        for cleanup in cleanups:
+            await cleanup()
+
+    return run_all
 
 
 def error_response(exc: HTTPException) -> Response:

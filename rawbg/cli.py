@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import config as defaults
@@ -182,6 +185,11 @@ def load_app(spec: str, app_dir: str) -> App:
                 f"{os.path.abspath(app_dir)} ({exc})"
             ) from None
         raise
+    except Exception as exc:
+        where = registration_site(exc)
+        if where is None:  # the app's own code failed: its traceback is what helps
+            raise
+        raise SystemExit(f"error: {where}: {exc}") from None
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -189,6 +197,36 @@ def load_app(spec: str, app_dir: str) -> App:
     if not isinstance(app, App):
         raise SystemExit(f"error: {spec} is a {type(app).__name__}, not a rawbg.App")
     return app
+
+
+def registration_site(exc: BaseException) -> str | None:
+    """``file:line`` of the app's line that rawbg refused (a route, a router), else None.
+
+    The error must have been raised inside rawbg (so it is about how the app
+    uses it); the line named is the last one of the app's own code on the way.
+    """
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def in_rawbg(filename: str) -> bool:
+        return os.path.abspath(filename).startswith(package + os.sep)
+
+    if not frames or not in_rawbg(frames[-1][0].f_code.co_filename):
+        return None
+    for frame, line in reversed(frames):
+        filename = frame.f_code.co_filename
+        if not in_rawbg(filename) and not filename.startswith("<frozen"):
+            return f"{os.path.relpath(filename)}:{line}"
+    return None
+
+
+def config_error(exc: ValueError) -> str:
+    """A `ServerConfig` error, with its field names spelled as the command-line flags."""
+    message = str(exc)
+    for field in dataclasses.fields(ServerConfig):
+        flag = "--" + field.name.replace("_", "-")
+        message = re.sub(rf"\b{field.name}\b", flag, message)
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,7 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             root_path=args.root_path,
         )
         make_loop = loop_factory(config.loop)
-    except (ValueError, RuntimeError) as exc:
+    except ValueError as exc:
+        raise SystemExit(f"error: {config_error(exc)}") from None
+    except RuntimeError as exc:
         raise SystemExit(f"error: {exc}") from None
     if link is None and not args.routes and (args.workers is not None or args.reload):
         return supervise(argv, args, config)

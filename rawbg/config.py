@@ -65,10 +65,13 @@ EXIT_OK = 0
 # 1: could not start (the address is in use, the app does not import, no worker
 # came up).
 EXIT_ERROR = 1
-# 3: stopped, but background work had to be cancelled (the graceful timeout
+# 3: the app's start-up (lifespan, on_event("startup")) raised: uvicorn's status
+# for the same failure, which a supervisor does not retry in a tight loop.
+EXIT_STARTUP_FAILED = 3
+# 4: stopped, but background work had to be cancelled (the graceful timeout
 # passed, or a second signal): a deploy script or systemd can tell that work
 # was lost. Not 2, which argparse uses for a bad command line.
-EXIT_WORK_CANCELLED = 3
+EXIT_WORK_CANCELLED = 4
 
 # --- Workers and reload (rawbg.supervisor) ---------------------------------------
 

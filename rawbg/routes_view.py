@@ -74,4 +74,7 @@ def describe_routes(app: App) -> str:
             lines.append(f"  handler {plan.where}  [{plan.kind.value}]")
             lines.extend(_tree(plan, set(), "  "))
             lines.append("")
+    if app.user_middleware:  # outermost first, the order a request meets them
+        names = " -> ".join(layer.name for layer in app.user_middleware)
+        lines[:0] = [f"middleware, outermost first: {names}", ""]
     return "\n".join(lines) if lines else "no routes\n"

@@ -70,7 +70,13 @@ class Router(Generic[E]):
         self._static: dict[str, Route[E]] = {}
         self._dynamic: list[Route[E]] = []
 
-    def add(self, template: str, methods: Iterable[str], endpoint: E) -> None:
+    def add(self, template: str, methods: Iterable[str], endpoint: E) -> list[tuple[str, E]]:
+        """Register `endpoint` for `methods`; return the (method, kept endpoint) already taken.
+
+        A method already registered on the same template keeps its first
+        endpoint, as in FastAPI (where the first matching route answers); the
+        caller warns about the ones returned.
+        """
         route = self._routes.get(template)
         if route is None:
             pattern, parameters = compile_template(template)
@@ -80,15 +86,24 @@ class Router(Generic[E]):
                 self._dynamic.append(route)
             else:
                 self._static[template] = route
+        taken: list[tuple[str, E]] = []
         for method in (m.upper() for m in methods):
             if method == "HEAD" and route.implicit_head:
                 route.implicit_head = False
             elif method in route.endpoints:
-                raise ValueError(f"{method} {template} is already registered")
+                taken.append((method, route.endpoints[method]))
+                continue
             route.endpoints[method] = endpoint
             if method == "GET" and "HEAD" not in route.endpoints:
                 route.endpoints["HEAD"] = endpoint
                 route.implicit_head = True
+        return taken
+
+    def has_path(self, path: str) -> bool:
+        """Whether some route matches `path`, whatever its methods."""
+        if path in self._static:
+            return True
+        return any(route.pattern.match(path) for route in self._dynamic)
 
     def match(self, method: str, path: str) -> tuple[E, dict[str, str]]:
         """The endpoint for `method` on `path` and the path parameters, or 404/405."""

@@ -24,12 +24,20 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from .background import PendingWork
-from .config import EXIT_OK, EXIT_WORK_CANCELLED, PARENT_CHECK_INTERVAL, ServerConfig
+from .config import (
+    EXIT_OK,
+    EXIT_STARTUP_FAILED,
+    EXIT_WORK_CANCELLED,
+    PARENT_CHECK_INTERVAL,
+    ServerConfig,
+)
 from .connection import run_connection
+from .lifespan import StartupFailed, run_lifespan
 from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
 from .proxy import TrustedProxies
@@ -279,11 +287,12 @@ async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
     config = ServerConfig(**options)
     check_running_loop(config.loop)
     server = Server(app, config)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown()
+    async with run_lifespan(app):  # start-up before listening, shutdown after the drain
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.shutdown()
 
 
 async def serve(
@@ -296,11 +305,31 @@ async def serve(
     """Serve until SIGINT or SIGTERM, then shut down gracefully; return the exit status.
 
     `EXIT_OK` once everything finished; `EXIT_WORK_CANCELLED` if background
-    work had to be cancelled (graceful timeout, or a second signal).
-    `on_listening` replaces the "serving on" line (a worker tells its
-    supervisor instead); with `parent_pid`, the server also stops when that
-    process is gone (a worker whose supervisor was killed).
+    work had to be cancelled (graceful timeout, or a second signal);
+    `EXIT_STARTUP_FAILED` if the app's start-up raised. The app's start-up
+    runs before the socket listens, its shutdown after every connection and
+    background task has finished. `on_listening` replaces the "serving on"
+    line (a worker tells its supervisor instead); with `parent_pid`, the server
+    also stops when that process is gone (a worker whose supervisor was killed).
     """
+    try:
+        async with run_lifespan(app):
+            return await _serve_started(
+                app, config, on_listening=on_listening, parent_pid=parent_pid
+            )
+    except StartupFailed as exc:
+        logger.debug("start-up failed", exc_info=exc.__cause__)
+        print(f"error: application start-up failed: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP_FAILED
+
+
+async def _serve_started(
+    app: App,
+    config: ServerConfig,
+    *,
+    on_listening: Callable[[Server], None] | None,
+    parent_pid: int | None,
+) -> int:
     server = Server(app, config)
     await server.start()
     # What exists now (modules, the app, its routes and plans) lives as long as

@@ -22,8 +22,9 @@ The supervisor never imports the app and never serves a request. It:
    A replacement that fails to start stops the rolling restart and leaves the
    remaining old workers serving;
 6. **exits** with `EXIT_WORK_CANCELLED` if any worker it stopped had to
-   cancel background work (or was killed), `EXIT_ERROR` if the workers could
-   not start, `EXIT_OK` otherwise.
+   cancel background work (or was killed), `EXIT_STARTUP_FAILED` if a first
+   worker's app start-up raised, `EXIT_ERROR` if the workers could not start
+   for another reason, `EXIT_OK` otherwise.
 
 Workers run in their own process group, so a Ctrl-C in the terminal reaches
 the supervisor only, which passes it on once (the workers would otherwise see
@@ -48,6 +49,7 @@ from typing import Any
 from .config import (
     EXIT_ERROR,
     EXIT_OK,
+    EXIT_STARTUP_FAILED,
     EXIT_WORK_CANCELLED,
     RELOAD_POLL_INTERVAL,
     RESTART_BACKOFF_FIRST,
@@ -189,6 +191,8 @@ class Supervisor:
         if not all(started):
             logger.error("a worker failed to start: stopping")
             await self._shutdown()
+            if any(worker.process.returncode == EXIT_STARTUP_FAILED for worker in first):
+                return EXIT_STARTUP_FAILED  # the app's start-up raised, as a single process says
             return EXIT_ERROR
         self._serving = True
         if not self._stopping:

@@ -77,20 +77,6 @@ async def test_route_methods_must_be_a_list_not_a_string():
             return None
 
 
-async def test_a_method_registered_twice_on_one_path_is_an_error():
-    app = App()
-
-    @app.get("/x")
-    async def first():
-        return 1
-
-    with pytest.raises(ValueError, match="GET /x is already registered"):
-
-        @app.get("/x")
-        async def second():
-            return 2
-
-
 async def test_status_code_on_the_decorator_is_the_status_of_returned_values():
     app = App()
 

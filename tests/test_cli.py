@@ -203,7 +203,7 @@ async def test_a_signal_exits_0_after_finishing_pending_background_work(tmp_path
     assert "cancelled" not in err
 
 
-async def test_a_second_signal_cancels_pending_work_at_once_and_exits_3(tmp_path):
+async def test_a_second_signal_cancels_pending_work_at_once_and_exits_4(tmp_path):
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     async with serving_process(tmp_path, "slow_app:app", "--app-dir", str(tmp_path)) as (
         proc,
@@ -220,7 +220,7 @@ async def test_a_second_signal_cancels_pending_work_at_once_and_exits_3(tmp_path
         begun = loop.time()
         code, err = await exit_after(proc, signal.SIGINT)
         elapsed = loop.time() - begun
-    assert code == EXIT_WORK_CANCELLED == 3, err  # work was lost: a deploy script can tell
+    assert code == EXIT_WORK_CANCELLED == 4, err  # work was lost: a deploy script can tell
     assert elapsed < 5  # not the 30 s graceful timeout
     assert not (tmp_path / "never.txt").exists()
     assert "cancelled 1 background task(s)" in err
@@ -261,3 +261,93 @@ async def test_an_unknown_loop_exits_nonzero_with_the_choices(tmp_path):
     assert status != 0
     assert "invalid choice: 'trio'" in err
     assert "Traceback" not in err
+
+
+# Served with `events_app:app`: start-up and shutdown leave lines in events.txt,
+# around the line its background task writes.
+EVENTS_APP = """
+import asyncio
+from pathlib import Path
+
+from rawbg import App, BackgroundTasks
+
+app = App()
+
+
+def note(line: str) -> None:
+    with open("events.txt", "a") as file:
+        file.write(line + "\\n")
+
+
+@app.on_event("startup")
+async def startup():
+    note("startup")
+
+
+@app.on_event("shutdown")
+def shutdown():
+    note("shutdown")
+
+
+async def task() -> None:
+    await asyncio.sleep(0.3)
+    note("task")
+
+
+@app.post("/work")
+async def work(background_tasks: BackgroundTasks):
+    background_tasks.add_task(task)
+    return "queued"
+"""
+
+
+async def test_the_server_runs_startup_before_listening_and_shutdown_after_the_tasks(tmp_path):
+    (tmp_path / "events_app.py").write_text(EVENTS_APP)
+    async with serving_process(tmp_path, "events_app:app") as (proc, port):
+        assert (tmp_path / "events.txt").read_text() == "startup\n"  # before the URL was printed
+        status, _ = await post(port, "/work")
+        assert status == 200
+        code, err = await exit_after(proc, signal.SIGTERM)
+    assert code == 0, err
+    assert (tmp_path / "events.txt").read_text() == "startup\ntask\nshutdown\n"
+
+
+async def test_a_failing_startup_is_one_line_and_a_nonzero_status(tmp_path):
+    (tmp_path / "broken_start.py").write_text(
+        "from rawbg import App\napp = App()\n\n@app.on_event('startup')\n"
+        "def connect():\n    raise ConnectionRefusedError('database down')\n"
+    )
+    status, out, err = await run_to_exit(tmp_path, "broken_start:app", "--port", "0")
+    assert status == 3
+    assert "serving on" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: application start-up failed: startup handler ")
+    assert "broken_start.connect" in lines[0] and "database down" in lines[0]
+
+
+async def test_a_registration_error_is_one_line_with_the_apps_file_and_line(tmp_path):
+    (tmp_path / "bad_route.py").write_text(
+        "from rawbg import App\napp = App()\n\n\n@app.get('/items/{item_id}')\n"
+        "async def read(item_id: dict):\n    return item_id\n"
+    )
+    status, _, err = await run_to_exit(tmp_path, "bad_route:app", "--port", "0")
+    assert status != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: bad_route.py:5: parameter 'item_id' of bad_route.read")
+    assert lines[0].endswith("[route GET /items/{item_id}]")
+    assert "Traceback" not in err
+
+
+async def test_an_error_in_the_apps_own_code_keeps_its_traceback(tmp_path):
+    (tmp_path / "own_bug.py").write_text("from rawbg import App\napp = App()\n1 / 0\n")
+    status, _, err = await run_to_exit(tmp_path, "own_bug:app", "--port", "0")
+    assert status != 0
+    assert "Traceback" in err and "ZeroDivisionError" in err
+
+
+async def test_a_bad_limit_is_named_by_its_flag(tmp_path):
+    status, _, err = await run_to_exit(tmp_path, "--max-body-size", "0", "--port", "0")
+    assert status != 0
+    assert err.strip() == "error: --max-body-size must be positive, got 0"

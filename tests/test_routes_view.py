@@ -78,3 +78,36 @@ def test_routes_flag_prints_the_tree_and_exits_without_serving(tmp_path):
     assert "GET, HEAD /ping" in result.stdout
     assert "loud: bool = False  <- query" in result.stdout
     assert "serving on" not in result.stdout
+
+
+def test_routes_show_route_dependencies_before_the_parameters_and_the_middleware():
+    from rawbg.middleware.cors import CORSMiddleware
+    from rawbg.routers import APIRouter
+
+    def check_token(token: str) -> None:
+        return None
+
+    router = APIRouter(prefix="/items", dependencies=[Depends(check_token)])
+
+    @router.get("/{item_id}")
+    async def read(item_id: int):
+        return item_id
+
+    app = App()
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def timing(request, call_next):
+        return await call_next(request)
+
+    app.add_middleware(CORSMiddleware, allow_origins=["*"])
+    lines = describe_routes(app).splitlines()
+    assert lines[0] == (
+        "middleware, outermost first: CORSMiddleware -> "
+        "test_routes_show_route_dependencies_before_the_parameters_and_the_middleware"
+        ".<locals>.timing"
+    )
+    first, second = [line for line in lines if "├─" in line or "└─" in line][:2]
+    assert first.startswith("  ├─ dependencies[0]  <- Depends(")
+    assert "check_token" in first
+    assert second.startswith("  │  └─ token: str  <- query")

@@ -12,10 +12,11 @@ import asyncio
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
-from rawbg.config import EXIT_OK, EXIT_WORK_CANCELLED
-from tests.processes import WAIT, get, post, rawbg_process
+from rawbg.config import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_WORK_CANCELLED
+from tests.processes import WAIT, environment, get, post, rawbg_process
 from tests.wire import RawClient, request_bytes
 
 # Served as `workers_app:app --app-dir <tmp>`. /pid blocks its worker's event
@@ -124,7 +125,7 @@ async def test_sigterm_drains_every_workers_pending_tasks_each_exactly_once(tmp_
     assert len({line.split()[1] for line in lines}) == 2, lines  # both workers drained some
 
 
-async def test_exit_status_is_3_when_a_worker_had_to_cancel_background_work(tmp_path):
+async def test_exit_status_is_4_when_a_worker_had_to_cancel_background_work(tmp_path):
     args = (*write_app(tmp_path), "--workers", "2", "--timeout-graceful-shutdown", "0.3")
     async with rawbg_process(tmp_path, *args) as server:
         await server.wait_for_log("worker ready", count=2)
@@ -132,11 +133,11 @@ async def test_exit_status_is_3_when_a_worker_had_to_cancel_background_work(tmp_
         server.signal(signal.SIGTERM)
         assert await server.exit_status() == EXIT_WORK_CANCELLED, server.log
     assert "cancelled 1 background task(s)" in server.log
-    assert re.search(r"worker \d+ stopped \(exit status 3\): background work was lost", server.log)
+    assert re.search(r"worker \d+ stopped \(exit status 4\): background work was lost", server.log)
     assert not (tmp_path / "tasks.txt").exists()
 
 
-async def test_exit_status_is_3_for_a_single_process_whose_work_timed_out(tmp_path):
+async def test_exit_status_is_4_for_a_single_process_whose_work_timed_out(tmp_path):
     args = (*write_app(tmp_path), "--timeout-graceful-shutdown", "0.3")
     async with rawbg_process(tmp_path, *args) as server:
         assert (await post(server.port, "/job/never?delay=60"))[0] == 200
@@ -277,3 +278,32 @@ async def test_a_worker_drains_and_exits_when_its_supervisor_is_killed(tmp_path)
                 await asyncio.sleep(0.1)
     # it drained before exiting: the task it had acknowledged ran
     assert (tmp_path / "tasks.txt").read_text().split()[0] == "orphaned"
+
+
+async def test_workers_whose_app_start_up_fails_make_the_supervisor_exit_3(tmp_path):
+    (tmp_path / "broken_start.py").write_text(
+        "from rawbg import App\napp = App()\n\n@app.on_event('startup')\n"
+        "def connect():\n    raise ConnectionRefusedError('database down')\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rawbg",
+        "broken_start:app",
+        "--app-dir",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        cwd=tmp_path,
+        env=environment(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode == EXIT_STARTUP_FAILED == 3, err.decode()
+    assert b"serving on" not in out
+    assert b"error: application start-up failed: startup handler" in err
+    assert b"a worker failed to start: stopping" in err

@@ -1,0 +1,161 @@
+"""CORS: answer browsers' preflight requests and label responses for cross-origin reads.
+
+``app.add_middleware(CORSMiddleware, allow_origins=[...], ...)`` with
+Starlette's arguments and behaviour (what FastAPI's
+``fastapi.middleware.cors.CORSMiddleware`` is):
+
+* A request without ``Origin`` is not a CORS request: passed through untouched.
+* A *preflight* (``OPTIONS`` with ``Origin`` and
+  ``Access-Control-Request-Method``) is answered here, never routed: 200
+  ``OK`` when the origin, the method and every requested header are allowed,
+  else 400 ``Disallowed CORS origin, method, headers`` naming what failed. The
+  browser enforces the answer; the 400 only makes the refusal readable.
+* Any other request with ``Origin`` goes to the app, and its response gets
+  ``Access-Control-Allow-Origin`` (the origin itself when it is allowed, or
+  ``*`` for ``allow_origins=["*"]`` without credentials) and ``Vary: Origin``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, MutableMapping
+from typing import TYPE_CHECKING
+
+from ..responses import PlainTextResponse, Response
+
+if TYPE_CHECKING:
+    from ..requests import Request
+    from . import CallNext
+
+#: what ``allow_methods=["*"]`` allows
+ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+#: request headers a browser may send cross-origin without asking (the Fetch standard's safelist)
+SAFELISTED_HEADERS = frozenset({"Accept", "Accept-Language", "Content-Language", "Content-Type"})
+#: the request headers a preflight answer varies with
+PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+
+
+class CORSMiddleware:
+    """Cross-origin resource sharing, with Starlette's arguments and defaults."""
+
+    def __init__(
+        self,
+        app: CallNext,
+        allow_origins: Collection[str] = (),
+        allow_methods: Collection[str] = ("GET",),
+        allow_headers: Collection[str] = (),
+        allow_credentials: bool = False,
+        allow_origin_regex: str | None = None,
+        expose_headers: Collection[str] = (),
+        max_age: int = 600,
+    ) -> None:
+        for name, value in (
+            ("allow_origins", allow_origins),
+            ("allow_methods", allow_methods),
+            ("allow_headers", allow_headers),
+            ("expose_headers", expose_headers),
+        ):
+            if isinstance(value, str):
+                raise TypeError(f"CORSMiddleware {name} must be a list of strings, not {value!r}")
+        self.app = app
+        self.allow_origins = frozenset(allow_origins)
+        self.allow_all_origins = "*" in self.allow_origins
+        self.allow_origin_regex = re.compile(allow_origin_regex) if allow_origin_regex else None
+        self.allow_methods = ALL_METHODS if "*" in allow_methods else tuple(allow_methods)
+        self.allow_all_headers = "*" in allow_headers
+        allowed_headers = sorted(SAFELISTED_HEADERS | set(allow_headers))
+        self.allow_headers = frozenset(h.lower() for h in allowed_headers)
+        self.allow_credentials = allow_credentials
+        # With credentials a browser refuses "*": the origin itself must be echoed.
+        self.echo_origin_in_preflight = not self.allow_all_origins or allow_credentials
+
+        self.simple_headers: dict[str, str] = {}
+        if self.allow_all_origins:
+            self.simple_headers["Access-Control-Allow-Origin"] = "*"
+        if allow_credentials:
+            self.simple_headers["Access-Control-Allow-Credentials"] = "true"
+        if expose_headers:
+            self.simple_headers["Access-Control-Expose-Headers"] = ", ".join(expose_headers)
+
+        self.preflight_headers: dict[str, str] = {"Vary": PREFLIGHT_VARY}
+        if not self.echo_origin_in_preflight:
+            self.preflight_headers["Access-Control-Allow-Origin"] = "*"
+        self.preflight_headers["Access-Control-Allow-Methods"] = ", ".join(self.allow_methods)
+        self.preflight_headers["Access-Control-Max-Age"] = str(max_age)
+        if not self.allow_all_headers:
+            self.preflight_headers["Access-Control-Allow-Headers"] = ", ".join(allowed_headers)
+        if allow_credentials:
+            self.preflight_headers["Access-Control-Allow-Credentials"] = "true"
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        if self.allow_all_origins or origin in self.allow_origins:
+            return True
+        return self.allow_origin_regex is not None and bool(
+            self.allow_origin_regex.fullmatch(origin)
+        )
+
+    async def __call__(self, request: Request) -> Response:
+        headers = request.headers
+        origin = headers.get("origin")
+        if origin is None:
+            return await self.app(request)
+        if request.method == "OPTIONS" and "access-control-request-method" in headers:
+            return self.preflight(request)
+        response = await self.app(request)
+        self.label_simple(response, origin)
+        return response
+
+    def preflight(self, request: Request) -> Response:
+        """The answer to a preflight request: which origin, methods and headers may follow."""
+        headers = request.headers
+        origin: str = headers["origin"]
+        answer = dict(self.preflight_headers)
+        failures: list[str] = []
+        if not self.is_allowed_origin(origin):
+            failures.append("origin")
+        elif self.echo_origin_in_preflight:
+            answer["Access-Control-Allow-Origin"] = origin
+        if headers["access-control-request-method"] not in self.allow_methods:
+            failures.append("method")
+        requested: str | None = headers.get("access-control-request-headers")
+        if requested is not None:
+            if self.allow_all_headers:
+                answer["Access-Control-Allow-Headers"] = requested
+            elif any(
+                name.strip().lower() not in self.allow_headers for name in requested.split(",")
+            ):
+                failures.append("headers")
+        if failures:
+            return PlainTextResponse(
+                "Disallowed CORS " + ", ".join(failures), status_code=400, headers=answer
+            )
+        return PlainTextResponse("OK", status_code=200, headers=answer)
+
+    def label_simple(self, response: Response, origin: str) -> None:
+        """Add the CORS headers to the app's response to a cross-origin request."""
+        out = response.headers
+        for name, value in self.simple_headers.items():
+            set_header(out, name, value)
+        if self.allow_credentials if self.allow_all_origins else self.is_allowed_origin(origin):
+            # echoed: "*" is refused by browsers with credentials, and a list names the origin
+            set_header(out, "Access-Control-Allow-Origin", origin)
+        add_vary(out, "Origin")
+
+
+def _find(headers: MutableMapping[str, str], name: str) -> str | None:
+    lower = name.lower()
+    return next((key for key in headers if key.lower() == lower), None)
+
+
+def set_header(headers: MutableMapping[str, str], name: str, value: str) -> None:
+    """Set `name` to `value`, replacing a header of that name in any case."""
+    key = _find(headers, name)
+    headers[key if key is not None else name] = value
+
+
+def add_vary(headers: MutableMapping[str, str], name: str) -> None:
+    key = _find(headers, "Vary")
+    if key is None:
+        headers["Vary"] = name
+    elif name.lower() not in (v.strip().lower() for v in headers[key].split(",")):
+        headers[key] = f"{headers[key]}, {name}"

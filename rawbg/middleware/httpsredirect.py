@@ -1,0 +1,30 @@
+"""Redirect every plain-HTTP request to the same URL over HTTPS, with a 307 (Starlette's).
+
+rawbg itself serves plain HTTP: behind a TLS-terminating proxy, the request's
+scheme is what the trusted proxy says (``--proxy-headers``); without one,
+every request is plain HTTP and is redirected.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..responses import Response
+
+if TYPE_CHECKING:
+    from ..requests import Request
+    from . import CallNext
+
+
+class HTTPSRedirectMiddleware:
+    def __init__(self, app: CallNext) -> None:
+        self.app = app
+
+    async def __call__(self, request: Request) -> Response:
+        if str(getattr(request, "scheme", "http")) == "https":
+            return await self.app(request)
+        host = request.headers.get("host", "")
+        name, _, port = host.partition(":")
+        netloc = name if port in ("", "80", "443") else host
+        target = request.target if request.target.startswith("/") else request.path
+        return Response(status_code=307, headers={"location": f"https://{netloc}{target}"})
