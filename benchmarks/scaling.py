@@ -1,14 +1,15 @@
 """Scaling past one core: ``python -m benchmarks.scaling [--rounds R] [--seconds S]``.
 
-A CPU-bound endpoint (``GET /work``, about 1 ms of pure-Python work per
-request, calibrated on this machine) served by
+A CPU-bound endpoint (the tutorial's path, about 1 ms of pure-Python work
+per request, calibrated on this machine) served by
 
 * ``rawbg-1``: ``python -m rawbg`` (one process, no supervisor);
 * ``rawbg-2``: ``python -m rawbg --workers 2``;
 * ``uvicorn-2``: FastAPI on ``uvicorn --workers 2 --http h11``.
 
-Each is driven by ``wrk`` (one thread, C connections, closed loop) for S
-seconds after a warm-up; the servers take turns, R rounds, in a rotating
+Each is driven by ``wrk`` (one thread, C keep-alive connections, closed
+loop; without wrk, `benchmarks.loadgen`'s closed loop) for S seconds after a
+warm-up; the servers take turns, R rounds, in a rotating
 order, so that the noise of a shared machine falls on all of them. Reported
 per server: the median over rounds of peak req/s and of wrk's p99, the CPU
 the server's processes used (and so requests per CPU-second), the CPU
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procstat
 from .apps.cpu_work import WORK_ENV, burn
-from .peak import parse_wrk
-from .servers import HOST, ROOT, free_port, wait_until_answering
+from .peak import peak_throughput, wrk_available
+from .servers import ROOT, free_port, wait_until_answering
 
 SERVERS = ("rawbg-1", "rawbg-2", "uvicorn-2")
 TARGET_WORK_SECONDS = 0.001
@@ -69,17 +68,15 @@ def command(name: str, port: int) -> list[str]:
     raise ValueError(f"unknown server {name!r}")
 
 
-def run_wrk(port: int, seconds: float, connections: int) -> dict[str, Any]:
-    url = f"http://{HOST}:{port}/work"
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited with {done.returncode}:\n{done.stdout}")
-    return parse_wrk(done.stdout)
-
-
 def measure(
-    name: str, *, iterations: int, seconds: float, warmup: float, connections: int, log: Path
+    name: str,
+    *,
+    iterations: int,
+    seconds: float,
+    warmup: float,
+    connections: int,
+    use_wrk: bool,
+    log: Path,
 ) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, WORK_ENV: str(iterations), "PYTHONPATH": str(ROOT)}
@@ -94,20 +91,12 @@ def measure(
         )
     try:
         wait_until_answering(process, port, time.monotonic() + START_TIMEOUT)
-        run_wrk(port, warmup, connections)
-        cpu_before, waiting = procstat.cpu_seconds(process.pid), procstat.cpu_wait_seconds()
-        started = time.monotonic()
-        result = run_wrk(port, seconds, connections)
-        wall = time.monotonic() - started
-        cores = (procstat.cpu_seconds(process.pid) - cpu_before) / wall
-        waited = procstat.cpu_wait_seconds()
+        peak_throughput(process.pid, port, warmup, connections, use_wrk, "keepalive")
+        result = peak_throughput(process.pid, port, seconds, connections, use_wrk, "keepalive")
+        cores = (result["server_cpu_s"] or 0) / result["wall_s"]
         result["server_cpu_cores"] = round(cores, 2)
-        # requests per CPU-second: what a worker costs, whatever share of the CPU it got
+        # requests per CPU-second: what a request costs, whatever share of the CPU it got
         result["rps_per_core"] = round(result["throughput_rps"] / cores, 1) if cores else None
-        # share of the time some runnable task waited for a CPU (PSI): contention
-        result["cpu_pressure_pct"] = (
-            None if waited is None or waiting is None else round(100 * (waited - waiting) / wall)
-        )
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -170,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--no-wrk", action="store_true", help="the built-in closed loop")
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("error: the scaling scenario needs wrk on PATH", file=sys.stderr)
-        return 1
+    use_wrk = wrk_available() and not args.no_wrk
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     for name in servers:
         command(name, 0)  # an unknown name fails here, before any run
@@ -194,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=args.seconds,
                     warmup=args.warmup,
                     connections=args.connections,
+                    use_wrk=use_wrk,
                     log=args.out / "scaling-servers.log",
                 )
             )
@@ -204,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
+        "tool": "wrk" if use_wrk else "loadgen",
         "runs": runs,
         "summary": summarize(runs),
     }
