@@ -75,9 +75,12 @@ def worker_pids(lines: list[str]) -> list[int]:
 async def test_n_workers_serve_one_port_each_in_its_own_process(tmp_path):
     async with rawbg_process(tmp_path, *write_app(tmp_path), "--workers", "3") as server:
         started = worker_pids(await server.wait_for_log("started worker", count=3))
-        answered = await pids_answering(server.port, requests=18)
+        await server.wait_for_log("worker ready", count=3)
+        answered: set[int] = set()
+        async with asyncio.timeout(WAIT):  # a loaded machine may starve a worker a while
+            while len(answered) < 2:  # more than one process answers on the one port
+                answered |= await pids_answering(server.port, requests=18)
         assert answered <= set(started)
-        assert len(answered) >= 2  # more than one process answers on the one port
         assert server.proc.pid not in answered  # the supervisor serves nothing
         # every log line says which process it comes from
         for pid in started:
@@ -201,6 +204,8 @@ async def test_reload_picks_up_an_edited_handler(tmp_path):
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
         await server.wait_for_log(r"reload: reload_app\.py changed")
         await server.wait_for_log("rolling restart done")
+        # the old worker may take a connection or two until it handles its SIGTERM
+        await server.wait_for_log(r"worker \d+ stopped \(exit status 0\)")
         assert await get(server.port, "/v") == (200, b'"two"')
         server.signal(signal.SIGTERM)
         assert await server.exit_status() == EXIT_OK, server.log
