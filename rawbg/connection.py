@@ -314,6 +314,7 @@ class Connection:
                         self._close_reason = "server shutting down"
                         return None
                     idle_deadline = min(idle_deadline, self._first_request_deadline)
+                    protocol.bring_deadline_forward(idle_deadline)
                 if not await protocol.receive_until(idle_deadline):
                     self._close_reason = (
                         "server shutting down" if self._stopping else f"idle for {timeout} s"
