@@ -167,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         command(name, 0)  # an unknown name fails here, before any run
     args.out.mkdir(parents=True, exist_ok=True)
     iterations = calibrate()
-    started = time.perf_counter()
-    burn(iterations)
-    work_ms = round((time.perf_counter() - started) * 1000, 2)
+    timings = []
+    for _ in range(5):  # the best of a few: one preemption must not count as work
+        started = time.perf_counter()
+        burn(iterations)
+        timings.append(time.perf_counter() - started)
+    work_ms = round(min(timings) * 1000, 2)
     runs = []
     for round_index in range(args.rounds):
         order = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
