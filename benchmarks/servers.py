@@ -15,6 +15,7 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from . import procstat
 from .apps import TASK_SECONDS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
+# rawbg with a task journal (a fresh file per start): --task-journal-sync
+# normal and full, and normal with one commit per request instead of per group
+JOURNAL_VARIANTS = ("rawbg-journal", "rawbg-journal-full", "rawbg-journal-per-request")
 # rawbg on asyncio's loop and on uvloop; the bare asyncio + h11 ceiling; and
 # what people deploy instead: FastAPI on uvicorn with h11 (pure Python, like
 # rawbg), on uvicorn[standard] (httptools + uvloop), on granian (Rust HTTP),
@@ -36,6 +40,7 @@ SERVERS = (
     "fastapi-std",
     "starlette-std",
     "fastapi-granian",
+    *JOURNAL_VARIANTS,
 )
 # The modules each server needs beyond rawbg and h11: without them it is
 # skipped with a note (pip install -e '.[bench]').
@@ -100,6 +105,14 @@ def command(name: str, port: int) -> list[str]:
         module = f"rawbg benchmarks.apps.rawbg_app:app --loop {loop} --no-access-log"
         options = f"--port {port} --max-pending-tasks {MAX_PENDING_TASKS} --app-dir"
         return [*python, *module.split(), *options.split(), str(ROOT)]
+    if name in JOURNAL_VARIANTS:
+        journal = Path(tempfile.mkdtemp(prefix="rawbg-bench-")) / "tasks.db"
+        sync = "full" if name == "rawbg-journal-full" else "normal"
+        commit = "request" if name == "rawbg-journal-per-request" else "group"
+        options = (
+            f"--task-journal {journal} --task-journal-sync {sync} --task-journal-commit {commit}"
+        )
+        return [*command("rawbg", port), *options.split()]
     if name == DEMO:
         return [*python, "rawbg", "--loop", "asyncio", "--no-access-log", "--port", str(port)]
     if name == "ceiling":

@@ -3,15 +3,20 @@
 Registering a route plans its dependency graph (`rawbg.dependencies.plan_call`),
 so a broken signature fails at import time. `App.handle` is what the
 connection task calls for each request; it never raises. It is also the one
-place where application errors become responses:
+place where application errors become responses, through the app's exception
+handlers (`rawbg.exception_handling`):
 
-* `HTTPException` (including 404/405 from the router and 422 from the
-  dependency graph) becomes ``{"detail": ...}`` with its status;
+* `HTTPException` (including 404/405 from the router) becomes
+  ``{"detail": ...}`` with its status, `RequestValidationError` a 422;
+* an exception class (or status code) the app registered a handler for gets
+  that handler's response;
 * any other exception is logged with its traceback and becomes a generic 500.
 
-Either way the request's background tasks are discarded (the request failed,
-and a warning says how many), and its generator dependencies are still
-cleaned up, with the exception thrown into them.
+Before the response is chosen, the request's generator dependencies are
+unwound with the exception thrown into them, so that one of them may turn it
+into another (an `HTTPException` raised in its ``except`` block is what the
+client gets, as in FastAPI). The request's background tasks are discarded
+(the request failed, and a warning says how many).
 """
 
 from __future__ import annotations
@@ -20,17 +25,35 @@ import dataclasses
 import functools
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .background import AfterResponse, BackgroundTask, BackgroundTasks
-from .dependencies import CallKind, CallPlan, Depends, Resolution, count_body_params, plan_call
-from .errors import HTTPException, RouteDefinitionError
+from .datastructures import State
+from .dependencies import CallKind, CallPlan, Depends, Resolution, plan_call, should_embed_body
+from .encoders import jsonable_encoder
+from .errors import (
+    DependencySwallowedError,
+    HTTPException,
+    RequestValidationError,
+    RouteDefinitionError,
+)
+from .exception_handlers import http_exception_handler, request_validation_exception_handler
+from .exception_handling import (
+    ExceptionHandler,
+    HandlerKey,
+    answer_exception,
+    check_handler,
+    check_handler_key,
+)
 from .lifespan import EventHandler, Lifespan
 from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
-from .responses import JSONResponse, PlainTextResponse, Response
+from .pydantic_support import ResponseSerializer
+from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
+from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
     APIRouter,
     RouteDecorators,
@@ -49,6 +72,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rawbg.app")
 
+ExceptionHandlerT = TypeVar("ExceptionHandlerT", bound=ExceptionHandler)
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -56,11 +81,14 @@ class Endpoint:
 
     handler: Handler
     plan: CallPlan
-    status_code: int
+    status_code: int | None  # None: the response class's own default (200, 307...)
     label: str  # "POST /send-notification/{email}", for logs and traces
     embed_body: bool  # several body parameters: each is read from its own key
+    response_class: type[Response] = JSONResponse
     #: names of the route dependencies in `plan`, resolved but not passed to the handler
     route_dependencies: tuple[str, ...] = ()
+    #: validates and dumps what the handler returns (``response_model=``), or None
+    serialize: ResponseSerializer | None = None
 
 
 @dataclass(slots=True)
@@ -88,6 +116,8 @@ class App(RouteDecorators):
         dependencies: Sequence[Depends] | None = None,
         redirect_slashes: bool = True,
         lifespan: Lifespan | None = None,
+        default_response_class: type[Response] = JSONResponse,
+        exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
         **documentation: Any,
     ) -> None:
         unknown = sorted(set(documentation) - APP_DOCUMENTATION_OPTIONS)
@@ -105,6 +135,23 @@ class App(RouteDecorators):
         # Middleware (rawbg.middleware), the first added innermost
         self.user_middleware: list[Middleware] = []
         self._middleware_stack: MiddlewareStack[Outcome] | None = None
+        # Responses and errors
+        _check_response_class(default_response_class, "App(default_response_class=...)")
+        #: what a handler's return value becomes, unless its route says otherwise
+        self.default_response_class = default_response_class
+        #: exception class or status code -> ``handler(request, exc)``
+        self.exception_handlers: dict[HandlerKey, ExceptionHandler] = {
+            HTTPException: http_exception_handler,
+            RequestValidationError: request_validation_exception_handler,
+        }
+        for key, handler in (exception_handlers or {}).items():
+            self.add_exception_handler(key, handler)
+        #: attributes the app keeps for the whole process: ``app.state.db = ...``
+        self.state = State()
+        #: called with each exception that ends in a 500 (after it is logged): no
+        #: handler claimed it, a catch-all did, or a handler failed. A test client
+        #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
+        self.server_error_hooks: list[Callable[[Exception], None]] = []
 
     def add_route(
         self,
@@ -114,6 +161,14 @@ class App(RouteDecorators):
         methods: Sequence[str],
         status_code: int | None = None,
         dependencies: Sequence[Depends] | None = None,
+        response_class: type[Response] | None = None,
+        response_model: Any = DEFAULT,
+        response_model_include: Any = None,
+        response_model_exclude: Any = None,
+        response_model_by_alias: bool = True,
+        response_model_exclude_unset: bool = False,
+        response_model_exclude_defaults: bool = False,
+        response_model_exclude_none: bool = False,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -121,14 +176,26 @@ class App(RouteDecorators):
         The app's `dependencies`, then the route's own, are resolved before
         the handler's parameters. `documentation` takes the OpenAPI-only
         options FastAPI routes accept (``tags``, ``summary``, ...), unused.
+        ``response_model`` (by default the handler's return annotation) and its
+        ``response_model_*`` options: see `rawbg.response_models`.
         """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
+        response_options: ResponseModelOptions = {
+            "response_model": response_model,
+            "response_model_include": response_model_include,
+            "response_model_exclude": response_model_exclude,
+            "response_model_by_alias": response_model_by_alias,
+            "response_model_exclude_unset": response_model_exclude_unset,
+            "response_model_exclude_defaults": response_model_exclude_defaults,
+            "response_model_exclude_none": response_model_exclude_none,
+        }
         try:
             plan = plan_call(handler, path_params=path_params)
+            serialize = plan_response_model(handler, response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
@@ -148,14 +215,31 @@ class App(RouteDecorators):
                 raise RouteDefinitionError(f"{exc} [route {label}]") from None
             plan = dataclasses.replace(plan, params=(*planned, *plan.params))
             hidden = tuple(p.name for p in planned)
+        if response_class is None:
+            response_class = self.default_response_class
+        else:
+            _check_response_class(response_class, f"response_class of {label}")
         endpoint = Endpoint(
             handler,
             plan,
-            status_code or 200,
+            status_code,
             label,
-            embed_body=count_body_params(plan) > 1,
+            embed_body=should_embed_body(plan),
+            response_class=response_class,
             route_dependencies=hidden,
+            serialize=serialize,
         )
+        if not path_params:
+            for template in self.router.templates_matching(path, methods):
+                logger.warning(
+                    "%s is registered after %s, which also matches it: rawbg answers %s "
+                    "with %s, FastAPI (first registered wins) would not; register %s first",
+                    path,
+                    template,
+                    path,
+                    plan.where,
+                    path,
+                )
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -209,9 +293,17 @@ class App(RouteDecorators):
     # -- lifecycle and middleware --------------------------------------------------
 
     def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:
-        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown")."""
+        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown").
+
+        Deprecated, with the warning FastAPI gives: ``lifespan=`` does both in one place.
+        """
         if event not in ("startup", "shutdown"):
             raise ValueError(f"on_event takes 'startup' or 'shutdown', not {event!r}")
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
         def register(handler: HandlerT) -> HandlerT:
             self.add_event_handler(event, handler)
@@ -250,6 +342,30 @@ class App(RouteDecorators):
 
         return register
 
+    def served_methods(self) -> list[str]:
+        """The methods the app serves on some path, sorted: ``Allow`` for ``OPTIONS *``."""
+        return sorted(self.router.methods())
+
+    # -- errors --------------------------------------------------------------------
+
+    def exception_handler(
+        self, key: HandlerKey
+    ) -> Callable[[ExceptionHandlerT], ExceptionHandlerT]:
+        """``@app.exception_handler(SomeError)`` (or a status code): answer it with this."""
+        check_handler_key(key)
+
+        def register(handler: ExceptionHandlerT) -> ExceptionHandlerT:
+            self.add_exception_handler(key, handler)
+            return handler
+
+        return register
+
+    def add_exception_handler(self, key: HandlerKey, handler: ExceptionHandler) -> None:
+        """Answer an exception class (and its subclasses), or a status code, with `handler`."""
+        key = check_handler_key(key)
+        check_handler(key, handler)
+        self.exception_handlers[key] = handler
+
     async def handle(
         self,
         request: Request,
@@ -258,15 +374,21 @@ class App(RouteDecorators):
         through_middleware: bool = True,
     ) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler. Never raises."""
+        request.app = self
         if through_middleware and self.user_middleware:
             return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
-        except NotFound as exc:
-            redirect = self.redirect_slashes and self._slash_redirect(request)
-            return Outcome(redirect or error_response(exc))
         except HTTPException as exc:
-            return Outcome(error_response(exc))
+            redirect = (
+                isinstance(exc, NotFound)
+                and self.redirect_slashes
+                and self._slash_redirect(request)
+            )
+            if redirect:
+                return Outcome(redirect)
+            label = f"{request.method} {request.path}"
+            return error_outcome(await self._answer(request, exc, label, trace), label)
         resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
         try:
             response = await self._call_endpoint(endpoint, resolution)
@@ -295,12 +417,12 @@ class App(RouteDecorators):
             target = raw_path.rstrip("/") if raw_path.endswith("/") else raw_path + "/"
         else:
             target = other
+        target = request.root_path + target  # the prefix a proxy stripped, if any
         if request.query_string:
             target += "?" + request.query_string
         host = request.headers.get("host")
         if host is not None and _HOST.fullmatch(host):
-            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
-            target = f"{scheme}://{host}{target}"
+            target = f"{request.scheme}://{host}{target}"  # scheme: from a trusted proxy
         return Response(status_code=307, headers={"location": target})
 
     async def _handle_with_middleware(
@@ -322,8 +444,10 @@ class App(RouteDecorators):
                 "middleware raised while handling %s", request.target, exc_info=result.error
             )
             response = PlainTextResponse("Internal Server Error", status_code=500)
+            if isinstance(result.error, Exception):
+                self._server_error(result.error)
             for after in afters:
-                after.discard_tasks()
+                after.discard("a middleware raised")
             tasks: list[BackgroundTask] = []
         else:
             tasks = [task for after in afters for task in after.tasks]
@@ -353,30 +477,74 @@ class App(RouteDecorators):
             if resolution.trace is not None:
                 resolution.trace.event("dependency clean-up done", scope="function")
         if isinstance(result, Response):
-            return result
-        return JSONResponse(result, status_code=endpoint.status_code)
+            response = result
+        else:
+            response = self._make_response(endpoint, result, resolution)
+        if isinstance(response, FileResponse):
+            await response.prepare()
+        return response
+
+    @staticmethod
+    def _make_response(endpoint: Endpoint, result: Any, resolution: Resolution) -> Response:
+        """The handler's return value in the route's response class, as FastAPI does."""
+        if endpoint.serialize is not None:
+            result = endpoint.serialize(result)
+        response_class = endpoint.response_class
+        if response_class is not JSONResponse:  # JSONResponse encodes the same types itself
+            result = jsonable_encoder(result)
+        status_code = endpoint.status_code
+        if status_code is None:
+            response = response_class(result)
+        else:
+            response = response_class(result, status_code=status_code)
+        if resolution.response is not None:  # a `response: Response` parameter was used
+            resolution.response.apply_to(response)
+        return response
 
     async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:
-        if isinstance(exc, HTTPException):
-            response = error_response(exc)
-        else:
-            logger.error("handler of %s raised", endpoint.label, exc_info=exc)
-            response = PlainTextResponse("Internal Server Error", status_code=500)
         if resolution.trace is not None:
             resolution.trace.event("handler raised", error=repr(exc))
+        label = endpoint.label
+        # Unwind the dependencies first: one may answer with another exception.
+        exc = await unwind(resolution.function_stack, exc, label)
+        exc = await unwind(resolution.request_stack, exc, label)
+        response = await self._answer(resolution.request, exc, label, resolution.trace)
         if resolution.background is not None and resolution.background.tasks:
             logger.warning(
                 "discarding %d background task(s) of %s: the request failed with %d",
                 len(resolution.background.tasks),
-                endpoint.label,
+                label,
                 response.status_code,
             )
-        if resolution.function_stack is not None:
-            await close_with_error(resolution.function_stack, exc, endpoint.label)
-        if resolution.request_stack is None:
-            return Outcome(response)
-        cleanup = functools.partial(close_with_error, resolution.request_stack, exc, endpoint.label)
-        return Outcome(response, AfterResponse((), cleanup, endpoint.label))
+        return error_outcome(response, label)
+
+    async def _answer(
+        self, request: Request, exc: Exception, label: str, trace: RequestTrace | None
+    ) -> Response:
+        return await answer_exception(
+            self.exception_handlers,
+            request,
+            exc,
+            label=label,
+            trace=trace,
+            on_server_error=self._server_error if self.server_error_hooks else None,
+        )
+
+    def _server_error(self, exc: Exception) -> None:
+        for hook in self.server_error_hooks:
+            try:
+                hook(exc)
+            except Exception:
+                logger.exception("server error hook %r failed", hook)
+
+
+def error_outcome(response: Response, label: str) -> Outcome:
+    """An error response, with the tasks its exception handler attached to it, if any."""
+    own = response.background
+    if own is None:
+        return Outcome(response)
+    tasks = own.tasks if isinstance(own, BackgroundTasks) else [own]
+    return Outcome(response, AfterResponse(tasks, None, label))
 
 
 #: FastAPI() options that only shape the OpenAPI document: accepted, unused
@@ -421,20 +589,32 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
     return run_all
 
 
-def error_response(exc: HTTPException) -> Response:
-    try:
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+def _check_response_class(response_class: object, where: str) -> None:
+    if not (isinstance(response_class, type) and issubclass(response_class, Response)):
+        raise RouteDefinitionError(
+            f"{where} must be a Response subclass (JSONResponse, HTMLResponse, ...), "
+            f"not {response_class!r}"
         )
-    except (TypeError, ValueError):  # a detail JSON cannot encode: the app's bug, not the client's
-        logger.exception("cannot encode the detail of %r", exc)
-        return PlainTextResponse("Internal Server Error", status_code=500)
+    response_class.check_usable()
 
 
-async def close_with_error(stack: AsyncExitStack, exc: BaseException, label: str) -> None:
-    """Close `stack` with `exc` thrown into its generators; log what else they raise."""
+async def unwind(stack: AsyncExitStack | None, exc: Exception, label: str) -> Exception:
+    """Close `stack` with `exc` thrown into its generators; return what the request ends with.
+
+    That is `exc` if they re-raise it, the exception one of them raised
+    instead (an `HTTPException` becomes the response), or, if one swallowed
+    it, a `DependencySwallowedError`.
+    """
+    if stack is None:
+        return exc
     try:
-        await stack.__aexit__(type(exc), exc, exc.__traceback__)
-    except BaseException as raised:
-        if raised is not exc:
-            logger.exception("clean-up of the dependencies of %s failed", label)
+        swallowed = await stack.__aexit__(type(exc), exc, exc.__traceback__)
+    except Exception as raised:
+        return raised
+    if not swallowed:
+        return exc
+    return DependencySwallowedError(
+        f"{label} has no response: its handler was raising an exception and a dependency "
+        f"with yield caught it ({exc!r}) without re-raising it; re-raise it (or raise an "
+        "HTTPException) in the dependency's except block"
+    )

@@ -17,13 +17,18 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from .failure_log import task_failures
+from .journal import ACTIVE_JOURNAL, NewEntry
+from .policy import journal_record, policy_of
 from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
+    from .journal_writer import JournalWriter
     from .trace import RequestTrace
     from .types import Cleanup
 
@@ -53,9 +58,14 @@ class BackgroundTask:
 
     ``async def`` functions are awaited on the event loop; plain functions run
     in the default thread pool, so a slow one never blocks the loop.
+
+    Its policy (retries, backoff, durable) comes from the function
+    (`rawbg.task`). While a server with a task journal is handling a request,
+    a durable task is turned into its journal record here, so that one that
+    cannot be journaled raises `TypeError` at ``add_task``, saying why.
     """
 
-    __slots__ = ("args", "func", "is_async", "kwargs")
+    __slots__ = ("args", "attempts", "func", "is_async", "kwargs", "policy", "record")
 
     def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         self.func = func
@@ -64,16 +74,30 @@ class BackgroundTask:
         # fewer for each pending task, the common case
         self.kwargs: Mapping[str, Any] = kwargs or _NO_KWARGS
         self.is_async = is_async_callable(func)
+        self.policy = policy_of(func)
+        #: attempts made before this process (a journal entry run again)
+        self.attempts = 0
+        #: (function name, JSON arguments) until journaled
+        self.record: tuple[str, str] | None = None
+        if self.policy.durable and ACTIVE_JOURNAL.get() is not None:
+            self.record = journal_record(func, args, self.kwargs)
 
     @property
     def name(self) -> str:
         return getattr(self.func, "__qualname__", None) or repr(self.func)
 
-    async def __call__(self) -> None:
+    def start(self) -> Awaitable[Any]:
+        """The one way a task is invoked: its coroutine, or its call in the thread pool.
+
+        Calling the function happens here, so wrong arguments raise here.
+        """
         if self.is_async:
-            await self.func(*self.args, **self.kwargs)
-        else:
-            await run_in_thread(self.func, *self.args, **self.kwargs)
+            return self.func(*self.args, **self.kwargs)  # type: ignore[no-any-return]
+        return run_in_thread(self.func, *self.args, **self.kwargs)
+
+    def __call__(self) -> Awaitable[Any]:
+        """``await task()``, as with Starlette's BackgroundTask: the same as `start`."""
+        return self.start()
 
     def __repr__(self) -> str:
         return f"BackgroundTask({self.name})"
@@ -147,15 +171,44 @@ class PendingWork:
         await self._idle.wait()
 
 
-class AfterResponse:
-    """What one request leaves to do once its response has been flushed.
+class AfterResponse(Coroutine[Any, Any, None]):
+    """A request's background work, and the one owner of its pending count.
 
-    It keeps only the queued calls, the clean-up of its request-scoped
-    generator dependencies, and a label for the log: never the request or its
-    body, so a pending task costs little memory.
+    It is made by `App.handle` (the queued calls, the clean-up of the
+    request's generator dependencies, a label for the log) and goes through
+    three steps, each a method:
+
+    1. `reserve`, before the response's first byte: count its units of work
+       (one per task, one for the clean-up) in the process-wide `PendingWork`;
+    2. `discard`, only if the response failed: drop the tasks (the clean-up
+       still runs);
+    3. run it, by awaiting it (``await work``, in the connection task) or as a
+       task of its own (`WorkGroup.start`): its tasks in order, then the
+       clean-up, a failure never stopping the rest.
+
+    Its count is released on every path: as each task ends (done or failed),
+    and whatever is left when it is cancelled, before or after it started.
+
+    Why it is a coroutine object itself, and not an ``async def``: a pending
+    task's memory is what the server holds while it waits (benchmarks/README.md,
+    memory per pending task), and every coroutine frame on the way to the
+    user's coroutine is ~200 bytes more per pending task. In the common case
+    (one ``async def`` task, no clean-up, no trace) this object passes each
+    step straight to the user's own coroutine, with no frame in between;
+    otherwise it passes them to `_run_all`. It keeps only the calls, the
+    clean-up and the label: never the request or its body.
     """
 
-    __slots__ = ("cleanup", "label", "tasks", "unreleased")
+    __slots__ = (
+        "_calls",
+        "_cleanup",
+        "_entry_ids",
+        "_journal",
+        "_pending",
+        "_running",
+        "_unreleased",
+        "label",
+    )
 
     def __init__(
         self,
@@ -163,100 +216,246 @@ class AfterResponse:
         cleanup: Cleanup | None,
         label: str,
     ) -> None:
-        self.tasks = tuple(tasks)  # a tuple of one is 40 bytes smaller than a list of one
-        self.cleanup = cleanup
+        self._calls = tuple(tasks)  # a tuple of one is 40 bytes smaller than a list of one
+        self._cleanup = cleanup
         self.label = label
-        #: units reserved in `PendingWork` for this work and not yet released
-        self.unreleased = self.units
+        self._pending: PendingWork | None = None
+        #: what each step is passed to: the user's coroutine or `_run_all`
+        self._running: Coroutine[Any, Any, Any] | None = None
+        #: units counted in `PendingWork` for this work and not yet released
+        self._unreleased = 0
+        #: with a journal: the journal, and each call's entry id (None: not durable)
+        self._journal: JournalWriter | None = None
+        #: (an int for a single task: 56 bytes fewer per pending task than a tuple)
+        self._entry_ids: int | tuple[int | None, ...] | None = None
+
+    @property
+    def tasks(self) -> tuple[BackgroundTask, ...]:
+        return self._calls
+
+    @property
+    def cleanup(self) -> Cleanup | None:
+        return self._cleanup
 
     @property
     def units(self) -> int:
         """How many units of pending work this is: one per task, one for the clean-up."""
-        return len(self.tasks) + (self.cleanup is not None)
+        return len(self._calls) + (self._cleanup is not None)
 
-    def release_all(self, pending: PendingWork) -> None:
-        """Release whatever is still reserved: the work ended early (cancelled or failed)."""
-        if self.unreleased:
-            pending.release(self.unreleased)
-            self.unreleased = 0
+    # -- the three steps ------------------------------------------------------------
 
-    def _release_one(self, pending: PendingWork) -> None:
-        self.unreleased -= 1
-        pending.release()
+    def reserve(self, pending: PendingWork, trace: RequestTrace | None) -> None:
+        """Count this work as pending; from here on it releases its count itself."""
+        self._pending = pending
+        self._unreleased = units = self.units
+        pending.reserve(units)
+        calls = self._calls
+        if trace is not None or self._cleanup is not None or len(calls) != 1:
+            self._running = self._run_all(trace)
+        elif not calls[0].is_async or calls[0].policy.retries:
+            self._running = self._run_all(None)
+        # else: the single coroutine is made at the first step (`_start_single`)
 
-    def direct_coroutine(self, trace: RequestTrace | None) -> Coroutine[Any, Any, Any] | None:
-        """The coroutine of the only task, when awaiting it is all there is to do.
+    async def record(self, journal: JournalWriter, trace: RequestTrace | None) -> None:
+        """Journal the durable tasks; return once committed. `JournalUnavailable` if not.
 
-        That is the common case (one ``async def`` task, no clean-up, no trace),
-        and running it without `run` saves a coroutine frame and this object
-        for as long as the task is pending. Raises what calling the function
-        raises (wrong arguments, say); None when `run` is needed.
+        A durable task made outside a request (no record yet) gets its record
+        here; one that cannot be journaled raises `TypeError`.
         """
-        tasks = self.tasks
-        if trace is None and self.cleanup is None and len(tasks) == 1 and tasks[0].is_async:
-            call = tasks[0]
-            return call.func(*call.args, **call.kwargs)  # type: ignore[no-any-return]
-        return None
+        calls = self._calls
+        records = []
+        for call in calls:
+            if call.record is None and call.policy.durable:
+                call.record = journal_record(call.func, call.args, call.kwargs)
+            if call.record is not None:
+                records.append(NewEntry(*call.record, self.label))
+        if not records:
+            return
+        started = 0.0 if trace is None else time.monotonic()
+        ids = iter(await journal.record(records))
+        self._journal = journal
+        if len(calls) == 1:
+            self._entry_ids = next(ids)
+        else:
+            self._entry_ids = tuple(None if call.record is None else next(ids) for call in calls)
+        for call in calls:
+            call.record = None  # kept in the journal now, not in memory
+        if trace is not None:
+            trace.event("journaled", entries=len(records), since=started)
 
-    def call_failed(self, error: Exception, pending: PendingWork) -> None:
-        """`direct_coroutine` raised: the only task failed before it started."""
-        log_task_failure(self.tasks[0].name, self.label, error)
-        self.release_all(pending)
+    def recovered(self, journal: JournalWriter, entry_id: int) -> None:
+        """This work is a journal entry run again: mark it in the journal when it ends."""
+        self._journal = journal
+        self._entry_ids = entry_id
 
-    def discard_tasks(self) -> int:
-        """Drop the tasks (the response failed); return how many were dropped."""
-        dropped = len(self.tasks)
+    def discard(self, why: str = "its response failed") -> int:
+        """The response failed: drop the tasks, release their count; return how many."""
+        dropped = len(self._calls)
         if dropped:
-            logger.warning(
-                "discarding %d background task(s) of %s: its response failed", dropped, self.label
-            )
-        self.tasks = ()
-        self.unreleased -= dropped
+            logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
+            for index in range(dropped):  # already journaled: dropped there too, not run later
+                self._mark_finished(index, failed=False)
+            self._entry_ids = None
+            self._calls = ()
+            self._release(dropped)
         return dropped
 
-    async def run(self, pending: PendingWork, trace: RequestTrace | None) -> None:
-        """Run each task in order, then the clean-up; a failure never stops the rest.
+    # -- running: the coroutine protocol ---------------------------------------------
 
-        The task's call is made here rather than through `BackgroundTask.__call__`
-        or a helper coroutine: every coroutine in the chain that awaits a pending
-        task is a frame kept in memory for as long as the task waits
-        (benchmarks/README.md, memory per pending task).
-        """
+    def __await__(self) -> Generator[Any, None, None]:
+        return self  # type: ignore[return-value]  # this object is its own iterator
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        running = self._running
+        if running is None:
+            running = self._start_single()
+        try:
+            return running.send(value)
+        except StopIteration:
+            self._finished(None)
+        except Exception as exc:  # only the user's coroutine raises: `_run_all` catches
+            self._finished(exc)
+        except BaseException:  # cancelled
+            self._release(self._unreleased)
+            raise
+        raise StopIteration
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        running = self._running
+        error = typ if val is None else val
+        if running is None:  # cancelled before its first step: it never started
+            self._release(self._unreleased)
+            raise error
+        try:
+            return running.throw(error)
+        except StopIteration:
+            self._finished(None)
+        except Exception as exc:
+            self._finished(exc)
+        except BaseException:
+            self._release(self._unreleased)
+            raise
+        raise StopIteration
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()
+        self._release(self._unreleased)
+
+    # -- inside --------------------------------------------------------------------
+
+    def _start_single(self) -> Coroutine[Any, Any, Any]:
+        """The user's coroutine of the only task; the call itself may fail (wrong arguments)."""
+        calls, self._calls = self._calls, ()  # the coroutine holds what it needs
+        if not calls:  # discarded before it started
+            return _done()
+        call = calls[0]
+        try:
+            running = call.start()
+        except Exception as exc:
+            log_task_failure(call.name, self.label, exc)
+            running = _done()
+        self._running = running  # type: ignore[assignment]
+        return running  # type: ignore[return-value]
+
+    def _finished(self, error: Exception | None) -> None:
+        if error is not None:
+            running = self._running
+            log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
+        self._mark_finished(0, failed=error is not None)
+        self._release(self._unreleased)
+
+    def _mark_finished(self, index: int, *, failed: bool) -> None:
+        """Tell the journal the task at `index` ended (not when it was cancelled: it stays)."""
+        entry_id = self._entry_id(index)
+        if entry_id is not None and self._journal is not None:
+            self._journal.finished(entry_id, failed=failed)
+
+    def _entry_id(self, index: int) -> int | None:
+        ids = self._entry_ids
+        if ids is None or type(ids) is int:
+            return ids
+        assert isinstance(ids, tuple)
+        return ids[index] if index < len(ids) else None
+
+    def _release(self, units: int) -> None:
+        if units and self._pending is not None:
+            self._unreleased -= units
+            self._pending.release(units)
+
+    async def _run_all(self, trace: RequestTrace | None) -> None:
+        """Each task in order, then the clean-up; a failure never stops the rest."""
         label = self.label
         try:
-            for task in self.tasks:
-                started = (
-                    0.0 if trace is None else trace.event("background task started", task=task.name)
-                )
+            # read when it starts: `discard` may have emptied it
+            for index, task in enumerate(self._calls):
                 try:
-                    if task.is_async:
-                        await task.func(*task.args, **task.kwargs)
-                    else:
-                        await run_in_thread(task.func, *task.args, **task.kwargs)
-                except Exception as exc:
-                    log_task_failure(task.name, label, exc)
-                    if trace is not None:
-                        trace.event(
-                            "background task failed", task=task.name, error=repr(exc), since=started
-                        )
-                else:
-                    if trace is not None:
-                        trace.event("background task finished", task=task.name, since=started)
+                    failed = await self._attempts(index, task, trace)
+                    self._mark_finished(index, failed=failed)
                 finally:
-                    self._release_one(pending)
+                    self._release(1)
+            self._entry_ids = None  # each was marked as it ended
         finally:
             # Also when cancelled (a forced shutdown): the dependencies the
             # tasks used are still closed, and nothing stays counted as pending.
-            if self.cleanup is not None:
+            if self._cleanup is not None:
                 try:
-                    await self.cleanup()
+                    await self._cleanup()
                 except Exception:
                     logger.exception("clean-up of the dependencies of %s failed", label)
                 finally:
-                    self._release_one(pending)
+                    self._release(1)
                 if trace is not None:
                     trace.event("dependency clean-up done", route=label)
-            self.release_all(pending)
+
+    async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
+        """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
+        label = self.label
+        policy = task.policy
+        attempt = task.attempts + 1
+        last = max(policy.attempts, attempt)  # a recovered entry gets at least one more
+        while True:
+            started = (
+                0.0 if trace is None else trace.event("background task started", task=task.name)
+            )
+            try:
+                await task.start()
+            except Exception as exc:
+                if trace is not None:
+                    trace.event(
+                        "background task failed", task=task.name, error=repr(exc), since=started
+                    )
+                if attempt >= last:
+                    log_task_failure(task.name, label, exc)
+                    return True
+                delay = policy.delay_before(attempt + 1)
+                logger.warning(
+                    "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
+                    task.name,
+                    label,
+                    attempt,
+                    last,
+                    exc,
+                    delay,
+                )
+                entry_id = self._entry_id(index)
+                if entry_id is not None and self._journal is not None:
+                    self._journal.attempted(entry_id, attempt)
+                if trace is not None:
+                    trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+            else:
+                if trace is not None:
+                    trace.event("background task finished", task=task.name, since=started)
+                return False
+
+
+async def _done() -> None:
+    """A coroutine with nothing to do: what a discarded or failed-to-start task becomes."""
 
 
 class WorkGroup:
@@ -268,61 +467,32 @@ class WorkGroup:
     cancel its siblings (failures are logged where they happen), and a child
     costs less memory for as long as it is pending, which for a background
     task can be a long time (benchmarks/README.md, memory per pending task):
-
-    * the done callbacks run in one shared context, where
-      `Task.add_done_callback` would copy the context for each child;
-    * a request whose work is a single ``async def`` task (the common case)
-      runs that task's own coroutine as the child, with no wrapper coroutine.
+    the child runs the `AfterResponse` itself, with no wrapper coroutine, and
+    the done callbacks run in one shared context, where
+    `Task.add_done_callback` would copy the context for each child.
     """
 
-    __slots__ = ("_all_done", "_callback_context", "_children", "_loop", "_pending", "_runs")
+    __slots__ = ("_all_done", "_callback_context", "_children", "_loop")
 
-    def __init__(self, pending: PendingWork) -> None:
+    def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._pending = pending
         # Made when the first child starts: a connection whose requests queue
         # no work (or whose one request's work runs in the connection task
         # itself) never pays for them.
         self._children: set[asyncio.Task[Any]] | None = None
         self._callback_context: contextvars.Context | None = None
         self._all_done: asyncio.Future[None] | None = None
-        # The work of children that run `AfterResponse.run`: a child cancelled
-        # before its first step never runs it, so its reservation is released here.
-        self._runs: dict[asyncio.Task[Any], AfterResponse] = {}
 
-    def start(self, work: AfterResponse, trace: RequestTrace | None) -> None:
-        """Start `work` now, as a child of the connection task."""
+    def start(self, work: AfterResponse) -> None:
+        """Start `work` (already reserved) now, as a child of the connection task."""
         if self._children is None:
             self._children = set()
             self._callback_context = contextvars.copy_context()
-        try:
-            coroutine = work.direct_coroutine(trace)
-        except Exception as exc:  # e.g. wrong arguments: fails before it could start
-            work.call_failed(exc, self._pending)
-            return
-        if coroutine is not None:
-            # Named after the route: asyncio would otherwise format a "Task-N"
-            # string for each child, kept for as long as it is pending.
-            child = self._loop.create_task(coroutine, name=work.label)
-            child.add_done_callback(self._single_task_done, context=self._callback_context)
-        else:
-            child = self._loop.create_task(work.run(self._pending, trace), name=work.label)
-            self._runs[child] = work
-            child.add_done_callback(self._run_done, context=self._callback_context)
+        # Named after the route: asyncio would otherwise format a "Task-N"
+        # string for each child, kept for as long as it is pending.
+        child = self._loop.create_task(work, name=work.label)
+        child.add_done_callback(self._child_done, context=self._callback_context)
         self._children.add(child)
-
-    def _single_task_done(self, child: asyncio.Task[Any]) -> None:
-        self._pending.release()
-        if not child.cancelled():
-            error = child.exception()
-            if error is not None:
-                name = getattr(child.get_coro(), "__qualname__", "?")
-                log_task_failure(name, child.get_name(), error)
-        self._child_done(child)
-
-    def _run_done(self, child: asyncio.Task[Any]) -> None:
-        self._runs.pop(child).release_all(self._pending)
-        self._child_done(child)
 
     def _child_done(self, child: asyncio.Task[Any]) -> None:
         children = self._children
@@ -348,5 +518,8 @@ class WorkGroup:
 
 
 def log_task_failure(name: str, label: str, error: BaseException) -> None:
-    """The one log line for a failed task: its name, its route, its traceback."""
-    logger.error("background task %s of %s failed", name, label, exc_info=error)
+    """The one place a failed task is logged: its name, its route, its traceback.
+
+    One traceback per failure site per minute, then a count (`rawbg.failure_log`).
+    """
+    task_failures.task_failed(name, label, error)

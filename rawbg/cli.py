@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
     )
     parser.add_argument(
+        "--loop-block-warning",
+        type=float,
+        default=defaults.DEFAULT_LOOP_BLOCK_WARNING,
+        metavar="SECONDS",
+        help="warn when the event loop is blocked this long, naming the handler, "
+        "dependency or background task that blocked it; 0 turns it off (default: %(default)s)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -145,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "within this time of its first byte, else 408 (default: %(default)s)",
     )
     limits.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=defaults.DEFAULT_MIN_BODY_RATE,
+        metavar="BYTES_PER_SECOND",
+        help="a request body must arrive at least this fast on average, after a "
+        "grace of --timeout-keep-alive, else 408; 0 turns the rule off (default: %(default)s)",
+    )
+    limits.add_argument(
         "--limit-concurrency",
         type=int,
         default=defaults.DEFAULT_LIMIT_CONCURRENCY,
@@ -166,6 +182,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, wait this long for pending background work "
         "before cancelling it (default: %(default)s)",
+    )
+    journal = parser.add_argument_group("task journal (durable background tasks)")
+    journal.add_argument(
+        "--task-journal",
+        metavar="PATH",
+        help="journal durable background tasks in this SQLite file before each response, "
+        "and run the unfinished ones again at start-up (default: no journal)",
+    )
+    journal.add_argument(
+        "--task-journal-sync",
+        choices=defaults.TASK_JOURNAL_SYNC_MODES,
+        default=defaults.DEFAULT_TASK_JOURNAL_SYNC,
+        help="normal: entries survive a process crash; full: also a power loss, "
+        "with an fsync per group commit (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-lease",
+        type=float,
+        default=defaults.DEFAULT_TASK_JOURNAL_LEASE,
+        metavar="SECONDS",
+        help="another process takes over this one's journaled tasks once it has not "
+        "renewed its lease for this long (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-busy-timeout",
+        type=float,
+        default=defaults.DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a commit waits for a locked journal before the request "
+        "gets 503 (default: %(default)s)",
+    )
+    journal.add_argument(
+        "--task-journal-commit",
+        choices=("group", "request"),
+        default="group",
+        help="group: one commit for all requests of the same moment; request: one "
+        "commit each, to measure what grouping saves (default: %(default)s)",
     )
     return parser
 
@@ -225,7 +278,8 @@ def config_error(exc: ValueError) -> str:
     message = str(exc)
     for field in dataclasses.fields(ServerConfig):
         flag = "--" + field.name.replace("_", "-")
-        message = re.sub(rf"\b{field.name}\b", flag, message)
+        # not inside a flag already written (`loop` in --loop-block-warning)
+        message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", flag, message)
     return message
 
 
@@ -249,11 +303,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_head_size=args.max_head_size,
             max_body_size=args.max_body_size,
             timeout_keep_alive=args.timeout_keep_alive,
+            min_body_rate=args.min_body_rate,
             limit_concurrency=args.limit_concurrency,
             max_pending_tasks=args.max_pending_tasks,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+            loop_block_warning=args.loop_block_warning,
             access_log=args.access_log,
             trace=args.trace,
+            task_journal=args.task_journal,
+            task_journal_sync=args.task_journal_sync,
+            task_journal_lease=args.task_journal_lease,
+            task_journal_busy_timeout=args.task_journal_busy_timeout,
+            task_journal_group_commit=args.task_journal_commit == "group",
             trace_file=worker_file(args.trace_file) if link is not None else args.trace_file,
             loop=args.loop,
             proxy_headers=args.proxy_headers,
@@ -277,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(describe_routes(app), end="")
         return 0
+    from .journal import JournalError
     from .server import serve
 
     try:
@@ -287,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run(
                 serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
             )
+    except JournalError as exc:
+        print(f"error: --task-journal {config.task_journal}: {exc}", file=sys.stderr)
+        return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR

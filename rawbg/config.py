@@ -31,6 +31,17 @@ DEFAULT_MAX_BODY_SIZE = 1 * MiB
 # connections do not pile up. It also bounds how long a request head may take.
 DEFAULT_TIMEOUT_KEEP_ALIVE = 5.0
 
+# 1 KiB/s: the slowest average a request body may arrive at once the grace of
+# the keep-alive timeout is over. A deadline for the whole body would either
+# cut off a large upload on a slow link or, at zero cost, let a client that
+# trickles a byte every few seconds hold a connection for that whole deadline.
+# A rate rule makes a zero-cost trickle as short-lived as a slow head (the
+# grace), and holding a connection any longer costs the client bandwidth.
+# 1 KiB/s is a fifth of the slowest mobile data link still in service (GPRS,
+# about 5 KB/s), so no real client is cut off, and twice the 500 bytes/s of
+# Apache's mod_reqtimeout. At it, a 1 MiB body may take 17 minutes.
+DEFAULT_MIN_BODY_RATE = 1 * KiB
+
 # 1000 connections: each costs a file descriptor and ~10 KiB; the common
 # `ulimit -n` of 1024 leaves room for the log files and the listening socket.
 DEFAULT_LIMIT_CONCURRENCY = 1000
@@ -43,6 +54,30 @@ DEFAULT_MAX_PENDING_TASKS = 10_000
 # notifications get the whole grace period before they are cancelled.
 DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN = 30.0
 
+# 0.5 s: warn when the event loop is blocked this long (0 turns the watchdog
+# off). A healthy loop never stalls that long: a full GC collection or a large
+# JSON encode takes milliseconds to tens of them, so there are no false alarms,
+# while half a second is already a delay a user feels on every connection.
+# (asyncio's debug mode warns from 0.1 s, but it is a debugging aid, slow
+# itself.) The watchdog wakes four times per threshold: 8 cheap wake-ups a
+# second of the loop and of its thread (rawbg/watchdog.py).
+DEFAULT_LOOP_BLOCK_WARNING = 0.5
+
+# 30 s: how long another process waits before taking over the journaled tasks
+# of one that stopped renewing its lease (a process of the same host that is
+# gone is taken over at once). Renewed every third of it, so a loaded process
+# has two chances to renew; a takeover is rare, and it is what bounds it.
+DEFAULT_TASK_JOURNAL_LEASE = 30.0
+
+# 1 s: how long a commit waits for a journal locked by another process
+# before the request gets a 503. A response held much longer than this is
+# worse than a 503 the client can retry; normal commits take well under 1 ms.
+DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT = 1.0
+
+# "normal": a committed entry survives the process being killed (the common
+# failure); "full" also survives a power loss, at one fsync per group commit.
+DEFAULT_TASK_JOURNAL_SYNC = "normal"
+TASK_JOURNAL_SYNC_MODES = ("normal", "full")
 # "auto": uvloop when it is installed, else asyncio's loop, as uvicorn does.
 # Installing uvloop (the `speed` extra) is the user's statement that they want
 # it; the server behaves the same on both (the test suite runs on both).
@@ -115,6 +150,10 @@ SHUTDOWN_FIRST_REQUEST_GRACE = 0.25
 
 # --- Internal constants ------------------------------------------------------
 
+# A loop that stays blocked is reported after 10 s, then at doubling intervals
+# (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
+STILL_BLOCKED_REPORT = 10.0
+
 # Pause reading when this much unprocessed input has piled up while the
 # connection task was busy: 64 KiB is asyncio's own default write high-water
 # mark, and more than enough for a few pipelined requests.
@@ -125,12 +164,52 @@ INPUT_HIGH_WATER = 64 * KiB
 OUTPUT_HIGH_WATER = 64 * KiB
 OUTPUT_LOW_WATER = 16 * KiB
 
+# Accepting connections (rawbg/accept.py). Per wake-up of a listening socket,
+# at most 100 accepts: asyncio's own default, a burst is drained in a few loop
+# iterations without starving the connections already open.
+ACCEPT_PER_WAKEUP = 100
+# While accept() fails (out of file descriptors), try again every 0.1 s: ten
+# failing system calls a second cost nothing, and a connection waiting in the
+# kernel's queue is taken at most 0.1 s after descriptors are free again.
+ACCEPT_RETRY_SECONDS = 0.1
+# ... and say so at most once every 10 s, with the count of failed attempts.
+ACCEPT_LOG_INTERVAL = 10.0
+
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * KiB
+
 # After an error response we shut down our write side and keep discarding what
 # the client still sends for this long before closing, so that closing with
 # unread input does not make the kernel send a reset that destroys the response
 # before the client has read it. One second covers a loopback or LAN round trip
 # many times over; Apache's lingering close uses 2 s.
 LINGER_SECONDS = 1.0
+
+# Host header values remembered as valid, so that the RFC 3986 check costs a set
+# lookup for the few values a server sees over and over; 64 covers a server's
+# names, ports and addresses many times, and the set is emptied when full.
+MAX_REMEMBERED_HOSTS = 64
+
+# A failing background task logs its traceback once per site (task, route,
+# exception type, raising line) per this many seconds, then a count of the
+# repeats: a task failing on every request at 1000 req/s writes two lines a
+# minute, not 570 kB/s, and an operator still sees each new failure at once.
+FAILURE_LOG_INTERVAL = 60.0
+
+# Distinct failure sites tracked at once; past it every count is written out
+# and tracking starts over. Sites are bounded by the code's raise statements,
+# so 1000 is never reached by a real app, only bounds memory if it were.
+MAX_FAILURE_SITES = 1000
+
+# How deeply a JSON request body may nest arrays and objects. json.loads
+# recurses once per level and fails with RecursionError near Python's
+# recursion limit (1000 frames, shared with the handler's own stack), so the
+# real limit would depend on where it is called from; a documented bound well
+# below it is checked first. 256: real documents nest a dozen levels; orjson
+# stops at 1024, serde_json at 128.
+MAX_JSON_DEPTH = 256
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -142,9 +221,11 @@ class ServerConfig:
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE
+    min_body_rate: float = DEFAULT_MIN_BODY_RATE  # bytes/s; 0 turns the rate rule off
     limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY
     max_pending_tasks: int = DEFAULT_MAX_PENDING_TASKS
     timeout_graceful_shutdown: float = DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN
+    loop_block_warning: float = DEFAULT_LOOP_BLOCK_WARNING  # seconds; 0 turns it off
     access_log: bool = True
     trace: bool = False
     trace_file: str | None = None  # Chrome trace-event JSON of the same events
@@ -159,6 +240,13 @@ class ServerConfig:
     forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
     #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
     root_path: str = ""
+    #: the SQLite task journal's path; None: tasks live in memory only
+    task_journal: str | None = None
+    task_journal_sync: str = DEFAULT_TASK_JOURNAL_SYNC
+    task_journal_lease: float = DEFAULT_TASK_JOURNAL_LEASE
+    task_journal_busy_timeout: float = DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT
+    #: False: one commit per request instead of per group (to measure what grouping saves)
+    task_journal_group_commit: bool = True
 
     def __post_init__(self) -> None:
         positive = {
@@ -167,13 +255,25 @@ class ServerConfig:
             "timeout_keep_alive": self.timeout_keep_alive,
             "limit_concurrency": self.limit_concurrency,
             "max_pending_tasks": self.max_pending_tasks,
+            "task_journal_lease": self.task_journal_lease,
+            "task_journal_busy_timeout": self.task_journal_busy_timeout,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.loop_block_warning < 0:
+            value = self.loop_block_warning
+            raise ValueError(f"loop_block_warning must not be negative, got {value!r}")
+        if self.min_body_rate < 0:
+            raise ValueError(f"min_body_rate must not be negative, got {self.min_body_rate!r}")
         if self.timeout_graceful_shutdown < 0:
             value = self.timeout_graceful_shutdown
             raise ValueError(f"timeout_graceful_shutdown must not be negative, got {value!r}")
+        if self.task_journal_sync not in TASK_JOURNAL_SYNC_MODES:
+            sync = self.task_journal_sync
+            raise ValueError(f"task_journal_sync must be 'normal' or 'full', got {sync!r}")
+        if self.task_journal == "":
+            raise ValueError("task_journal must be a file path (or None for no journal)")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         from .proxy import TrustedProxies  # raises ValueError naming a bad entry

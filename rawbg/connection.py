@@ -16,7 +16,8 @@ The life of one connection
    The head is checked (`Connection._check_head`): size, ambiguous length.
 4. **Request body.** The body is read whole (`Connection._read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``.
+   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
+   slower than ``min_body_rate`` (`Connection._body_deadline`).
 5. **Handler.** `App.handle` routes the request, walks the handler's dependency
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
@@ -45,6 +46,7 @@ answers them, then closes without resetting the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -55,8 +57,15 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from .background import WorkGroup, log_task_failure
+from .app import Outcome
+from .background import WorkGroup
 from .config import SHUTDOWN_FIRST_REQUEST_GRACE
+from .conformance import (
+    asterisk_options_response,
+    check_host,
+    check_request_line,
+    parse_error_rejection,
+)
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -65,9 +74,11 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .h11_shortcut import send_whole_response
+from .journal import JournalUnavailable
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
-from .responses import Response, StreamingResponse
+from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
@@ -131,7 +142,6 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     is dropped as soon as `serve` returns, and the work of a closing
     connection's last request runs right here, not in a helper coroutine.
     """
-    pending = server.pending
     trace = server.new_trace()
     connection = Connection(protocol, server, trace)
     del protocol  # from here on only `connection` holds the socket side
@@ -144,24 +154,8 @@ async def run_connection(protocol: HttpProtocol, server: Server) -> None:
     del connection
     try:
         if last is not None:
-            after, request_trace = last
+            await last  # logs its failures and releases its count itself
             del last
-            try:
-                coroutine = after.direct_coroutine(request_trace)
-            except Exception as exc:  # calling the task function failed (wrong arguments, say)
-                after.call_failed(exc, pending)
-            else:
-                if coroutine is None:
-                    await after.run(pending, request_trace)
-                else:
-                    label, name = after.label, after.tasks[0].name
-                    del after  # keep only the coroutine while it is pending
-                    try:
-                        await coroutine
-                    except Exception as exc:
-                        log_task_failure(name, label, exc)
-                    finally:
-                        pending.release()
         if work is not None:
             await work.wait()
     except asyncio.CancelledError:
@@ -189,6 +183,7 @@ class Connection:
         self._config = server.config
         self._app = server.app
         self._pending = server.pending
+        self._journal = server.journal
         self._trace = trace
         # Per-connection state
         self.phase = Phase.IDLE
@@ -196,11 +191,16 @@ class Connection:
         #: by the first of them (most connections of one request never need it)
         self.work: WorkGroup | None = None
         #: the last request's work, when the connection closes after it
-        self._last_work: tuple[AfterResponse, RequestTrace | None] | None = None
+        self._last_work: AfterResponse | None = None
         self._stopping = False  # set by shutdown: finish the current request, then close
+        #: set by shutdown: a body still being read must be complete by then
+        self._stop_deadline: float | None = None
         #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
         self._fresh = True
         self._first_request_deadline = 0.0
+        # Per-request state
+        self._request_method: bytes | None = None  # once the head is parsed
+        self._head_kept = False  # `_next_event` has copied the input of this head
         self._close_reason = "client closed the connection"
 
     def _move(self, phase: Phase) -> None:
@@ -214,6 +214,9 @@ class Connection:
         A connection that has not sent its first request yet was accepted a
         moment ago, and its request is on its way (a worker being replaced
         still accepted it): it gets `SHUTDOWN_FIRST_REQUEST_GRACE` to arrive.
+
+        A request whose body is still arriving gets ``timeout_keep_alive`` more
+        to complete it, then 408: a slow sender cannot hold shutdown for long.
         """
         self._stopping = True
         if self._fresh:
@@ -221,10 +224,13 @@ class Connection:
             self._first_request_deadline = loop_time + SHUTDOWN_FIRST_REQUEST_GRACE
         if self.phase is Phase.IDLE:
             self._protocol.wake()
+        else:
+            timeout = self._config.timeout_keep_alive
+            self._stop_deadline = asyncio.get_running_loop().time() + timeout
 
     # -- the cycle ---------------------------------------------------------------
 
-    async def serve(self) -> tuple[AfterResponse, RequestTrace | None] | None:
+    async def serve(self) -> AfterResponse | None:
         """Serve the connection until it closes.
 
         Returns the work of its last request if that request closed it: the
@@ -261,10 +267,9 @@ class Connection:
         does not run its tasks, but its dependency clean-up still runs.
         """
         if self._last_work is not None:
-            after, trace = self._last_work
-            self._last_work = None
-            self._pending.release(after.discard_tasks())
-            await after.run(self._pending, trace)  # only the clean-up is left
+            after, self._last_work = self._last_work, None
+            after.discard()
+            await after  # only the clean-up is left
         if self.work is not None:
             self.work.cancel()
             await self.work.wait()
@@ -283,6 +288,8 @@ class Connection:
             if not await self._respond(exchange):
                 return
             self._h11.start_next_cycle()
+            self._request_method = None
+            self._head_kept = False
             self._move(Phase.IDLE)
             if trace is not None:
                 trace.event("keep-alive: next cycle")
@@ -296,10 +303,23 @@ class Connection:
         await self._pending.wait_for_room()
 
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
+        """h11's next event; the one place where whatever h11 raises becomes a refusal."""
+        h = self._h11
+        head = b""
+        if not self._head_kept and (
+            self.phase is Phase.READING_HEAD
+            or (self.phase is Phase.IDLE and self._protocol.has_input)
+        ):
+            # h11 refuses every Transfer-Encoding but `chunked` alike, and only
+            # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
+            # keep a copy of the input, once per head (a copy per read of a
+            # trickled head would cost its size squared).
+            head = h.trailing_data[0]
+            self._head_kept = True
         try:
-            return self._h11.next_event()  # type: ignore[return-value]
-        except h11.RemoteProtocolError as exc:
-            raise MalformedRequest.from_h11(exc) from exc
+            return h.next_event()  # type: ignore[return-value]
+        except Exception as exc:  # RemoteProtocolError, or anything else h11 lets out
+            raise parse_error_rejection(exc, head) from exc
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
@@ -316,6 +336,10 @@ class Connection:
                     idle_deadline = min(idle_deadline, self._first_request_deadline)
                     protocol.bring_deadline_forward(idle_deadline)
                 if not await protocol.receive_until(idle_deadline):
+                    if self._h11.trailing_data[0]:
+                        # Part of a head came pipelined behind the last request:
+                        # this connection is not idle, its head is late.
+                        raise RequestTimeout(f"request head not received within {timeout} s")
                     self._close_reason = (
                         "server shutting down" if self._stopping else f"idle for {timeout} s"
                     )
@@ -337,6 +361,7 @@ class Connection:
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
+        self._request_method = event.method  # a refusal of a HEAD has no body
         started = time.perf_counter()
         self._fresh = False
         self._check_head(event)
@@ -373,17 +398,18 @@ class Connection:
 
         The deadline is fixed when the first byte arrives: bytes trickling in
         do not extend it, so a slow client cannot hold the connection forever.
+        What arrived by the deadline is parsed before the deadline is applied.
         """
         timeout = self._config.timeout_keep_alive
-        try:
-            async with asyncio.timeout_at(first_byte_at + timeout):
-                while True:
-                    event = self._next_event()
-                    if event is not h11.NEED_DATA:
-                        return event  # type: ignore[return-value]
-                    await self._protocol.receive()
-        except TimeoutError:
-            raise RequestTimeout(f"request head not received within {timeout} s") from None
+        deadline = first_byte_at + timeout
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
+        while True:
+            event = self._next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+                raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
         """Limits h11 does not enforce on a complete head, and the declared body size."""
@@ -392,6 +418,7 @@ class Connection:
         size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
         content_length: int | None = None
         chunked = False
+        host: bytes | None = None
         for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
             size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
             name = raw_name.lower()
@@ -399,8 +426,16 @@ class Connection:
                 content_length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"host":
+                host = value  # h11 has refused two of them
         if size > self._config.max_head_size:
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
+        if request.http_version != b"1.1" or request.target == b"*" or request.method == b"CONNECT":
+            check_request_line(
+                request.method, request.target, request.http_version, has_host=host is not None
+            )
+        if host is not None:
+            check_host(host)
         if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
@@ -421,14 +456,14 @@ class Connection:
             return b""  # the common case: no body at all
         chunks: list[bytes] = []
         size = 0
-        timeout = self._config.timeout_keep_alive
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while type(event) is not h11.EndOfMessage:
             if event is h11.NEED_DATA:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._protocol.receive()
-                except TimeoutError:
-                    raise RequestTimeout(f"request body stalled for {timeout} s") from None
+                now = loop.time()
+                deadline, rule = self._body_deadline(started, size, now)
+                if now >= deadline or not await self._protocol.receive_until(deadline):
+                    raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
                 if size > limit:
@@ -439,6 +474,33 @@ class Connection:
             event = self._next_event()
         return b"".join(chunks)
 
+    def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        """When the body being read must have grown by, and the rule that says so.
+
+        Three rules, the earliest wins (docs/server-behavior.md, request bodies):
+        a stall of ``timeout_keep_alive`` with no byte; an average rate under
+        ``min_body_rate`` once the grace of ``timeout_keep_alive`` is over (a
+        body trickled in byte by byte must not hold a connection forever); and,
+        once shutdown has begun, ``timeout_keep_alive`` after it.
+        """
+        config = self._config
+        grace = config.timeout_keep_alive
+        deadline = now + grace
+        rule = f"request body stalled for {grace} s"
+        if config.min_body_rate:
+            by_rate = started + grace + received / config.min_body_rate
+            if by_rate < deadline:
+                deadline = by_rate
+                rule = (
+                    f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                    f"under {config.min_body_rate:g} bytes/s"
+                )
+        stop_deadline = self._stop_deadline
+        if stop_deadline is not None and stop_deadline < deadline:
+            deadline = stop_deadline
+            rule = "request body not complete when the server shut down"
+        return deadline, rule
+
     async def _respond(self, exchange: Exchange) -> bool:
         """Handle the request, send the response, start its background work.
 
@@ -446,16 +508,21 @@ class Connection:
         """
         request, trace = exchange.request, exchange.trace
         self._move(Phase.HANDLING)
-        outcome = await self._app.handle(request, trace)
+        if request.target == "*":  # OPTIONS *, the one asterisk-form request let through
+            outcome = Outcome(asterisk_options_response(self._app.served_methods()))
+        else:
+            outcome = await self._app.handle(request, trace)
         response, after = outcome.response, outcome.after
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
-            self._pending.reserve(after.units)
+            after.reserve(self._pending, trace)
         self._move(Phase.RESPONDING)
         sent = 0
         keep_alive = False
         try:
+            if after is not None and self._journal is not None:
+                response = await self._record_work(after, trace, response)
             sent = await self._send(exchange, response)
         except ClientDisconnected:
             self._close_reason = "client went away before the response was sent"
@@ -465,10 +532,10 @@ class Connection:
             logger.exception("response body of %s %s failed", request.method, request.path)
             self._close_reason = "response body failed"
             if after is not None:
-                self._pending.release(after.discard_tasks())
+                after.discard()
         except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
             if after is not None:
-                self._last_work = (after, trace)  # `cancel_work` releases it and cleans up
+                self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
             h = self._h11
@@ -483,6 +550,32 @@ class Connection:
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
         return keep_alive
+
+    async def _record_work(
+        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+    ) -> Response:
+        """With a task journal: commit the durable tasks before the response's first byte.
+
+        A client that sees a 2xx knows its tasks are recorded. If they cannot
+        be, the client gets a 503 instead and the tasks are not queued:
+        nothing is acknowledged that is not kept.
+        """
+        assert self._journal is not None
+        try:
+            await after.record(self._journal, trace)
+        except JournalUnavailable as exc:
+            after.discard(f"the task journal could not record them ({exc})")
+            return PlainTextResponse(
+                "Service Unavailable: the background work of this request cannot be "
+                "recorded; try again later\n",
+                status_code=503,
+                headers={"retry-after": "1"},
+            )
+        except TypeError:  # a durable task made outside a request that cannot be journaled
+            logger.exception("the background tasks of %s cannot be journaled", after.label)
+            after.discard("they cannot be journaled")
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        return response
 
     def _start_work(
         self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool
@@ -499,10 +592,10 @@ class Connection:
             trace.event("background work scheduled", tasks=len(after.tasks))
         if keep_alive:
             if self.work is None:
-                self.work = WorkGroup(self._pending)
-            self.work.start(after, trace)
+                self.work = WorkGroup()
+            self.work.start(after)
         else:
-            self._last_work = (after, trace)
+            self._last_work = after
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
@@ -515,7 +608,27 @@ class Connection:
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        if response.fields_checked and not isinstance(response, StreamingResponse):
+            # the common case, without h11's serialising (rawbg.h11_shortcut)
+            message = send_whole_response(
+                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+            )
+            if message is not None:
+                if trace is not None:
+                    trace.event("response started", status=status)
+                protocol.write(message)
+                await protocol.flushed()
+                if trace is not None:
+                    trace.event("response flushed", status=status, bytes=len(message))
+                return len(message)
+        head = h.send(
+            h11.Response(
+                status_code=status,
+                headers=fields,
+                reason=reason(status),
+                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
+            )
+        )
         assert head is not None  # h11 returns bytes for a Response
         if trace is not None:
             trace.event("response started", status=status)
@@ -523,12 +636,14 @@ class Connection:
         if isinstance(response, StreamingResponse) and has_body:
             protocol.write(head)
             sent = len(head)
-            async for piece in response.chunks():
-                if piece:
-                    data = h.send(h11.Data(data=piece)) or b""
-                    protocol.write(data)
-                    sent += len(data)
-                    await protocol.drain()
+            # closed at once if the client leaves mid-body: a file is closed now, not at GC
+            async with contextlib.aclosing(response.chunks()) as chunks:
+                async for piece in chunks:
+                    if piece:
+                        data = h.send(h11.Data(data=piece)) or b""
+                        protocol.write(data)
+                        sent += len(data)
+                        await protocol.drain()
             end = h.send(h11.EndOfMessage()) or b""
             protocol.write(end)
             sent += len(end)
@@ -577,11 +692,14 @@ class Connection:
                     )
                     or b""
                 )
-                message += h.send(h11.Data(data=body)) or b""
+                if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
+                    message += h.send(h11.Data(data=body)) or b""
                 message += h.send(h11.EndOfMessage()) or b""
                 self._protocol.write(message)
-            except (h11.LocalProtocolError, ClientDisconnected):
+            except ClientDisconnected:
                 pass
+            except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
+                logger.exception("could not send the %d refusal", exc.status_code)
         await self._protocol.close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:

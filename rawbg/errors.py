@@ -8,7 +8,8 @@ Two families:
   place, `Connection._reject`, which answers and then closes the connection.
 * `HTTPException` and `RequestValidationError` are raised by user code or by the
   dependency graph while a request is handled. `App.handle` converts them (and
-  any other exception, as a 500) into a response; the connection stays open.
+  any other exception) into a response through the app's exception handlers
+  (a 500 for an exception no handler claims); the connection stays open.
 
 `RouteDefinitionError` is raised at import time, when a route is registered.
 """
@@ -18,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import h11
-
 
 class HTTPException(Exception):
     """Raised by a handler or a dependency to answer with an error status.
 
-    The response is ``{"detail": detail}`` with `status_code` and `headers`.
-    Background tasks queued by the request are not run: the request failed.
+    The response is ``{"detail": detail}`` with `status_code` and `headers`
+    (`rawbg.exception_handlers.http_exception_handler`, unless the app
+    registered its own handler for the class or the status code). Background
+    tasks queued by the request are not run: the request failed.
     """
 
     def __init__(
@@ -41,20 +42,61 @@ class HTTPException(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
 
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class RequestValidationError(HTTPException):
+class RequestValidationError(Exception):
     """Raised while resolving a handler's parameters when some cannot be converted.
 
-    Its `errors` are pydantic-shaped dicts (``loc``, ``msg``, ``type``); the
-    response is a 422 with ``{"detail": errors}``.
+    `errors()` gives the pydantic-shaped entries (``type``, ``loc``, ``msg``,
+    ``input``), all of them, for every parameter; `body` is the request body
+    as parsed (None if there was none). The default handler answers 422 with
+    ``{"detail": errors}``
+    (`rawbg.exception_handlers.request_validation_exception_handler`). Not an
+    `HTTPException`, as in FastAPI: a handler registered for `HTTPException`
+    does not receive it.
     """
 
-    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
-        super().__init__(422, list(errors))
-        self.errors = list(errors)
+    def __init__(self, errors: Sequence[Any], *, body: Any = None) -> None:
+        # `loc` a tuple, as pydantic (and so FastAPI) gives it; JSON shows a list
+        self._errors = [
+            {**error, "loc": tuple(error["loc"])}
+            if isinstance(error, dict) and isinstance(error.get("loc"), list)
+            else error
+            for error in errors
+        ]
+        super().__init__(self._errors)
+        self.body = body
+
+    def errors(self) -> list[Any]:
+        return self._errors
+
+    def __str__(self) -> str:
+        lines = [f"{len(self._errors)} validation error(s):"]
+        lines.extend(f"  {error!r}" for error in self._errors)
+        return "\n".join(lines)
+
+
+class DependencySwallowedError(RuntimeError):
+    """Raised (to the exception handlers) when a generator dependency swallowed an exception.
+
+    The handler raised, a dependency with ``yield`` caught the exception in
+    its ``except`` block and did not re-raise it: nothing is left to answer
+    with, so the client gets a 500 (as in FastAPI) and the log names the route
+    and the exception.
+    """
+
+
+class FileResponseError(RuntimeError):
+    """Raised when a `FileResponse`'s file is missing, not a regular file, or unreadable.
+
+    It is the app's mistake (it chose the path), so the client gets a 500 and
+    the log says which route and which file, in one line.
+    """
 
 
 class RouteDefinitionError(TypeError):
@@ -82,25 +124,16 @@ class RequestRejected(Exception):
 
 
 class MalformedRequest(RequestRejected):
-    """Raised when h11 cannot parse the request, or it has an ambiguous length."""
+    """Raised when h11 cannot parse the request, or it breaks a rule of RFC 9112.
+
+    `rawbg.conformance.parse_error_rejection` is the one translation of h11's
+    errors into this (and its 431/501 siblings); `rawbg.conformance` also
+    raises it for what h11 lets through (an invalid Host, say).
+    """
 
     def __init__(self, message: str, status_code: int = 400) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-    @classmethod
-    def from_h11(cls, exc: h11.RemoteProtocolError) -> RequestRejected:
-        """The single translation of h11's parse errors into ours.
-
-        h11 suggests a status with each error: 400 for bad syntax, 431 for a
-        head that outgrew its buffer, 501 for a transfer coding it does not know.
-        """
-        status = exc.error_status_hint
-        if status == HeadTooLarge.status_code:
-            return HeadTooLarge("request head too large")
-        if status == UnsupportedTransferCoding.status_code:
-            return UnsupportedTransferCoding(str(exc))
-        return cls(str(exc) or "malformed request", status)
 
 
 class RequestTimeout(RequestRejected):
@@ -122,9 +155,25 @@ class HeadTooLarge(RequestRejected):
 
 
 class UnsupportedTransferCoding(RequestRejected):
-    """Raised for a ``Transfer-Encoding`` other than ``chunked``."""
+    """Raised for a well-formed ``Transfer-Encoding`` naming a coding other than ``chunked``.
+
+    A value that cannot frame a body (``chunked`` not last, twice, an empty
+    element) is a `MalformedRequest` instead (RFC 9112 6.3).
+    """
 
     status_code = 501
+
+
+class MethodNotImplemented(RequestRejected):
+    """Raised for ``CONNECT``: rawbg is an origin server and opens no tunnels."""
+
+    status_code = 501
+
+
+class VersionNotSupported(RequestRejected):
+    """Raised for an HTTP major version other than 1 (``HTTP/2.0`` on an HTTP/1 connection)."""
+
+    status_code = 505
 
 
 class ClientDisconnected(ConnectionError):

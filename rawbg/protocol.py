@@ -25,7 +25,7 @@ import h11
 
 from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
 from .errors import ClientDisconnected
-from .requests import Address
+from .requests import Address, client_label
 
 if TYPE_CHECKING:
     from .proxy import TrustedProxies
@@ -138,6 +138,10 @@ class HttpProtocol(asyncio.Protocol):
     async def receive_until(self, deadline: float) -> bool:
         """`receive`, giving up at loop time `deadline`: False if the deadline came first.
 
+        Input that is already there when the deadline's timer runs wins: after
+        the event loop was blocked, bytes sent in time and an expired deadline
+        are seen in the same iteration, and the bytes must be served.
+
         ``asyncio.timeout`` around `receive` would schedule and cancel a timer
         for every request a keep-alive connection waits for (5% of the loop's
         time under load, benchmarks/README.md). Here the connection keeps one
@@ -169,6 +173,12 @@ class HttpProtocol(asyncio.Protocol):
         if deadline is None:  # nobody is waiting: the next wait arms a new timer
             return
         if deadline <= scheduled_for:
+            waiter = self._input_waiter
+            if waiter is not None and waiter.done():
+                # Input came in the same loop iteration, just before this timer
+                # (after a stall, the loop runs I/O callbacks before timers):
+                # it arrived in time, so the wait ends with input, not a timeout.
+                return
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
@@ -201,7 +211,9 @@ class HttpProtocol(asyncio.Protocol):
                 async with asyncio.timeout(self._server.config.timeout_keep_alive):
                     await writable
             except TimeoutError:
-                logger.info("client %s stopped reading: connection aborted", self.client)
+                logger.info(
+                    "client %s stopped reading: connection aborted", client_label(self.client)
+                )
                 self.transport.abort()  # type: ignore[union-attr]
                 raise ClientDisconnected("client stopped reading") from None
         if self.closed:

@@ -8,11 +8,16 @@ runs), so everything here is plain data: no I/O, no reference to the socket.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
+from .config import MAX_JSON_DEPTH
+from .datastructures import URL, State
 from .errors import HTTPException
+
+if TYPE_CHECKING:
+    from .app import App
 
 
 class Address(NamedTuple):
@@ -100,7 +105,11 @@ class Request:
 
     __slots__ = (
         "_body",
+        "_cookies",
         "_query_params",
+        "_state",
+        "_url",
+        "app",
         "client",
         "headers",
         "http_version",
@@ -121,7 +130,7 @@ class Request:
         headers: Headers,
         body: bytes = b"",
         http_version: str = "1.1",
-        client: Address | None = None,
+        client: tuple[str, int] | None = None,
         scheme: str = "http",
         root_path: str = "",
     ) -> None:
@@ -136,15 +145,20 @@ class Request:
         self.headers = headers
         self.http_version = http_version
         #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
-        self.client = client
+        self.client = client if client is None or type(client) is Address else Address(*client)
         #: "http", or what a trusted proxy's X-Forwarded-Proto said ("https")
         self.scheme = scheme
         #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
         self.root_path = root_path
+        #: the `App` handling the request (set by `App.handle`)
+        self.app: App | None = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
         self._body = body
         self._query_params: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        self._state: State | None = None
+        self._url: URL | None = None
 
     @property
     def query_params(self) -> QueryParams:
@@ -152,18 +166,130 @@ class Request:
             self._query_params = QueryParams(self.query_string)
         return self._query_params
 
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header's name/value pairs (the last wins for a repeated name)."""
+        if self._cookies is None:
+            self._cookies = parse_cookie_header(self.headers.getlist("cookie"))
+        return self._cookies
+
+    @property
+    def url(self) -> URL:
+        """The URL the client asked for: scheme, the ``Host`` header, path and query."""
+        if self._url is None:
+            query = f"?{self.query_string}" if self.query_string else ""
+            raw_path = self.target.partition("?")[0]
+            if not raw_path.startswith("/"):  # absolute-form or "*": keep what we routed on
+                raw_path = self.path
+            self._url = URL(f"{self.scheme}://{self._host()}{self.root_path}{raw_path}{query}")
+        return self._url
+
+    @property
+    def base_url(self) -> URL:
+        """The URL of the application's root: ``scheme://host/`` (with the root path)."""
+        return URL(f"{self.scheme}://{self._host()}{self.root_path}/")
+
+    def _host(self) -> str:
+        # HTTP/1.1 requires Host (h11 refuses a request without it); an HTTP/1.0
+        # request may lack it, and then the URL says "localhost".
+        return self.headers.get("host") or "localhost"
+
+    @property
+    def state(self) -> State:
+        """An attribute bag for this request: middleware and dependencies leave values here.
+
+        It starts with a copy of what the app's lifespan yielded, as in Starlette.
+        """
+        if self._state is None:
+            app = self.app
+            self._state = State(**app.lifespan_state) if app is not None else State()
+        return self._state
+
     async def body(self) -> bytes:
         return self._body
 
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
         try:
-            return json.loads(self._body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return decode_json(self._body)
+        except InvalidJSON as exc:
             raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+class InvalidJSON(ValueError):
+    """Raised by `decode_json` for a body that is not JSON, or nests too deeply."""
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a request body as JSON: the one decoder of `Request.json` and body parameters.
+
+    A document may nest arrays and objects `MAX_JSON_DEPTH` levels deep.
+    `json.loads` itself recurses once per level and gives up with a
+    `RecursionError` near the interpreter's recursion limit, at a depth that
+    depends on the caller's stack; so the bound is checked here, after
+    decoding, and holds the same wherever it is called from. It costs nothing
+    for a body with fewer brackets than the bound (it cannot nest deeper: one
+    ``bytes.count`` each) and, for the rest, a walk over the decoded containers
+    measured at 0.05-0.6x the decoding itself (docs/server-behavior.md).
+    """
+    try:
+        document = json.loads(raw)
+    except RecursionError:  # far deeper than the bound: json.loads could not even finish
+        raise InvalidJSON(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidJSON(str(exc)) from exc
+    # In UTF-8, -16 and -32 alike, every "[" or "{" holds one such byte.
+    if (
+        raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+        and nesting_depth(document, stop_above=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
+    ):
+        raise InvalidJSON(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return document
+
+
+def nesting_depth(document: Any, *, stop_above: int) -> int:
+    """How deeply lists and dicts nest in `document` (a scalar is 0); stops past `stop_above`.
+
+    Iterative, so that it cannot itself run into the recursion limit.
+    """
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children: Iterable[Any]
+        if type(value) is dict:
+            children = value.values()
+        elif type(value) is list:
+            children = value
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if depth > stop_above:
+                break
+        pending.extend((child, depth + 1) for child in children if type(child) in (list, dict))
+    return deepest
+
+
+def parse_cookie_header(values: list[str]) -> dict[str, str]:
+    """``a=1; b="x y"`` to ``{"a": "1", "b": "x y"}``; pieces without a name are skipped.
+
+    Values are kept as sent (no percent-decoding), as Starlette does.
+    """
+    cookies: dict[str, str] = {}
+    for value in values:
+        for piece in value.split(";"):
+            name, equals, content = piece.partition("=")
+            name, content = name.strip(), content.strip()
+            if not equals or not name:
+                continue
+            if len(content) >= 2 and content[0] == content[-1] == '"':
+                content = content[1:-1]
+            cookies[name] = content
+    return cookies
 
 
 def client_label(client: Address | None) -> str:

@@ -28,7 +28,8 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from .background import PendingWork
+from .accept import Acceptor, start_accepting
+from .background import AfterResponse, BackgroundTask, PendingWork, WorkGroup
 from .config import (
     EXIT_OK,
     EXIT_STARTUP_FAILED,
@@ -37,11 +38,16 @@ from .config import (
     ServerConfig,
 )
 from .connection import run_connection
+from .failure_log import task_failures
+from .journal import ACTIVE_JOURNAL
+from .journal_writer import JournalWriter, RecoveredTask
 from .lifespan import StartupFailed, run_lifespan
 from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
 from .proxy import TrustedProxies
+from .sqlite_journal import SQLiteTaskStore
 from .trace import ConnectionTrace, TraceFile
+from .watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
@@ -56,54 +62,6 @@ logger = logging.getLogger("rawbg.server")
 LISTEN_BACKLOG = 2048
 
 
-class SharedListener:
-    """Accepts from a listening socket shared with sibling workers, one connection at a time.
-
-    asyncio's own accept loop takes up to a backlog's worth of connections
-    each time the socket is readable, so the first worker to wake takes a
-    whole burst (wrk's 16 keep-alive connections all went to one of two
-    workers). Accepting one connection per wake-up leaves the rest in the
-    kernel queue for whichever worker gets there next, and a worker busy
-    in a handler does not accept at all: the idle one does.
-    """
-
-    def __init__(self, sock: socket.socket, factory: Callable[[], HttpProtocol]) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._sock = sock
-        self._factory = factory
-        self._connecting: set[asyncio.Task[Any]] = set()
-        sock.setblocking(False)
-        self._loop.add_reader(sock.fileno(), self._accept_one)
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return () if self._sock.fileno() < 0 else (self._sock,)
-
-    def _accept_one(self) -> None:
-        try:
-            conn, _ = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return  # a sibling worker took it
-        except OSError as exc:  # out of file descriptors, say: the next wake-up retries
-            logger.warning("accept failed: %s", exc)
-            return
-        conn.setblocking(False)
-        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
-
-    @property
-    def connecting(self) -> set[asyncio.Task[Any]]:
-        """Connections accepted whose protocol is not made yet (shutdown waits for them)."""
-        return self._connecting
-
-    def close(self) -> None:
-        """Stop accepting; only this worker's copy of the socket is closed."""
-        if self._sock.fileno() >= 0:
-            self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-
-
 class Server:
     """An HTTP/1.1 server for one `App` on one address."""
 
@@ -114,8 +72,9 @@ class Server:
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
-        self._listener: asyncio.Server | SharedListener | None = None
+        self._listener: asyncio.Server | Acceptor | None = None
         self._made_uds = False  # we created the socket file, so we remove it
+        self._watchdog: LoopWatchdog | None = None
         # Connections
         self._open_transports = 0
         self._connections: set[Connection] = set()  # being served, for shutdown
@@ -124,6 +83,10 @@ class Server:
         self._callback_context = contextvars.copy_context()
         # Tracing (--trace, --trace-file): off means no trace objects at all
         self._trace_file: TraceFile | None = None
+        # The task journal: with one, connection tasks run in a context where
+        # it is active, so that `add_task` can refuse what it cannot journal
+        self.journal: JournalWriter | None = None
+        self._connection_context: contextvars.Context | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -143,31 +106,62 @@ class Server:
         return describe_socket(self._listener.sockets[0])
 
     async def start(self) -> None:
+        """Open the task journal (if any), listen, then run what the journal recovered.
+
+        Raises `JournalError` (a journal that cannot be used) or `OSError`.
+        """
         if self.config.trace_file is not None:
             self._trace_file = TraceFile(self.config.trace_file)
         loop = asyncio.get_running_loop()
         config = self.config
+        recovered = self._open_journal(loop) if config.task_journal is not None else []
 
         def factory() -> HttpProtocol:
             return HttpProtocol(self)
 
-        if config.fd is not None:
-            # already bound and listening, maybe shared with sibling workers
-            self._listener = SharedListener(socket.socket(fileno=config.fd), factory)
-        elif config.uds is not None:
-            # asyncio replaces a stale socket file left by a crashed server
-            self._listener = await loop.create_unix_server(
-                factory, path=config.uds, backlog=LISTEN_BACKLOG
+        try:
+            if config.fd is not None:
+                # Already bound and listening, maybe shared with sibling workers:
+                # one connection per wake-up. asyncio's own accept loop takes up
+                # to a backlog's worth each time, so the first worker to wake
+                # takes a whole burst (wrk's 16 keep-alive connections all went
+                # to one of two workers); this leaves the rest in the kernel's
+                # queue for whichever worker gets there next, and a worker busy
+                # in a handler does not accept at all: the idle one does.
+                self._listener = Acceptor([socket.socket(fileno=config.fd)], factory, per_wakeup=1)
+            else:
+                if config.uds is not None:
+                    # asyncio replaces a stale socket file left by a crashed server
+                    listener = await loop.create_unix_server(
+                        factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
+                    )
+                    self._made_uds = True
+                else:
+                    listener = await loop.create_server(
+                        factory,
+                        host=config.host,
+                        port=config.port,
+                        backlog=LISTEN_BACKLOG,
+                        reuse_address=True,
+                        start_serving=False,
+                    )
+                # accepting that backs off while out of file descriptors (rawbg/accept.py)
+                self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
+        except BaseException:
+            if self.journal is not None:
+                await self.journal.stop()
+            raise
+        if config.loop_block_warning:
+            self._watchdog = LoopWatchdog(threshold=config.loop_block_warning, trace=config.trace)
+            self._watchdog.start()
+        if self.journal is not None:
+            logger.info(
+                "task journal %s: %d unfinished task(s) recovered, running them again",
+                config.task_journal,
+                len(recovered),
             )
-            self._made_uds = True
-        else:
-            self._listener = await loop.create_server(
-                factory,
-                host=config.host,
-                port=config.port,
-                backlog=LISTEN_BACKLOG,
-                reuse_address=True,
-            )
+        if recovered:
+            self.run_recovered(recovered)
 
     def _stop_listening(self) -> None:
         if self._listener is not None:
@@ -177,6 +171,54 @@ class Server:
             with contextlib.suppress(OSError):
                 os.unlink(self.config.uds)
 
+    def _open_journal(self, loop: asyncio.AbstractEventLoop) -> list[RecoveredTask]:
+        config = self.config
+        assert config.task_journal is not None
+        store = SQLiteTaskStore(
+            config.task_journal,
+            sync=config.task_journal_sync,
+            busy_timeout=config.task_journal_busy_timeout,
+        )
+        journal = JournalWriter(
+            store, lease=config.task_journal_lease, group_commit=config.task_journal_group_commit
+        )
+        recovered = journal.open()  # blocking, once, before serving
+        journal.on_orphans = self.run_recovered
+        journal.start(loop)
+        self.journal = journal
+        self._connection_context = contextvars.copy_context()
+        self._connection_context.run(ACTIVE_JOURNAL.set, journal)
+        return recovered
+
+    def run_recovered(self, recovered: list[RecoveredTask]) -> None:
+        """Run journal entries again (left by this journal's last run, or a dead process).
+
+        They are owned like a connection's work: by a task the shutdown waits
+        for, and counted in `PendingWork`.
+        """
+        journal = self.journal
+        if journal is None or self._stopping:  # not run: they stay in the journal
+            return
+        trace = None
+        if self.config.trace or self._trace_file is not None:
+            trace = ConnectionTrace(log=self.config.trace, file=self._trace_file, label="journal")
+        group = WorkGroup()
+        for entry in recovered:
+            call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
+            call.attempts = entry.attempts
+            work = AfterResponse([call], None, entry.label)
+            work.recovered(journal, entry.entry_id)
+            request_trace = trace.next_request() if trace is not None else None
+            if request_trace is not None:
+                request_trace.event(
+                    "recovered", task=call.name, entry=entry.entry_id, attempts=entry.attempts
+                )
+            work.reserve(self.pending, request_trace)
+            group.start(work)
+        task = asyncio.get_running_loop().create_task(group.wait(), name="rawbg-recovered")
+        self._tasks.add(task)
+        task.add_done_callback(self._forget_task, context=self._callback_context)
+
     # -- called by protocols and connections -------------------------------------
 
     def connection_made(self, protocol: HttpProtocol) -> None:
@@ -185,9 +227,13 @@ class Server:
         # work runs, so what it costs counts per pending task: a shared name
         # (asyncio would format "Task-N" for each), and a done callback bound
         # once and run in one shared context (asyncio would copy one per task).
-        task = asyncio.get_running_loop().create_task(
-            run_connection(protocol, self), name="rawbg-connection"
-        )
+        connection_task = run_connection(protocol, self)
+        loop = asyncio.get_running_loop()
+        if self._connection_context is None:
+            task = loop.create_task(connection_task, name="rawbg-connection")
+        else:  # a copy each: what a handler sets in its context stays its own
+            context = self._connection_context.copy()
+            task = loop.create_task(connection_task, name="rawbg-connection", context=context)
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
 
@@ -230,8 +276,9 @@ class Server:
         """
         self._stopping = True
         self._stop_listening()
-        if isinstance(self._listener, SharedListener) and self._listener.connecting:
-            await asyncio.wait(set(self._listener.connecting))  # they register as connections
+        if isinstance(self._listener, Acceptor) and self._listener.connecting:
+            # accepted a moment ago: they register as connections, then stop like the rest
+            await asyncio.wait(set(self._listener.connecting))
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()
@@ -262,8 +309,15 @@ class Server:
                     "cancelled %d background task(s) still pending at shutdown", cancelled
                 )
         self._stop_listening()
+        if self.journal is not None:
+            await self.journal.stop()
+            if cancelled:
+                logger.info("cancelled journaled tasks stay in the journal: they run at next start")
         if self._trace_file is not None:
             self._trace_file.close()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        task_failures.flush()  # the counts of repeated task failures, before we stop
         return cancelled
 
 

@@ -100,8 +100,10 @@ class ConnectionTrace:
 
     __slots__ = ("_requests", "file", "label", "log", "open_request", "started", "track")
 
-    def __init__(self, *, log: bool = True, file: TraceFile | None = None) -> None:
-        self.label = f"conn {next(_connection_numbers)}"
+    def __init__(
+        self, *, log: bool = True, file: TraceFile | None = None, label: str | None = None
+    ) -> None:
+        self.label = label or f"conn {next(_connection_numbers)}"
         self.started = time.monotonic()
         self._requests = 0
         self.log = log

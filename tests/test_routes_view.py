@@ -80,6 +80,20 @@ def test_routes_flag_prints_the_tree_and_exits_without_serving(tmp_path):
     assert "serving on" not in result.stdout
 
 
+def test_routes_show_the_response_parameter_and_the_response_class():
+    from rawbg import HTMLResponse, Response
+
+    app = App()
+
+    @app.get("/page", response_class=HTMLResponse)
+    def page(response: Response):
+        return "<p>"
+
+    text = describe_routes(app)
+    assert "[def, in the thread pool]  -> HTMLResponse" in text
+    assert "response: Response  <- response (headers, cookies, status)" in text
+
+
 def test_routes_show_route_dependencies_before_the_parameters_and_the_middleware():
     from rawbg.middleware.cors import CORSMiddleware
     from rawbg.routers import APIRouter

@@ -120,3 +120,62 @@ def test_without_with_the_server_starts_at_the_first_request() -> None:
     assert client.post("/notes/lazy").status_code == 200
     client.close()
     assert events == ["lazy"]
+
+
+def test_an_https_base_url_is_the_request_scheme_and_gzip_bodies_are_decoded() -> None:
+    from rawbg.middleware.gzip import GZipMiddleware
+
+    app = App()
+
+    @app.get("/scheme")
+    async def scheme(request: Request) -> dict[str, str]:
+        return {"scheme": request.scheme, "padding": "x" * 600}
+
+    app.add_middleware(GZipMiddleware)
+    with TestClient(app, base_url="https://testserver") as client:
+        response = client.get("/scheme", headers={"accept-encoding": "gzip"})
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.json()["scheme"] == "https"
+    with TestClient(app) as client:
+        assert client.get("/scheme").json()["scheme"] == "http"
+
+
+def test_an_exception_that_ended_in_a_500_is_raised_in_the_test_unless_asked_not_to() -> None:
+    app = App()
+
+    class PortalGunError(Exception):
+        pass
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise PortalGunError("too dangerous")
+
+    with TestClient(app) as client:
+        try:
+            client.get("/boom")
+        except PortalGunError as exc:
+            assert exc.args == ("too dangerous",)
+        else:
+            raise AssertionError("the app's exception was not raised in the test")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
+def test_it_says_who_it_is_and_sends_a_header_given_twice_twice() -> None:
+    app = App()
+
+    @app.get("/")
+    async def index(request: Request) -> dict[str, object]:
+        return {"agent": request.headers["user-agent"], "tokens": request.headers.getlist("x-t")}
+
+    with TestClient(app) as client:
+        response = client.get("/", headers=[("X-T", "a"), ("X-T", "b")])
+    assert response.json() == {"agent": "testclient", "tokens": ["a", "b"]}
+
+
+def test_cookies_can_be_set_on_the_client_as_with_httpx() -> None:
+    with TestClient(make_app([])) as client:
+        client.cookies.set("flavour", "ginger")
+        assert client.get("/echo").json()["cookie"] == "flavour=ginger"

@@ -13,13 +13,13 @@ def one_task(func, *args) -> AfterResponse:
 
 
 async def start(group: WorkGroup, pending: PendingWork, work: AfterResponse) -> None:
-    pending.reserve(work.units)
-    group.start(work, None)
+    work.reserve(pending, None)
+    group.start(work)
 
 
 async def test_wait_returns_only_after_every_child_has_finished():
     pending = PendingWork(100)
-    group = WorkGroup(pending)
+    group = WorkGroup()
     events: list[str] = []
     gate = asyncio.Event()
 
@@ -46,7 +46,7 @@ async def test_wait_returns_only_after_every_child_has_finished():
 async def test_a_failing_child_is_logged_and_does_not_cancel_its_siblings(caplog):
     caplog.set_level(logging.ERROR, logger="rawbg.background")
     pending = PendingWork(100)
-    group = WorkGroup(pending)
+    group = WorkGroup()
     finished = asyncio.Event()
 
     async def broken() -> None:
@@ -74,7 +74,7 @@ async def test_a_failing_child_is_logged_and_does_not_cancel_its_siblings(caplog
 async def test_a_task_called_with_wrong_arguments_is_logged_not_raised(caplog):
     caplog.set_level(logging.ERROR, logger="rawbg.background")
     pending = PendingWork(100)
-    group = WorkGroup(pending)
+    group = WorkGroup()
 
     async def needs_two(a: int, b: int) -> None:
         return None
@@ -88,7 +88,7 @@ async def test_a_task_called_with_wrong_arguments_is_logged_not_raised(caplog):
 
 async def test_cancelling_the_owner_cancels_the_children_and_still_waits_for_them():
     pending = PendingWork(100)
-    group = WorkGroup(pending)
+    group = WorkGroup()
     events: list[str] = []
 
     async def forever() -> None:
@@ -111,6 +111,6 @@ async def test_cancelling_the_owner_cancels_the_children_and_still_waits_for_the
 
 
 async def test_a_group_that_started_nothing_is_done_at_once():
-    group = WorkGroup(PendingWork(1))
+    group = WorkGroup()
     async with asyncio.timeout(1):
         await group.wait()

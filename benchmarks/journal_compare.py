@@ -1,0 +1,163 @@
+"""``python -m benchmarks.journal_compare``: the task journal's cost, measured side by side.
+
+Alternating runs on fresh servers, repeated, medians reported, because the
+machine is noisy and only ratios between runs made in the same minutes mean
+anything:
+
+* peak req/s (closed loop, wrk if found) of rawbg without a journal, with one
+  (``--task-journal-sync normal`` and ``full``), and with one commit per
+  request instead of per group;
+* p99 at 500 req/s, keep-alive and new connections: rawbg with a journal and
+  1 s tasks against the same with 0 s tasks, and against rawbg without a
+  journal;
+* memory per pending task (RSS, `benchmarks.memory`) with and without a journal;
+* the commit itself, in this process: `SQLiteTaskStore.write` of 32 requests'
+  entries as 32 transactions against one (what group commit does), in both
+  sync modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .loadgen import MODES, run_loadgen
+from .memory import pending_task_memory
+from .peak import peak_throughput, wrk_available
+from .servers import running_server
+
+PEAK_SERVERS = ("rawbg", "rawbg-journal", "rawbg-journal-full", "rawbg-journal-per-request")
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def peak(server: str, seconds: float, log_dir: Path) -> float:
+    with running_server(server, 0.0, log_dir) as running:
+        row = peak_throughput(running.pid, running.port, seconds, 32, wrk_available(), "keepalive")
+    return float(row["throughput_rps"])
+
+
+def p99(server: str, task_seconds: float, mode: str, seconds: float, log_dir: Path) -> float:
+    with running_server(server, task_seconds, log_dir) as running:
+        row: dict[str, Any] = run_loadgen(
+            "open",
+            seconds + 60,
+            port=running.port,
+            mode=mode,
+            rate=500,
+            seconds=seconds,
+            warmup=1.0,
+            watch_pid=running.pid,
+        )
+    return float(row["latency_ms"]["p99"])
+
+
+def commit_cost(directory: Path, sync: str, requests: int, repeats: int) -> tuple[float, float]:
+    """Microseconds per request: one transaction each, and one for all `requests`."""
+    from rawbg.journal import NewEntry
+    from rawbg.sqlite_journal import SQLiteTaskStore
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"commit-{sync}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    store = SQLiteTaskStore(str(path), sync=sync, busy_timeout=1.0)
+    store.open(owner="bench", lease_until=time.time() + 60)
+    entry = [NewEntry("benchmarks.apps.rawbg_app:send_email", '[["a@example.com"],{}]', "POST /x")]
+    each: list[float] = []
+    grouped: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(requests):
+            store.write([entry], owner="bench", finished=(), attempts=())
+        each.append((time.perf_counter() - started) / requests)
+        started = time.perf_counter()
+        store.write([entry] * requests, owner="bench", finished=(), attempts=())
+        grouped.append((time.perf_counter() - started) / requests)
+    store.close()
+    return statistics.median(each) * 1e6, statistics.median(grouped) * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.journal_compare")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--peak-seconds", type=float, default=5.0)
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--memory-tasks", type=int, default=10_000)
+    parser.add_argument("--only", choices=("peak", "latency", "memory", "commit"), action="append")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "journal")
+    args = parser.parse_args(argv)
+    only = set(args.only or ("peak", "latency", "memory", "commit"))
+    log_dir = args.out / "logs"
+
+    if "peak" in only:
+        peaks: dict[str, list[float]] = {name: [] for name in PEAK_SERVERS}
+        for round_ in range(args.rounds):
+            for name in PEAK_SERVERS:
+                peaks[name].append(peak(name, args.peak_seconds, log_dir))
+            progress(
+                f"peak round {round_ + 1}: "
+                + ", ".join(f"{n} {v[-1]:.0f}" for n, v in peaks.items())
+            )
+        base = statistics.median(peaks["rawbg"])
+        print("peak req/s, median of alternating rounds (ratio to rawbg without a journal):")
+        for name, values in peaks.items():
+            med = statistics.median(values)
+            print(f"  {name:27} {med:7.0f}  {med / base:.2f}x   runs {[round(v) for v in values]}")
+        ratios = [j / r for j, r in zip(peaks["rawbg-journal"], peaks["rawbg"], strict=True)]
+        print(f"  rawbg-journal / rawbg per round: {[round(x, 2) for x in ratios]}")
+        group = peaks["rawbg-journal"]
+        single = peaks["rawbg-journal-per-request"]
+        pairs = [g / s for g, s in zip(group, single, strict=True)]
+        print(f"  group commit / one commit per request per round: {[round(x, 2) for x in pairs]}")
+
+    if "latency" in only:
+        cases = [
+            ("rawbg", 0.0),
+            ("rawbg-journal", 0.0),
+            ("rawbg-journal", 1.0),
+            ("rawbg-journal-full", 1.0),
+        ]
+        for mode in MODES:
+            results: dict[tuple[str, float], list[float]] = {case: [] for case in cases}
+            for round_ in range(args.rounds):
+                for server, task_seconds in cases:
+                    results[(server, task_seconds)].append(
+                        p99(server, task_seconds, mode, args.latency_seconds, log_dir)
+                    )
+                progress(f"latency {mode} round {round_ + 1}: {[v[-1] for v in results.values()]}")
+            base = statistics.median(results[("rawbg-journal", 0.0)])
+            plain = statistics.median(results[("rawbg", 0.0)])
+            print(f"p99 ms at 500 req/s, {mode}, median of {args.rounds} alternating runs:")
+            for (server, task_seconds), values in results.items():
+                med = statistics.median(values)
+                print(
+                    f"  {server:20} tasks {task_seconds:3} s  p99 {med:6.2f}  "
+                    f"{med / base:.2f}x journal 0 s, {med / plain:.2f}x rawbg 0 s   runs {values}"
+                )
+
+    if "memory" in only:
+        print(f"memory per pending task, {args.memory_tasks} pending:")
+        for server in ("rawbg", "rawbg-journal"):
+            for mode in MODES:
+                row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
+                print(f"  {server:14} {mode:9} {row['bytes_per_task']} bytes/task ({row['ok']} ok)")
+    if "commit" in only:
+        print("commit cost per request, 32 requests (median of 20):")
+        for sync in ("normal", "full"):
+            each, grouped = commit_cost(args.out, sync, 32, 20)
+            print(
+                f"  sync {sync:6}: one transaction per request {each:7.1f} us, "
+                f"one for all 32 {grouped:6.1f} us ({each / grouped:.1f}x less)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

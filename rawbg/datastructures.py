@@ -1,0 +1,164 @@
+"""Small value types a handler meets: `URL`, `State` and `MutableHeaders`.
+
+`URL` is what ``request.url`` and ``request.base_url`` return: the URL as a
+string, split into its parts on demand. `State` is the attribute bag behind
+``app.state`` (the app's, for the whole process) and ``request.state`` (one
+per request, for middleware and dependencies to pass values on).
+`MutableHeaders` is ``response.headers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+
+class URL:
+    """An absolute (or relative) URL: ``str(url)`` is the whole of it.
+
+    ``url.path`` is the path as it appears in the URL, percent-escapes and
+    all (``request.path`` is the decoded one).
+    """
+
+    __slots__ = ("_parts", "_url")
+
+    def __init__(self, url: str = "") -> None:
+        self._url = url
+        self._parts: SplitResult | None = None
+
+    @property
+    def components(self) -> SplitResult:
+        if self._parts is None:
+            self._parts = urlsplit(self._url)
+        return self._parts
+
+    @property
+    def scheme(self) -> str:
+        return self.components.scheme
+
+    @property
+    def netloc(self) -> str:
+        return self.components.netloc
+
+    @property
+    def path(self) -> str:
+        return self.components.path
+
+    @property
+    def query(self) -> str:
+        return self.components.query
+
+    @property
+    def fragment(self) -> str:
+        return self.components.fragment
+
+    @property
+    def hostname(self) -> str | None:
+        return self.components.hostname
+
+    @property
+    def port(self) -> int | None:
+        return self.components.port
+
+    @property
+    def is_secure(self) -> bool:
+        return self.scheme in ("https", "wss")
+
+    def replace(self, **parts: str) -> URL:
+        """A copy with some of `scheme`, `netloc`, `path`, `query`, `fragment` replaced."""
+        unknown = set(parts) - {"scheme", "netloc", "path", "query", "fragment"}
+        if unknown:
+            raise TypeError(f"URL.replace() got unknown parts: {', '.join(sorted(unknown))}")
+        return URL(self.components._replace(**parts).geturl())
+
+    def __str__(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"URL({self._url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (URL, str)):
+            return self._url == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+
+class State:
+    """An object to hang attributes on: ``app.state.db = ...``; ``request.state.user``.
+
+    Reading an attribute nobody set raises `AttributeError` naming it.
+    """
+
+    def __init__(self, **initial: Any) -> None:
+        self.__dict__.update(initial)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup failed: a clearer message than the default
+        raise AttributeError(f"this State has no attribute {name!r} (nothing set it)")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"State({fields})"
+
+
+class MutableHeaders(MutableMapping[str, str]):
+    """A response's headers: case-insensitive names, repeatable with `append`.
+
+    ``headers["x-a"] = "1"`` replaces every ``x-a`` there was; ``append`` adds
+    one more (``set-cookie`` is sent once per cookie). Names are sent as given.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, initial: Mapping[str, str] | None = None) -> None:
+        self._items: list[tuple[str, str]] = list(initial.items()) if initial else []
+
+    def __getitem__(self, name: str) -> str:
+        key = name.lower()
+        for item_name, value in self._items:
+            if item_name.lower() == key:
+                return value
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        key = name.lower()
+        self._items = [item for item in self._items if item[0].lower() != key]
+        self._items.append((name, value))
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        kept = [item for item in self._items if item[0].lower() != key]
+        if len(kept) == len(self._items):
+            raise KeyError(name)
+        self._items = kept
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.lower() for name, _ in self._items))
+
+    def __len__(self) -> int:
+        return len({name.lower() for name, _ in self._items})
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(item_name.lower() == key for item_name, _ in self._items)
+
+    def append(self, name: str, value: str) -> None:
+        """Add a header line, keeping the ones of the same name."""
+        self._items.append((name, value))
+
+    def getlist(self, name: str) -> list[str]:
+        key = name.lower()
+        return [value for item_name, value in self._items if item_name.lower() == key]
+
+    def items_all(self) -> list[tuple[str, str]]:
+        """Every header line in order, repeated names included."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"MutableHeaders({self._items!r})"

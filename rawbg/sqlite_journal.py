@@ -1,0 +1,260 @@
+"""The embedded task journal: one SQLite file in WAL mode, from the standard library.
+
+Three tables, each prefixed ``rawbg_`` so that the file says what it is:
+
+* ``rawbg_meta``: the format (``rawbg-task-journal``) and its version;
+* ``rawbg_owners``: one row per live process (owner), with its host, pid and
+  lease; a graceful stop deletes its row;
+* ``rawbg_tasks``: one row per unfinished (state 0), failed (2) or set-aside
+  (3) task. A task that has run is deleted: the file stays as small as the
+  work in flight.
+
+WAL mode lets readers and the one writer work at once, and makes a commit
+one append to the WAL file. ``synchronous=NORMAL`` syncs only at checkpoints:
+a committed transaction survives the process being killed, not a power loss;
+``FULL`` (``--task-journal-sync full``) also syncs the WAL at every commit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from .journal import (
+    FORMAT_VERSION,
+    JournalError,
+    NewEntry,
+    Outcome,
+    StoredEntry,
+)
+
+FORMAT_NAME = "rawbg-task-journal"
+
+# SQLite's page cache, in KiB (its default is 2000). Inserts append to the
+# last pages and deletes are batched, so a small cache serves them; the
+# default one fills with the pages of pending entries (~150 bytes each), up
+# to 2 MiB of RSS: an estimate, ~200 bytes per pending task at 10 000
+# pending, not a measurement. Evicted pages stay in the OS page cache.
+CACHE_KIB = 256
+PENDING, FAILED, SET_ASIDE = 0, 2, 3
+
+SCHEMA = """
+CREATE TABLE rawbg_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE rawbg_owners (
+    owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL
+);
+CREATE TABLE rawbg_tasks (
+    id INTEGER PRIMARY KEY,
+    function TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    label TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL,
+    created REAL NOT NULL,
+    note TEXT
+);
+CREATE INDEX rawbg_tasks_unfinished ON rawbg_tasks (owner) WHERE state = 0;
+"""
+
+
+INSERT = (
+    "INSERT INTO rawbg_tasks (function, arguments, label, owner, created) VALUES (?, ?, ?, ?, ?)"
+)
+SET_ATTEMPTS = "UPDATE rawbg_tasks SET attempts = ? WHERE id = ?"
+SET_FAILED = f"UPDATE rawbg_tasks SET state = {FAILED}, note = 'last attempt failed' WHERE id = ?"
+SET_OWNER = "UPDATE rawbg_tasks SET owner = ? WHERE id = ?"
+SELECT_UNFINISHED = (
+    "SELECT id, function, arguments, label, attempts, owner FROM rawbg_tasks "
+    f"WHERE state = {PENDING}"
+)
+
+
+class SQLiteTaskStore:
+    """`rawbg.journal.TaskStore` on one SQLite file."""
+
+    def __init__(self, path: str, *, sync: str, busy_timeout: float) -> None:
+        if sync not in ("normal", "full"):
+            raise ValueError(f"sync must be 'normal' or 'full', got {sync!r}")
+        self.path = path
+        self._sync = sync
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+        self._host = socket.gethostname()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the journal is not open")
+        return self._db
+
+    # -- start-up ------------------------------------------------------------------
+
+    def open(self, *, owner: str, lease_until: float) -> None:
+        path = self.path
+        if os.path.isdir(path):
+            raise JournalError(f"{path} is a directory, not a journal file")
+        try:
+            # isolation_level=None: we say BEGIN and COMMIT ourselves.
+            # check_same_thread=False: opened here, then used by the writer thread only.
+            db = sqlite3.connect(
+                path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open {path}: {exc}") from None
+        self._db = db
+        # A row whose text is not UTF-8 must not stop the others from loading:
+        # it decodes with replacement characters and is set aside later.
+        db.text_factory = lambda raw: raw.decode("utf-8", "replace")
+        try:
+            self._check_or_create(db)
+            db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute(
+                "INSERT OR REPLACE INTO rawbg_owners VALUES (?, ?, ?, ?)",
+                (owner, self._host, os.getpid(), lease_until),
+            )
+        except JournalError:
+            self.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise JournalError(f"{path} is not a usable task journal: {exc}") from None
+
+    def _check_or_create(self, db: sqlite3.Connection) -> None:
+        path = self.path
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise JournalError(f"{path}: cannot switch to WAL mode (got {mode})")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # a second process may have created it meanwhile
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name='rawbg_meta'").fetchone():
+                    # statement by statement: executescript would commit first
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.executemany(
+                        "INSERT INTO rawbg_meta VALUES (?, ?)",
+                        [("format", FORMAT_NAME), ("version", str(FORMAT_VERSION))],
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return
+        if "rawbg_meta" not in tables:
+            raise JournalError(f"{path} is an SQLite database but not a rawbg task journal")
+        meta = dict(db.execute("SELECT key, value FROM rawbg_meta").fetchall())
+        if meta.get("format") != FORMAT_NAME:
+            raise JournalError(f"{path} is not a rawbg task journal")
+        try:
+            version = int(meta.get("version", ""))
+        except ValueError:
+            found = meta.get("version")
+            raise JournalError(f"{path}: unreadable journal version {found!r}") from None
+        if version > FORMAT_VERSION:
+            raise JournalError(
+                f"{path} was written by a newer rawbg (journal version {version}, this rawbg "
+                f"reads up to {FORMAT_VERSION}); upgrade rawbg or use another file"
+            )
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode = WAL")
+
+    # -- the writer thread's work --------------------------------------------------------
+
+    def write(
+        self,
+        groups: Sequence[Sequence[NewEntry]],
+        *,
+        owner: str,
+        finished: Sequence[Outcome],
+        attempts: Sequence[tuple[int, int]],
+    ) -> list[list[int]]:
+        db = self.db
+        now = time.time()
+        ids: list[list[int]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for group in groups:
+                ids.append(
+                    [
+                        db.execute(INSERT, (e.function, e.arguments, e.label, owner, now)).lastrowid
+                        or 0
+                        for e in group
+                    ]
+                )
+            if attempts:
+                db.executemany(SET_ATTEMPTS, [(n, i) for i, n in attempts])
+            done = [(o.id,) for o in finished if not o.failed]
+            if done:
+                db.executemany("DELETE FROM rawbg_tasks WHERE id = ?", done)
+            failed = [(o.id,) for o in finished if o.failed]
+            if failed:
+                db.executemany(SET_FAILED, failed)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return ids
+
+    def renew(self, *, owner: str, lease_until: float) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO rawbg_owners VALUES (?, ?, ?, ?)",
+            (owner, self._host, os.getpid(), lease_until),
+        )
+
+    def claim_orphans(self, *, owner: str, now: float) -> list[StoredEntry]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            live = set()
+            for other, host, pid, lease_until in db.execute(
+                "SELECT owner, host, pid, lease_until FROM rawbg_owners"
+            ).fetchall():
+                gone = lease_until < now or (host == self._host and not _alive(pid))
+                if other != owner and gone:
+                    db.execute("DELETE FROM rawbg_owners WHERE owner = ?", (other,))
+                else:
+                    live.add(other)
+            orphans = [
+                row for row in db.execute(SELECT_UNFINISHED).fetchall() if row[5] not in live
+            ]
+            db.executemany(SET_OWNER, [(owner, row[0]) for row in orphans])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return [StoredEntry(row[0], row[1], row[2], row[3], row[4]) for row in orphans]
+
+    def set_aside(self, entry_id: int, why: str) -> None:
+        self.db.execute(
+            f"UPDATE rawbg_tasks SET state = {SET_ASIDE}, note = ? WHERE id = ?", (why, entry_id)
+        )
+
+    def retire(self, *, owner: str) -> None:
+        self.db.execute("DELETE FROM rawbg_owners WHERE owner = ?", (owner,))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (a zombie counts: its lease will expire)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
