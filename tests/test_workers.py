@@ -12,10 +12,12 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from rawbg.config import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_WORK_CANCELLED
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import WAIT, environment, get, post, rawbg_process
 from tests.wire import RawClient, request_bytes
 
@@ -312,3 +314,43 @@ async def test_workers_whose_app_start_up_fails_make_the_supervisor_exit_3(tmp_p
     assert b"serving on" not in out
     assert b"error: application start-up failed: startup handler" in err
     assert b"a worker failed to start: stopping" in err
+
+
+async def test_fd_serves_on_an_inherited_listening_socket(tmp_path):
+    # what systemd socket activation does: bind and listen, then hand the fd over
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rawbg",
+        *write_app(tmp_path),
+        "--fd",
+        str(fd),
+        *CLI_LOOP_ARGS,
+        cwd=tmp_path,
+        env=environment(),
+        pass_fds=(fd,),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    listener.close()  # the server's copy is the only one now
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(WAIT):
+            line = await proc.stdout.readline()
+        assert f"serving on http://127.0.0.1:{port}".encode() in line
+        status, body = await get(port, "/pid")
+        assert status == 200
+        assert str(proc.pid).encode() in body
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT):
+            await proc.communicate()
+        assert proc.returncode == EXIT_OK
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
