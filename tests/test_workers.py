@@ -9,6 +9,7 @@ connection; the exit status says whether background work was cancelled.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -115,19 +116,28 @@ async def test_a_worker_killed_with_sigkill_is_replaced_and_the_port_keeps_answe
 async def test_sigterm_drains_every_workers_pending_tasks_each_exactly_once(tmp_path):
     async with rawbg_process(tmp_path, *write_app(tmp_path), "--workers", "2") as server:
         await server.wait_for_log("worker ready", count=2)
-        # each request blocks its worker a moment, so that both workers take some
-        answers = await asyncio.gather(
-            *(post(server.port, f"/job/{n}?delay=1&block=0.02") for n in range(24))
-        )
-        assert all(status == 200 for status, _ in answers)
-        acknowledged = {str(n) for n in range(24)}
-        assert not (tmp_path / "tasks.txt").exists()  # all still pending at the signal
+        acknowledged_by: dict[str, int] = {}
+        async with asyncio.timeout(WAIT):
+            # each request blocks its worker a moment, so that both take some;
+            # batches until both have (a loaded machine may starve one a while)
+            while len(set(acknowledged_by.values())) < 2:
+                batch = [str(len(acknowledged_by) + n) for n in range(8)]
+                answers = await asyncio.gather(
+                    *(post(server.port, f"/job/{job}?delay=2&block=0.02") for job in batch)
+                )
+                for status, body in answers:
+                    assert status == 200
+                    answer = json.loads(body)
+                    acknowledged_by[answer["job"]] = answer["pid"]
+        tasks = tmp_path / "tasks.txt"
+        done_at_signal = len(tasks.read_text().splitlines()) if tasks.exists() else 0
+        assert done_at_signal < len(acknowledged_by)  # some still pending at the signal
         server.signal(signal.SIGTERM)
         assert await server.exit_status() == EXIT_OK, server.log
-    lines = (tmp_path / "tasks.txt").read_text().splitlines()
-    jobs = [line.split()[0] for line in lines]
-    assert sorted(jobs) == sorted(acknowledged)  # every acknowledged task, exactly once
-    assert len({line.split()[1] for line in lines}) == 2, lines  # both workers drained some
+    lines = tasks.read_text().splitlines()
+    ran = {line.split()[0]: int(line.split()[1]) for line in lines}
+    assert len(lines) == len(ran)  # none twice
+    assert ran == acknowledged_by  # every acknowledged task, by the worker that took it
 
 
 async def test_exit_status_is_4_when_a_worker_had_to_cancel_background_work(tmp_path):
