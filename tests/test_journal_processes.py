@@ -82,9 +82,25 @@ async def server_process(
         yield ServerProcess(process, int(match.group(1)))
     finally:
         if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            # a supervisor's workers hold our stdout pipe too: kill them with it,
+            # so that the pipe closes before the test's loop does
+            for pid in (process.pid, *children(process.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         await process.wait()
+        assert process.stdout is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WAIT):
+                await process.stdout.read()  # EOF: every holder of the pipe is gone
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def runs(tmp_path: Path) -> list[tuple[int, int]]:
