@@ -79,9 +79,17 @@ async def server_process(
                 assert process.returncode is None, f"{name} exited; see {name}.log"
         yield ServerProcess(process, int(match.group(1)))
     finally:
+        # SIGTERM first: a supervisor then stops its workers, which hold the
+        # output pipe too; SIGKILL only if it does not exit in time
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
+                process.terminate()
+            try:
+                async with asyncio.timeout(WAIT):
+                    await process.communicate()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
         await process.wait()
 
 
