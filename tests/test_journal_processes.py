@@ -81,10 +81,21 @@ async def server_process(
                 assert process.returncode is None, f"{name} exited; see {name}.log"
         yield ServerProcess(process, int(match.group(1)))
     finally:
+        # SIGTERM first: with --workers, a SIGKILLed supervisor would leave its
+        # workers holding our stdout pipe open past the test
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
+                process.terminate()
+            try:
+                async with asyncio.timeout(WAIT):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
         await process.wait()
+        if process.stdout is not None:  # drained to EOF: every writer of the pipe is gone
+            async with asyncio.timeout(WAIT):
+                await process.stdout.read()
 
 
 def runs(tmp_path: Path) -> list[tuple[int, int]]:
