@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +58,7 @@ async def server_process(
             sys.executable,
             "-m",
             "rawbg",
+            *CLI_LOOP_ARGS,
             "tests.journal_app:app",
             "--app-dir",
             str(REPO),
@@ -79,18 +81,21 @@ async def server_process(
                 assert process.returncode is None, f"{name} exited; see {name}.log"
         yield ServerProcess(process, int(match.group(1)))
     finally:
-        # SIGTERM first: a supervisor then stops its workers, which hold the
-        # output pipe too; SIGKILL only if it does not exit in time
+        # SIGTERM first: with --workers, a SIGKILLed supervisor would leave its
+        # workers holding our stdout pipe open past the test
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
             try:
                 async with asyncio.timeout(WAIT):
-                    await process.communicate()
+                    await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
         await process.wait()
+        if process.stdout is not None:  # drained to EOF: every writer of the pipe is gone
+            async with asyncio.timeout(WAIT):
+                await process.stdout.read()
 
 
 def runs(tmp_path: Path) -> list[tuple[int, int]]:
@@ -205,6 +210,7 @@ async def test_bad_journal_path_is_a_one_line_start_up_error_naming_the_option(
         sys.executable,
         "-m",
         "rawbg",
+        *CLI_LOOP_ARGS,
         "--port",
         "0",
         "--task-journal",

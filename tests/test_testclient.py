@@ -179,3 +179,15 @@ def test_cookies_can_be_set_on_the_client_as_with_httpx() -> None:
     with TestClient(make_app([])) as client:
         client.cookies.set("flavour", "ginger")
         assert client.get("/echo").json()["cookie"] == "flavour=ginger"
+
+
+def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
+    app = App()
+
+    @app.get("/cookie")
+    async def cookie(request: Request) -> str:
+        return request.headers.get("cookie", "")
+
+    with TestClient(app) as client:
+        client.cookies.set("last_query", "from_cookie")
+        assert client.get("/cookie").json() == "last_query=from_cookie"
