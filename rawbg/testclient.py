@@ -187,8 +187,8 @@ class TestClient:
         self.follow_redirects = follow_redirects
         self.wait_for_background = wait_for_background
         self.timeout = timeout
-        # Accepted for FastAPI code; an app error reaches the test as the 500
-        # the server sends (and its traceback in the log), never as a raise.
+        # As Starlette's: an exception that ends in a 500 (App.server_error_hooks)
+        # is raised in the test once its response has arrived; False: the 500.
         self.raise_server_exceptions = raise_server_exceptions
         server_options.setdefault("port", 0)
         server_options.setdefault("access_log", False)
@@ -267,6 +267,12 @@ class TestClient:
         self, method: str, target: str, fields: dict[str, str], body: bytes
     ) -> TestResponse:
         server = self._ensure_server()
+        server_errors: list[Exception] = []
+        hooks: list[Any] | None = getattr(self.app, "server_error_hooks", None)
+        if not self.raise_server_exceptions:
+            hooks = None
+        if hooks is not None:
+            hooks.append(server_errors.append)
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=self.timeout)
         try:
             connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -292,8 +298,12 @@ class TestClient:
             )
         finally:
             connection.close()
+            if hooks is not None:
+                hooks.remove(server_errors.append)
         if self.wait_for_background:
             server.wait_background_idle(self.timeout)
+        if server_errors:
+            raise server_errors[0]
         return response
 
     def get(self, url: str, **kwargs: Any) -> TestResponse:

@@ -120,3 +120,29 @@ def test_without_with_the_server_starts_at_the_first_request() -> None:
     assert client.post("/notes/lazy").status_code == 200
     client.close()
     assert events == ["lazy"]
+
+
+def test_an_app_error_is_raised_in_the_test_unless_asked_for_the_500() -> None:
+    import pytest
+
+    class InternalError(Exception):
+        pass
+
+    app = App()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise InternalError("the portal gun is too dangerous")
+
+    @app.get("/fine")
+    async def fine() -> str:
+        return "fine"
+
+    with TestClient(app) as client:
+        with pytest.raises(InternalError, match="portal gun"):
+            client.get("/boom")
+        assert client.get("/fine").json() == "fine"  # the next request is unaffected
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert app.server_error_hooks == []  # each request's hook is removed after it

@@ -105,14 +105,19 @@ PYDANTIC_VERSION_MINOR_TUPLE = tuple(int(x) for x in pydantic.VERSION.split(".")
 
 
 # Names FastAPI's tests (not its tutorial) take from fastapi.exceptions: a
-# warning class named in their warning filters, and the error FastAPI raises
-# for a bad route (rawbg's is RouteDefinitionError).
+# warning class named in their warning filters, and FastAPIError.
 TEST_ONLY_EXCEPTIONS = """
 class FastAPIDeprecationWarning(DeprecationWarning):
     pass
 
 
-FastAPIError = getattr(_target, "RouteDefinitionError", RuntimeError)
+# FastAPI raises FastAPIError for a bad route and for a request a yield
+# dependency left without a response; rawbg has a class for each.
+FastAPIError = tuple(
+    getattr(_target, name)
+    for name in ("RouteDefinitionError", "DependencySwallowedError")
+    if hasattr(_target, name)
+) or RuntimeError
 """
 
 
