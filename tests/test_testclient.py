@@ -146,3 +146,17 @@ def test_an_app_error_is_raised_in_the_test_unless_asked_for_the_500() -> None:
         response = client.get("/boom")
         assert (response.status_code, response.text) == (500, "Internal Server Error")
     assert app.server_error_hooks == []  # each request's hook is removed after it
+
+
+def test_the_app_sees_the_client_as_testclient_as_in_starlette() -> None:
+    app = App()
+
+    @app.get("/who")
+    async def who(request: Request) -> list[object]:
+        assert request.client is not None
+        return [request.client.host, request.client.port]
+
+    with TestClient(app) as client:
+        assert client.get("/who").json() == ["testclient", 50000]
+        sent = client.get("/who", headers={"X-Forwarded-For": "203.0.113.7"}).json()
+        assert sent == ["203.0.113.7", 0]
