@@ -46,6 +46,7 @@ class Profile:
     high_load_seconds: float  # recorded duration of each run (warm-up as above)
     capacity_probe_seconds: float  # each probe of the capacity search
     capacity_probes: int  # at most this many probes
+    capacity_start: float | None = None  # first probe's rate (None: 60 % of the closed-loop peak)
     memory_tasks: int  # pending tasks measured per memory run
     memory_warmup: int  # requests before the first RSS reading
     memory_settle: float  # seconds of quiet before each RSS reading
@@ -109,7 +110,8 @@ PROFILES = {
         high_load_task_seconds=(0.01,),
         high_load_seconds=0.3,
         capacity_probe_seconds=0.3,
-        capacity_probes=5,  # halving from 60 % of peak: a loaded machine still finds one
+        capacity_probes=3,  # halving after a failure: a loaded machine still finds one
+        capacity_start=100,  # smoke: only that the machinery runs, even on a busy machine
         memory_tasks=100,
         memory_warmup=10,
         memory_settle=0.2,
@@ -227,9 +229,9 @@ class Runner:
     def capacity(self, server: str, mode: str, start: float) -> dict[str, Any]:
         """The highest open-loop rate `server` keeps up with, 0 s tasks: a search from `start`.
 
-        A probe passes when the server answered at least `KEEP_UP` of the
-        offered rate, all with 200, with a p99 under `KEEP_UP_P99_MS`: a server
-        falling behind builds a queue, and the queue shows first in the p99.
+        A probe passes when the server answered every request with 200, with a
+        p99 under `KEEP_UP_P99_MS`: a server falling behind builds a queue,
+        which shows in the p99 long before the probe ends.
         Up until the first failure the rate grows by a quarter; then the
         search bisects. One fresh server serves all probes (no task is pending
         between them).
@@ -252,7 +254,7 @@ class Runner:
                 p99 = row["latency_ms"]["p99"]
                 kept_up = (
                     row["error_count"] == 0
-                    and row["throughput_rps"] >= KEEP_UP * rate
+                    and row["ok"] == row["sent"]
                     and p99 is not None
                     and p99 <= KEEP_UP_P99_MS
                 )
@@ -282,9 +284,9 @@ class Runner:
         )
 
 
-# The capacity search (Runner.capacity): a probe passes at 98 % of the offered
-# rate with a p99 under 50 ms (10-50 times the p99 of a server that keeps up).
-KEEP_UP = 0.98
+# The capacity search (Runner.capacity): a probe passes with a p99 under 50 ms,
+# 10-50 times the p99 of a server that keeps up; a server 2 % short of the rate
+# is 60 ms behind by the end of a 3 s probe.
 KEEP_UP_P99_MS = 50.0
 
 
@@ -413,7 +415,7 @@ def high_load(runner: Runner, servers: list[str], results: dict[str, Any]) -> No
                 peaks = [
                     0.5 * r["throughput_rps"] for r in results["peak"] if r["server"] == server
                 ]
-            start = 0.6 * max(peaks) if peaks else 2 * p.rate
+            start = p.capacity_start or (0.6 * max(peaks) if peaks else 2 * p.rate)
             progress(f"high load: {server} {mode}, capacity search from {start:.0f} req/s:")
             capacity = runner.attempt(
                 f"{server} {mode} capacity", partial(runner.capacity, server, mode, start)

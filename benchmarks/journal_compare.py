@@ -10,7 +10,10 @@ anything:
 * p99 at 500 req/s, keep-alive and new connections: rawbg with a journal and
   1 s tasks against the same with 0 s tasks, and against rawbg without a
   journal;
-* memory per pending task (RSS, `benchmarks.memory`) with and without a journal.
+* memory per pending task (RSS, `benchmarks.memory`) with and without a journal;
+* the commit itself, in this process: `SQLiteTaskStore.write` of 32 requests'
+  entries as 32 transactions against one (what group commit does), in both
+  sync modes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,7 @@ def progress(message: str) -> None:
 
 def peak(server: str, seconds: float, log_dir: Path) -> float:
     with running_server(server, 0.0, log_dir) as running:
-        row = peak_throughput(running.pid, running.port, seconds, 32, wrk_available())
+        row = peak_throughput(running.pid, running.port, seconds, 32, wrk_available(), "keepalive")
     return float(row["throughput_rps"])
 
 
@@ -54,16 +58,42 @@ def p99(server: str, task_seconds: float, mode: str, seconds: float, log_dir: Pa
     return float(row["latency_ms"]["p99"])
 
 
+def commit_cost(directory: Path, sync: str, requests: int, repeats: int) -> tuple[float, float]:
+    """Microseconds per request: one transaction each, and one for all `requests`."""
+    from rawbg.journal import NewEntry
+    from rawbg.sqlite_journal import SQLiteTaskStore
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"commit-{sync}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    store = SQLiteTaskStore(str(path), sync=sync, busy_timeout=1.0)
+    store.open(owner="bench", lease_until=time.time() + 60)
+    entry = [NewEntry("benchmarks.apps.rawbg_app:send_email", '[["a@example.com"],{}]', "POST /x")]
+    each: list[float] = []
+    grouped: list[float] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(requests):
+            store.write([entry], owner="bench", finished=(), attempts=())
+        each.append((time.perf_counter() - started) / requests)
+        started = time.perf_counter()
+        store.write([entry] * requests, owner="bench", finished=(), attempts=())
+        grouped.append((time.perf_counter() - started) / requests)
+    store.close()
+    return statistics.median(each) * 1e6, statistics.median(grouped) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.journal_compare")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--peak-seconds", type=float, default=5.0)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--memory-tasks", type=int, default=10_000)
-    parser.add_argument("--only", choices=("peak", "latency", "memory"), action="append")
+    parser.add_argument("--only", choices=("peak", "latency", "memory", "commit"), action="append")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "journal")
     args = parser.parse_args(argv)
-    only = set(args.only or ("peak", "latency", "memory"))
+    only = set(args.only or ("peak", "latency", "memory", "commit"))
     log_dir = args.out / "logs"
 
     if "peak" in only:
@@ -118,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             for mode in MODES:
                 row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
                 print(f"  {server:14} {mode:9} {row['bytes_per_task']} bytes/task ({row['ok']} ok)")
+    if "commit" in only:
+        print("commit cost per request, 32 requests (median of 20):")
+        for sync in ("normal", "full"):
+            each, grouped = commit_cost(args.out, sync, 32, 20)
+            print(
+                f"  sync {sync:6}: one transaction per request {each:7.1f} us, "
+                f"one for all 32 {grouped:6.1f} us ({each / grouped:.1f}x less)"
+            )
     return 0
 
 

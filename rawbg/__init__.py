@@ -10,6 +10,7 @@ from .background import BackgroundTask, BackgroundTasks
 from .datastructures import URL, State
 from .dependencies import Depends
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
+from .param_functions import Body, Cookie, Header, Path, Query
 from .policy import task
 from .requests import Request
 from .responses import (
@@ -32,13 +33,18 @@ __all__ = [
     "App",
     "BackgroundTask",
     "BackgroundTasks",
+    "Body",
+    "Cookie",
     "Depends",
     "FileResponse",
     "HTMLResponse",
     "HTTPException",
+    "Header",
     "JSONResponse",
     "ORJSONResponse",
+    "Path",
     "PlainTextResponse",
+    "Query",
     "RedirectResponse",
     "Request",
     "RequestValidationError",

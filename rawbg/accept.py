@@ -106,8 +106,8 @@ class Acceptor:
                 return
             if self._failing_since is not None:
                 self._recovered()
-            conn.setblocking(False)
             # the same task asyncio's own accept path creates for each connection
+            # (connect_accepted_socket makes the socket non-blocking)
             loop.create_task(_connect(loop, factory, conn), name="rawbg-accept")
 
     def _back_off(self, error: OSError) -> None:

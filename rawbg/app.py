@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import logging
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .background import AfterResponse, BackgroundTask, BackgroundTasks
 from .datastructures import State
-from .dependencies import CallKind, CallPlan, Depends, Resolution, count_body_params, plan_call
+from .dependencies import CallKind, CallPlan, Depends, Resolution, plan_call, should_embed_body
 from .encoders import jsonable_encoder
 from .errors import (
     DependencySwallowedError,
@@ -50,6 +51,8 @@ from .exception_handling import (
 )
 from .lifespan import EventHandler, Lifespan
 from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
+from .pydantic_support import ResponseSerializer
+from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
 from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
     APIRouter,
@@ -84,6 +87,8 @@ class Endpoint:
     response_class: type[Response] = JSONResponse
     #: names of the route dependencies in `plan`, resolved but not passed to the handler
     route_dependencies: tuple[str, ...] = ()
+    #: validates and dumps what the handler returns (``response_model=``), or None
+    serialize: ResponseSerializer | None = None
 
 
 @dataclass(slots=True)
@@ -157,6 +162,13 @@ class App(RouteDecorators):
         status_code: int | None = None,
         dependencies: Sequence[Depends] | None = None,
         response_class: type[Response] | None = None,
+        response_model: Any = DEFAULT,
+        response_model_include: Any = None,
+        response_model_exclude: Any = None,
+        response_model_by_alias: bool = True,
+        response_model_exclude_unset: bool = False,
+        response_model_exclude_defaults: bool = False,
+        response_model_exclude_none: bool = False,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -164,14 +176,26 @@ class App(RouteDecorators):
         The app's `dependencies`, then the route's own, are resolved before
         the handler's parameters. `documentation` takes the OpenAPI-only
         options FastAPI routes accept (``tags``, ``summary``, ...), unused.
+        ``response_model`` (by default the handler's return annotation) and its
+        ``response_model_*`` options: see `rawbg.response_models`.
         """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
+        response_options: ResponseModelOptions = {
+            "response_model": response_model,
+            "response_model_include": response_model_include,
+            "response_model_exclude": response_model_exclude,
+            "response_model_by_alias": response_model_by_alias,
+            "response_model_exclude_unset": response_model_exclude_unset,
+            "response_model_exclude_defaults": response_model_exclude_defaults,
+            "response_model_exclude_none": response_model_exclude_none,
+        }
         try:
             plan = plan_call(handler, path_params=path_params)
+            serialize = plan_response_model(handler, response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
@@ -200,10 +224,22 @@ class App(RouteDecorators):
             plan,
             status_code,
             label,
-            embed_body=count_body_params(plan) > 1,
+            embed_body=should_embed_body(plan),
             response_class=response_class,
             route_dependencies=hidden,
+            serialize=serialize,
         )
+        if not path_params:
+            for template in self.router.templates_matching(path, methods):
+                logger.warning(
+                    "%s is registered after %s, which also matches it: rawbg answers %s "
+                    "with %s, FastAPI (first registered wins) would not; register %s first",
+                    path,
+                    template,
+                    path,
+                    plan.where,
+                    path,
+                )
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -257,9 +293,17 @@ class App(RouteDecorators):
     # -- lifecycle and middleware --------------------------------------------------
 
     def on_event(self, event: Literal["startup", "shutdown"]) -> Callable[[HandlerT], HandlerT]:
-        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown")."""
+        """``@app.on_event("startup")``: run the handler before serving (or after, "shutdown").
+
+        Deprecated, with the warning FastAPI gives: ``lifespan=`` does both in one place.
+        """
         if event not in ("startup", "shutdown"):
             raise ValueError(f"on_event takes 'startup' or 'shutdown', not {event!r}")
+        warnings.warn(
+            "on_event is deprecated, use lifespan event handlers instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
         def register(handler: HandlerT) -> HandlerT:
             self.add_event_handler(event, handler)
@@ -297,6 +341,10 @@ class App(RouteDecorators):
             return dispatch
 
         return register
+
+    def served_methods(self) -> list[str]:
+        """The methods the app serves on some path, sorted: ``Allow`` for ``OPTIONS *``."""
+        return sorted(self.router.methods())
 
     # -- errors --------------------------------------------------------------------
 
@@ -369,12 +417,12 @@ class App(RouteDecorators):
             target = raw_path.rstrip("/") if raw_path.endswith("/") else raw_path + "/"
         else:
             target = other
+        target = request.root_path + target  # the prefix a proxy stripped, if any
         if request.query_string:
             target += "?" + request.query_string
         host = request.headers.get("host")
         if host is not None and _HOST.fullmatch(host):
-            scheme = getattr(request, "scheme", "http")  # set by trusted proxy headers
-            target = f"{scheme}://{host}{target}"
+            target = f"{request.scheme}://{host}{target}"  # scheme: from a trusted proxy
         return Response(status_code=307, headers={"location": target})
 
     async def _handle_with_middleware(
@@ -439,6 +487,8 @@ class App(RouteDecorators):
     @staticmethod
     def _make_response(endpoint: Endpoint, result: Any, resolution: Resolution) -> Response:
         """The handler's return value in the route's response class, as FastAPI does."""
+        if endpoint.serialize is not None:
+            result = endpoint.serialize(result)
         response_class = endpoint.response_class
         if response_class is not JSONResponse:  # JSONResponse encodes the same types itself
             result = jsonable_encoder(result)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable,
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec
 
+from .failure_log import task_failures
 from .journal import ACTIVE_JOURNAL, NewEntry
 from .policy import journal_record, policy_of
 from .threadpool import run_in_thread
@@ -292,6 +293,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
         dropped = len(self._calls)
         if dropped:
             logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
+            for index in range(dropped):  # already journaled: dropped there too, not run later
+                self._mark_finished(index, failed=False)
+            self._entry_ids = None
             self._calls = ()
             self._release(dropped)
         return dropped
@@ -514,5 +518,8 @@ class WorkGroup:
 
 
 def log_task_failure(name: str, label: str, error: BaseException) -> None:
-    """The one log line for a failed task: its name, its route, its traceback."""
-    logger.error("background task %s of %s failed", name, label, exc_info=error)
+    """The one place a failed task is logged: its name, its route, its traceback.
+
+    One traceback per failure site per minute, then a count (`rawbg.failure_log`).
+    """
+    task_failures.task_failed(name, label, error)

@@ -278,7 +278,8 @@ def config_error(exc: ValueError) -> str:
     message = str(exc)
     for field in dataclasses.fields(ServerConfig):
         flag = "--" + field.name.replace("_", "-")
-        message = re.sub(rf"\b{field.name}\b", flag, message)
+        # not inside a flag already written (`loop` in --loop-block-warning)
+        message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", flag, message)
     return message
 
 

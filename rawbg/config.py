@@ -179,6 +179,30 @@ FILE_CHUNK_SIZE = 64 * KiB
 # many times over; Apache's lingering close uses 2 s.
 LINGER_SECONDS = 1.0
 
+# Host header values remembered as valid, so that the RFC 3986 check costs a set
+# lookup for the few values a server sees over and over; 64 covers a server's
+# names, ports and addresses many times, and the set is emptied when full.
+MAX_REMEMBERED_HOSTS = 64
+
+# A failing background task logs its traceback once per site (task, route,
+# exception type, raising line) per this many seconds, then a count of the
+# repeats: a task failing on every request at 1000 req/s writes two lines a
+# minute, not 570 kB/s, and an operator still sees each new failure at once.
+FAILURE_LOG_INTERVAL = 60.0
+
+# Distinct failure sites tracked at once; past it every count is written out
+# and tracking starts over. Sites are bounded by the code's raise statements,
+# so 1000 is never reached by a real app, only bounds memory if it were.
+MAX_FAILURE_SITES = 1000
+
+# How deeply a JSON request body may nest arrays and objects. json.loads
+# recurses once per level and fails with RecursionError near Python's
+# recursion limit (1000 frames, shared with the handler's own stack), so the
+# real limit would depend on where it is called from; a documented bound well
+# below it is checked first. 256: real documents nest a dozen levels; orjson
+# stops at 1024, serde_json at 128.
+MAX_JSON_DEPTH = 256
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerConfig:

@@ -57,7 +57,14 @@ from typing import TYPE_CHECKING
 
 import h11
 
+from .app import Outcome
 from .background import WorkGroup
+from .conformance import (
+    asterisk_options_response,
+    check_host,
+    check_request_line,
+    parse_error_rejection,
+)
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -66,6 +73,7 @@ from .errors import (
     RequestRejected,
     RequestTimeout,
 )
+from .h11_shortcut import send_whole_response
 from .journal import JournalUnavailable
 from .proxy import forwarded
 from .requests import Headers, Request, client_label
@@ -186,6 +194,9 @@ class Connection:
         self._stopping = False  # set by shutdown: finish the current request, then close
         #: set by shutdown: a body still being read must be complete by then
         self._stop_deadline: float | None = None
+        # Per-request state
+        self._request_method: bytes | None = None  # once the head is parsed
+        self._head_kept = False  # `_next_event` has copied the input of this head
         self._close_reason = "client closed the connection"
 
     def _move(self, phase: Phase) -> None:
@@ -266,6 +277,8 @@ class Connection:
             if not await self._respond(exchange):
                 return
             self._h11.start_next_cycle()
+            self._request_method = None
+            self._head_kept = False
             self._move(Phase.IDLE)
             if trace is not None:
                 trace.event("keep-alive: next cycle")
@@ -279,10 +292,23 @@ class Connection:
         await self._pending.wait_for_room()
 
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
+        """h11's next event; the one place where whatever h11 raises becomes a refusal."""
+        h = self._h11
+        head = b""
+        if not self._head_kept and (
+            self.phase is Phase.READING_HEAD
+            or (self.phase is Phase.IDLE and self._protocol.has_input)
+        ):
+            # h11 refuses every Transfer-Encoding but `chunked` alike, and only
+            # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
+            # keep a copy of the input, once per head (a copy per read of a
+            # trickled head would cost its size squared).
+            head = h.trailing_data[0]
+            self._head_kept = True
         try:
-            return self._h11.next_event()  # type: ignore[return-value]
-        except h11.RemoteProtocolError as exc:
-            raise MalformedRequest.from_h11(exc) from exc
+            return h.next_event()  # type: ignore[return-value]
+        except Exception as exc:  # RemoteProtocolError, or anything else h11 lets out
+            raise parse_error_rejection(exc, head) from exc
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
@@ -319,6 +345,7 @@ class Connection:
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
+        self._request_method = event.method  # a refusal of a HEAD has no body
         started = time.perf_counter()
         self._check_head(event)
         trace = None
@@ -374,6 +401,7 @@ class Connection:
         size = len(request.method) + len(request.target) + 13  # " " + " HTTP/1.1\r\n" + "\r\n"
         content_length: int | None = None
         chunked = False
+        host: bytes | None = None
         for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
             size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
             name = raw_name.lower()
@@ -381,8 +409,16 @@ class Connection:
                 content_length = int(value)  # h11 has checked it is digits
             elif name == b"transfer-encoding":
                 chunked = True
+            elif name == b"host":
+                host = value  # h11 has refused two of them
         if size > self._config.max_head_size:
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
+        if request.http_version != b"1.1" or request.target == b"*" or request.method == b"CONNECT":
+            check_request_line(
+                request.method, request.target, request.http_version, has_host=host is not None
+            )
+        if host is not None:
+            check_host(host)
         if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
@@ -455,7 +491,10 @@ class Connection:
         """
         request, trace = exchange.request, exchange.trace
         self._move(Phase.HANDLING)
-        outcome = await self._app.handle(request, trace)
+        if request.target == "*":  # OPTIONS *, the one asterisk-form request let through
+            outcome = Outcome(asterisk_options_response(self._app.served_methods()))
+        else:
+            outcome = await self._app.handle(request, trace)
         response, after = outcome.response, outcome.after
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
@@ -552,7 +591,27 @@ class Connection:
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        head = h.send(h11.Response(status_code=status, headers=fields, reason=reason(status)))
+        if response.fields_checked and not isinstance(response, StreamingResponse):
+            # the common case, without h11's serialising (rawbg.h11_shortcut)
+            message = send_whole_response(
+                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+            )
+            if message is not None:
+                if trace is not None:
+                    trace.event("response started", status=status)
+                protocol.write(message)
+                await protocol.flushed()
+                if trace is not None:
+                    trace.event("response flushed", status=status, bytes=len(message))
+                return len(message)
+        head = h.send(
+            h11.Response(
+                status_code=status,
+                headers=fields,
+                reason=reason(status),
+                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
+            )
+        )
         assert head is not None  # h11 returns bytes for a Response
         if trace is not None:
             trace.event("response started", status=status)
@@ -616,11 +675,14 @@ class Connection:
                     )
                     or b""
                 )
-                message += h.send(h11.Data(data=body)) or b""
+                if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
+                    message += h.send(h11.Data(data=body)) or b""
                 message += h.send(h11.EndOfMessage()) or b""
                 self._protocol.write(message)
-            except (h11.LocalProtocolError, ClientDisconnected):
+            except ClientDisconnected:
                 pass
+            except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
+                logger.exception("could not send the %d refusal", exc.status_code)
         await self._protocol.close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
@@ -26,17 +25,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from .background import BackgroundTasks
 from .errors import RequestValidationError, RouteDefinitionError
-from .params import (
-    Body,
-    BodyValueError,
-    ConversionError,
-    Scalar,
-    classify_annotation,
-    error_entry,
-    load_body_value,
-)
+from .param_functions import Param
+from .params import Invalid
 from .requests import Request
 from .responses import Response, ResponseParameter
+from .sources import ValuePlan, located, missing, parse_cookies, plan_value, read_body
 from .threadpool import run_in_thread
 
 if TYPE_CHECKING:
@@ -80,6 +73,8 @@ class Source(enum.Enum):
 
     PATH = "path"
     QUERY = "query"
+    HEADER = "header"
+    COOKIE = "cookie"
     BODY = "body"
     REQUEST = "request"
     RESPONSE = "response (headers, cookies, status)"
@@ -102,13 +97,18 @@ class ParamPlan:
     source: Source
     default: Any  # inspect.Parameter.empty when required
     annotation: Any
-    scalar: Scalar | None = None
-    body: Body | None = None
+    value: ValuePlan | None = None  # path, query, header, cookie, body: how it is read
     call: CallPlan | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is inspect.Parameter.empty
+        return self.default is inspect.Parameter.empty and (
+            self.value is None or self.value.default_factory is None
+        )
+
+    def default_value(self) -> Any:
+        factory = self.value.default_factory if self.value is not None else None
+        return factory() if factory is not None else self.default
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +183,31 @@ def _plan_param(
         )
     annotation, default = param.annotation, param.default
     depends: Depends | None = None
+    marker: Param | None = None
+    metadata: list[Any] = []
     if typing.get_origin(annotation) is Annotated:
-        annotation, *metadata = typing.get_args(annotation)
-        depends = next((m for m in metadata if isinstance(m, Depends)), None)
+        annotation, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, Depends):
+                depends = extra
+            elif isinstance(extra, Param):
+                marker = extra  # the last one wins, as in FastAPI
+            else:
+                metadata.append(extra)
+    in_annotated = marker is not None
     if isinstance(default, Depends):
         depends, default = default, inspect.Parameter.empty
+    elif isinstance(default, Param):
+        if marker is not None:
+            raise RouteDefinitionError(
+                f"{where}: {marker!r} in Annotated and {default!r} as the default; give one"
+            )
+        marker, default = default, inspect.Parameter.empty
     if depends is not None:
+        if marker is not None or metadata:
+            raise RouteDefinitionError(
+                f"{where}: Depends(...) cannot be combined with {marker or metadata[0]!r}"
+            )
         dependency = depends.dependency
         if dependency is None:
             if not callable(annotation) or annotation is inspect.Parameter.empty:
@@ -207,31 +226,24 @@ def _plan_param(
             _stack=stack,
         )
         return ParamPlan(param.name, Source.DEPENDENCY, default, annotation, call=sub)
-    if isinstance(annotation, type) and issubclass(annotation, Request):
-        return ParamPlan(param.name, Source.REQUEST, default, annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
-        return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
-    if isinstance(annotation, type) and issubclass(annotation, Response):
-        return ParamPlan(param.name, Source.RESPONSE, default, annotation)
-    if annotation is inspect.Parameter.empty:
-        annotation = str
-    kind = classify_annotation(annotation)
-    if param.name in path_params:
-        if not isinstance(kind, Scalar) or kind.many:
-            raise RouteDefinitionError(
-                f"{where} is a path parameter: annotate it as str, int, "
-                f"float, bool, uuid.UUID or an Enum, not {annotation!r}"
-            )
-        return ParamPlan(param.name, Source.PATH, default, annotation, scalar=kind)
-    if isinstance(kind, Scalar):
-        return ParamPlan(param.name, Source.QUERY, default, annotation, scalar=kind)
-    if isinstance(kind, Body):
-        return ParamPlan(param.name, Source.BODY, default, annotation, body=kind)
-    raise RouteDefinitionError(
-        f"{where}: nothing can supply a value of type {annotation!r}. Path and query parameters "
-        "may be str, int, float, bool, uuid.UUID, an Enum or list[...] of those; a JSON body "
-        "parameter a dict, list or dataclass; anything else needs Depends(...)"
+    if marker is None and not metadata:
+        if isinstance(annotation, type) and issubclass(annotation, Request):
+            return ParamPlan(param.name, Source.REQUEST, default, annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
+            return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
+        if isinstance(annotation, type) and issubclass(annotation, Response):
+            return ParamPlan(param.name, Source.RESPONSE, default, annotation)
+    value, default = plan_value(
+        where=where,
+        name=param.name,
+        annotation=annotation,
+        default=default,
+        marker=marker,
+        in_annotated=in_annotated,
+        metadata=metadata,
+        path_params=path_params,
     )
+    return ParamPlan(param.name, Source(value.location), default, annotation, value=value)
 
 
 def walk(plan: CallPlan) -> typing.Iterator[ParamPlan]:
@@ -246,15 +258,29 @@ def count_body_params(plan: CallPlan) -> int:
     return len({p.name for p in walk(plan) if p.source is Source.BODY})
 
 
-_NO_BODY = object()
-_INVALID_BODY = object()  # parsed once, reported once, however many body parameters
+def should_embed_body(plan: CallPlan) -> bool:
+    """Several body parameters (or one with ``Body(embed=True)``): each is read from its own key."""
+    bodies = {p.name: p for p in walk(plan) if p.source is Source.BODY}
+    if len(bodies) > 1:
+        return True
+    return any(p.value is not None and p.value.embed for p in bodies.values())
+
+
+_UNREAD: Any = object()
+_INVALID: Any = object()  # the body failed to parse: reported once, by the first reader
+_REPORT_ORDER = {"path": 0, "query": 1, "header": 2, "cookie": 3, "body": 4}
+
+
+def _report_order(error: dict[str, Any]) -> int:
+    return _REPORT_ORDER.get(error["loc"][0], 5)
 
 
 class Resolution:
     """The per-request state of walking a plan: the cache, the exit stacks, the tasks."""
 
     __slots__ = (
-        "_json",
+        "_body",
+        "_cookies",
         "background",
         "cache",
         "embed_body",
@@ -275,115 +301,120 @@ class Resolution:
         self.function_stack: AsyncExitStack | None = None
         #: the `response: Response` parameter's object, once something asks for it
         self.response: ResponseParameter | None = None
-        self._json: Any = _NO_BODY
+        self._body: Any = _UNREAD
+        self._cookies: dict[str, str] | None = None
 
     async def arguments(self, plan: CallPlan) -> dict[str, Any]:
         """The keyword arguments to call `plan.call` with; 422 if any cannot be made."""
         kwargs: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
+        sub_errors: list[dict[str, Any]] = []  # the dependencies': reported first, as FastAPI
         request = self.request
         for param in plan.params:
             source = param.source
             name = param.name
             if source is Source.PATH:
-                raw = request.path_params[name]
+                value_plan: ValuePlan = param.value  # type: ignore[assignment]
+                raw = request.path_params[value_plan.key]
                 try:
-                    kwargs[name] = param.scalar.convert(raw)  # type: ignore[union-attr]
-                except ConversionError as exc:
-                    errors.append(error_entry(["path", name], exc.type, exc.msg, raw))
+                    kwargs[name] = value_plan.validate(raw)
+                except Invalid as exc:
+                    errors.extend(located(["path", value_plan.key], exc.errors))
             elif source is Source.BACKGROUND:
                 if self.background is None:
                     self.background = BackgroundTasks()
                 kwargs[name] = self.background
-            elif source is Source.QUERY:
-                self._query_value(param, kwargs, errors)
             elif source is Source.DEPENDENCY:
                 try:
                     kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
                 except RequestValidationError as exc:
-                    errors.extend(exc.errors())
+                    sub_errors.extend(exc.errors())
             elif source is Source.REQUEST:
                 kwargs[name] = request
             elif source is Source.RESPONSE:
                 if self.response is None:
                     self.response = ResponseParameter()
                 kwargs[name] = self.response
-            else:
+            elif source is Source.BODY:
                 self._body_value(param, kwargs, errors)
-        if errors:
-            raise RequestValidationError(errors, body=self.received_body())
+            else:
+                self._request_value(param, kwargs, errors)
+        if errors or sub_errors:
+            errors.sort(key=_report_order)  # FastAPI: path, query, header, cookie, then body
+            raise RequestValidationError([*sub_errors, *errors], body=self.received_body())
         return kwargs
 
     def received_body(self) -> Any:
-        """The body as parsed, for `RequestValidationError.body`: its text if not JSON."""
-        if self._json is _INVALID_BODY:
-            return self.request._body.decode("utf-8", "replace")
-        return None if self._json is _NO_BODY else self._json
+        """The body as read for body parameters, for `RequestValidationError.body`."""
+        body = self._body
+        if body is _UNREAD or body is _INVALID:
+            return None
+        if isinstance(body, bytes):  # not JSON: its text, as FastAPI keeps it
+            return body.decode("utf-8", "replace")
+        return body
 
-    def _query_value(
+    def _request_value(
         self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
-        scalar = param.scalar
-        assert scalar is not None  # planned as Source.QUERY
-        query = self.request.query_params
-        name = param.name
-        raws = query.getlist(name) if scalar.many else ([query[name]] if name in query else [])
-        if not raws:
+        """A query, header or cookie parameter: missing, its default, or validated."""
+        plan = param.value
+        assert plan is not None  # planned from a request value
+        key = plan.key
+        source = param.source
+        raw: Any
+        if source is Source.QUERY:
+            query = self.request.query_params
+            raw = query.getlist(key) if plan.many else query.get(key)
+        elif source is Source.HEADER:
+            headers = self.request.headers
+            raw = headers.getlist(key) if plan.many else headers.get(key)
+        else:
+            if self._cookies is None:
+                self._cookies = parse_cookies(self.request.headers.getlist("cookie"))
+            raw = self._cookies.get(key)
+        if raw is None or (plan.many and not raw):
             if param.required:
-                errors.append(error_entry(["query", name], "missing", "Field required"))
+                errors.append(missing([plan.location, key]))
             else:
-                kwargs[name] = param.default
+                kwargs[param.name] = param.default_value()
             return
-        values = []
-        for raw in raws:
-            try:
-                values.append(scalar.convert(raw))
-            except ConversionError as exc:
-                errors.append(error_entry(["query", name], exc.type, exc.msg, raw))
-                return
-        kwargs[name] = values if scalar.many else values[0]
+        try:
+            kwargs[param.name] = plan.validate(raw)
+        except Invalid as exc:
+            errors.extend(located([plan.location, key], exc.errors))
 
     def _body_value(
         self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
-        body = param.body
-        assert body is not None  # planned as Source.BODY
-        document = self._parsed_body(errors)
-        if document is _NO_BODY:
+        plan = param.value
+        assert plan is not None  # planned as Source.BODY
+        if self._body is _UNREAD:
+            self._body = _INVALID
+            self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
+        document = self._body
+        if document is _INVALID:  # already reported, by another body parameter
             return
         loc: list[Any] = ["body"]
         value = document
         if self.embed_body:
-            loc = ["body", param.name]
-            value = document.get(param.name) if isinstance(document, dict) else None
-        if value is None and not param.required:
-            kwargs[param.name] = param.default
-            return
-        if value is None and not body.optional:
-            errors.append(error_entry(loc, "missing", "Field required"))
+            loc = ["body", plan.key]
+            if isinstance(document, dict):
+                value = document.get(plan.key)
+            elif document is None or isinstance(document, bytes):
+                value = None
+            else:  # a JSON list or number where an object with keys was due
+                errors.append(missing(loc))
+                return
+        if value is None:
+            if param.required:
+                errors.append(missing(loc))
+            else:
+                kwargs[param.name] = param.default_value()
             return
         try:
-            kwargs[param.name] = load_body_value(body.annotation, value, loc)
-        except BodyValueError as exc:
-            errors.extend(exc.errors)
-
-    def _parsed_body(self, errors: list[dict[str, Any]]) -> Any:
-        if self._json is _INVALID_BODY:  # already reported
-            return _NO_BODY
-        if self._json is _NO_BODY:
-            raw = self.request._body
-            if not raw.strip():
-                self._json = None
-            else:
-                try:
-                    self._json = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    errors.append(
-                        error_entry(["body"], "json_invalid", f"JSON decode error: {exc}")
-                    )
-                    self._json = _INVALID_BODY
-                    return _NO_BODY
-        return self._json
+            kwargs[param.name] = plan.validate(value)
+        except Invalid as exc:
+            errors.extend(located(loc, exc.errors))
 
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache

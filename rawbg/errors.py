@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import h11
-
 
 class HTTPException(Exception):
     """Raised by a handler or a dependency to answer with an error status.
@@ -126,25 +124,16 @@ class RequestRejected(Exception):
 
 
 class MalformedRequest(RequestRejected):
-    """Raised when h11 cannot parse the request, or it has an ambiguous length."""
+    """Raised when h11 cannot parse the request, or it breaks a rule of RFC 9112.
+
+    `rawbg.conformance.parse_error_rejection` is the one translation of h11's
+    errors into this (and its 431/501 siblings); `rawbg.conformance` also
+    raises it for what h11 lets through (an invalid Host, say).
+    """
 
     def __init__(self, message: str, status_code: int = 400) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-    @classmethod
-    def from_h11(cls, exc: h11.RemoteProtocolError) -> RequestRejected:
-        """The single translation of h11's parse errors into ours.
-
-        h11 suggests a status with each error: 400 for bad syntax, 431 for a
-        head that outgrew its buffer, 501 for a transfer coding it does not know.
-        """
-        status = exc.error_status_hint
-        if status == HeadTooLarge.status_code:
-            return HeadTooLarge("request head too large")
-        if status == UnsupportedTransferCoding.status_code:
-            return UnsupportedTransferCoding(str(exc))
-        return cls(str(exc) or "malformed request", status)
 
 
 class RequestTimeout(RequestRejected):
@@ -166,9 +155,25 @@ class HeadTooLarge(RequestRejected):
 
 
 class UnsupportedTransferCoding(RequestRejected):
-    """Raised for a ``Transfer-Encoding`` other than ``chunked``."""
+    """Raised for a well-formed ``Transfer-Encoding`` naming a coding other than ``chunked``.
+
+    A value that cannot frame a body (``chunked`` not last, twice, an empty
+    element) is a `MalformedRequest` instead (RFC 9112 6.3).
+    """
 
     status_code = 501
+
+
+class MethodNotImplemented(RequestRejected):
+    """Raised for ``CONNECT``: rawbg is an origin server and opens no tunnels."""
+
+    status_code = 501
+
+
+class VersionNotSupported(RequestRejected):
+    """Raised for an HTTP major version other than 1 (``HTTP/2.0`` on an HTTP/1 connection)."""
+
+    status_code = 505
 
 
 class ClientDisconnected(ConnectionError):

@@ -25,7 +25,7 @@ def type_name(annotation: Any) -> str:
     return ": " + repr(annotation).replace("typing.", "")
 
 
-def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]]) -> str:
+def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]], embed: bool) -> str:
     head = f"{param.name}{type_name(param.annotation)}"
     if not param.required:
         head += f" = {param.default!r}"
@@ -43,19 +43,32 @@ def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]]) -> str:
         return f"{head}  <- Depends({plan.name}) [{plan.kind.value}{scope}; {sharing}]"
     if source is Source.BACKGROUND:
         return f"{head}  <- background tasks (one instance per request, shared)"
-    if source is Source.QUERY and param.scalar is not None and param.scalar.many:
-        return f"{head}  <- query (repeated key)"
-    return f"{head}  <- {source.value}"
+    value = param.value
+    if value is None:
+        return f"{head}  <- {source.value}"
+    where = source.value
+    if value.key != param.name:
+        where += f" {value.key!r}"
+    notes = [f"{k}={v!r}" for k, v in value.constraints.given().items()]
+    if value.many:
+        notes.insert(0, "repeated key" if source is Source.QUERY else "every value")
+    if source is Source.BODY and embed:
+        notes.insert(0, f"embedded as {value.key!r}")
+    if value.via_pydantic:
+        notes.append("validated by pydantic")
+    return f"{head}  <- {where}" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _tree(plan: CallPlan, computed: set[Callable[..., Any]], indent: str) -> Iterator[str]:
+def _tree(
+    plan: CallPlan, computed: set[Callable[..., Any]], indent: str, embed: bool
+) -> Iterator[str]:
     for index, param in enumerate(plan.params):
         last = index == len(plan.params) - 1
-        yield f"{indent}{'└─ ' if last else '├─ '}{_describe_param(param, computed)}"
+        yield f"{indent}{'└─ ' if last else '├─ '}{_describe_param(param, computed, embed)}"
         sub = param.call
         if sub is None or (sub.use_cache and sub.call in computed):
             continue
-        yield from _tree(sub, computed, indent + ("   " if last else "│  "))
+        yield from _tree(sub, computed, indent + ("   " if last else "│  "), embed)
         if sub.use_cache:
             computed.add(sub.call)
 
@@ -77,7 +90,9 @@ def describe_routes(app: App) -> str:
             if endpoint.response_class is not JSONResponse:
                 returns = f"  -> {endpoint.response_class.__name__}"
             lines.append(f"  handler {plan.where}  [{plan.kind.value}]{returns}")
-            lines.extend(_tree(plan, set(), "  "))
+            if endpoint.serialize is not None:
+                lines.append(f"  response model: {endpoint.serialize.model_name}")
+            lines.extend(_tree(plan, set(), "  ", endpoint.embed_body))
             lines.append("")
     if app.user_middleware:  # outermost first, the order a request meets them
         names = " -> ".join(layer.name for layer in app.user_middleware)

@@ -105,6 +105,20 @@ class Router(Generic[E]):
             return True
         return any(route.pattern.match(path) for route in self._dynamic)
 
+    def templates_matching(self, path: str, methods: Iterable[str]) -> list[str]:
+        """The templates with parameters that match `path` for one of `methods`.
+
+        A path without parameters is found before them here; FastAPI, which
+        tries routes in registration order, would send it to the first of them
+        registered earlier (the caller warns about that).
+        """
+        wanted = {m.upper() for m in methods}
+        return [
+            route.template
+            for route in self._dynamic
+            if route.pattern.match(path) and wanted & route.endpoints.keys()
+        ]
+
     def match(self, method: str, path: str) -> tuple[E, dict[str, str]]:
         """The endpoint for `method` on `path` and the path parameters, or 404/405."""
         route = self._static.get(path)
@@ -121,6 +135,10 @@ class Router(Generic[E]):
         if endpoint is None:
             raise MethodNotAllowed(route.endpoints)
         return endpoint, params
+
+    def methods(self) -> set[str]:
+        """Every method some route serves (HEAD included where GET implies it)."""
+        return {method for route in self._routes.values() for method in route.endpoints}
 
     def __iter__(self) -> Iterator[Route[E]]:
         return iter(self._routes.values())

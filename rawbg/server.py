@@ -38,6 +38,7 @@ from .config import (
     ServerConfig,
 )
 from .connection import run_connection
+from .failure_log import task_failures
 from .journal import ACTIVE_JOURNAL
 from .journal_writer import JournalWriter, RecoveredTask
 from .lifespan import StartupFailed, run_lifespan
@@ -313,6 +314,7 @@ class Server:
             self._trace_file.close()
         if self._watchdog is not None:
             self._watchdog.stop()
+        task_failures.flush()  # the counts of repeated task failures, before we stop
         return cancelled
 
 

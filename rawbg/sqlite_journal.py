@@ -35,9 +35,9 @@ FORMAT_NAME = "rawbg-task-journal"
 
 # SQLite's page cache, in KiB (its default is 2000). Inserts append to the
 # last pages and deletes are batched, so a small cache serves them; the
-# default one would grow with the pending entries and count ~150 bytes of
-# RSS per pending task (benchmarks/README.md). Evicted pages stay in the OS
-# page cache.
+# default one fills with the pages of pending entries (~150 bytes each), up
+# to 2 MiB of RSS: an estimate, ~200 bytes per pending task at 10 000
+# pending, not a measurement. Evicted pages stay in the OS page cache.
 CACHE_KIB = 256
 PENDING, FAILED, SET_ASIDE = 0, 2, 3
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import http.client
 import json as jsonlib
 import threading
@@ -164,11 +165,29 @@ class _ServerThread:
             raise self._failure
 
 
+class CookieJar(dict[str, str]):
+    """The client's cookies, name to value, with httpx's ``set``/``delete`` spelling."""
+
+    def set(self, name: str, value: str) -> None:
+        self[name] = value
+
+    def delete(self, name: str) -> None:
+        self.pop(name, None)
+
+
+Headers_ = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
 class TestClient:
     """A synchronous HTTP client for one app, served for real on 127.0.0.1.
 
     Options not named here (``max_body_size=``, ``timeout_keep_alive=`` ...)
     are `ServerConfig` fields for the server it starts.
+
+    With ``raise_server_exceptions`` (the default, as Starlette's), an
+    exception that ended in a 500 on the server is raised again from the call
+    that made the request, so a test sees the app's own error; with False,
+    the test gets the 500 response.
     """
 
     __test__ = False
@@ -188,14 +207,15 @@ class TestClient:
     ) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
-        self.headers: dict[str, str] = dict(headers or {})
-        self.cookies: dict[str, str] = dict(cookies or {})
+        # Starlette's test client says who it is; tutorial code echoes it
+        given = {name.lower(): value for name, value in (headers or {}).items()}
+        self.headers: dict[str, str] = {"user-agent": "testclient", **given}
+        self.cookies = CookieJar(cookies or {})
         self.follow_redirects = follow_redirects
         self.wait_for_background = wait_for_background
         self.timeout = timeout
-        # As Starlette's: an exception that ends in a 500 (App.server_error_hooks)
-        # is raised in the test once its response has arrived; False: the 500.
         self.raise_server_exceptions = raise_server_exceptions
+        self._server_errors: list[Exception] = []  # appended by the server's thread
         server_options.setdefault("port", 0)
         server_options.setdefault("access_log", False)
         self._server_options = server_options
@@ -220,8 +240,12 @@ class TestClient:
 
     def _ensure_server(self) -> _ServerThread:
         if self._server is None:
+            hook = self._server_errors.append
+            hooks = getattr(self.app, "server_error_hooks", None)
+            if hooks is not None and self.raise_server_exceptions:
+                hooks.append(hook)
             self._server = _ServerThread(self.app, self._server_options)
-            self._finalizer = weakref.finalize(self, self._server.stop)
+            self._finalizer = weakref.finalize(self, _stop, self._server, hooks, hook)
         return self._server
 
     # -- requests ------------------------------------------------------------------
@@ -232,7 +256,7 @@ class TestClient:
         url: str,
         *,
         params: QueryParams | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Headers_ | None = None,
         cookies: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
         data: Mapping[str, Any] | bytes | str | None = None,
@@ -240,8 +264,14 @@ class TestClient:
         auth: tuple[str, str] | None = None,
         follow_redirects: bool | None = None,
     ) -> TestResponse:
-        fields = {**self.headers, **{k.lower(): v for k, v in (headers or {}).items()}}
-        fields = {k.lower(): v for k, v in fields.items()}
+        fields = {k.lower(): v for k, v in self.headers.items()}
+        repeated: list[tuple[str, str]] = []  # a header given twice, as a list of pairs
+        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        for name, value in pairs:
+            if name.lower() in fields and name.lower() not in self.headers:
+                repeated.append((name.lower(), value))
+            else:
+                fields[name.lower()] = value
         fields.setdefault("x-forwarded-for", TEST_CLIENT_ADDRESS)
         body = _encode_body(fields, content=content, data=data, json=json)
         if auth is not None:
@@ -251,7 +281,7 @@ class TestClient:
         if jar:
             fields.setdefault("cookie", "; ".join(f"{k}={v}" for k, v in jar.items()))
         target = _target(url, params)
-        response = self._exchange(method.upper(), target, fields, body)
+        response = self._exchange(method.upper(), target, fields, body, repeated)
         self.cookies.update(response.cookies)
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         for _ in range(MAX_REDIRECTS):
@@ -266,25 +296,27 @@ class TestClient:
                 method, body = "GET", b""
                 fields.pop("content-type", None)
                 fields.pop("content-length", None)
-            response = self._exchange(method.upper(), _path_of(target), fields, body)
+            response = self._exchange(method.upper(), _path_of(target), fields, body, repeated)
             self.cookies.update(response.cookies)
         return response
 
     def _exchange(
-        self, method: str, target: str, fields: dict[str, str], body: bytes
+        self,
+        method: str,
+        target: str,
+        fields: dict[str, str],
+        body: bytes,
+        repeated: Iterable[tuple[str, str]] = (),
     ) -> TestResponse:
         server = self._ensure_server()
-        server_errors: list[Exception] = []
-        hooks: list[Any] | None = getattr(self.app, "server_error_hooks", None)
-        if not self.raise_server_exceptions:
-            hooks = None
-        if hooks is not None:
-            hooks.append(server_errors.append)
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=self.timeout)
         try:
             connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
             connection.putheader("host", urlsplit(self.base_url).netloc or "testserver")
-            for name, value in fields.items():
+            if self.base_url.startswith("https:") and "x-forwarded-proto" not in fields:
+                # the server is plain HTTP: say https the way a trusted local proxy would
+                connection.putheader("x-forwarded-proto", "https")
+            for name, value in [*fields.items(), *repeated]:
                 connection.putheader(name, value)
             if body or method in ("POST", "PUT", "PATCH"):
                 connection.putheader("content-length", str(len(body)))
@@ -292,6 +324,8 @@ class TestClient:
             connection.endheaders(body or None)
             answer = connection.getresponse()
             payload = answer.read()
+            if (answer.getheader("content-encoding") or "").lower() == "gzip" and payload:
+                payload = gzip.decompress(payload)  # as httpx decodes it; headers kept
             raw = [
                 (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.getheaders()
             ]
@@ -305,12 +339,12 @@ class TestClient:
             )
         finally:
             connection.close()
-            if hooks is not None:
-                hooks.remove(server_errors.append)
         if self.wait_for_background:
             server.wait_background_idle(self.timeout)
-        if server_errors:
-            raise server_errors[0]
+        if self._server_errors:
+            error = self._server_errors.pop(0)
+            self._server_errors.clear()
+            raise error
         return response
 
     def get(self, url: str, **kwargs: Any) -> TestResponse:
@@ -333,6 +367,13 @@ class TestClient:
 
     def delete(self, url: str, **kwargs: Any) -> TestResponse:
         return self.request("DELETE", url, **kwargs)
+
+
+def _stop(server: _ServerThread, hooks: list[Any] | None, hook: Any) -> None:
+    """Stop `server`, and stop hearing of the app's errors."""
+    if hooks is not None and hook in hooks:
+        hooks.remove(hook)
+    server.stop()
 
 
 def _target(url: str, params: QueryParams | None) -> str:

@@ -16,6 +16,8 @@ from rawbg import App, BackgroundTasks
 
 RUNS = os.environ.get("JOURNAL_TEST_RUNS", "runs.txt")
 TASK_SECONDS = float(os.environ.get("JOURNAL_TEST_TASK_SECONDS", "0"))
+#: a file whose existence lets the tasks finish (tests across processes)
+RELEASE = os.environ.get("JOURNAL_TEST_RELEASE")
 #: set by in-process tests: tasks wait for it before finishing
 GATE: asyncio.Event | None = None
 #: attempts seen by `flaky`, per key
@@ -33,6 +35,8 @@ async def record_run(n: int) -> None:
     if GATE is not None:
         await GATE.wait()
     await asyncio.sleep(TASK_SECONDS)
+    while RELEASE is not None and not os.path.exists(RELEASE):
+        await asyncio.sleep(0.02)
     note("run", n)
 
 

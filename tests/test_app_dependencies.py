@@ -66,7 +66,7 @@ def nested_app(calls: list[str]) -> App:
         calls.append("level2")
         return [f"b={b}", *deeper]
 
-    def level1(a: str, deeper: list = Depends(level2)):  # noqa: B008 - FastAPI's spelling
+    def level1(a: str, deeper: list = Depends(level2)):
         calls.append("level1")
         return [f"a={a}", *deeper]
 
@@ -97,20 +97,21 @@ async def test_invalid_parameters_of_nested_dependencies_are_all_reported_and_no
         response = await client.get("/nested/x?c=three")
         assert response.status_code == 422
         assert response.json() == {
+            # FastAPI's order: the deepest dependency's errors first, then each caller's
             "detail": [
-                {
-                    "type": "int_parsing",
-                    "loc": ["path", "item_id"],
-                    "msg": "Input should be a valid integer, unable to parse string as an integer",
-                    "input": "x",
-                },
-                {"type": "missing", "loc": ["query", "a"], "msg": "Field required"},
-                {"type": "missing", "loc": ["query", "b"], "msg": "Field required"},
                 {
                     "type": "int_parsing",
                     "loc": ["query", "c"],
                     "msg": "Input should be a valid integer, unable to parse string as an integer",
                     "input": "three",
+                },
+                {"type": "missing", "loc": ["query", "b"], "msg": "Field required", "input": None},
+                {"type": "missing", "loc": ["query", "a"], "msg": "Field required", "input": None},
+                {
+                    "type": "int_parsing",
+                    "loc": ["path", "item_id"],
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": "x",
                 },
             ]
         }

@@ -353,3 +353,10 @@ async def test_a_bad_limit_is_named_by_its_flag(tmp_path):
     status, _, err = await run_to_exit(tmp_path, "--max-body-size", "0", "--port", "0")
     assert status != 0
     assert err.strip() == "error: --max-body-size must be positive, got 0"
+
+
+async def test_a_bad_limit_whose_flag_starts_with_another_fields_name_is_named_once(tmp_path):
+    # `loop` is a field too: its name must not be flagged again inside --loop-block-warning
+    status, _, err = await run_to_exit(tmp_path, "--loop-block-warning", "-1", "--port", "0")
+    assert status != 0
+    assert err.strip() == "error: --loop-block-warning must not be negative, got -1.0"

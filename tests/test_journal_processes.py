@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,13 +38,20 @@ class ServerProcess:
 
 @contextlib.asynccontextmanager
 async def server_process(
-    tmp_path: Path, name: str, journal: Path, *options: str, task_seconds: float = 0.0
+    tmp_path: Path,
+    name: str,
+    journal: Path,
+    *options: str,
+    task_seconds: float = 0.0,
+    release: Path | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """``python -m rawbg tests.journal_app:app --task-journal JOURNAL``; killed on exit."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env["JOURNAL_TEST_RUNS"] = str(tmp_path / "runs.txt")
     env["JOURNAL_TEST_TASK_SECONDS"] = repr(task_seconds)
+    if release is not None:
+        env["JOURNAL_TEST_RELEASE"] = str(release)
     with open(tmp_path / f"{name}.log", "ab") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -206,3 +214,28 @@ async def test_bad_journal_path_is_a_one_line_start_up_error_naming_the_option(
     assert lines[0].startswith("error: --task-journal ")
     assert "not a usable task journal" in lines[0]
     assert b"serving on" not in out
+
+
+async def test_with_workers_a_sigkilled_workers_journaled_tasks_run_in_another_worker(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "tasks.db"
+    release = tmp_path / "release"
+    options = ("--workers", "2", "--task-journal-lease", "1.5")
+    async with server_process(tmp_path, "workers", journal, *options, release=release) as server:
+        for n in range(1, 9):
+            assert await post(server.port, n) == 200
+        with sqlite3.connect(journal) as db:
+            owners = [row[0] for row in db.execute("SELECT owner FROM rawbg_tasks")]
+        assert len(owners) == 8
+        victim = int(owners[0].split(":")[1])  # owner is host:pid:token
+        victims_tasks = owners.count(owners[0])
+        os.kill(victim, signal.SIGKILL)
+        release.touch()
+        async with asyncio.timeout(WAIT):
+            while len({n for n, _ in runs(tmp_path)}) < 8:
+                await asyncio.sleep(0.05)
+        ran = runs(tmp_path)
+        assert sorted(n for n, _ in ran) == list(range(1, 9))
+        assert victim not in {pid for _, pid in ran}
+        assert victims_tasks >= 1

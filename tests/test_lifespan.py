@@ -6,9 +6,12 @@ import logging
 
 import pytest
 
-from rawbg import App, BackgroundTasks
+from rawbg import App, BackgroundTasks, Request
 from rawbg.lifespan import StartupFailed
 from rawbg.testing import serve_app
+
+# on_event is deprecated, as in FastAPI (tested below); these tests use it on purpose
+on_event_used = pytest.mark.filterwarnings("ignore:on_event is deprecated:DeprecationWarning")
 
 
 def app_with_slow_task(events: list[str], app: App) -> App:
@@ -26,6 +29,7 @@ def app_with_slow_task(events: list[str], app: App) -> App:
     return app
 
 
+@on_event_used
 async def test_on_event_startup_runs_before_serving_and_shutdown_after_background_work():
     events: list[str] = []
     app = App()
@@ -60,7 +64,7 @@ async def test_on_event_startup_runs_before_serving_and_shutdown_after_backgroun
     assert set(events[4:6]) == {"leaving", "task started"}
 
 
-async def test_lifespan_wraps_serving_and_its_state_is_kept_on_the_app():
+async def test_lifespan_wraps_serving_and_each_request_state_starts_from_what_it_yielded():
     events: list[str] = []
 
     @contextlib.asynccontextmanager
@@ -70,8 +74,17 @@ async def test_lifespan_wraps_serving_and_its_state_is_kept_on_the_app():
         events.append("lifespan end")
 
     app = app_with_slow_task(events, App(lifespan=lifespan))
+
+    @app.get("/model")
+    async def model(request: Request):
+        seen = request.state.model
+        request.state.model = "changed by one request"  # a copy per request, as in Starlette
+        return seen
+
     async with serve_app(app) as client:
         assert app.lifespan_state == {"model": "loaded"}
+        assert (await client.get("/model")).json() == "loaded"
+        assert (await client.get("/model")).json() == "loaded"
         await client.post("/work")
     assert events[0] == "lifespan start"
     assert events[-2:] == ["task finished", "lifespan end"]
@@ -96,6 +109,7 @@ async def test_bare_generator_functions_are_lifespans_too():
     assert events == ["async in", "async out", "sync in", "sync out"]
 
 
+@on_event_used
 async def test_on_event_handlers_are_ignored_with_a_lifespan_as_fastapi_does(caplog):
     events: list[str] = []
 
@@ -115,6 +129,7 @@ async def test_on_event_handlers_are_ignored_with_a_lifespan_as_fastapi_does(cap
     assert "is ignored" in caplog.records[0].getMessage()
 
 
+@on_event_used
 async def test_a_failing_startup_never_listens_and_names_the_function():
     app = App()
 
@@ -141,3 +156,8 @@ async def test_a_lifespan_must_yield_nothing_or_a_mapping():
 def test_on_event_takes_startup_or_shutdown_only():
     with pytest.raises(ValueError, match="'startup' or 'shutdown'"):
         App().on_event("start")
+
+
+def test_on_event_warns_that_it_is_deprecated_as_fastapi_does():
+    with pytest.warns(DeprecationWarning, match="use lifespan event handlers instead"):
+        App().on_event("startup")

@@ -376,9 +376,15 @@ async def test_a_path_that_matches_with_another_method_is_405_not_a_redirect():
 
 async def test_a_bad_host_header_gives_a_relative_location():
     async with serve_app(slash_app()) as client:
-        for host in ("a b/c", "evil.example/path", "h@evil.example"):
+        # valid RFC 3986 hosts, but not names the redirect will put in a Location
+        for host in ("my_host", "a!b$c", "%65vil.example"):
             response = await client.get("/items", headers={"host": host})
             assert (response.status_code, response.headers["location"]) == (307, "/items/")
+        # invalid ones never reach the app: the server refuses them (RFC 9112 3.2)
+        for host in ("a b/c", "evil.example/path", "h@evil.example"):
+            response = await client.get("/items", headers={"host": host})
+            assert response.status_code == 400
+            assert "location" not in response.headers
 
 
 def test_mounting_a_sub_application_is_refused_with_what_to_do_instead():
@@ -389,3 +395,37 @@ def test_mounting_a_sub_application_is_refused_with_what_to_do_instead():
         NotImplementedError, match=r"app.include_router\(router, prefix='/subapi'\)"
     ):
         App().mount("/subapi", App())
+
+
+async def test_the_redirect_keeps_the_root_path_and_the_scheme_a_trusted_proxy_gave():
+    async with serve_app(slash_app(), root_path="/api", forwarded_allow_ips="127.0.0.1") as client:
+        response = await client.get(
+            "/items?q=1", headers={"host": "example.com", "x-forwarded-proto": "https"}
+        )
+    assert (response.status_code, response.headers["location"]) == (
+        307,
+        "https://example.com/api/items/?q=1",
+    )
+
+
+async def test_a_fixed_path_registered_after_a_template_that_matches_it_is_warned_about(caplog):
+    app = App()
+
+    @app.get("/users/{user_id}")
+    async def read_user(user_id: str):
+        return user_id
+
+    with caplog.at_level(logging.WARNING, logger="rawbg.app"):
+
+        @app.get("/users/me")
+        async def read_me():
+            return "me"
+
+        @app.post("/users/new")  # no POST template matches it: no warning
+        async def create():
+            return "new"
+
+    [record] = caplog.records
+    assert record.getMessage().startswith("/users/me is registered after /users/{user_id}")
+    async with serve_app(app) as client:
+        assert (await client.get("/users/me")).json() == "me"  # FastAPI: read_user("me")

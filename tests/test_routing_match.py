@@ -55,3 +55,10 @@ def test_has_path_is_true_for_any_method_of_any_matching_route():
     assert router.has_path("/users/ada")
     assert not router.has_path("/items")
     assert not router.has_path("/users/")
+
+
+def test_templates_matching_a_fixed_path_for_some_method():
+    router = make_router()
+    assert router.templates_matching("/users/me", ["GET"]) == ["/users/{name}"]
+    assert router.templates_matching("/users/me", ["POST"]) == []
+    assert router.templates_matching("/files/a", ["get"]) == ["/files/{path:path}"]

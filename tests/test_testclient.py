@@ -122,30 +122,63 @@ def test_without_with_the_server_starts_at_the_first_request() -> None:
     assert events == ["lazy"]
 
 
-def test_an_app_error_is_raised_in_the_test_unless_asked_for_the_500() -> None:
-    import pytest
-
-    class InternalError(Exception):
-        pass
+def test_an_https_base_url_is_the_request_scheme_and_gzip_bodies_are_decoded() -> None:
+    from rawbg.middleware.gzip import GZipMiddleware
 
     app = App()
 
+    @app.get("/scheme")
+    async def scheme(request: Request) -> dict[str, str]:
+        return {"scheme": request.scheme, "padding": "x" * 600}
+
+    app.add_middleware(GZipMiddleware)
+    with TestClient(app, base_url="https://testserver") as client:
+        response = client.get("/scheme", headers={"accept-encoding": "gzip"})
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.json()["scheme"] == "https"
+    with TestClient(app) as client:
+        assert client.get("/scheme").json()["scheme"] == "http"
+
+
+def test_an_exception_that_ended_in_a_500_is_raised_in_the_test_unless_asked_not_to() -> None:
+    app = App()
+
+    class PortalGunError(Exception):
+        pass
+
     @app.get("/boom")
     async def boom() -> None:
-        raise InternalError("the portal gun is too dangerous")
-
-    @app.get("/fine")
-    async def fine() -> str:
-        return "fine"
+        raise PortalGunError("too dangerous")
 
     with TestClient(app) as client:
-        with pytest.raises(InternalError, match="portal gun"):
+        try:
             client.get("/boom")
-        assert client.get("/fine").json() == "fine"  # the next request is unaffected
+        except PortalGunError as exc:
+            assert exc.args == ("too dangerous",)
+        else:
+            raise AssertionError("the app's exception was not raised in the test")
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/boom")
-        assert (response.status_code, response.text) == (500, "Internal Server Error")
-    assert app.server_error_hooks == []  # each request's hook is removed after it
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+
+
+def test_it_says_who_it_is_and_sends_a_header_given_twice_twice() -> None:
+    app = App()
+
+    @app.get("/")
+    async def index(request: Request) -> dict[str, object]:
+        return {"agent": request.headers["user-agent"], "tokens": request.headers.getlist("x-t")}
+
+    with TestClient(app) as client:
+        response = client.get("/", headers=[("X-T", "a"), ("X-T", "b")])
+    assert response.json() == {"agent": "testclient", "tokens": ["a", "b"]}
+
+
+def test_cookies_can_be_set_on_the_client_as_with_httpx() -> None:
+    with TestClient(make_app([])) as client:
+        client.cookies.set("flavour", "ginger")
+        assert client.get("/echo").json()["cookie"] == "flavour=ginger"
 
 
 def test_the_app_sees_the_client_as_testclient_as_in_starlette() -> None:

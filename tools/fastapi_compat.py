@@ -69,6 +69,9 @@ SHIM_MODULES = {
     "fastapi.params": "rawbg.params",
     "fastapi.middleware": "rawbg.middleware",
     "fastapi.middleware.cors": "rawbg.middleware.cors",
+    "fastapi.middleware.gzip": "rawbg.middleware.gzip",
+    "fastapi.middleware.trustedhost": "rawbg.middleware.trustedhost",
+    "fastapi.middleware.httpsredirect": "rawbg.middleware.httpsredirect",
     "starlette": "rawbg",
     "starlette.exceptions": "rawbg.errors",
     "starlette.responses": "rawbg.responses",
@@ -105,19 +108,20 @@ PYDANTIC_VERSION_MINOR_TUPLE = tuple(int(x) for x in pydantic.VERSION.split(".")
 
 
 # Names FastAPI's tests (not its tutorial) take from fastapi.exceptions: a
-# warning class named in their warning filters, and FastAPIError.
+# warning class named in their warning filters, and FastAPIError, which FastAPI
+# raises for a bad route and for a yield dependency that swallowed the
+# handler's exception (rawbg's RouteDefinitionError and
+# DependencySwallowedError; a tuple serves pytest.raises and isinstance).
 TEST_ONLY_EXCEPTIONS = """
 class FastAPIDeprecationWarning(DeprecationWarning):
     pass
 
 
-# FastAPI raises FastAPIError for a bad route and for a request a yield
-# dependency left without a response; rawbg has a class for each.
 FastAPIError = tuple(
     getattr(_target, name)
     for name in ("RouteDefinitionError", "DependencySwallowedError")
     if hasattr(_target, name)
-) or RuntimeError
+)
 """
 
 
@@ -158,9 +162,13 @@ def extract(fastapi: Path, chapters: list[str], into: Path) -> list[str]:
     return found
 
 
+# Chapters whose tests directory is not named after them.
+TEST_DIRS = {"path_operation_configuration": "test_path_operation_configurations"}
+
+
 def test_dir(chapter: str) -> str:
     """FastAPI's tests for docs_src/dataclasses_ live in test_dataclasses."""
-    return f"test_{chapter.rstrip('_')}"
+    return TEST_DIRS.get(chapter, f"test_{chapter.rstrip('_')}")
 
 
 def _exists(fastapi: Path, path: str) -> bool:

@@ -4,6 +4,7 @@ Served by ``python -m rawbg benchmarks.apps.rawbg_app:app``.
 """
 
 import asyncio
+import os
 
 from rawbg import App, BackgroundTasks
 
@@ -12,6 +13,14 @@ from . import MESSAGE, task_seconds
 TASK_SECONDS = task_seconds()
 
 app = App()
+
+if diagnostics_file := os.environ.get("BENCH_DIAGNOSTICS"):  # benchmarks/apps/diagnostics.py
+
+    @app.on_event("startup")
+    async def start_diagnostics() -> None:
+        from .diagnostics import install
+
+        install(diagnostics_file)
 
 
 async def send_email(email: str) -> None:

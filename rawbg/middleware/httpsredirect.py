@@ -21,10 +21,11 @@ class HTTPSRedirectMiddleware:
         self.app = app
 
     async def __call__(self, request: Request) -> Response:
-        if str(getattr(request, "scheme", "http")) == "https":
+        if request.scheme == "https":
             return await self.app(request)
         host = request.headers.get("host", "")
         name, _, port = host.partition(":")
         netloc = name if port in ("", "80", "443") else host
         target = request.target if request.target.startswith("/") else request.path
+        target = request.root_path + target
         return Response(status_code=307, headers={"location": f"https://{netloc}{target}"})

@@ -55,8 +55,8 @@ class TrustedHostMiddleware:
         if self.www_redirect and ("www." + host) in self.allowed_hosts:
             port = request.headers.get("host", "").partition(":")[2]
             netloc = f"www.{host}:{port}" if port else f"www.{host}"
-            scheme = str(getattr(request, "scheme", "http"))
+            target = request.root_path + request.target
             return Response(
-                status_code=307, headers={"location": f"{scheme}://{netloc}{request.target}"}
+                status_code=307, headers={"location": f"{request.scheme}://{netloc}{target}"}
             )
         return PlainTextResponse("Invalid host header", status_code=400)

@@ -1,0 +1,83 @@
+"""A whole response written by rawbg instead of h11, with h11's state kept exact.
+
+For the common response (a complete body, fields rawbg built itself, an
+HTTP/1.1 client, not HEAD, not 204/304), h11's ``send`` of the head, the body
+and the end of the message validates the fields twice, works out framing and
+``Connection: close`` the connection already knows, and serialises piece by
+piece: about a quarter of the instructions of the benchmark request
+(benchmarks/README.md). Here the bytes are one join, and h11's state machine
+still sees the Response and EndOfMessage events, so its states, keep-alive and
+the next cycle are exactly as if ``send`` had been called.
+
+That needs two of h11's private attributes (``_process_event`` and
+``_cstate.keep_alive``), and only this module touches them. When they are
+missing (a future h11), `AVAILABLE` is False and every response goes through
+``h11.Connection.send``; tests/test_response_head.py fails in that case, and
+also if the bytes written here differ from h11's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+# as h11 writes it when it decides the connection closes: title case, last
+CLOSE = (b"Connection", b"close")
+
+AVAILABLE = hasattr(h11.Connection, "_process_event") and hasattr(
+    h11.Connection(h11.SERVER), "_cstate"
+)
+
+
+def send_whole_response(
+    h: h11.Connection,
+    *,
+    status_code: int,
+    reason: bytes,
+    fields: list[tuple[bytes, bytes]],
+    body: bytes,
+) -> bytes | None:
+    """The bytes of the response, h11 moved to its end; None: use ``h.send`` instead.
+
+    `fields` must be checked already and hold ``content-length``. If the
+    connection will close, ``Connection: close`` ends the fields, as h11 does.
+    """
+    private: Any = h
+    if (
+        not AVAILABLE
+        or h.their_http_version != b"1.1"
+        or private._request_method in (b"HEAD", b"CONNECT")  # framing of their own
+        or status_code < 200
+        or status_code in (204, 304)
+    ):
+        return None
+    closing = (b"connection", b"close") in fields  # the server is stopping
+    if not private._cstate.keep_alive:
+        fields = [field for field in fields if field[0] != b"connection"]
+        fields.append(CLOSE)
+        closing = True
+    # What h11's state machine reads of a response is its status and whether
+    # it closes the connection (framing only picks the writer, unused here).
+    event = h11.Response(
+        status_code=status_code, headers=[CLOSE] if closing else [], reason=reason, _parsed=True
+    )
+    private._process_event(h11.SERVER, event)
+    private._process_event(h11.SERVER, h11.EndOfMessage())
+    lines = [status_line(status_code, reason)]
+    lines += [b"%s: %s\r\n" % field for field in fields]
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
+
+
+_status_lines: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status_code: int, reason: bytes) -> bytes:
+    """``HTTP/1.1 200 OK\\r\\n``, made once per status and reason."""
+    key = (status_code, reason)
+    line = _status_lines.get(key)
+    if line is None:
+        line = _status_lines[key] = b"HTTP/1.1 %d %s\r\n" % key
+    return line
