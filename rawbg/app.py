@@ -251,9 +251,10 @@ class App(RouteDecorators):
             )
 
     def add_api_route(
-        self, path: str, handler: Handler, *, methods: Sequence[str], **options: Any
+        self, path: str, handler: Handler, *, methods: Sequence[str] | None = None, **options: Any
     ) -> None:
-        self.add_route(path, handler, methods=methods, **options)
+        """FastAPI's spelling of `add_route`; GET when `methods` is not given."""
+        self.add_route(path, handler, methods=methods or ["GET"], **options)
 
     def route(
         self, path: str, *, methods: Sequence[str], **options: Any

@@ -22,8 +22,10 @@ The life of one connection
    plan and calls it. It returns the response and an `AfterResponse`: the
    queued background tasks and the request-scoped dependency clean-up.
 6. **Response.** The task reserves the background work with the process-wide
-   `PendingWork` count, writes the response through h11 and waits until the
-   transport has handed every byte to the kernel (`HttpProtocol.flushed`).
+   `PendingWork` count; with a task journal, it waits until the durable tasks
+   are committed (`_record_work`: a 503 instead if they cannot be); then it
+   writes the response through h11 and waits until the transport has handed
+   every byte to the kernel (`HttpProtocol.flushed`).
 7. **Background work.** Only now does the `AfterResponse` start, as a child of
    the connection task in its `WorkGroup` (made by the first request that
    needs it): its tasks one after another, then the clean-up. The cycle does

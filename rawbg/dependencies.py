@@ -308,7 +308,7 @@ class Resolution:
         """The keyword arguments to call `plan.call` with; 422 if any cannot be made."""
         kwargs: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
-        sub_errors: list[dict[str, Any]] = []  # the dependencies': reported first, as FastAPI
+        sub_errors: list[Any] | None = None  # the dependencies': reported first, as FastAPI
         request = self.request
         for param in plan.params:
             source = param.source
@@ -316,6 +316,9 @@ class Resolution:
             if source is Source.PATH:
                 value_plan: ValuePlan = param.value  # type: ignore[assignment]
                 raw = request.path_params[value_plan.key]
+                if value_plan.as_is:
+                    kwargs[name] = raw
+                    continue
                 try:
                     kwargs[name] = value_plan.validate(raw)
                 except Invalid as exc:
@@ -328,7 +331,7 @@ class Resolution:
                 try:
                     kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
                 except RequestValidationError as exc:
-                    sub_errors.extend(exc.errors())
+                    sub_errors = [*(sub_errors or ()), *exc.errors()]
             elif source is Source.REQUEST:
                 kwargs[name] = request
             elif source is Source.RESPONSE:
@@ -341,7 +344,7 @@ class Resolution:
                 self._request_value(param, kwargs, errors)
         if errors or sub_errors:
             errors.sort(key=_report_order)  # FastAPI: path, query, header, cookie, then body
-            raise RequestValidationError([*sub_errors, *errors], body=self.received_body())
+            raise RequestValidationError([*(sub_errors or ()), *errors], body=self.received_body())
         return kwargs
 
     def received_body(self) -> Any:
@@ -377,6 +380,9 @@ class Resolution:
                 errors.append(missing([plan.location, key]))
             else:
                 kwargs[param.name] = param.default_value()
+            return
+        if plan.as_is:
+            kwargs[param.name] = raw
             return
         try:
             kwargs[param.name] = plan.validate(raw)

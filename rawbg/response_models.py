@@ -29,7 +29,7 @@ from .pydantic_support import (
     missing_pydantic,
 )
 from .responses import Response
-from .validation import Unsupported, build, is_union
+from .validation import Refusal, Unsupported, build, is_union
 
 
 class _Default:
@@ -85,7 +85,7 @@ def plan_response_model(
         try:
             build(model)
         except Unsupported as exc:
-            if exc.needs_pydantic or explicit:
+            if exc.refusal in (Refusal.NEEDS_PYDANTIC, Refusal.DATACLASS) or explicit:
                 raise RouteDefinitionError(
                     f"response model {model!r}: {missing_pydantic('response_model')}"
                 ) from None

@@ -88,7 +88,7 @@ class Response:
         the fields its own parser produced): 38k of the 608k instructions per
         request of the benchmark endpoint. Headers the app set are checked by h11.
         """
-        return not self.headers and type(self.status_code) is int
+        return not self._headers and type(self.status_code) is int
 
     def head_fields(self) -> list[tuple[bytes, bytes]]:
         """The header fields to send, with ``content-type`` and ``content-length``."""

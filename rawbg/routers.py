@@ -59,7 +59,7 @@ class RouteDecorators:
     """``get``, ``post``, ... ``api_route``: the route decorators of `App` and `APIRouter`."""
 
     def add_api_route(
-        self, path: str, handler: Handler, *, methods: Sequence[str], **options: Any
+        self, path: str, handler: Handler, *, methods: Sequence[str] | None = None, **options: Any
     ) -> None:
         raise NotImplementedError
 
@@ -137,11 +137,12 @@ class APIRouter(RouteDecorators):
         path: str,
         handler: Handler,
         *,
-        methods: Sequence[str],
+        methods: Sequence[str] | None = None,
         dependencies: Sequence[Depends] | None = None,
         **options: Any,
     ) -> None:
-        """Record a route; it is planned when the router is included in an app."""
+        """Record a route (GET when `methods` is not given); it is planned when included."""
+        methods = methods or ["GET"]
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         full_path = join_paths(self.prefix, path, handler=handler)

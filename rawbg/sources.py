@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import UNSET, Body, Header, Param, Required
+from .params import to_str
 from .pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
 from .requests import InvalidJSON, decode_json
 from .validation import (
     NO_CONSTRAINTS,
     Constraints,
+    Refusal,
     Unsupported,
     Validator,
     build,
@@ -60,6 +62,8 @@ class ValuePlan:
     location: str  # "path", "query", "header", "cookie" or "body": also the 422's loc[0]
     key: str  # the name it is read under
     validate: Validator
+    #: the value is the string as it arrived (a plain ``str``, no checks): no call at all
+    as_is: bool
     many: bool  # every repeated query key or header, as a list
     default_factory: Callable[[], Any] | None
     embed: bool  # Body(embed=True)
@@ -91,7 +95,7 @@ def plan_value(
         default_factory = marker.default_factory
     if annotation is EMPTY:
         annotation = Any if isinstance(marker, Body) else str
-    location = _location(where, name, annotation, marker, path_params)
+    location = _location(name, annotation, marker, path_params)
     key = _key(name, marker)
     if location == "path":
         if key not in path_params:
@@ -111,15 +115,14 @@ def plan_value(
     options = marker.pydantic_options if marker is not None else {}
     validate, via_pydantic = _validator(where, annotation, metadata, constraints, options)
     embed = isinstance(marker, Body) and marker.embed
+    as_is = validate is to_str and location != "body"  # a path, query... value is a str
     plan = ValuePlan(
-        location, key, validate, many, default_factory, embed, constraints, via_pydantic
+        location, key, validate, as_is, many, default_factory, embed, constraints, via_pydantic
     )
     return plan, default
 
 
-def _location(
-    where: str, name: str, annotation: Any, marker: Param | None, path_params: frozenset[str]
-) -> str:
+def _location(name: str, annotation: Any, marker: Param | None, path_params: frozenset[str]) -> str:
     if marker is not None:
         return marker.source
     if name in path_params:
@@ -146,37 +149,38 @@ def _validator(
 ) -> tuple[Validator, bool]:
     """rawbg's own validator if it can; pydantic's if it cannot and pydantic is installed."""
     target = Annotated[(annotation, *metadata)] if metadata else annotation
-    if not options:
+    if options:
+        reason = f"{', '.join(sorted(options))} need pydantic"
+        refused = Unsupported(reason, Refusal.NEEDS_PYDANTIC)
+    else:
         try:
             return build(target, constraints, own_dataclasses=False), False
         except Unsupported as exc:
-            refusal = exc
-    else:
-        refusal = Unsupported(f"{', '.join(sorted(options))} need pydantic", needs_pydantic=True)
-    if not refusal.needs_pydantic and refusal.reason.startswith("Annotated metadata"):
+            refused = exc
+    if refused.refusal is Refusal.UNKNOWN_METADATA:
         raise RouteDefinitionError(
-            f"{where}: {refusal.reason}; rawbg honours Depends, Query, Path, Header, Cookie, "
+            f"{where}: {refused.reason}; rawbg honours Depends, Query, Path, Header, Cookie, "
             "Body, annotated_types' constraints and (with pydantic installed) pydantic's own"
         )
-    if "cannot apply" in refusal.reason or "not a valid regular expression" in refusal.reason:
-        raise RouteDefinitionError(f"{where}: {refusal.reason}")
+    if refused.refusal is Refusal.MISTAKE:
+        raise RouteDefinitionError(f"{where}: {refused.reason}")
     pydantic = load_pydantic()
     if pydantic is None:
-        if refusal.reason == "dataclasses are validated by pydantic":
+        if refused.refusal is Refusal.DATACLASS:  # rawbg's own loader, then
             try:
                 return build(target, constraints, own_dataclasses=True), False
             except Unsupported as exc:
-                refusal = exc
-        if refusal.needs_pydantic:
-            raise RouteDefinitionError(f"{where}: {missing_pydantic(refusal.reason)}")
-        raise RouteDefinitionError(_nothing_can_supply(where, annotation, refusal.reason))
+                refused = exc
+        if refused.refusal is Refusal.NEEDS_PYDANTIC:
+            raise RouteDefinitionError(f"{where}: {missing_pydantic(refused.reason)}")
+        raise RouteDefinitionError(_nothing_can_supply(where, annotation, refused.reason))
     try:
         return pydantic_validator(pydantic, target, constraints, options), True
     except Exception as exc:  # pydantic's schema errors: the annotation is the user's mistake
         first_line = str(exc).partition("\n")[0]
         raise RouteDefinitionError(
             _nothing_can_supply(
-                where, annotation, f"{refusal.reason}, nor can pydantic: {first_line}"
+                where, annotation, f"{refused.reason}, nor can pydantic: {first_line}"
             )
         ) from None
 

@@ -52,16 +52,28 @@ Validator = Callable[[Any], Any]
 _INT_SIZE_MSG = "Unable to parse input string as an integer, exceeded maximum size"
 
 
+class Refusal(enum.Enum):
+    """Why `build` refused an annotation, which says what the planner does next."""
+
+    #: pydantic's to check (a model, pydantic metadata, a pydantic-only option)
+    NEEDS_PYDANTIC = "needs pydantic"
+    #: a dataclass: pydantic's when installed (as FastAPI), else rawbg's own loader
+    DATACLASS = "a dataclass"
+    #: a type rawbg does not know: pydantic may
+    UNKNOWN_TYPE = "unknown type"
+    #: metadata nobody would honour: never handed on, never dropped
+    UNKNOWN_METADATA = "unknown metadata"
+    #: the declaration is wrong (a check that cannot apply, a bad pattern)
+    MISTAKE = "mistake"
+
+
 class Unsupported(Exception):
-    """Raised by `build` for an annotation its own validator cannot check.
+    """Raised by `build` for an annotation its own validator cannot check, with the `Refusal`."""
 
-    `needs_pydantic` says whether pydantic would (a model, pydantic metadata).
-    """
-
-    def __init__(self, reason: str, *, needs_pydantic: bool = False) -> None:
+    def __init__(self, reason: str, refusal: Refusal) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.needs_pydantic = needs_pydantic
+        self.refusal = refusal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,14 +225,21 @@ class _Builder:
             values = self.build(args[1], NO_CONSTRAINTS) if args else _identity
             return _constrained(_mapping(keys, values), constraints, dict)
         if isinstance(annotation, type) and _is_pydantic_class(annotation):
-            raise Unsupported(f"{annotation.__qualname__} is a pydantic model", needs_pydantic=True)
+            raise Unsupported(
+                f"{annotation.__qualname__} is a pydantic model", Refusal.NEEDS_PYDANTIC
+            )
         if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
             if not self.own_dataclasses:
-                raise Unsupported("dataclasses are validated by pydantic", needs_pydantic=True)
+                raise Unsupported(f"{annotation.__qualname__} is a dataclass", Refusal.DATACLASS)
             if constraints.given():
-                raise Unsupported(f"{sorted(constraints.given())} do not apply to a dataclass")
+                raise Unsupported(
+                    f"{', '.join(sorted(constraints.given()))} cannot apply to a dataclass",
+                    Refusal.MISTAKE,
+                )
             return self._dataclass(annotation)
-        raise Unsupported(f"rawbg cannot validate a value of type {annotation!r}")
+        raise Unsupported(
+            f"rawbg cannot validate a value of type {annotation!r}", Refusal.UNKNOWN_TYPE
+        )
 
     def _union(self, members: tuple[Any, ...], constraints: Constraints) -> Validator:
         tagged = [(_tag(m), self.build(m, constraints)) for m in members]
@@ -302,7 +321,9 @@ class _Builder:
         try:
             hints = typing.get_type_hints(cls, include_extras=True)
         except NameError as exc:
-            raise Unsupported(f"cannot resolve the fields of {cls.__qualname__}: {exc}") from exc
+            raise Unsupported(
+                f"cannot resolve the fields of {cls.__qualname__}: {exc}", Refusal.MISTAKE
+            ) from exc
         for field in dataclasses.fields(cls):
             if not field.init:
                 continue
@@ -491,7 +512,10 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
     refused = set(given) - allowed
     if refused:
         name = getattr(kind, "__name__", repr(kind))
-        raise Unsupported(f"{', '.join(sorted(refused))} cannot apply to a value of type {name}")
+        raise Unsupported(
+            f"{', '.join(sorted(refused))} cannot apply to a value of type {name}",
+            Refusal.MISTAKE,
+        )
 
     if kind in _SIZED_NAMES and constraints.max_length is not None:
         # pydantic stops reading a sequence at its max_length, before its items' errors
@@ -550,7 +574,7 @@ def _string_checks(constraints: Constraints) -> list[Callable[[Any, Any], None]]
             compiled = re.compile(pattern)
         except re.error as exc:
             raise Unsupported(
-                f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                f"pattern {pattern!r} is not a valid regular expression: {exc}", Refusal.MISTAKE
             ) from exc
 
         def matches(result: str, value: Any) -> None:
@@ -657,8 +681,9 @@ def metadata_constraints(metadata: list[Any]) -> Constraints:
         if isinstance(item, Constraints):
             found.update(item.given())
             continue
+        pydantics = module.split(".")[0] in ("pydantic", "annotated_types", "pydantic_core")
         raise Unsupported(
             f"Annotated metadata {item!r} is not something rawbg checks",
-            needs_pydantic=module.split(".")[0] in ("pydantic", "annotated_types", "pydantic_core"),
+            Refusal.NEEDS_PYDANTIC if pydantics else Refusal.UNKNOWN_METADATA,
         )
     return Constraints(**found)

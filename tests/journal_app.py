@@ -12,7 +12,7 @@ import asyncio
 import os
 
 import rawbg
-from rawbg import App, BackgroundTasks
+from rawbg import App, BackgroundTasks, StreamingResponse
 
 RUNS = os.environ.get("JOURNAL_TEST_RUNS", "runs.txt")
 TASK_SECONDS = float(os.environ.get("JOURNAL_TEST_TASK_SECONDS", "0"))
@@ -85,3 +85,14 @@ async def not_journalable(what: str, background_tasks: BackgroundTasks):
     except TypeError as exc:
         return {"error": str(exc)}
     return {"error": None}
+
+
+@app.post("/stream-fails/{n}")
+async def stream_fails(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(record_run, n)
+
+    async def body():
+        yield b"first piece"
+        raise RuntimeError("the body broke")
+
+    return StreamingResponse(body())

@@ -195,7 +195,7 @@ async def test_a_coding_rawbg_does_not_implement_gets_501(serve, value):
         assert_refused(data, 501)
 
 
-async def test_transfer_coding_of_a_head_split_over_many_reads_is_classified(serve):
+async def test_a_bad_transfer_encoding_in_a_head_trickled_byte_by_byte_gets_400(serve):
     raw = post_with_transfer_encoding("chunked, gzip")
     async with serve(make_app()) as server:
         client = await RawClient.connect(server.port)

@@ -94,6 +94,20 @@ async def test_one_commit_per_request_when_group_commit_is_off(tmp_path: Path, r
     assert commits == 20
 
 
+async def test_tasks_of_a_response_that_failed_are_dropped_from_the_journal_too(
+    tmp_path: Path, runs: Path
+):
+    journal = tmp_path / "j.db"
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        with pytest.raises(Exception):  # noqa: B017 - the body is cut short: any client error
+            await client.post("/stream-fails/4")
+        await client.wait_for_background()
+        await until(lambda: rows(journal) == [])  # journaled, then dropped with the tasks
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        await client.wait_for_background()
+    assert runs_of(runs) == []  # neither then nor at the next start
+
+
 @pytest.mark.parametrize(
     ("what", "why"),
     [("local", "cannot be imported by name"), ("object", "not JSON-serialisable")],

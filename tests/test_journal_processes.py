@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from tests.event_loop import CLI_LOOP_ARGS
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +58,7 @@ async def server_process(
             sys.executable,
             "-m",
             "rawbg",
+            *CLI_LOOP_ARGS,
             "tests.journal_app:app",
             "--app-dir",
             str(REPO),
@@ -197,6 +199,7 @@ async def test_bad_journal_path_is_a_one_line_start_up_error_naming_the_option(
         sys.executable,
         "-m",
         "rawbg",
+        *CLI_LOOP_ARGS,
         "--port",
         "0",
         "--task-journal",

@@ -265,6 +265,14 @@ async def test_head_options_and_api_route_register_their_methods():
     async def both(request: Request):
         return request.method
 
+    async def plain():
+        return "plain"
+
+    app.add_api_route("/plain", plain)  # GET, as in FastAPI
+    router = APIRouter(prefix="/r")
+    router.add_api_route("/plain", plain, methods=["PUT"])
+    app.include_router(router)
+
     async with serve_app(app) as client:
         assert (await client.head("/h")).status_code == 200
         assert (await client.get("/h")).status_code == 405
@@ -273,6 +281,8 @@ async def test_head_options_and_api_route_register_their_methods():
         assert (await client.get("/both")).json() == "GET"
         assert (await client.post("/both")).json() == "POST"
         assert (await client.put("/both")).status_code == 405
+        assert (await client.get("/plain")).json() == "plain"
+        assert (await client.put("/r/plain")).json() == "plain"
 
 
 async def test_a_duplicate_route_keeps_the_first_and_logs_a_warning(caplog):

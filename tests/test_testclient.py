@@ -193,3 +193,15 @@ def test_the_app_sees_the_client_as_testclient_as_in_starlette() -> None:
         assert client.get("/who").json() == ["testclient", 50000]
         sent = client.get("/who", headers={"X-Forwarded-For": "203.0.113.7"}).json()
         assert sent == ["203.0.113.7", 0]
+
+
+def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
+    app = App()
+
+    @app.get("/cookie")
+    async def cookie(request: Request) -> str:
+        return request.headers.get("cookie", "")
+
+    with TestClient(app) as client:
+        client.cookies.set("last_query", "from_cookie")
+        assert client.get("/cookie").json() == "last_query=from_cookie"
