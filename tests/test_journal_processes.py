@@ -81,26 +81,21 @@ async def server_process(
                 assert process.returncode is None, f"{name} exited; see {name}.log"
         yield ServerProcess(process, int(match.group(1)))
     finally:
+        # SIGTERM first: with --workers, a SIGKILLed supervisor would leave its
+        # workers holding our stdout pipe open past the test
         if process.returncode is None:
-            # a supervisor's workers hold our stdout pipe too: kill them with it,
-            # so that the pipe closes before the test's loop does
-            for pid in (process.pid, *children(process.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                async with asyncio.timeout(WAIT):
+                    await process.wait()
+            except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    process.kill()
         await process.wait()
-        assert process.stdout is not None
-        with contextlib.suppress(TimeoutError):
+        if process.stdout is not None:  # drained to EOF: every writer of the pipe is gone
             async with asyncio.timeout(WAIT):
-                await process.stdout.read()  # EOF: every holder of the pipe is gone
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of `pid` (Linux /proc)."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
+                await process.stdout.read()
 
 
 def runs(tmp_path: Path) -> list[tuple[int, int]]:
