@@ -102,7 +102,8 @@ CAPACITY: list[Column] = [
 
 
 def peak_configs(rows: Sequence[Row]) -> list[tuple[int, str]]:
-    return sorted({(r["connections"], r.get("mode", "keepalive")) for r in rows})
+    configs = {(r["connections"], r.get("mode", "keepalive")) for r in rows}
+    return sorted(configs, key=lambda config: (config[0], config[1] != "keepalive"))
 
 
 def peak_pivot(rows: Sequence[Row], divide_by: str | None) -> str:

@@ -61,6 +61,10 @@ class ConnectionIO(Protocol):
         """
         ...
 
+    def bring_deadline_forward(self, deadline: float) -> None:
+        """The next `receive_until` will be given `deadline`, earlier than the last one."""
+        ...
+
     def wake(self) -> None:
         """Make a pending `receive_until` return now (shutdown ends an idle wait)."""
         ...

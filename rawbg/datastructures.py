@@ -110,12 +110,17 @@ class MutableHeaders(MutableMapping[str, str]):
 
     ``headers["x-a"] = "1"`` replaces every ``x-a`` there was; ``append`` adds
     one more (``set-cookie`` is sent once per cookie). Names are sent as given.
+    A name or value a header cannot carry (not latin-1) is a `ValueError` when
+    it is set, in the handler, rather than when the response is sent.
     """
 
     __slots__ = ("_items",)
 
     def __init__(self, initial: Mapping[str, str] | None = None) -> None:
-        self._items: list[tuple[str, str]] = list(initial.items()) if initial else []
+        self._items: list[tuple[str, str]] = []
+        if initial:
+            for name, value in initial.items():
+                self._items.append(_checked(name, value))
 
     def __getitem__(self, name: str) -> str:
         key = name.lower()
@@ -125,9 +130,10 @@ class MutableHeaders(MutableMapping[str, str]):
         raise KeyError(name)
 
     def __setitem__(self, name: str, value: str) -> None:
+        item = _checked(name, value)
         key = name.lower()
-        self._items = [item for item in self._items if item[0].lower() != key]
-        self._items.append((name, value))
+        self._items = [kept for kept in self._items if kept[0].lower() != key]
+        self._items.append(item)
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -142,6 +148,9 @@ class MutableHeaders(MutableMapping[str, str]):
     def __len__(self) -> int:
         return len({name.lower() for name, _ in self._items})
 
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
@@ -150,7 +159,7 @@ class MutableHeaders(MutableMapping[str, str]):
 
     def append(self, name: str, value: str) -> None:
         """Add a header line, keeping the ones of the same name."""
-        self._items.append((name, value))
+        self._items.append(_checked(name, value))
 
     def getlist(self, name: str) -> list[str]:
         key = name.lower()
@@ -162,3 +171,15 @@ class MutableHeaders(MutableMapping[str, str]):
 
     def __repr__(self) -> str:
         return f"MutableHeaders({self._items!r})"
+
+
+def _checked(name: str, value: str) -> tuple[str, str]:
+    try:
+        name.encode("latin-1")
+        value.encode("latin-1")
+    except (UnicodeEncodeError, AttributeError) as exc:
+        raise ValueError(
+            f"header {name!r}: {value!r} cannot be sent (a header name and value are "
+            f"latin-1 strings): {exc}"
+        ) from None
+    return name, value

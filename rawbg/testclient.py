@@ -45,6 +45,12 @@ QueryParams = Mapping[str, Any] | Iterable[tuple[str, Any]]
 # Redirect statuses a client follows, and how many in a row before it gives up
 # (httpx's default is 20).
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# Who the app sees as the client: Starlette's test client says ("testclient",
+# 50000), and FastAPI's tests expect it. The request really comes from
+# 127.0.0.1, a trusted proxy address by default (--forwarded-allow-ips), so an
+# X-Forwarded-For header names it; a test may send its own instead.
+TEST_CLIENT_ADDRESS = "testclient:50000"
 MAX_REDIRECTS = 20
 
 
@@ -266,6 +272,7 @@ class TestClient:
                 repeated.append((name.lower(), value))
             else:
                 fields[name.lower()] = value
+        fields.setdefault("x-forwarded-for", TEST_CLIENT_ADDRESS)
         body = _encode_body(fields, content=content, data=data, json=json)
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()

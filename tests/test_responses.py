@@ -426,3 +426,17 @@ async def test_a_routers_response_class_survives_include_router():
         response = await client.get("/pages/home")
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     assert response.text == "<h1>home</h1>"
+
+
+async def test_a_header_value_a_header_cannot_carry_is_a_500_from_the_handler(caplog):
+    app = App()
+
+    @app.get("/")
+    async def main(response: Response):
+        response.headers["x-name"] = "Zoë 🦄"
+        return "never"
+
+    async with serve_app(app) as client:
+        response = await client.get("/")
+        assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert "header 'x-name': 'Zoë 🦄' cannot be sent" in str(caplog.records[0].exc_info[1])

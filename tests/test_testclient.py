@@ -181,6 +181,20 @@ def test_cookies_can_be_set_on_the_client_as_with_httpx() -> None:
         assert client.get("/echo").json()["cookie"] == "flavour=ginger"
 
 
+def test_the_app_sees_the_client_as_testclient_as_in_starlette() -> None:
+    app = App()
+
+    @app.get("/who")
+    async def who(request: Request) -> list[object]:
+        assert request.client is not None
+        return [request.client.host, request.client.port]
+
+    with TestClient(app) as client:
+        assert client.get("/who").json() == ["testclient", 50000]
+        sent = client.get("/who", headers={"X-Forwarded-For": "203.0.113.7"}).json()
+        assert sent == ["203.0.113.7", 0]
+
+
 def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
     app = App()
 
