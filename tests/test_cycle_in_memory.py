@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from rawbg import App, BackgroundTasks, Server, serving
+from rawbg.connection import Phase
 from rawbg.memory import MemoryConnection
 
 GET_WORK = b"GET /work HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -212,3 +215,32 @@ async def test_an_idle_keep_alive_connection_is_closed_quietly_after_the_timeout
         connection = MemoryConnection(server)
         await connection.wait_closed()
         assert connection.received == b""
+
+
+@pytest.mark.parametrize(
+    ("how", "send"),
+    [
+        ("no keep-alive", b"GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        ("a refusal", b"GET /\r\n\r\n"),
+        ("the client's close", b""),
+        ("the idle timeout", None),
+    ],
+    ids=["no-keep-alive", "refusal", "client-close", "idle-timeout"],
+)
+async def test_every_way_a_connection_ends_goes_through_closing(how, send):
+    app = App()
+
+    @app.get("/plain")
+    async def plain() -> str:
+        return "plain"
+
+    async with in_memory(app, timeout_keep_alive=0.2) as server:
+        memory = MemoryConnection(server)
+        await asyncio.sleep(0)  # the connection task starts and registers
+        (connection,) = server.connections
+        if send is not None:
+            memory.send(send)
+            if how != "no keep-alive":
+                memory.send_eof()
+        await memory.wait_closed()
+    assert connection.phase is Phase.CLOSING, how
