@@ -55,6 +55,7 @@ from .config import (
     WORKER_HEALTHY_AFTER,
     WORKER_KILL_MARGIN,
     WORKER_START_TIMEOUT,
+    UDS_MODE,
     ServerConfig,
 )
 from .reload import changes, snapshot
@@ -73,6 +74,7 @@ def bind_socket(config: ServerConfig) -> socket.socket:
                 os.unlink(path)  # left by a server that crashed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
+        os.chmod(path, UDS_MODE)
     else:
         family, kind, proto, _, address = socket.getaddrinfo(
             config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
