@@ -52,10 +52,10 @@ from .config import (
     RELOAD_POLL_INTERVAL,
     RESTART_BACKOFF_FIRST,
     RESTART_BACKOFF_MAX,
+    UDS_MODE,
     WORKER_HEALTHY_AFTER,
     WORKER_KILL_MARGIN,
     WORKER_START_TIMEOUT,
-    UDS_MODE,
     ServerConfig,
 )
 from .reload import changes, snapshot
