@@ -286,7 +286,7 @@ class Server:
         if tasks:
             if self.pending.count:
                 logger.info(
-                    "waiting up to %.0f s for %d pending background task(s)",
+                    "waiting up to %g s for %d pending background task(s)",
                     self.config.timeout_graceful_shutdown,
                     self.pending.count,
                 )
