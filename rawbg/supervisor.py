@@ -314,7 +314,7 @@ class Supervisor:
         name = signal.Signals(signum).name
         if not self._stopping:
             logger.info(
-                "%s: stopping %d worker(s); each drains for up to %.0f s",
+                "%s: stopping %d worker(s); each drains for up to %g s",
                 name,
                 len(self._live),
                 self._config.timeout_graceful_shutdown,
