@@ -69,6 +69,9 @@ class Acceptor:
         self._episode_reported = False  # this episode has had its log line
         self._unreported = 0  # failed accept() calls not yet counted in a log line
         self._last_report = -math.inf
+        #: accepted connections whose transport and protocol are being made
+        #: (shutdown waits for them, so that they are stopped like the rest)
+        self.connecting: set[asyncio.Task[None]] = set()
         for sock in self._sockets:
             sock.setblocking(False)
         self._watch()
@@ -108,7 +111,9 @@ class Acceptor:
                 self._recovered()
             # the same task asyncio's own accept path creates for each connection
             # (connect_accepted_socket makes the socket non-blocking)
-            loop.create_task(_connect(loop, factory, conn), name="rawbg-accept")
+            task = loop.create_task(_connect(loop, factory, conn), name="rawbg-accept")
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
 
     def _back_off(self, error: OSError) -> None:
         """Stop watching the sockets for `ACCEPT_RETRY_SECONDS`; log at most once an interval."""

@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             task_journal_lease=args.task_journal_lease,
             task_journal_busy_timeout=args.task_journal_busy_timeout,
             task_journal_group_commit=args.task_journal_commit == "group",
-            trace_file=args.trace_file,
+            trace_file=worker_file(args.trace_file) if link is not None else args.trace_file,
             loop=args.loop,
             proxy_headers=args.proxy_headers,
             forwarded_allow_ips=(
@@ -343,13 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with asyncio.Runner(loop_factory=make_loop) as runner:
-            if (
-                link is not None
-            ):  # a worker: serve on the inherited socket, report to the supervisor
-                return runner.run(
-                    serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
-                )
-            return runner.run(serve(app, config))
+            if link is None:
+                return runner.run(serve(app, config))
+            # a worker: serve on the inherited socket, tell the supervisor when listening
+            return runner.run(
+                serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
+            )
     except JournalError as exc:
         print(f"error: --task-journal {config.task_journal}: {exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
@@ -378,6 +377,14 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
+
+
+def worker_file(path: str | None) -> str | None:
+    """A file each worker writes for itself: ``trace.json`` -> ``trace.<pid>.json``."""
+    if path is None:
+        return None
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.{os.getpid()}{ext}"
 
 
 def where(config: ServerConfig) -> str:

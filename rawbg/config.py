@@ -146,6 +146,14 @@ PARENT_CHECK_INTERVAL = 1.0
 # quarter of a second is shorter than switching to the browser.
 RELOAD_POLL_INTERVAL = 0.25
 
+# At shutdown, a connection accepted but with no request yet is given this long
+# for its request to arrive instead of being closed at once: the client sent
+# it right after the handshake, so it is at most a round trip away, and closing
+# would lose it (a worker replaced in a rolling restart accepts until the last
+# moment). An idle keep-alive connection that already served a request is closed
+# at once, as HTTP allows (its client retries an idempotent request).
+SHUTDOWN_FIRST_REQUEST_GRACE = 0.25
+
 # --- Internal constants ------------------------------------------------------
 
 # A loop that stays blocked is reported after 10 s, then at doubling intervals

@@ -61,6 +61,7 @@ import h11
 
 from .app import Outcome
 from .background import WorkGroup
+from .config import SHUTDOWN_FIRST_REQUEST_GRACE
 from .conformance import (
     asterisk_options_response,
     check_host,
@@ -196,6 +197,9 @@ class Connection:
         self._stopping = False  # set by shutdown: finish the current request, then close
         #: set by shutdown: a body still being read must be complete by then
         self._stop_deadline: float | None = None
+        #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
+        self._fresh = True
+        self._first_request_deadline = 0.0
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
@@ -209,10 +213,17 @@ class Connection:
     def stop(self) -> None:
         """Graceful shutdown: close now if idle, else after the current response.
 
+        A connection that has not sent its first request yet was accepted a
+        moment ago, and its request is on its way (a worker being replaced
+        still accepted it): it gets `SHUTDOWN_FIRST_REQUEST_GRACE` to arrive.
+
         A request whose body is still arriving gets ``timeout_keep_alive`` more
         to complete it, then 408: a slow sender cannot hold shutdown for long.
         """
         self._stopping = True
+        if self._fresh:
+            loop_time = asyncio.get_running_loop().time()
+            self._first_request_deadline = loop_time + SHUTDOWN_FIRST_REQUEST_GRACE
         if self.phase is Phase.IDLE:
             self._protocol.wake()
         else:
@@ -321,14 +332,19 @@ class Connection:
             idle_deadline = asyncio.get_running_loop().time() + timeout
             while not protocol.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
-                    self._close_reason = "server shutting down"
-                    return None
+                    if not self._fresh:
+                        self._close_reason = "server shutting down"
+                        return None
+                    idle_deadline = min(idle_deadline, self._first_request_deadline)
+                    protocol.bring_deadline_forward(idle_deadline)
                 if not await protocol.receive_until(idle_deadline):
                     if self._h11.trailing_data[0]:
                         # Part of a head came pipelined behind the last request:
                         # this connection is not idle, its head is late.
                         raise RequestTimeout(f"request head not received within {timeout} s")
-                    self._close_reason = f"idle for {timeout} s"
+                    self._close_reason = (
+                        "server shutting down" if self._stopping else f"idle for {timeout} s"
+                    )
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
@@ -349,6 +365,7 @@ class Connection:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
         self._request_method = event.method  # a refusal of a HEAD has no body
         started = time.perf_counter()
+        self._fresh = False
         self._check_head(event)
         trace = None
         if self._trace is not None:

@@ -158,6 +158,15 @@ class HttpProtocol(asyncio.Protocol):
             self._deadline = None
         return not self._timed_out
 
+    def bring_deadline_forward(self, deadline: float) -> None:
+        """Drop an idle timer armed for later than `deadline`, so that the next
+        `receive_until(deadline)` arms one in time (a shutdown's grace; kept out of
+        `receive_until`, which runs for every request)."""
+        timer = self._deadline_timer
+        if timer is not None and deadline < timer.when():
+            timer.cancel()
+            self._deadline_timer = None
+
     def _deadline_reached(self, scheduled_for: float) -> None:
         self._deadline_timer = None
         deadline = self._deadline

@@ -278,6 +278,9 @@ class Server:
         """
         self._stopping = True
         self._stop_listening()
+        if isinstance(self._listener, Acceptor) and self._listener.connecting:
+            # accepted a moment ago: they register as connections, then stop like the rest
+            await asyncio.wait(set(self._listener.connecting))
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()

@@ -22,8 +22,9 @@ The supervisor never imports the app and never serves a request. It:
    A replacement that fails to start stops the rolling restart and leaves the
    remaining old workers serving;
 6. **exits** with `EXIT_WORK_CANCELLED` if any worker it stopped had to
-   cancel background work (or was killed), `EXIT_ERROR` if the workers could
-   not start, `EXIT_OK` otherwise.
+   cancel background work (or was killed), `EXIT_STARTUP_FAILED` if a first
+   worker's app start-up raised, `EXIT_ERROR` if the workers could not start
+   for another reason, `EXIT_OK` otherwise.
 
 Workers run in their own process group, so a Ctrl-C in the terminal reaches
 the supervisor only, which passes it on once (the workers would otherwise see
@@ -48,6 +49,7 @@ from typing import Any
 from .config import (
     EXIT_ERROR,
     EXIT_OK,
+    EXIT_STARTUP_FAILED,
     EXIT_WORK_CANCELLED,
     RELOAD_POLL_INTERVAL,
     RESTART_BACKOFF_FIRST,
@@ -153,6 +155,7 @@ class Supervisor:
         self._sock: socket.socket | None = None
         # Every worker process not yet reaped, with the task waiting for its exit
         self._live: dict[Worker, asyncio.Task[None]] = {}
+        self._serving = False  # every first worker is listening
         # Shutdown
         self._stopping = False
         self._stop = asyncio.Event()
@@ -180,6 +183,8 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._restart_wanted.set)
+        # taken before the workers import the app: an edit from now on reloads
+        sources = snapshot(self._reload_dir) if self._reload_dir is not None else {}
         first = []
         for slot in self._slots:
             slot.worker = await self._start_worker(slot)
@@ -188,7 +193,10 @@ class Supervisor:
         if not all(started):
             logger.error("a worker failed to start: stopping")
             await self._shutdown()
+            if any(worker.process.returncode == EXIT_STARTUP_FAILED for worker in first):
+                return EXIT_STARTUP_FAILED  # the app's start-up raised, as a single process says
             return EXIT_ERROR
+        self._serving = True
         if not self._stopping:
             print(
                 f"rawbg serving on {describe_socket(sock)} with {len(self._slots)} worker(s) "
@@ -197,7 +205,7 @@ class Supervisor:
             )
             self._helper(self._rolling_restarts())
             if self._reload_dir is not None:
-                self._helper(self._watch_sources(self._reload_dir))
+                self._helper(self._watch_sources(self._reload_dir, sources))
             await self._stop.wait()
         await self._shutdown()
         return EXIT_WORK_CANCELLED if self.work_cancelled else EXIT_OK
@@ -286,8 +294,9 @@ class Supervisor:
             return
         slot = self._slots[worker.slot]
         uptime = time.monotonic() - worker.started
-        if self._stopping or slot.worker is not worker:
-            # a replacement that failed to start, or a worker that exited on its own at shutdown
+        if self._stopping or slot.worker is not worker or not self._serving:
+            # a first worker or a replacement that failed to start, or one that
+            # exited on its own at shutdown: nothing to restart
             logger.error("worker %d exited (%s) after %.1f s", worker.pid, how, uptime)
             return
         delay = slot.backoff.next_delay(uptime)
@@ -360,8 +369,7 @@ class Supervisor:
                 self._tell_to_stop(old, signal.SIGTERM)
         logger.info("rolling restart done")
 
-    async def _watch_sources(self, root: str) -> None:
-        before = snapshot(root)
+    async def _watch_sources(self, root: str, before: dict[str, int]) -> None:
         while not self._stopping:
             await asyncio.sleep(RELOAD_POLL_INTERVAL)
             after = snapshot(root)

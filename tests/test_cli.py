@@ -205,7 +205,7 @@ async def test_a_signal_exits_0_after_finishing_pending_background_work(tmp_path
     assert "cancelled" not in err
 
 
-async def test_a_second_signal_cancels_pending_work_at_once_and_exits_3(tmp_path):
+async def test_a_second_signal_cancels_pending_work_at_once_and_exits_4(tmp_path):
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     async with serving_process(tmp_path, "slow_app:app", "--app-dir", str(tmp_path)) as (
         proc,

@@ -1,4 +1,4 @@
-"""FastAPI serving the scaling scenario's CPU-bound endpoint: ``GET /work``."""
+"""FastAPI serving the scaling scenario's CPU-bound endpoint (see cpu_rawbg)."""
 
 from fastapi import FastAPI
 
@@ -7,6 +7,6 @@ from .cpu_work import burn
 app = FastAPI()
 
 
-@app.get("/work")
-async def work() -> dict[str, int]:
+@app.post("/send-notification/{email}")
+async def work(email: str) -> dict[str, int]:
     return {"total": burn()}

@@ -1,4 +1,9 @@
-"""rawbg serving the scaling scenario's CPU-bound endpoint: ``GET /work``."""
+"""rawbg serving the scaling scenario's CPU-bound endpoint.
+
+It answers the path every load generator of the harness sends to (the
+tutorial's ``POST /send-notification/{email}``), with about 1 ms of CPU work
+in place of the background task.
+"""
 
 from rawbg import App
 
@@ -7,6 +12,6 @@ from .cpu_work import burn
 app = App()
 
 
-@app.get("/work")
-async def work() -> dict[str, int]:
+@app.post("/send-notification/{email}")
+async def work(email: str) -> dict[str, int]:
     return {"total": burn()}
