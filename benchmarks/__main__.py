@@ -133,8 +133,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="about a minute and a half")
-    size.add_argument("--smoke", action="store_true", help="about ten seconds, for CI")
+    size.add_argument("--quick", action="store_true", help="about 4 minutes")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="about 90 s (all servers): that everything runs, for CI",
+    )
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="comma-separated subset of %(default)s"
     )
