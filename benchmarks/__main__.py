@@ -47,6 +47,9 @@ class Profile:
     capacity_probe_seconds: float  # each probe of the capacity search
     capacity_probes: int  # at most this many probes
     capacity_start: float | None = None  # first probe's rate (None: 60 % of the closed-loop peak)
+    # what a capacity probe must stay under to pass (see KEEP_UP_P50_MS below)
+    keep_up_p50_ms: float = 10.0
+    keep_up_p99_ms: float = 100.0
     memory_tasks: int  # pending tasks measured per memory run
     memory_warmup: int  # requests before the first RSS reading
     memory_settle: float  # seconds of quiet before each RSS reading
@@ -111,6 +114,10 @@ PROFILES = {
         high_load_seconds=0.3,
         capacity_probe_seconds=0.3,
         capacity_probes=3,  # halving after a failure: a loaded machine still finds one
+        # the smoke run checks that the harness works, not how fast the
+        # machine is: a CI machine busy with other jobs must not fail it
+        keep_up_p50_ms=2000.0,
+        keep_up_p99_ms=5000.0,
         capacity_start=100,  # smoke: only that the machinery runs, even on a busy machine
         memory_tasks=100,
         memory_warmup=10,
@@ -126,8 +133,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="about a minute and a half")
-    size.add_argument("--smoke", action="store_true", help="about ten seconds, for CI")
+    size.add_argument("--quick", action="store_true", help="about 4 minutes")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="about 90 s (all servers): that everything runs, for CI",
+    )
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="comma-separated subset of %(default)s"
     )
@@ -230,7 +241,8 @@ class Runner:
         """The highest open-loop rate `server` keeps up with, 0 s tasks: a search from `start`.
 
         A probe passes when the server answered every request with 200, with a
-        p50 under `KEEP_UP_P50_MS` and a p99 under `KEEP_UP_P99_MS`: a server
+        p50 and a p99 under the profile's bounds (`KEEP_UP_P50_MS` and
+        `KEEP_UP_P99_MS` but for the smoke run): a server
         falling behind builds a queue, which shows in both long before the
         probe ends, while a scheduler hiccup of a busy machine moves the p99
         of a short probe (a handful of requests) but not its p50.
@@ -259,9 +271,9 @@ class Runner:
                     row["error_count"] == 0
                     and row["ok"] == row["sent"]
                     and p50 is not None
-                    and p50 <= KEEP_UP_P50_MS
+                    and p50 <= p.keep_up_p50_ms
                     and p99 is not None
-                    and p99 <= KEEP_UP_P99_MS
+                    and p99 <= p.keep_up_p99_ms
                 )
                 probes.append({"rate": round(rate, 1), "kept_up": kept_up, "p99_ms": p99})
                 if kept_up:
@@ -292,8 +304,8 @@ class Runner:
 # The capacity search (Runner.capacity): a probe passes with a p50 under 10 ms
 # and a p99 under 100 ms, 10-100 times those of a server that keeps up; a
 # server 2 % short of the rate is 60 ms behind by the end of a 3 s probe.
-KEEP_UP_P50_MS = 10.0
-KEEP_UP_P99_MS = 100.0
+KEEP_UP_P50_MS = Profile.keep_up_p50_ms
+KEEP_UP_P99_MS = Profile.keep_up_p99_ms
 
 
 def machine() -> str:

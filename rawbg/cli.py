@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trace-file",
         metavar="FILE",
-        help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto)",
+        help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto);"
+        " with --workers, each worker writes its own, FILE.<pid> (trace.json: trace.<pid>.json)",
     )
     parser.add_argument(
         "--loop-block-warning",

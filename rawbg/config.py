@@ -85,6 +85,12 @@ DEFAULT_LOOP = "auto"
 # uvicorn's default and its environment variable: a proxy on the same host
 # (nginx in front of rawbg on loopback) is trusted, nobody else is.
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+
+# --uds: connecting to a Unix socket needs write permission on its file, and the
+# proxy in front (nginx's workers run as `nobody` or `www-data`) is another user.
+# Read-write for everyone, as uvicorn does: who may reach the socket is then up to
+# the permissions of the directory it is in.
+UDS_MODE = 0o666
 FORWARDED_ALLOW_IPS_ENV = "FORWARDED_ALLOW_IPS"
 
 

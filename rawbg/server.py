@@ -35,6 +35,7 @@ from .config import (
     EXIT_STARTUP_FAILED,
     EXIT_WORK_CANCELLED,
     PARENT_CHECK_INTERVAL,
+    UDS_MODE,
     ServerConfig,
 )
 from .connection import run_connection
@@ -160,6 +161,7 @@ class Server:
                     factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
                 )
                 self._made_uds = True
+                os.chmod(config.uds, UDS_MODE)
             else:
                 listener = await loop.create_server(
                     factory,
@@ -305,7 +307,7 @@ class Server:
         if tasks:
             if self.pending.count:
                 logger.info(
-                    "waiting up to %.0f s for %d pending background task(s)",
+                    "waiting up to %g s for %d pending background task(s)",
                     self.config.timeout_graceful_shutdown,
                     self.pending.count,
                 )

@@ -250,11 +250,26 @@ class SQLiteTaskStore:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process `pid` of this host exists (a zombie counts: its lease will expire)."""
+    """Whether process `pid` of this host is running.
+
+    A zombie is not: it was killed (or exited) and only waits for its parent to
+    reap it, which, when the parent was killed too, may take long or never
+    happen. ``kill(pid, 0)`` cannot tell; Linux's ``/proc`` can. Elsewhere a
+    zombie counts as alive until its lease expires.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (command) state ...": the command may itself contain ")"
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False

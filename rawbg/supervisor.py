@@ -54,6 +54,7 @@ from .config import (
     RELOAD_POLL_INTERVAL,
     RESTART_BACKOFF_FIRST,
     RESTART_BACKOFF_MAX,
+    UDS_MODE,
     WORKER_HEALTHY_AFTER,
     WORKER_KILL_MARGIN,
     WORKER_START_TIMEOUT,
@@ -75,6 +76,7 @@ def bind_socket(config: ServerConfig) -> socket.socket:
                 os.unlink(path)  # left by a server that crashed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
+        os.chmod(path, UDS_MODE)
     else:
         family, kind, proto, _, address = socket.getaddrinfo(
             config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -321,7 +323,7 @@ class Supervisor:
         name = signal.Signals(signum).name
         if not self._stopping:
             logger.info(
-                "%s: stopping %d worker(s); each drains for up to %.0f s",
+                "%s: stopping %d worker(s); each drains for up to %g s",
                 name,
                 len(self._live),
                 self._config.timeout_graceful_shutdown,

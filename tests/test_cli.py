@@ -156,6 +156,13 @@ async def test_help_exits_0_and_lists_every_flag(tmp_path):
     assert missing == []
 
 
+async def test_help_says_where_each_worker_writes_its_trace_file(tmp_path):
+    # with --workers, FILE is not written: each worker writes its own trace.<pid>.json
+    status, out, err = await run_to_exit(tmp_path, "--help")
+    assert status == 0, err
+    assert "FILE.<pid>" in " ".join(out.split()), out
+
+
 async def test_demo_app_answers_writes_its_notification_and_logs_the_request(tmp_path):
     async with serving_process(tmp_path) as (proc, port):
         status, body = await post(port, "/send-notification/a@b.c")

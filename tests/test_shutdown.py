@@ -182,6 +182,9 @@ async def test_tasks_still_pending_after_the_graceful_timeout_are_cancelled_and_
     ]
     assert len(warnings) == 1
     assert "cancelled 1 background task" in warnings[0].getMessage()
+    # the wait announced is the one configured, not rounded to "0 s"
+    messages = [r.getMessage() for r in caplog.records if r.name == "rawbg.server"]
+    assert "waiting up to 0.2 s for 1 pending background task(s)" in messages, messages
 
 
 async def test_new_connections_are_refused_once_shutdown_has_started():
