@@ -24,7 +24,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+
+from rawbg.memory import MemoryTransport
 
 from .apps import TASK_SECONDS_ENV
 from .servers import child_env
@@ -32,51 +33,6 @@ from .servers import child_env
 REQUEST = b"POST /send-notification/bench@example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 WARM_REQUESTS = 300
 MEASURED_REQUESTS = 2000
-
-
-class MemoryTransport(asyncio.Transport):
-    """Just enough of a socket transport for a protocol: writes are counted, not sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: asyncio.Future[None] | None = None
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-        if self.written is not None and not self.written.done():
-            self.written.set_result(None)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
 
 
 async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> list[bytes]:

@@ -44,7 +44,7 @@ def is_async_callable(func: Any) -> bool:
     """True for ``async def`` functions, and objects whose ``__call__`` is one.
 
     Cached: `add_task` asks for every task, and the answer for a function does
-    not change (inspect's check is ~2 µs, a quarter of a task's bookkeeping).
+    not change (docs/ARCHITECTURE.md, "The request path, line by line").
     """
     while hasattr(func, "func") and hasattr(func, "args"):  # functools.partial
         func = func.func
@@ -70,8 +70,7 @@ class BackgroundTask:
     def __init__(self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         self.func = func
         self.args = args
-        # a shared empty mapping when there are no keyword arguments: 64 bytes
-        # fewer for each pending task, the common case
+        # shared when empty: docs/ARCHITECTURE.md, "A pending task keeps little"
         self.kwargs: Mapping[str, Any] = kwargs or _NO_KWARGS
         self.is_async = is_async_callable(func)
         self.policy = policy_of(func)
@@ -189,14 +188,11 @@ class AfterResponse(Coroutine[Any, Any, None]):
     Its count is released on every path: as each task ends (done or failed),
     and whatever is left when it is cancelled, before or after it started.
 
-    Why it is a coroutine object itself, and not an ``async def``: a pending
-    task's memory is what the server holds while it waits (benchmarks/README.md,
-    memory per pending task), and every coroutine frame on the way to the
-    user's coroutine is ~200 bytes more per pending task. In the common case
-    (one ``async def`` task, no clean-up, no trace) this object passes each
-    step straight to the user's own coroutine, with no frame in between;
-    otherwise it passes them to `_run_all`. It keeps only the calls, the
-    clean-up and the label: never the request or its body.
+    It is a coroutine object itself, not an ``async def``: in the common case
+    (one ``async def`` task, no clean-up, no trace) it passes each step
+    straight to the user's coroutine, otherwise to `_run_all`. It keeps only
+    the calls, the clean-up and the label, never the request. Why, measured:
+    docs/ARCHITECTURE.md, "`AfterResponse` is a coroutine object".
     """
 
     __slots__ = (
@@ -216,7 +212,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         cleanup: Cleanup | None,
         label: str,
     ) -> None:
-        self._calls = tuple(tasks)  # a tuple of one is 40 bytes smaller than a list of one
+        self._calls = tuple(tasks)  # a tuple: docs/ARCHITECTURE.md, "A pending task keeps little"
         self._cleanup = cleanup
         self.label = label
         self._pending: PendingWork | None = None
@@ -226,7 +222,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._unreleased = 0
         #: with a journal: the journal, and each call's entry id (None: not durable)
         self._journal: JournalWriter | None = None
-        #: (an int for a single task: 56 bytes fewer per pending task than a tuple)
+        #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
 
     @property
@@ -413,10 +409,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
 
     async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
         """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
-        label = self.label
-        policy = task.policy
         attempt = task.attempts + 1
-        last = max(policy.attempts, attempt)  # a recovered entry gets at least one more
+        last = max(task.policy.attempts, attempt)  # a recovered entry gets at least one more
         while True:
             started = (
                 0.0 if trace is None else trace.event("background task started", task=task.name)
@@ -429,29 +423,41 @@ class AfterResponse(Coroutine[Any, Any, None]):
                         "background task failed", task=task.name, error=repr(exc), since=started
                     )
                 if attempt >= last:
-                    log_task_failure(task.name, label, exc)
+                    log_task_failure(task.name, self.label, exc)
                     return True
-                delay = policy.delay_before(attempt + 1)
-                logger.warning(
-                    "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
-                    task.name,
-                    label,
-                    attempt,
-                    last,
-                    exc,
-                    delay,
-                )
-                entry_id = self._entry_id(index)
-                if entry_id is not None and self._journal is not None:
-                    self._journal.attempted(entry_id, attempt)
-                if trace is not None:
-                    trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
-                await asyncio.sleep(delay)
+                await self._retry_later(index, task, attempt, last, exc, trace)
                 attempt += 1
             else:
                 if trace is not None:
                     trace.event("background task finished", task=task.name, since=started)
                 return False
+
+    async def _retry_later(
+        self,
+        index: int,
+        task: BackgroundTask,
+        attempt: int,
+        last: int,
+        error: Exception,
+        trace: RequestTrace | None,
+    ) -> None:
+        """Attempt `attempt` of `last` failed: say so (log, journal, trace), wait the backoff."""
+        delay = task.policy.delay_before(attempt + 1)
+        logger.warning(
+            "background task %s of %s failed (attempt %d of %d): %r; retrying in %.3g s",
+            task.name,
+            self.label,
+            attempt,
+            last,
+            error,
+            delay,
+        )
+        entry_id = self._entry_id(index)
+        if entry_id is not None and self._journal is not None:
+            self._journal.attempted(entry_id, attempt)
+        if trace is not None:
+            trace.event("retry", task=task.name, attempt=attempt + 1, delay_s=delay)
+        await asyncio.sleep(delay)
 
 
 async def _done() -> None:

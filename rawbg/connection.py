@@ -5,7 +5,9 @@ The life of one connection
 
 1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
    the server starts one task for the connection, running `run_connection`,
-   which calls `Connection.serve`.
+   which calls `Connection.serve`; its loop is `Connection._cycle`. The
+   connection never sees the socket: it talks to a `ConnectionIO`
+   (rawbg/connection_io.py), which `HttpProtocol` is.
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
    connection's `h11.Connection` and wakes the task. Nothing else happens in
    the callback.
@@ -32,9 +34,12 @@ The life of one connection
    not wait for it. (If the connection is about to close, there is no next
    cycle: `serve` returns the work and the connection task runs it itself
    once the socket is closed.)
-8. **Next cycle or close.** If both sides allow keep-alive, h11 starts the next
-   cycle and we are back at 3, while step 7 of the previous request may still
-   be running. Otherwise the transport is closed.
+8. **Next cycle or close.** If HTTP allows another request on the connection
+   (`http_allows_another`) and the server is not stopping, the `Phase` goes
+   back to IDLE (`Connection._next_cycle`) and we are back at 3, while step 7
+   of the previous request may still be running. Otherwise the phase becomes
+   CLOSING, as on every other way out (`Connection._closing`), and the
+   transport is closed.
 9. **Drain.** When `serve` returns, `run_connection` waits for the
    connection's remaining background work (`WorkGroup.wait`). Only then does
    the connection task end: no task outlives the connection task, and shutdown
@@ -42,7 +47,8 @@ The life of one connection
 
 Requests the server refuses (malformed, too large, too slow) raise a
 `RequestRejected` anywhere in 3-4; `Connection._reject` is the one place that
-answers them, then closes without resetting the connection.
+answers them, then closes without resetting the connection. Errors of the app
+(step 5) are answered by `App.handle`, and the connection stays open.
 """
 
 from __future__ import annotations
@@ -54,7 +60,6 @@ import logging
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
@@ -75,17 +80,20 @@ from .errors import (
     MalformedRequest,
     RequestRejected,
     RequestTimeout,
+    ServerBusy,
 )
-from .h11_shortcut import send_whole_response
+from .h11_shortcut import events_to_bytes, send_whole_response
 from .journal import JournalUnavailable
 from .proxy import forwarded
+from .reason_phrases import reason
 from .requests import Headers, Request, client_label
 from .responses import PlainTextResponse, Response, StreamingResponse
 from .trace import ConnectionTrace, RequestTrace
 
 if TYPE_CHECKING:
     from .background import AfterResponse
-    from .protocol import HttpProtocol
+    from .connection_io import ConnectionIO
+    from .journal_writer import JournalWriter
     from .server import Server
 
 logger = logging.getLogger("rawbg.connection")
@@ -96,7 +104,14 @@ CLOSE_HEADER = (b"connection", b"close")
 
 
 class Phase(enum.Enum):
-    """Where a connection is in its request/response cycle."""
+    """Where a connection is in its request/response cycle.
+
+    The connection's own model, and what its loop runs on: `Connection._cycle`
+    goes round until the phase is CLOSING, and every way a connection ends
+    enters CLOSING first (`Connection._closing`), saying why. h11 is asked
+    one thing only, at the end of a response: whether HTTP lets the
+    connection carry another request (`http_allows_another`).
+    """
 
     IDLE = "waiting for a request"
     READING_HEAD = "reading a request head"
@@ -105,19 +120,21 @@ class Phase(enum.Enum):
     RESPONDING = "sending the response"
     CLOSING = "closing"
 
-    # Members are singletons, so identity is an exact hash, and a C-level one:
-    # Enum's own __hash__ is Python code, and phases are looked up on every move.
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # a C-level hash (docs/ARCHITECTURE.md, "Why": the hot path)
 
+
+# The members under their own names: ``Phase.IDLE`` runs an Enum descriptor
+# at each use (docs/ARCHITECTURE.md, "The request path, line by line").
+IDLE, READING_HEAD, READING_BODY, HANDLING, RESPONDING, CLOSING = Phase
 
 #: the legal moves between phases; any other is a bug and raises
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.IDLE: frozenset({Phase.READING_HEAD, Phase.CLOSING}),
-    Phase.READING_HEAD: frozenset({Phase.READING_BODY, Phase.CLOSING}),
-    Phase.READING_BODY: frozenset({Phase.HANDLING, Phase.CLOSING}),
-    Phase.HANDLING: frozenset({Phase.RESPONDING, Phase.CLOSING}),
-    Phase.RESPONDING: frozenset({Phase.IDLE, Phase.CLOSING}),
-    Phase.CLOSING: frozenset(),
+    IDLE: frozenset({READING_HEAD, CLOSING}),
+    READING_HEAD: frozenset({READING_BODY, CLOSING}),
+    READING_BODY: frozenset({HANDLING, CLOSING}),
+    HANDLING: frozenset({RESPONDING, CLOSING}),
+    RESPONDING: frozenset({IDLE, CLOSING}),
+    CLOSING: frozenset(),
 }
 
 
@@ -130,23 +147,16 @@ class Exchange:
     started: float  # time.perf_counter() when the head was parsed, for the access log
 
 
-class ServerBusy(RequestRejected):
-    """Raised for a connection beyond ``limit_concurrency``: 503, then close."""
-
-    status_code = 503
-
-
-async def run_connection(protocol: HttpProtocol, server: Server) -> None:
+async def run_connection(io: ConnectionIO, server: Server) -> None:
     """The connection task: serve requests, then wait for their background work.
 
-    Its locals are what a closed connection keeps while its last request's
-    work runs (benchmarks/README.md, memory per pending task): the socket side
-    is dropped as soon as `serve` returns, and the work of a closing
-    connection's last request runs right here, not in a helper coroutine.
+    The work of a closing connection's last request runs right here, once the
+    socket side is dropped (the `del`s: docs/ARCHITECTURE.md, "A pending task
+    keeps little").
     """
     trace = server.new_trace()
-    connection = Connection(protocol, server, trace)
-    del protocol  # from here on only `connection` holds the socket side
+    connection = Connection(io, server, trace)
+    del io
     try:
         last = await connection.serve()
     except asyncio.CancelledError:  # shutdown gave up waiting: cancel the work too
@@ -174,13 +184,13 @@ class Connection:
 
     def __init__(
         self,
-        protocol: HttpProtocol,
+        io: ConnectionIO,
         server: Server,
         trace: ConnectionTrace | None,
     ) -> None:
         # Collaborators
-        self._protocol = protocol
-        self._h11 = protocol.h11
+        self._io = io
+        self._h11 = io.h11
         self._server = server
         self._config = server.config
         self._app = server.app
@@ -188,7 +198,7 @@ class Connection:
         self._journal = server.journal
         self._trace = trace
         # Per-connection state
-        self.phase = Phase.IDLE
+        self.phase = IDLE
         #: background work of requests answered on the open connection; made
         #: by the first of them (most connections of one request never need it)
         self.work: WorkGroup | None = None
@@ -203,12 +213,23 @@ class Connection:
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
-        self._close_reason = "client closed the connection"
+        self._close_reason = ""  # said by `_closing`
 
     def _move(self, phase: Phase) -> None:
         if phase not in TRANSITIONS[self.phase]:
             raise RuntimeError(f"illegal connection phase change {self.phase.name} -> {phase.name}")
         self.phase = phase
+
+    def _closing(self, why: str) -> None:
+        """Every end of the connection comes here first: enter CLOSING (once), saying why."""
+        if self.phase is not CLOSING:
+            self._move(CLOSING)
+            self._close_reason = why
+
+    @property
+    def io(self) -> ConnectionIO:
+        """The transport side this connection reads from and writes to."""
+        return self._io
 
     def stop(self) -> None:
         """Graceful shutdown: close now if idle, else after the current response.
@@ -224,8 +245,8 @@ class Connection:
         if self._fresh:
             loop_time = asyncio.get_running_loop().time()
             self._first_request_deadline = loop_time + SHUTDOWN_FIRST_REQUEST_GRACE
-        if self.phase is Phase.IDLE:
-            self._protocol.wake()
+        if self.phase is IDLE:
+            self._io.wake()
         else:
             timeout = self._config.timeout_keep_alive
             self._stop_deadline = asyncio.get_running_loop().time() + timeout
@@ -240,23 +261,23 @@ class Connection:
         """
         trace = self._trace
         if trace is not None:
-            trace.event("connection accepted", client=client_label(self._protocol.client))
+            trace.event("connection accepted", client=client_label(self._io.client))
         self._server.register(self)
         try:
             try:
                 await self._cycle()
             except RequestRejected as exc:
-                self._close_reason = f"rejected with {exc.status_code}: {exc.message}"
                 await self._reject(exc)
         except ClientDisconnected:
-            self._close_reason = "client went away"
+            self._closing("client went away")
         except Exception:
             # A bug in rawbg itself: log it, but keep the background work alive.
-            self._close_reason = "internal error"
             logger.exception("connection task failed while %s", self.phase.value)
+            self._closing("internal error")
         finally:
+            self._closing("connection task cancelled")  # no-op unless a forced shutdown
             self._server.unregister(self)
-            self._protocol.close()
+            self._io.close()
             if trace is not None:
                 trace.event("connection closed", why=self._close_reason)
         last, self._last_work = self._last_work, None
@@ -277,24 +298,24 @@ class Connection:
             await self.work.wait()
 
     async def _cycle(self) -> None:
-        """Request after request, until the connection should close."""
-        trace = self._trace
+        """Request after request, until the connection is CLOSING."""
         if self._server.over_capacity():
             raise ServerBusy("server at its connection limit, try again later")
-        while True:
+        while self.phase is not CLOSING:
             if not self._pending.has_room:
                 await self._wait_for_room()
             exchange = await self._receive_request()
-            if exchange is None:
-                return
-            if not await self._respond(exchange):
-                return
-            self._h11.start_next_cycle()
-            self._request_method = None
-            self._head_kept = False
-            self._move(Phase.IDLE)
-            if trace is not None:
-                trace.event("keep-alive: next cycle")
+            if exchange is not None:
+                await self._respond(exchange)  # ends in IDLE (keep-alive) or CLOSING
+
+    def _next_cycle(self) -> None:
+        """Keep-alive: h11 and the per-request state start over for the next request."""
+        self._h11.start_next_cycle()
+        self._request_method = None
+        self._head_kept = False
+        self._move(IDLE)
+        if self._trace is not None:
+            self._trace.event("keep-alive: next cycle")
 
     async def _wait_for_room(self) -> None:
         logger.debug("pending background work at its limit: not reading new requests")
@@ -309,13 +330,9 @@ class Connection:
         h = self._h11
         head = b""
         if not self._head_kept and (
-            self.phase is Phase.READING_HEAD
-            or (self.phase is Phase.IDLE and self._protocol.has_input)
+            self.phase is READING_HEAD or (self.phase is IDLE and self._io.has_input)
         ):
-            # h11 refuses every Transfer-Encoding but `chunked` alike, and only
-            # the value tells 400 from 501 (`conformance.transfer_coding_rejection`):
-            # keep a copy of the input, once per head (a copy per read of a
-            # trickled head would cost its size squared).
+            # for `conformance.transfer_coding_rejection`: 400 or 501 (once per head)
             head = h.trailing_data[0]
             self._head_kept = True
         try:
@@ -325,41 +342,38 @@ class Connection:
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and its body; None when the connection should close."""
-        protocol = self._protocol
+        io = self._io
         timeout = self._config.timeout_keep_alive
         event = self._next_event()
         if event is h11.NEED_DATA:
             idle_deadline = asyncio.get_running_loop().time() + timeout
-            while not protocol.has_input:  # idle: not one byte of a request yet
+            while not io.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
                     if not self._fresh:
-                        self._close_reason = "server shutting down"
+                        self._closing("server shutting down")
                         return None
                     idle_deadline = min(idle_deadline, self._first_request_deadline)
-                    protocol.bring_deadline_forward(idle_deadline)
-                if not await protocol.receive_until(idle_deadline):
+                    io.bring_deadline_forward(idle_deadline)
+                if not await io.receive_until(idle_deadline):
                     if self._h11.trailing_data[0]:
                         # Part of a head came pipelined behind the last request:
                         # this connection is not idle, its head is late.
                         raise RequestTimeout(f"request head not received within {timeout} s")
-                    self._close_reason = (
+                    self._closing(
                         "server shutting down" if self._stopping else f"idle for {timeout} s"
                     )
                     return None
             if not self._pending.has_room:  # the bound was reached while we were idle
                 await self._wait_for_room()
-                # the wait was ours, not the client's: its head's clock starts now
-                protocol.first_byte_at = asyncio.get_running_loop().time()
-            self._move(Phase.READING_HEAD)
+                io.restart_head_clock()  # the wait was ours, not the client's
+            self._move(READING_HEAD)
             event = self._next_event()
             if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline
-                first_byte_at = protocol.first_byte_at
-                if first_byte_at is None:  # not possible once has_input, but be exact
-                    first_byte_at = asyncio.get_running_loop().time()
-                event = await self._complete_head(first_byte_at)
+                event = await self._complete_head(io.head_started_at)
         else:
-            self._move(Phase.READING_HEAD)
+            self._move(READING_HEAD)
         if type(event) is h11.ConnectionClosed:
+            self._closing("client closed the connection")
             return None
         if type(event) is not h11.Request:
             raise MalformedRequest(f"expected a request, got {type(event).__name__}")
@@ -367,22 +381,15 @@ class Connection:
         started = time.perf_counter()
         self._fresh = False
         self._check_head(event)
-        trace = None
-        if self._trace is not None:
-            trace = self._trace.next_request()
-            trace.event(
-                "request head parsed",
-                method=event.method.decode(),
-                target=event.target.decode("latin-1"),
-            )
-        self._move(Phase.READING_BODY)
+        trace = (
+            None if self._trace is None else self._trace.request_started(event.method, event.target)
+        )
+        self._move(READING_BODY)
         body = await self._read_body()
-        # The request is complete: the next byte to arrive starts the next head
-        # (body bytes that came after the head must not start its clock).
-        protocol.first_byte_at = None
-        client, scheme = protocol.client, "http"
-        if protocol.proxy is not None:
-            client, scheme = forwarded(protocol.proxy, event.headers, client)
+        io.request_received()
+        client, scheme = io.client, "http"
+        if io.proxy is not None:
+            client, scheme = forwarded(io.proxy, event.headers, client)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
@@ -404,13 +411,13 @@ class Connection:
         """
         timeout = self._config.timeout_keep_alive
         deadline = first_byte_at + timeout
-        protocol = self._protocol
+        io = self._io
         loop = asyncio.get_running_loop()
         while True:
             event = self._next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            if loop.time() >= deadline or not await protocol.receive_until(deadline):
+            if loop.time() >= deadline or not await io.receive_until(deadline):
                 raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
@@ -421,7 +428,7 @@ class Connection:
         content_length: int | None = None
         chunked = False
         host: bytes | None = None
-        for raw_name, value in request.headers.raw_items():  # a list: faster than iterating
+        for raw_name, value in request.headers.raw_items():
             size += len(raw_name) + len(value) + 4  # ": " and "\r\n"
             name = raw_name.lower()
             if name == b"content-length":
@@ -452,7 +459,7 @@ class Connection:
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
-            self._protocol.write(h.send(go_on))
+            self._io.write(events_to_bytes(h, go_on))
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             return b""  # the common case: no body at all
@@ -464,7 +471,7 @@ class Connection:
             if event is h11.NEED_DATA:
                 now = loop.time()
                 deadline, rule = self._body_deadline(started, size, now)
-                if now >= deadline or not await self._protocol.receive_until(deadline):
+                if now >= deadline or not await self._io.receive_until(deadline):
                     raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
@@ -503,13 +510,13 @@ class Connection:
             rule = "request body not complete when the server shut down"
         return deadline, rule
 
-    async def _respond(self, exchange: Exchange) -> bool:
+    async def _respond(self, exchange: Exchange) -> None:
         """Handle the request, send the response, start its background work.
 
-        Returns whether the connection may carry another request.
+        Ends in IDLE if the connection carries another request, else in CLOSING.
         """
         request, trace = exchange.request, exchange.trace
-        self._move(Phase.HANDLING)
+        self._move(HANDLING)
         if request.target == "*":  # OPTIONS *, the one asterisk-form request let through
             outcome = Outcome(asterisk_options_response(self._app.served_methods()))
         else:
@@ -519,20 +526,23 @@ class Connection:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
             after.reserve(self._pending, trace)
-        self._move(Phase.RESPONDING)
+        self._move(RESPONDING)
         sent = 0
-        keep_alive = False
         try:
             if after is not None and self._journal is not None:
-                response = await self._record_work(after, trace, response)
+                response = await self._record_work(self._journal, after, trace, response)
+            if trace is not None:
+                trace.event("response started", status=response.status_code)
             sent = await self._send(exchange, response)
+            if trace is not None:
+                trace.event("response flushed", status=response.status_code, bytes=sent)
         except ClientDisconnected:
-            self._close_reason = "client went away before the response was sent"
+            self._closing("client went away before the response was sent")
         except Exception:
             # The response had started (a streaming body failed): all we can
             # do is close, so that the client sees a truncated response.
             logger.exception("response body of %s %s failed", request.method, request.path)
-            self._close_reason = "response body failed"
+            self._closing("response body failed")
             if after is not None:
                 after.discard()
         except asyncio.CancelledError:  # a forced shutdown, in the middle of the response
@@ -540,21 +550,24 @@ class Connection:
                 self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
-            h = self._h11
-            keep_alive = h.our_state is h11.DONE and h.their_state is h11.DONE
             if self._stopping:
-                keep_alive = False
-                self._close_reason = "server shutting down"
-            elif not keep_alive:
-                self._close_reason = "no keep-alive"
+                self._closing("server shutting down")
+            elif not http_allows_another(self._h11):
+                self._closing("no keep-alive")
+        keep_alive = self.phase is RESPONDING
         if after is not None:
             self._start_work(after, trace, keep_alive=keep_alive)
         if self._config.access_log:
             self._log_access(request, response.status_code, sent, exchange.started)
-        return keep_alive
+        if keep_alive:
+            self._next_cycle()
 
     async def _record_work(
-        self, after: AfterResponse, trace: RequestTrace | None, response: Response
+        self,
+        journal: JournalWriter,
+        after: AfterResponse,
+        trace: RequestTrace | None,
+        response: Response,
     ) -> Response:
         """With a task journal: commit the durable tasks before the response's first byte.
 
@@ -562,9 +575,8 @@ class Connection:
         be, the client gets a 503 instead and the tasks are not queued:
         nothing is acknowledged that is not kept.
         """
-        assert self._journal is not None
         try:
-            await after.record(self._journal, trace)
+            await after.record(journal, trace)
         except JournalUnavailable as exc:
             after.discard(f"the task journal could not record them ({exc})")
             return PlainTextResponse(
@@ -601,80 +613,74 @@ class Connection:
 
     async def _send(self, exchange: Exchange, response: Response) -> int:
         """Write the response through h11 and wait until it is flushed; return its size."""
-        h = self._h11
-        protocol = self._protocol
-        trace = exchange.trace
+        io = self._io
         fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
         if self._stopping:
             fields.append(CLOSE_HEADER)
         status = response.status_code
-        if response.fields_checked and not isinstance(response, StreamingResponse):
+        streaming = isinstance(response, StreamingResponse)
+        if response.fields_checked and not streaming:
             # the common case, without h11's serialising (rawbg.h11_shortcut)
             message = send_whole_response(
-                h, status_code=status, reason=reason(status), fields=fields, body=response.body
+                self._h11,
+                status_code=status,
+                reason=reason(status),
+                fields=fields,
+                body=response.body,
             )
             if message is not None:
-                if trace is not None:
-                    trace.event("response started", status=status)
-                protocol.write(message)
-                await protocol.flushed()
-                if trace is not None:
-                    trace.event("response flushed", status=status, bytes=len(message))
+                io.write(message)
+                await io.flushed()
                 return len(message)
-        head = h.send(
-            h11.Response(
-                status_code=status,
-                headers=fields,
-                reason=reason(status),
-                _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
-            )
+        start = h11.Response(
+            status_code=status,
+            headers=fields,
+            reason=reason(status),
+            _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
         )
-        assert head is not None  # h11 returns bytes for a Response
-        if trace is not None:
-            trace.event("response started", status=status)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
-        if isinstance(response, StreamingResponse) and has_body:
-            protocol.write(head)
-            sent = len(head)
-            # closed at once if the client leaves mid-body: a file is closed now, not at GC
-            async with contextlib.aclosing(response.chunks()) as chunks:
-                async for piece in chunks:
-                    if piece:
-                        data = h.send(h11.Data(data=piece)) or b""
-                        protocol.write(data)
-                        sent += len(data)
-                        await protocol.drain()
-            end = h.send(h11.EndOfMessage()) or b""
-            protocol.write(end)
-            sent += len(end)
-        else:
-            body = response.body if has_body else b""
-            message = head
-            if body:
-                message += h.send(h11.Data(data=body)) or b""
-            message += h.send(h11.EndOfMessage()) or b""
-            protocol.write(message)
-            sent = len(message)
-        await protocol.flushed()
-        if trace is not None:
-            trace.event("response flushed", status=status, bytes=sent)
-        return sent
+        if has_body and isinstance(response, StreamingResponse):
+            return await self._stream(start, response)
+        body = [h11.Data(data=response.body)] if has_body and response.body else []
+        message = events_to_bytes(self._h11, start, *body, h11.EndOfMessage())
+        io.write(message)
+        await io.flushed()
+        return len(message)
+
+    async def _stream(self, start: h11.Response, response: StreamingResponse) -> int:
+        """Write a streamed response piece by piece, as fast as the client reads it."""
+        h, io = self._h11, self._io
+        head = events_to_bytes(h, start)
+        io.write(head)
+        sent = len(head)
+        # closed at once if the client leaves mid-body: a file is closed now, not at GC
+        async with contextlib.aclosing(response.chunks()) as chunks:
+            async for piece in chunks:
+                if piece:
+                    data = events_to_bytes(h, h11.Data(data=piece))
+                    io.write(data)
+                    sent += len(data)
+                    await io.drain()
+        end = events_to_bytes(h, h11.EndOfMessage())
+        io.write(end)
+        await io.flushed()
+        return sent + len(end)
 
     async def _reject(self, exc: RequestRejected) -> None:
         """The one place that answers a refused request: status, short reason, close."""
-        self._move(Phase.CLOSING)
+        self._closing(f"rejected with {exc.status_code}: {exc.message}")
         if self._trace is not None:
             self._trace.event("request rejected", status=exc.status_code, reason=exc.message)
         logger.info(
             "rejected request from %s with %d: %s",
-            client_label(self._protocol.client),
+            client_label(self._io.client),
             exc.status_code,
             exc.message,
         )
         h = self._h11
-        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._protocol.closed:
+        if h.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._io.closed:
             body = f"{exc.message}\n".encode()
             fields = [
                 (b"content-type", b"text/plain; charset=utf-8"),
@@ -683,26 +689,20 @@ class Connection:
                 SERVER_HEADER,
                 CLOSE_HEADER,
             ]
+            status = exc.status_code
+            events: list[h11.Event] = [
+                h11.Response(status_code=status, headers=fields, reason=reason(status))
+            ]
+            if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
+                events.append(h11.Data(data=body))
+            events.append(h11.EndOfMessage())
             try:
-                message = (
-                    h.send(
-                        h11.Response(
-                            status_code=exc.status_code,
-                            headers=fields,
-                            reason=reason(exc.status_code),
-                        )
-                    )
-                    or b""
-                )
-                if self._request_method != b"HEAD":  # HEAD: the headers of the refusal only
-                    message += h.send(h11.Data(data=body)) or b""
-                message += h.send(h11.EndOfMessage()) or b""
-                self._protocol.write(message)
+                self._io.write(events_to_bytes(h, *events))
             except ClientDisconnected:
                 pass
             except h11.LocalProtocolError:  # our bug: say so, rather than close in silence
                 logger.exception("could not send the %d refusal", exc.status_code)
-        await self._protocol.close_gracefully()
+        await self._io.close_gracefully()
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:
         access_logger.info(
@@ -717,21 +717,24 @@ class Connection:
         )
 
 
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+def http_allows_another(h: h11.Connection) -> bool:
+    """Whether HTTP lets the connection carry another request after this one.
+
+    Both sides must have finished the message cleanly, and neither may have
+    said ``Connection: close`` (nor be HTTP/1.0 without keep-alive): h11
+    moves a side to MUST_CLOSE, not DONE, in those cases.
+    """
+    return h.our_state is h11.DONE and h.their_state is h11.DONE
 
 
-def reason(status_code: int) -> bytes:
-    """The reason phrase for a status line (h11 sends none unless told)."""
-    return _REASONS.get(status_code, b"")
-
-
-_date_cache: list[object] = [0, b""]
+#: the second the ``date`` field was made for, and the field
+_date: tuple[int, tuple[bytes, bytes]] = (0, (b"date", b""))
 
 
 def date_header() -> tuple[bytes, bytes]:
     """The ``date`` header, formatted at most once a second."""
+    global _date
     now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = (b"date", formatdate(now, usegmt=True).encode("ascii"))
-    return _date_cache[1]  # type: ignore[return-value]
+    if _date[0] != now:
+        _date = (now, (b"date", formatdate(now, usegmt=True).encode("ascii")))
+    return _date[1]

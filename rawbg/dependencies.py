@@ -21,7 +21,7 @@ import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from .background import BackgroundTasks
 from .errors import RequestValidationError, RouteDefinitionError
@@ -31,6 +31,7 @@ from .requests import Request
 from .responses import Response, ResponseParameter
 from .sources import ValuePlan, located, missing, parse_cookies, plan_value, read_body
 from .threadpool import run_in_thread
+from .types import Dependency
 
 if TYPE_CHECKING:
     from .trace import RequestTrace
@@ -52,7 +53,7 @@ class Depends:
 
     def __init__(
         self,
-        dependency: Callable[..., Any] | None = None,
+        dependency: Dependency | None = None,
         *,
         use_cache: bool = True,
         scope: Scope = "request",
@@ -92,23 +93,55 @@ class CallKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class ParamPlan:
+class ValueParam:
+    """A value read from the request (path, query, header, cookie, body), and how."""
+
     name: str
     source: Source
     default: Any  # inspect.Parameter.empty when required
     annotation: Any
-    value: ValuePlan | None = None  # path, query, header, cookie, body: how it is read
-    call: CallPlan | None = None
+    value: ValuePlan
 
     @property
     def required(self) -> bool:
-        return self.default is inspect.Parameter.empty and (
-            self.value is None or self.value.default_factory is None
-        )
+        return self.default is inspect.Parameter.empty and self.value.default_factory is None
 
     def default_value(self) -> Any:
-        factory = self.value.default_factory if self.value is not None else None
+        factory = self.value.default_factory
         return factory() if factory is not None else self.default
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyParam:
+    """The value of a dependency (``Depends``), made by walking its own plan."""
+
+    name: str
+    default: Any
+    annotation: Any
+    call: CallPlan
+    source: ClassVar[Source] = Source.DEPENDENCY
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedParam:
+    """An object of the request itself: the `Request`, its `BackgroundTasks`, its `Response`."""
+
+    name: str
+    source: Source  # REQUEST, BACKGROUND or RESPONSE
+    default: Any
+    annotation: Any
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+#: a parameter's plan: one variant per kind of source
+ParamPlan: TypeAlias = ValueParam | DependencyParam | InjectedParam
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +258,14 @@ def _plan_param(
             scope=depends.scope,
             _stack=stack,
         )
-        return ParamPlan(param.name, Source.DEPENDENCY, default, annotation, call=sub)
+        return DependencyParam(param.name, default, annotation, sub)
     if marker is None and not metadata:
         if isinstance(annotation, type) and issubclass(annotation, Request):
-            return ParamPlan(param.name, Source.REQUEST, default, annotation)
+            return InjectedParam(param.name, Source.REQUEST, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, BackgroundTasks):
-            return ParamPlan(param.name, Source.BACKGROUND, default, annotation)
+            return InjectedParam(param.name, Source.BACKGROUND, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, Response):
-            return ParamPlan(param.name, Source.RESPONSE, default, annotation)
+            return InjectedParam(param.name, Source.RESPONSE, default, annotation)
     value, default = plan_value(
         where=where,
         name=param.name,
@@ -243,14 +276,14 @@ def _plan_param(
         metadata=metadata,
         path_params=path_params,
     )
-    return ParamPlan(param.name, Source(value.location), default, annotation, value=value)
+    return ValueParam(param.name, Source(value.location), default, annotation, value)
 
 
 def walk(plan: CallPlan) -> typing.Iterator[ParamPlan]:
     """Every parameter of the plan and of its dependencies, depth first."""
     for param in plan.params:
         yield param
-        if param.call is not None:
+        if isinstance(param, DependencyParam):
             yield from walk(param.call)
 
 
@@ -260,10 +293,12 @@ def count_body_params(plan: CallPlan) -> int:
 
 def should_embed_body(plan: CallPlan) -> bool:
     """Several body parameters (or one with ``Body(embed=True)``): each is read from its own key."""
-    bodies = {p.name: p for p in walk(plan) if p.source is Source.BODY}
+    bodies = {
+        p.name: p for p in walk(plan) if isinstance(p, ValueParam) and p.source is Source.BODY
+    }
     if len(bodies) > 1:
         return True
-    return any(p.value is not None and p.value.embed for p in bodies.values())
+    return any(p.value.embed for p in bodies.values())
 
 
 _UNREAD: Any = object()
@@ -311,37 +346,37 @@ class Resolution:
         sub_errors: list[Any] | None = None  # the dependencies': reported first, as FastAPI
         request = self.request
         for param in plan.params:
-            source = param.source
-            name = param.name
-            if source is Source.PATH:
-                value_plan: ValuePlan = param.value  # type: ignore[assignment]
-                raw = request.path_params[value_plan.key]
-                if value_plan.as_is:
-                    kwargs[name] = raw
-                    continue
-                try:
-                    kwargs[name] = value_plan.validate(raw)
-                except Invalid as exc:
-                    errors.extend(located(["path", value_plan.key], exc.errors))
-            elif source is Source.BACKGROUND:
-                if self.background is None:
-                    self.background = BackgroundTasks()
-                kwargs[name] = self.background
-            elif source is Source.DEPENDENCY:
-                try:
-                    kwargs[name] = await self.call_dependency(param.call)  # type: ignore[arg-type]
-                except RequestValidationError as exc:
-                    sub_errors = [*(sub_errors or ()), *exc.errors()]
-            elif source is Source.REQUEST:
-                kwargs[name] = request
-            elif source is Source.RESPONSE:
-                if self.response is None:
-                    self.response = ResponseParameter()
-                kwargs[name] = self.response
-            elif source is Source.BODY:
-                self._body_value(param, kwargs, errors)
-            else:
-                self._request_value(param, kwargs, errors)
+            # The whole dispatch: how each kind of parameter gets its value.
+            match param:
+                case ValueParam(source=Source.PATH):
+                    value_plan = param.value
+                    raw = request.path_params[value_plan.key]
+                    if value_plan.as_is:
+                        kwargs[param.name] = raw
+                        continue
+                    try:
+                        kwargs[param.name] = value_plan.validate(raw)
+                    except Invalid as exc:
+                        errors.extend(located(["path", value_plan.key], exc.errors))
+                case ValueParam(source=Source.BODY):
+                    self._body_value(param, kwargs, errors)
+                case ValueParam():  # query, header, cookie
+                    self._request_value(param, kwargs, errors)
+                case DependencyParam():
+                    try:
+                        kwargs[param.name] = await self.call_dependency(param.call)
+                    except RequestValidationError as exc:
+                        sub_errors = [*(sub_errors or ()), *exc.errors()]
+                case InjectedParam(source=Source.BACKGROUND):
+                    if self.background is None:
+                        self.background = BackgroundTasks()
+                    kwargs[param.name] = self.background
+                case InjectedParam(source=Source.RESPONSE):
+                    if self.response is None:
+                        self.response = ResponseParameter()
+                    kwargs[param.name] = self.response
+                case InjectedParam():  # the Request
+                    kwargs[param.name] = request
         if errors or sub_errors:
             errors.sort(key=_report_order)  # FastAPI: path, query, header, cookie, then body
             raise RequestValidationError([*(sub_errors or ()), *errors], body=self.received_body())
@@ -357,11 +392,10 @@ class Resolution:
         return body
 
     def _request_value(
-        self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+        self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
         """A query, header or cookie parameter: missing, its default, or validated."""
         plan = param.value
-        assert plan is not None  # planned from a request value
         key = plan.key
         source = param.source
         raw: Any
@@ -375,25 +409,14 @@ class Resolution:
             if self._cookies is None:
                 self._cookies = parse_cookies(self.request.headers.getlist("cookie"))
             raw = self._cookies.get(key)
-        if raw is None or (plan.many and not raw):
-            if param.required:
-                errors.append(missing([plan.location, key]))
-            else:
-                kwargs[param.name] = param.default_value()
-            return
-        if plan.as_is:
-            kwargs[param.name] = raw
-            return
-        try:
-            kwargs[param.name] = plan.validate(raw)
-        except Invalid as exc:
-            errors.extend(located([plan.location, key], exc.errors))
+        if plan.many and not raw:
+            raw = None
+        _place(param, raw, [plan.location, key], kwargs, errors)
 
     def _body_value(
-        self, param: ParamPlan, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+        self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
         plan = param.value
-        assert plan is not None  # planned as Source.BODY
         if self._body is _UNREAD:
             self._body = _INVALID
             self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
@@ -411,16 +434,7 @@ class Resolution:
             else:  # a JSON list or number where an object with keys was due
                 errors.append(missing(loc))
                 return
-        if value is None:
-            if param.required:
-                errors.append(missing(loc))
-            else:
-                kwargs[param.name] = param.default_value()
-            return
-        try:
-            kwargs[param.name] = plan.validate(value)
-        except Invalid as exc:
-            errors.extend(located(loc, exc.errors))
+        _place(param, value, loc, kwargs, errors)
 
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache
@@ -454,6 +468,24 @@ class Resolution:
             return await stack.enter_async_context(asynccontextmanager(plan.call)(**kwargs))
         sync_manager = contextmanager(plan.call)(**kwargs)
         return await stack.enter_async_context(_in_thread_pool(sync_manager))
+
+
+def _place(
+    param: ValueParam, raw: Any, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    """`param`'s value into `kwargs`: its default if `raw` is None, else `raw` checked; or a 422."""
+    if raw is None:
+        if param.required:
+            errors.append(missing(loc))
+        else:
+            kwargs[param.name] = param.default_value()
+    elif param.value.as_is:  # a str as it arrived (never a body: `sources.plan_value`)
+        kwargs[param.name] = raw
+    else:
+        try:
+            kwargs[param.name] = param.value.validate(raw)
+        except Invalid as exc:
+            errors.extend(located(loc, exc.errors))
 
 
 @asynccontextmanager

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .reason_phrases import reason_phrase
+
 
 class HTTPException(Exception):
     """Raised by a handler or a dependency to answer with an error status.
@@ -36,7 +38,7 @@ class HTTPException(Exception):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         if detail is None:
-            detail = _reason(status_code)
+            detail = reason_phrase(status_code, unknown="Error")
         super().__init__(status_code, detail)
         self.status_code = status_code
         self.detail = detail
@@ -170,6 +172,12 @@ class MethodNotImplemented(RequestRejected):
     status_code = 501
 
 
+class ServerBusy(RequestRejected):
+    """Raised for a connection beyond ``limit_concurrency``: 503, then close."""
+
+    status_code = 503
+
+
 class VersionNotSupported(RequestRejected):
     """Raised for an HTTP major version other than 1 (``HTTP/2.0`` on an HTTP/1 connection)."""
 
@@ -177,13 +185,8 @@ class VersionNotSupported(RequestRejected):
 
 
 class ClientDisconnected(ConnectionError):
-    """Raised when writing to a connection whose client has gone away."""
+    """Raised when reading from or writing to a connection whose client has gone away.
 
-
-def _reason(status_code: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return HTTPStatus(status_code).phrase
-    except ValueError:
-        return "Error"
+    The connection task catches it (`Connection.serve`): nothing is left to
+    answer, the connection closes, its background work still runs.
+    """

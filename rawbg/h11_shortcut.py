@@ -1,4 +1,10 @@
-"""A whole response written by rawbg instead of h11, with h11's state kept exact.
+"""From h11 events to bytes: the two paths, and the only ones.
+
+* `events_to_bytes`: events sent through ``h11.Connection.send``, joined. The
+  general path (a streamed body, a refusal, ``100 Continue``, the test
+  client's requests).
+* `send_whole_response`: a whole response written by rawbg instead of h11,
+  with h11's state kept exact. The common case, below.
 
 For the common response (a complete body, fields rawbg built itself, an
 HTTP/1.1 client, not HEAD, not 204/304), h11's ``send`` of the head, the body
@@ -69,6 +75,11 @@ def send_whole_response(
     lines.append(b"\r\n")
     lines.append(body)
     return b"".join(lines)
+
+
+def events_to_bytes(h: h11.Connection, *events: h11.Event) -> bytes:
+    """The bytes of `events`, sent through h11 one after the other (the general path)."""
+    return b"".join([h.send(event) or b"" for event in events])
 
 
 _status_lines: dict[tuple[int, bytes], bytes] = {}

@@ -1,4 +1,4 @@
-"""`HttpProtocol`: the only code that touches the transport.
+"""`HttpProtocol`: the only code that touches the transport; a `ConnectionIO`.
 
 asyncio calls these methods when bytes arrive, when the client closes, and when
 the socket's send buffer fills or drains. They never handle a request: they
@@ -56,7 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._timed_out = False
         #: loop time of the first byte of the request head now being received
-        self.first_byte_at: float | None = None
+        self._first_byte_at: float | None = None
         self.eof = False
         # Output side
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
@@ -79,8 +79,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._discarding:
             return
         self.h11.receive_data(data)
-        if self.first_byte_at is None:
-            self.first_byte_at = self._loop.time()
+        if self._first_byte_at is None:
+            self._first_byte_at = self._loop.time()
         self._unread += len(data)
         if self._unread > INPUT_HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
@@ -117,7 +117,24 @@ class HttpProtocol(asyncio.Protocol):
     @property
     def has_input(self) -> bool:
         """True once any byte of the next request (or the client's EOF) has arrived."""
-        return self.first_byte_at is not None or self.eof
+        return self._first_byte_at is not None or self.eof
+
+    @property
+    def head_started_at(self) -> float:
+        """Loop time of the first byte of the request head being received (now if none)."""
+        first_byte_at = self._first_byte_at
+        return self._loop.time() if first_byte_at is None else first_byte_at
+
+    def restart_head_clock(self) -> None:
+        """The server, not the client, made the head wait: its deadline starts now."""
+        self._first_byte_at = self._loop.time()
+
+    def request_received(self) -> None:
+        """The request is complete: the next byte to arrive starts the next head's clock.
+
+        (Body bytes that came after the head must not start it.)
+        """
+        self._first_byte_at = None
 
     async def receive(self) -> None:
         """Wait until more input (or EOF) arrives; raise if the connection is gone."""

@@ -208,6 +208,15 @@ class Request:
     async def body(self) -> bytes:
         return self._body
 
+    @property
+    def body_bytes(self) -> bytes:
+        """The whole body, as received: rawbg reads it before the handler runs.
+
+        `body` is the same, awaitable as in Starlette; this is the door for
+        code that runs synchronously (reading body parameters).
+        """
+        return self._body
+
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
         try:
@@ -274,20 +283,30 @@ def nesting_depth(document: Any, *, stop_above: int) -> int:
     return deepest
 
 
+def cookie_pieces(values: list[str]) -> Iterator[tuple[str, bool, str]]:
+    """Each ``;``-separated piece of ``Cookie`` header `values`: (name, had an ``=``, value).
+
+    Names and values are stripped, a value in double quotes is unquoted, and
+    nothing is percent-decoded. What a piece without a name (or without
+    ``=``) means is up to the caller.
+    """
+    for value in values:
+        for piece in value.split(";"):
+            name, equals, content = piece.partition("=")
+            name, content = name.strip(), content.strip()
+            if len(content) >= 2 and content[0] == content[-1] == '"':
+                content = content[1:-1]
+            yield name, bool(equals), content
+
+
 def parse_cookie_header(values: list[str]) -> dict[str, str]:
     """``a=1; b="x y"`` to ``{"a": "1", "b": "x y"}``; pieces without a name are skipped.
 
     Values are kept as sent (no percent-decoding), as Starlette does.
     """
     cookies: dict[str, str] = {}
-    for value in values:
-        for piece in value.split(";"):
-            name, equals, content = piece.partition("=")
-            name, content = name.strip(), content.strip()
-            if not equals or not name:
-                continue
-            if len(content) >= 2 and content[0] == content[-1] == '"':
-                content = content[1:-1]
+    for name, equals, content in cookie_pieces(values):
+        if equals and name:
             cookies[name] = content
     return cookies
 

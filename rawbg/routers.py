@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dependencies import Depends, ParamPlan, Source, describe, plan_call
+from .dependencies import DependencyParam, Depends, ParamPlan, describe, plan_call
 from .errors import RouteDefinitionError
 from .types import Handler, HandlerT
 
@@ -257,5 +257,5 @@ def plan_route_dependencies(
         )
         name = f"{ROUTE_DEPENDENCY_PREFIX}{index}]"
         empty = inspect.Parameter.empty  # required, and no annotation to show
-        plans.append(ParamPlan(name, Source.DEPENDENCY, empty, empty, call=sub))
+        plans.append(DependencyParam(name, empty, empty, sub))
     return tuple(plans)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .app import App, Endpoint
-from .dependencies import CallPlan, ParamPlan, Source
+from .dependencies import CallPlan, DependencyParam, ParamPlan, Source, ValueParam
 from .responses import JSONResponse
 
 
@@ -30,9 +30,8 @@ def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]], embed: 
     if not param.required:
         head += f" = {param.default!r}"
     source = param.source
-    if source is Source.DEPENDENCY:
+    if isinstance(param, DependencyParam):
         plan = param.call
-        assert plan is not None  # planned as Source.DEPENDENCY
         if not plan.use_cache:
             sharing = "called each time (use_cache=False)"
         elif plan.call in computed:
@@ -43,9 +42,9 @@ def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]], embed: 
         return f"{head}  <- Depends({plan.name}) [{plan.kind.value}{scope}; {sharing}]"
     if source is Source.BACKGROUND:
         return f"{head}  <- background tasks (one instance per request, shared)"
-    value = param.value
-    if value is None:
+    if not isinstance(param, ValueParam):
         return f"{head}  <- {source.value}"
+    value = param.value
     where = source.value
     if value.key != param.name:
         where += f" {value.key!r}"
@@ -65,8 +64,10 @@ def _tree(
     for index, param in enumerate(plan.params):
         last = index == len(plan.params) - 1
         yield f"{indent}{'└─ ' if last else '├─ '}{_describe_param(param, computed, embed)}"
+        if not isinstance(param, DependencyParam):
+            continue
         sub = param.call
-        if sub is None or (sub.use_cache and sub.call in computed):
+        if sub.use_cache and sub.call in computed:
             continue
         yield from _tree(sub, computed, indent + ("   " if last else "│  "), embed)
         if sub.use_cache:

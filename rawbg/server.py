@@ -106,9 +106,11 @@ class Server:
             raise RuntimeError("the server is not listening")
         return describe_socket(self._listener.sockets[0])
 
-    async def start(self) -> None:
+    async def start(self, *, listen: bool = True) -> None:
         """Open the task journal (if any), listen, then run what the journal recovered.
 
+        With ``listen=False`` nothing listens: connections come from memory
+        (`rawbg.memory.MemoryConnection`), for tests that need no socket.
         Raises `JournalError` (a journal that cannot be used) or `OSError`.
         """
         if self.config.trace_file is not None:
@@ -116,39 +118,9 @@ class Server:
         loop = asyncio.get_running_loop()
         config = self.config
         recovered = self._open_journal(loop) if config.task_journal is not None else []
-
-        def factory() -> HttpProtocol:
-            return HttpProtocol(self)
-
         try:
-            if config.fd is not None:
-                # Already bound and listening, maybe shared with sibling workers:
-                # one connection per wake-up. asyncio's own accept loop takes up
-                # to a backlog's worth each time, so the first worker to wake
-                # takes a whole burst (wrk's 16 keep-alive connections all went
-                # to one of two workers); this leaves the rest in the kernel's
-                # queue for whichever worker gets there next, and a worker busy
-                # in a handler does not accept at all: the idle one does.
-                self._listener = Acceptor([socket.socket(fileno=config.fd)], factory, per_wakeup=1)
-            else:
-                if config.uds is not None:
-                    # asyncio replaces a stale socket file left by a crashed server
-                    listener = await loop.create_unix_server(
-                        factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
-                    )
-                    self._made_uds = True
-                    os.chmod(config.uds, UDS_MODE)
-                else:
-                    listener = await loop.create_server(
-                        factory,
-                        host=config.host,
-                        port=config.port,
-                        backlog=LISTEN_BACKLOG,
-                        reuse_address=True,
-                        start_serving=False,
-                    )
-                # accepting that backs off while out of file descriptors (rawbg/accept.py)
-                self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
+            if listen:
+                await self._listen()
         except BaseException:
             if self.journal is not None:
                 await self.journal.stop()
@@ -164,6 +136,43 @@ class Server:
             )
         if recovered:
             self.run_recovered(recovered)
+
+    async def _listen(self) -> None:
+        """Listen on the configured address (host:port, ``uds`` or ``fd``)."""
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def factory() -> HttpProtocol:
+            return HttpProtocol(self)
+
+        if config.fd is not None:
+            # Already bound and listening, maybe shared with sibling workers:
+            # one connection per wake-up. asyncio's own accept loop takes up
+            # to a backlog's worth each time, so the first worker to wake
+            # takes a whole burst (wrk's 16 keep-alive connections all went
+            # to one of two workers); this leaves the rest in the kernel's
+            # queue for whichever worker gets there next, and a worker busy
+            # in a handler does not accept at all: the idle one does.
+            self._listener = Acceptor([socket.socket(fileno=config.fd)], factory, per_wakeup=1)
+        else:
+            if config.uds is not None:
+                # asyncio replaces a stale socket file left by a crashed server
+                listener = await loop.create_unix_server(
+                    factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
+                )
+                self._made_uds = True
+                os.chmod(config.uds, UDS_MODE)
+            else:
+                listener = await loop.create_server(
+                    factory,
+                    host=config.host,
+                    port=config.port,
+                    backlog=LISTEN_BACKLOG,
+                    reuse_address=True,
+                    start_serving=False,
+                )
+            # accepting that backs off while out of file descriptors (rawbg/accept.py)
+            self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
 
     def _stop_listening(self) -> None:
         if self._listener is not None:
@@ -225,10 +234,7 @@ class Server:
 
     def connection_made(self, protocol: HttpProtocol) -> None:
         self._open_transports += 1
-        # A connection task can outlive its socket by as long as its background
-        # work runs, so what it costs counts per pending task: a shared name
-        # (asyncio would format "Task-N" for each), and a done callback bound
-        # once and run in one shared context (asyncio would copy one per task).
+        # a shared name and callback context: docs/ARCHITECTURE.md, "A pending task keeps little"
         connection_task = run_connection(protocol, self)
         loop = asyncio.get_running_loop()
         if self._connection_context is None:
@@ -258,6 +264,18 @@ class Server:
 
     def unregister(self, connection: Connection) -> None:
         self._connections.discard(connection)
+
+    # -- what is running (for tests and embedding) --------------------------------
+
+    @property
+    def connection_tasks(self) -> frozenset[asyncio.Task[None]]:
+        """The connection tasks alive now (each ends once its background work has)."""
+        return frozenset(self._tasks)
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """The connections being served now (their sockets still open)."""
+        return frozenset(self._connections)
 
     # -- waiting and stopping ----------------------------------------------------
 
@@ -332,19 +350,20 @@ def describe_socket(sock: socket.socket | TransportSocket) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: App, **options: Any) -> AsyncIterator[Server]:
+async def serving(app: App, *, listen: bool = True, **options: Any) -> AsyncIterator[Server]:
     """Serve `app` inside the running loop; shut down gracefully on exit.
 
     ``async with serving(app, port=0) as server: ... server.port ...``
     Options are the fields of `ServerConfig`. The loop is the caller's: an
     explicit ``loop="uvloop"`` (or ``"asyncio"``) only checks that it is the
-    one running.
+    one running. With ``listen=False`` the server takes only in-memory
+    connections (`Server.start`).
     """
     config = ServerConfig(**options)
     check_running_loop(config.loop)
     server = Server(app, config)
     async with run_lifespan(app):  # start-up before listening, shutdown after the drain
-        await server.start()
+        await server.start(listen=listen)
         try:
             yield server
         finally:

@@ -32,7 +32,7 @@ from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import UNSET, Body, Header, Param, Required
 from .params import to_str
 from .pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
-from .requests import InvalidJSON, decode_json
+from .requests import InvalidJSON, cookie_pieces, decode_json
 from .validation import (
     NO_CONSTRAINTS,
     Constraints,
@@ -217,14 +217,8 @@ def located(prefix: list[Any], errors: list[dict[str, Any]]) -> list[dict[str, A
 def parse_cookies(headers: list[str]) -> dict[str, str]:
     """``Cookie: a=1; b="two"`` as ``{"a": "1", "b": "two"}``; a repeated name: the first wins."""
     cookies: dict[str, str] = {}
-    for header in headers:
-        for pair in header.split(";"):
-            name, equals, value = pair.partition("=")
-            name, value = name.strip(), value.strip()
-            if not equals and not name:
-                continue
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
+    for name, equals, value in cookie_pieces(headers):
+        if equals or name:
             cookies.setdefault(name, value)
     return cookies
 
@@ -246,7 +240,7 @@ def read_body(request: Request) -> Any:
     ``strict_content_type``). Invalid JSON is a 422 ``json_invalid``; bytes
     that are not text in any JSON encoding are a 400.
     """
-    raw = request._body
+    raw = request.body_bytes
     if not raw:
         return None
     content_type = request.headers.get("content-type")

@@ -1,4 +1,4 @@
-"""Test an app the way it is used: over a real socket, then wait for its background work.
+"""Test an app the way it is used: over a socket (or memory), then wait for its background work.
 
     from rawbg.testing import serve_app
 
@@ -12,6 +12,11 @@
 The server reserves a request's background tasks before it writes the
 response, so once a response has arrived, `wait_for_background` cannot miss
 the work that request queued.
+
+``serve_app(app, in_memory=True)`` runs the same server with no socket: each
+request is a `rawbg.memory.MemoryConnection`. Everything but the kernel's
+part is the same (h11, the connection task, the app, the background work),
+and nothing waits on a port or a client socket.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 import h11
 
 from .app import App
+from .h11_shortcut import events_to_bytes
+from .memory import MemoryConnection
 from .requests import Headers
 from .server import Server, serving
 from .testclient import TestClient, TestResponse
@@ -32,15 +39,63 @@ from .testclient import TestClient, TestResponse
 __all__ = ["AsyncClient", "TestClient", "TestResponse", "serve_app"]
 
 
+class _SocketPipe:
+    """A client connection over a socket."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    async def send(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def read(self) -> bytes:
+        return await self._reader.read(65536)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+
+class _MemoryPipe:
+    """A client connection in memory (`MemoryConnection`)."""
+
+    def __init__(self, server: Server) -> None:
+        self._connection = MemoryConnection(server)
+
+    async def send(self, data: bytes) -> None:
+        self._connection.send(data)
+
+    async def read(self) -> bytes:
+        return await self._connection.receive()
+
+    async def close(self) -> None:
+        if not self._connection.closed:
+            self._connection.send_eof()
+
+
 class AsyncClient:
-    """Makes requests to a running `Server`, one connection per request."""
+    """Makes requests to a running `Server`, one connection per request.
+
+    Over a socket to its port, or, with ``in_memory=True``, over a
+    `MemoryConnection` (the server need not listen).
+    """
 
     __test__ = False
 
-    def __init__(self, server: Server, *, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        server: Server,
+        *,
+        host: str = "127.0.0.1",
+        timeout: float = 10.0,
+        in_memory: bool = False,
+    ) -> None:
         self.server = server
         self.host = host
-        self.port = server.port
+        self.in_memory = in_memory
+        self.port: int | None = None if in_memory else server.port
         self.timeout = timeout
 
     async def request(
@@ -53,7 +108,8 @@ class AsyncClient:
         json: Any = None,
     ) -> TestResponse:
         body = content.encode() if isinstance(content, str) else (content or b"")
-        fields = {"host": f"{self.host}:{self.port}", **(headers or {})}
+        host = self.host if self.port is None else f"{self.host}:{self.port}"
+        fields = {"host": host, **(headers or {})}
         if json is not None:
             body = jsonlib.dumps(json).encode()
             fields.setdefault("content-type", "application/json")
@@ -66,21 +122,22 @@ class AsyncClient:
     async def _exchange(
         self, method: str, path: str, fields: list[tuple[str, str]], body: bytes
     ) -> TestResponse:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        pipe: _SocketPipe | _MemoryPipe
+        if self.port is None:
+            pipe = _MemoryPipe(self.server)
+        else:
+            pipe = _SocketPipe(*await asyncio.open_connection(self.host, self.port))
         conn = h11.Connection(h11.CLIENT)
         try:
-            data = conn.send(h11.Request(method=method, target=path, headers=fields)) or b""
-            if body:
-                data += conn.send(h11.Data(data=body)) or b""
-            data += conn.send(h11.EndOfMessage()) or b""
-            writer.write(data)
-            await writer.drain()
+            request = h11.Request(method=method, target=path, headers=fields)
+            body_events = [h11.Data(data=body)] if body else []
+            await pipe.send(events_to_bytes(conn, request, *body_events, h11.EndOfMessage()))
             response: h11.Response | None = None
             chunks: list[bytes] = []
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    conn.receive_data(await reader.read(65536))
+                    conn.receive_data(await pipe.read())
                 elif type(event) is h11.Response:
                     response = event
                 elif type(event) is h11.Data:
@@ -96,9 +153,7 @@ class AsyncClient:
                 response.http_version.decode(),
             )
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            await pipe.close()
 
     async def get(self, path: str, **kwargs: Any) -> TestResponse:
         return await self.request("GET", path, **kwargs)
@@ -125,12 +180,16 @@ class AsyncClient:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: App, **options: Any) -> AsyncIterator[AsyncClient]:
+async def serve_app(
+    app: App, *, in_memory: bool = False, **options: Any
+) -> AsyncIterator[AsyncClient]:
     """Serve `app` on an ephemeral port of 127.0.0.1 and give a client for it.
 
-    Options are `ServerConfig` fields; the access log is off unless asked for.
+    With ``in_memory=True`` the server does not listen and the client's
+    connections are in memory. Options are `ServerConfig` fields; the access
+    log is off unless asked for.
     """
     options.setdefault("port", 0)
     options.setdefault("access_log", False)
-    async with serving(app, **options) as server:
-        yield AsyncClient(server)
+    async with serving(app, listen=not in_memory, **options) as server:
+        yield AsyncClient(server, in_memory=in_memory)

@@ -115,6 +115,12 @@ class ConnectionTrace:
         self._requests += 1
         return RequestTrace(self, self._requests)
 
+    def request_started(self, method: bytes, target: bytes) -> RequestTrace:
+        """The trace of the request whose head was just parsed, its first event traced."""
+        trace = self.next_request()
+        trace.event("request head parsed", method=method.decode(), target=target.decode("latin-1"))
+        return trace
+
     def event(self, what: str, *, since: float | None = None, **details: Any) -> float:
         """Trace `what` with its details; return the event's time, for a later `since=`."""
         now = _emit(self.log, self.label, self.started, what, since, details)

@@ -51,7 +51,7 @@ async def test_one_background_tasks_per_request_shared_by_the_handler_and_its_de
         again.add_task(record, "from the handler, again")
         return {"queued": len(background_tasks)}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/")
         assert response.json() == {"queued": 4}
         await client.wait_for_background()
@@ -96,7 +96,7 @@ async def test_async_tasks_run_on_the_loop_and_sync_tasks_in_the_thread_pool():
         return "ok"
 
     loop_thread = threading.current_thread()  # the test and the server share one loop
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/")).status_code == 200
         await client.wait_for_background()
     assert threads["async"] is loop_thread
@@ -138,7 +138,7 @@ async def test_the_tasks_of_a_request_run_one_after_another():
     async def ping():
         return "pong"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/work")).status_code == 200
         async with asyncio.timeout(WAIT):
             await first_started.wait()
@@ -182,7 +182,7 @@ async def test_the_response_background_runs_after_the_injected_tasks():
     async def only_own():
         return PlainTextResponse("ok", background=BackgroundTask(record_sync, "response"))
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/one")).json() == {"ok": 1}
         await client.wait_for_background()
         assert events == ["dependency", "handler 1", "handler 2", "response"]
@@ -211,7 +211,7 @@ async def test_returning_the_injected_tasks_as_the_response_background_runs_each
         background_tasks.add_task(record, "second")
         return JSONResponse({"ok": True}, background=background_tasks)
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/")).json() == {"ok": True}
         await client.wait_for_background()
     assert events == ["first", "second"]
@@ -247,7 +247,7 @@ async def test_a_failing_task_is_logged_with_route_name_and_traceback_and_the_re
     async def health():
         return "ok"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/jobs/7")).json() == {"job": 7}
         await client.wait_for_background()
         assert events == ["before", "between", "after"]
@@ -340,7 +340,7 @@ async def test_a_task_called_with_wrong_arguments_is_logged_and_the_server_keeps
         background_tasks.add_task(needs_two, "a", "b")
         return "queued"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.post("/wrong")).status_code == 200
         await client.wait_for_background()
         assert (await client.post("/right")).status_code == 200
@@ -406,7 +406,7 @@ async def test_the_tasks_of_a_failed_request_are_discarded_with_a_warning(
     path, status, discarded, route, caplog
 ):
     events: list[str] = []
-    async with serve_app(discarding_app(events)) as client:
+    async with serve_app(discarding_app(events), in_memory=True) as client:
         response = await client.post(path)
         assert response.status_code == status
         await client.wait_for_background()
@@ -432,7 +432,7 @@ async def test_a_failed_request_without_tasks_discards_nothing_and_warns_nothing
     async def index(background_tasks: BackgroundTasks):
         raise HTTPException(404, "nothing here")
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/")).status_code == 404
         await client.wait_for_background()
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

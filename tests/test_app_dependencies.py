@@ -31,7 +31,7 @@ async def test_depends_as_a_default_and_in_annotated():
     async def with_annotated(value: Annotated[str, Depends(shout)]):
         return value
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         for path in ("/default", "/annotated"):
             assert (await client.get(path)).body == b'"QUIET"', path
             assert (await client.get(f"{path}?q=hey")).body == b'"HEY"', path
@@ -50,7 +50,7 @@ async def test_depends_without_a_callable_calls_the_annotated_class():
         assert isinstance(paging, Paging)
         return [paging.skip, paging.limit]
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/items")).body == b"[0,10]"
         assert (await client.get("/items?skip=5&limit=2")).body == b"[5,2]"
 
@@ -80,7 +80,7 @@ def nested_app(calls: list[str]) -> App:
 
 async def test_nested_dependencies_each_read_their_own_query_parameters():
     calls: list[str] = []
-    async with serve_app(nested_app(calls)) as client:
+    async with serve_app(nested_app(calls), in_memory=True) as client:
         response = await client.get("/nested/9?a=x&b=2&c=30&d=yes")
         assert response.status_code == 200
         assert response.json() == {"item_id": 9, "chain": ["a=x", "b=2", "c=30"], "d": True}
@@ -93,7 +93,7 @@ async def test_nested_dependencies_each_read_their_own_query_parameters():
 
 async def test_invalid_parameters_of_nested_dependencies_are_all_reported_and_nothing_runs():
     calls: list[str] = []
-    async with serve_app(nested_app(calls)) as client:
+    async with serve_app(nested_app(calls), in_memory=True) as client:
         response = await client.get("/nested/x?c=three")
         assert response.status_code == 422
         assert response.json() == {
@@ -133,7 +133,7 @@ async def test_dependencies_get_path_parameters_the_request_and_can_raise_http_e
         calls.append("handler")
         return {"owner": owner}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/owners/ada/things", headers={"X-Token": "token-ada"})
         assert (response.status_code, response.json()) == (200, {"owner": "ada"})
         response = await client.get("/owners/ada/things", headers={"X-Token": "nope"})
@@ -183,7 +183,7 @@ def cache_app(counts: Counter) -> App:
 
 async def test_a_dependency_used_several_times_runs_once_per_request():
     counts: Counter = Counter()
-    async with serve_app(cache_app(counts)) as client:
+    async with serve_app(cache_app(counts), in_memory=True) as client:
         assert (await client.get("/cached")).json() == {"same": True}
         assert counts["shared"] == 1
         assert (await client.get("/cached")).json() == {"same": True}
@@ -192,7 +192,7 @@ async def test_a_dependency_used_several_times_runs_once_per_request():
 
 async def test_use_cache_false_runs_the_dependency_each_time_it_is_needed():
     counts: Counter = Counter()
-    async with serve_app(cache_app(counts)) as client:
+    async with serve_app(cache_app(counts), in_memory=True) as client:
         assert (await client.get("/uncached")).json() == {"distinct": 3}
         assert counts["shared"] == 3
 
@@ -226,7 +226,7 @@ async def test_def_dependencies_run_in_a_worker_thread_and_async_def_on_the_loop
         return s + a + g
 
     loop_thread = threading.current_thread()
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/")).body == b'"sag"'
         await client.wait_for_background()
     assert threads["async"] is loop_thread
@@ -291,7 +291,7 @@ def generator_app(events: list[str]) -> App:
 
 async def test_generator_dependencies_clean_up_in_reverse_order_of_set_up():
     events: list[str] = []
-    async with serve_app(generator_app(events)) as client:
+    async with serve_app(generator_app(events), in_memory=True) as client:
         response = await client.get("/ok")
         assert response.body == b'"inner(middle(outer))"'
         await client.wait_for_background()
@@ -308,7 +308,7 @@ async def test_generator_dependencies_clean_up_in_reverse_order_of_set_up():
 
 async def test_generator_dependencies_see_the_handler_exception_and_still_clean_up(caplog):
     events: list[str] = []
-    async with serve_app(generator_app(events)) as client:
+    async with serve_app(generator_app(events), in_memory=True) as client:
         response = await client.get("/crash")
         assert (response.status_code, response.body) == (500, b"Internal Server Error")
         await client.wait_for_background()
@@ -368,7 +368,7 @@ async def test_a_failing_clean_up_is_logged_and_the_earlier_ones_still_run(caplo
     async def handler(s: Annotated[int, Depends(second)]):
         return s
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/")).body == b"2"
         await client.wait_for_background()
         assert (await client.get("/")).body == b"2"  # still serving
@@ -434,7 +434,7 @@ async def test_request_scope_cleans_up_after_the_response_and_after_the_backgrou
         background_tasks.add_task(use_session, session, 2)
         return {"created": True}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         # The tasks wait for this test to have the response: a server that ran
         # them (or the clean-up) before responding would time out here.
         async with asyncio.timeout(WAIT):
@@ -494,7 +494,7 @@ async def test_function_scope_cleans_up_before_the_response_is_sent(kind):
         background_tasks.add_task(use_session, session)
         return {"created": True}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         async with asyncio.timeout(WAIT):
             response = await client.post("/orders")
         assert response.json() == {"created": True}
@@ -538,7 +538,7 @@ async def test_both_scopes_unwind_before_the_error_response_when_the_handler_rai
         events.append("handler")
         raise HTTPException(400, "no")
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         async with asyncio.timeout(WAIT):
             response = await client.get("/")
         assert (response.status_code, response.json()) == (400, {"detail": "no"})

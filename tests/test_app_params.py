@@ -85,7 +85,7 @@ def path_app() -> App:
     ],
 )
 async def test_path_parameters_are_converted_by_annotation(target, value, type_name):
-    async with serve_app(path_app()) as client:
+    async with serve_app(path_app(), in_memory=True) as client:
         response = await client.get(target)
         assert response.status_code == 200, response.body
         assert response.json() == {"value": value, "type": type_name}
@@ -101,7 +101,7 @@ async def test_path_parameters_are_converted_by_annotation(target, value, type_n
     ],
 )
 async def test_a_path_parameter_that_does_not_convert_is_a_422(target, name, type_, msg, raw):
-    async with serve_app(path_app()) as client:
+    async with serve_app(path_app(), in_memory=True) as client:
         response = await client.get(target)
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/json"
@@ -111,7 +111,7 @@ async def test_a_path_parameter_that_does_not_convert_is_a_422(target, name, typ
 
 
 async def test_uuid_and_enum_path_errors_carry_pydantics_ctx():
-    async with serve_app(path_app()) as client:
+    async with serve_app(path_app(), in_memory=True) as client:
         response = await client.get("/uuid/not-a-uuid")
         problem = "invalid character: found `n` at 0"
         assert response.json() == detail(
@@ -181,7 +181,7 @@ def query_app() -> App:
 
 
 async def test_query_parameter_with_a_default():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/default")).body == b"10"
         assert (await client.get("/default?x=3")).body == b"3"
         assert (await client.get("/default?x=-3&other=ignored")).body == b"-3"
@@ -194,7 +194,7 @@ async def test_query_parameter_with_a_default():
 
 
 async def test_float_query_parameter():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/float")).body == b"0.5"
         assert (await client.get("/float?ratio=2")).body == b"2.0"
         response = await client.get("/float?ratio=half")
@@ -206,7 +206,7 @@ async def test_float_query_parameter():
 
 @pytest.mark.parametrize("path", ["/pipe-none", "/optional", "/union"])
 async def test_optional_string_query_parameter_in_each_spelling(path):
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get(path)).body == b"null"
         assert (await client.get(f"{path}?q=hello")).body == b'"hello"'
         assert (await client.get(f"{path}?q=")).body == b'""'
@@ -230,14 +230,14 @@ async def test_optional_string_query_parameter_in_each_spelling(path):
     ],
 )
 async def test_bool_query_parameter_accepts_the_usual_spellings(raw, value):
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get(f"/flag?flag={raw}")
         assert response.status_code == 200
         assert response.json() is value
 
 
 async def test_bool_query_parameter_defaults_and_rejects_other_words():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/flag")).body == b"false"
         response = await client.get("/flag?flag=maybe")
         assert response.status_code == 422
@@ -247,7 +247,7 @@ async def test_bool_query_parameter_defaults_and_rejects_other_words():
 
 
 async def test_list_query_parameter_collects_repeated_keys():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/tags?tags=a&tags=b&tags=a")).json() == ["a", "b", "a"]
         assert (await client.get("/tags?tags=only")).json() == ["only"]
         assert (await client.get("/ids?ids=3&ids=1")).json() == [3, 1]
@@ -260,7 +260,7 @@ async def test_list_query_parameter_collects_repeated_keys():
 
 
 async def test_list_query_parameter_with_an_item_that_does_not_convert_is_a_422():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get("/ids?ids=1&ids=2&ids=x")
         assert response.status_code == 422
         assert response.json() == detail(
@@ -269,14 +269,14 @@ async def test_list_query_parameter_with_an_item_that_does_not_convert_is_a_422(
 
 
 async def test_list_query_parameter_error_names_the_value_that_failed():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get("/ids?ids=1&ids=x&ids=3")
         assert response.status_code == 422
         assert response.json()["detail"][0]["input"] == "x"
 
 
 async def test_missing_required_query_parameters_are_each_a_422_entry():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get("/required")
         assert response.status_code == 422
         assert response.json() == detail(
@@ -298,7 +298,7 @@ async def test_path_and_query_errors_are_reported_together():
     async def item(item_id: int, limit: int, verbose: bool = False):
         return item_id
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/items/x?verbose=perhaps")
         assert response.status_code == 422
         assert response.json() == detail(
@@ -338,7 +338,7 @@ async def test_request_exposes_method_path_query_headers_params_and_client():
             "section": section,
         }
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.put(
             "/echo/news/3?a=1&b=two%20words&a=2", headers={"X-Custom-Header": "Value 1"}
         )
@@ -375,7 +375,7 @@ async def test_request_body_and_json():
         document = await request.json()
         return {"got": document, "type": type(document).__name__}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/raw", content="héllo")
         assert response.json() == {"length": 6, "text": "héllo"}
         response = await client.post("/raw")
@@ -404,7 +404,7 @@ async def test_request_json_of_an_invalid_body_is_a_400_saying_why(content, reas
     async def as_json(request: Request):
         return await request.json()
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/json", content=content)
         assert response.status_code == 400
         assert response.json() == {"detail": f"request body is not valid JSON: {reason}"}
@@ -447,7 +447,7 @@ def body_app() -> App:
 
 
 async def test_dict_and_list_body_parameters():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/dict", json={"a": 1, "nested": {"b": [True]}})
         assert response.status_code == 200
         assert response.json() == {"payload": {"a": 1, "nested": {"b": [True]}}, "type": "dict"}
@@ -456,7 +456,7 @@ async def test_dict_and_list_body_parameters():
 
 
 async def test_dataclass_body_parameter_is_built_from_the_json_body():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/item", json={"name": "pen", "price": 2, "tags": ["x"]})
         assert response.status_code == 200
         assert response.json() == {
@@ -561,14 +561,14 @@ NOT_AN_ITEM = "Input should be a dictionary or an instance of Item"
     ],
 )
 async def test_a_body_of_the_wrong_shape_for_a_dataclass_is_a_422(document, errors):
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/item", json=document)
         assert response.status_code == 422
         assert response.json() == {"detail": errors}
 
 
 async def test_wrong_json_types_for_dict_and_list_bodies_are_422():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/dict", json=[1])
         assert response.status_code == 422
         assert response.json() == detail(
@@ -592,7 +592,7 @@ async def test_wrong_json_types_for_dict_and_list_bodies_are_422():
 
 
 async def test_a_missing_body_for_a_required_body_parameter_is_a_422():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         for path in ("/dict", "/item"):
             response = await client.post(path)
             assert response.status_code == 422, path
@@ -615,7 +615,7 @@ JSON = {"content-type": "application/json"}
 async def test_an_invalid_json_body_for_a_body_parameter_is_a_422_never_a_500(
     content, position, reason
 ):
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         for path in ("/dict", "/item"):
             response = await client.post(path, content=content, headers=JSON)
             assert response.status_code == 422, path
@@ -632,7 +632,7 @@ async def test_an_invalid_json_body_for_a_body_parameter_is_a_422_never_a_500(
 
 
 async def test_a_json_body_that_is_not_text_is_a_400_as_in_fastapi():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/dict", content=b'{"name": "\xc3\x28"}', headers=JSON)
         assert response.status_code == 400
         assert response.json() == {"detail": "There was an error parsing the body"}
@@ -645,7 +645,7 @@ async def test_several_body_parameters_are_each_read_from_their_own_key():
     async def pair(item: Item, extra: dict):
         return {"name": item.name, "extra": extra}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post(
             "/pair", json={"item": {"name": "pen", "price": 1}, "extra": {"k": "v"}}
         )
@@ -664,7 +664,7 @@ async def test_an_invalid_json_body_is_reported_once_with_several_body_parameter
     async def pair(item: Item, extra: dict):
         return "unreachable"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/pair", content="{bad", headers=JSON)
         assert response.status_code == 422
         assert len(response.json()["detail"]) == 1

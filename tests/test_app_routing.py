@@ -50,7 +50,7 @@ def verbs_app() -> App:
 
 
 async def test_each_verb_decorator_routes_its_own_method():
-    async with serve_app(verbs_app()) as client:
+    async with serve_app(verbs_app(), in_memory=True) as client:
         for method in ("get", "post", "put", "patch", "delete"):
             response = await client.request(method, "/things")
             assert response.status_code == 200, method
@@ -59,7 +59,7 @@ async def test_each_verb_decorator_routes_its_own_method():
 
 
 async def test_route_with_a_list_of_methods_answers_each_of_them_and_no_other():
-    async with serve_app(verbs_app()) as client:
+    async with serve_app(verbs_app(), in_memory=True) as client:
         for method in ("GET", "POST", "DELETE"):
             response = await client.request(method, "/multi")
             assert (response.status_code, response.body) == (200, b'"multi"'), method
@@ -93,7 +93,7 @@ async def test_status_code_on_the_decorator_is_the_status_of_returned_values():
         # a Response returned by the handler keeps its own status
         return PlainTextResponse("mine", status_code=200)
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/items")
         assert (response.status_code, response.body) == (201, b'{"id":1}')
         response = await client.get("/accepted")
@@ -117,7 +117,7 @@ async def test_path_templates_with_several_parameters():
     async def files(file_path: str):
         return file_path
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/users/7/items/abc")
         assert response.status_code == 200
         assert response.body == b'{"user_id":7,"item_id":"abc"}'
@@ -129,7 +129,7 @@ async def test_path_templates_with_several_parameters():
 
 
 async def test_unknown_path_is_404_with_a_json_detail():
-    async with serve_app(verbs_app()) as client:
+    async with serve_app(verbs_app(), in_memory=True) as client:
         response = await client.get("/nowhere")
         assert response.status_code == 404
         assert response.headers["content-type"] == JSON
@@ -149,7 +149,7 @@ async def test_known_path_with_another_method_is_405_with_allow():
     async def only_post():
         return "ok"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/only-get")
         assert response.status_code == 405
         assert response.headers["content-type"] == JSON
@@ -160,7 +160,7 @@ async def test_known_path_with_another_method_is_405_with_allow():
         assert (response.status_code, response.body) == (405, b'{"detail":"Method Not Allowed"}')
         assert response.headers["allow"] == "POST"
 
-    async with serve_app(verbs_app()) as client:
+    async with serve_app(verbs_app(), in_memory=True) as client:
         response = await client.request("OPTIONS", "/things")
         assert response.status_code == 405
         assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, POST, PUT"
@@ -175,7 +175,7 @@ async def test_get_routes_answer_head_with_the_get_headers_and_no_body():
         calls.append("page")
         return {"hello": "world"}
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         get = await client.get("/page")
         head = await client.head("/page")
         assert head.status_code == 200
@@ -196,7 +196,7 @@ async def test_an_explicit_head_route_replaces_the_implicit_one():
     async def head_r():
         return PlainTextResponse("", headers={"x-from": "head"})
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.head("/r")
         assert response.status_code == 200
         assert response.headers["x-from"] == "head"
@@ -246,7 +246,7 @@ async def test_returned_values_become_compact_json(value, body):
     async def index():
         return value
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/")
         assert response.status_code == 200
         assert response.headers["content-type"] == JSON
@@ -281,7 +281,7 @@ async def test_response_classes_set_their_content_type_status_and_headers():
     async def typed():
         return PlainTextResponse("x", headers={"Content-Type": "text/csv"})
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/raw")
         assert (response.status_code, response.body) == (200, b"\x00\x01")
         assert response.headers["content-type"] == "application/octet-stream"
@@ -322,7 +322,7 @@ async def test_http_exception_gives_its_status_detail_and_headers():
     async def default():
         raise HTTPException(403)
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/teapot")
         assert response.status_code == 418
         assert response.headers["content-type"] == JSON
@@ -356,7 +356,7 @@ async def test_an_unexpected_exception_is_a_logged_500_and_the_server_keeps_serv
     async def ok():
         return "fine"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/boom")
         assert response.status_code == 500
         assert response.headers["content-type"] == "text/plain; charset=utf-8"
@@ -387,7 +387,7 @@ async def test_def_handlers_run_in_a_worker_thread_and_async_def_on_the_loop_thr
         return "async"
 
     loop_thread = threading.current_thread()  # the test and the server share one loop
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/sync")).body == b'"sync"'
         assert (await client.get("/async")).body == b'"async"'
     assert seen["async"] is loop_thread

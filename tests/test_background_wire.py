@@ -182,7 +182,7 @@ async def test_the_connection_task_ends_only_after_its_tasks(serve, keep_alive):
             await client.close()
         await asyncio.sleep(0.1)
         # the socket is closed, but the connection task waits for its work
-        tasks = set(server._tasks)
+        tasks = set(server.connection_tasks)
         assert len(tasks) == 1
         assert not any(task.done() for task in tasks)
         assert finished == []
@@ -191,5 +191,5 @@ async def test_the_connection_task_ends_only_after_its_tasks(serve, keep_alive):
         done, _ = await asyncio.wait(tasks, timeout=3)
         assert done == tasks
         assert finished == [True]
-        assert server._tasks == set()
+        assert server.connection_tasks == set()
         assert server.pending.count == 0

@@ -83,14 +83,14 @@ async def send_and_read_to_close(port: int, data: bytes) -> bytes:
 
 async def wait_for_no_tasks(server) -> None:
     async with asyncio.timeout(WAIT):
-        while server._tasks:
+        while server.connection_tasks:
             await asyncio.sleep(0.02)
 
 
 async def wait_for_phase(server, phase: Phase):
     async with asyncio.timeout(WAIT):
         while True:
-            for connection in list(server._connections):
+            for connection in server.connections:
                 if connection.phase is phase:
                     return connection
             await asyncio.sleep(0.005)
@@ -357,7 +357,7 @@ def disconnect(sock: socket.socket, how: str) -> None:
 
 
 async def wait_until_server_sees_the_close(connection) -> None:
-    protocol = connection._protocol
+    protocol = connection.io
     async with asyncio.timeout(WAIT):
         while not (protocol.eof or protocol.closed):
             await asyncio.sleep(0.005)
@@ -389,7 +389,7 @@ async def test_client_disconnecting_during_a_slow_handler_does_not_hurt_the_serv
             async with asyncio.timeout(WAIT):
                 await events["started"].wait()
             connection = await wait_for_phase(server, Phase.HANDLING)
-            (task,) = server._tasks
+            (task,) = server.connection_tasks
         finally:
             disconnect(sock, how)
         await wait_until_server_sees_the_close(connection)
@@ -412,7 +412,7 @@ async def test_connection_task_ends_cleanly_when_the_client_goes_mid_body(serve,
         try:
             sock.sendall(request_bytes("POST", "/echo", headers={"content-length": "1000"}) + b"p")
             await wait_for_phase(server, Phase.READING_BODY)
-            (task,) = server._tasks
+            (task,) = server.connection_tasks
         finally:
             disconnect(sock, how)
         done, _ = await asyncio.wait({task}, timeout=WAIT)

@@ -31,7 +31,7 @@ async def test_a_client_that_never_reads_is_cut_off_after_the_keep_alive_timeout
                 await asyncio.sleep(0.01)
         started = loop.time()
         async with asyncio.timeout(5):
-            while server._tasks:  # the connection task ends once the server gives up
+            while server.connection_tasks:  # the connection task ends once the server gives up
                 await asyncio.sleep(0.05)
         elapsed = loop.time() - started
         sock.close()

@@ -398,7 +398,7 @@ def test_without_pydantic_dataclasses_are_loaded_by_rawbg_with_their_types_conve
                     order.parts[0].id)]
 
         async def main():
-            async with serve_app(app) as client:
+            async with serve_app(app, in_memory=True) as client:
                 ok = await client.post("/orders", json={
                     "at": "2024-01-01T10:00:00", "day": "2024-01-02", "price": "2.50",
                     "kind": "book", "parts": [{"id": "ff97dd87-a4a5-4a12-b412-cde99f33e00e"}]})

@@ -1,4 +1,8 @@
-"""Query, Path, Header, Cookie and Body over a real socket: values, checks, FastAPI's 422s."""
+"""Query, Path, Header, Cookie and Body as a client sends them: values, checks, FastAPI's 422s.
+
+Through in-memory connections (`serve_app(..., in_memory=True)`), and over a
+real socket where the raw bytes matter (a header sent twice).
+"""
 
 import datetime
 import decimal
@@ -79,7 +83,7 @@ def query_app() -> App:
 
 @pytest.mark.parametrize("path", ["/annotated", "/default"])
 async def test_query_checks_are_the_same_in_both_spellings(path):
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get(path)).json() == {"q": None}
         assert (await client.get(f"{path}?q=abcd")).json() == {"q": "abcd"}
         response = await client.get(f"{path}?q=ab")
@@ -106,7 +110,7 @@ async def test_query_checks_are_the_same_in_both_spellings(path):
 
 
 async def test_a_pattern_is_searched_and_its_mismatch_quoted():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/pattern")).json() == {"q": "fixedquery"}
         assert (await client.get("/pattern?q=fixed-too")).json() == {"q": "fixed-too"}
         response = await client.get("/pattern?q=nonfixed")
@@ -123,7 +127,7 @@ async def test_a_pattern_is_searched_and_its_mismatch_quoted():
 
 @pytest.mark.parametrize("path", ["/required", "/ellipsis"])
 async def test_a_query_without_default_is_required(path):
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get(path)
         assert response.status_code == 422
         assert response.json() == detail(missing("query", "q"))
@@ -131,13 +135,13 @@ async def test_a_query_without_default_is_required(path):
 
 
 async def test_an_alias_is_the_key_read_and_the_key_reported():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/alias?item-query=x")).json() == {"q": "x"}
         assert (await client.get("/alias?q=x")).json() == {"q": None}
 
 
 async def test_list_query_values_collect_every_key_and_check_each_item():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         assert (await client.get("/list")).json() == {"q": None}
         assert (await client.get("/list?q=a&q=b")).json() == {"q": ["a", "b"]}
         assert (await client.get("/list-default")).json() == {"q": ["foo", "bar"]}
@@ -167,7 +171,7 @@ async def test_list_query_values_collect_every_key_and_check_each_item():
 
 
 async def test_number_bounds_report_pydantics_words_and_ctx():
-    async with serve_app(query_app()) as client:
+    async with serve_app(query_app(), in_memory=True) as client:
         response = await client.get("/numbers?size=2.5&count=3&even=4")
         assert response.json() == {"size": 2.5, "count": 3, "even": 4}
         response = await client.get("/numbers?size=0&count=4&even=3")
@@ -216,7 +220,7 @@ async def test_path_checks_in_both_spellings():
     async def default(item_id: int = Path(gt=0, lt=10)):
         return item_id
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/a/1000")).json() == 1000
         assert (await client.get("/b/9")).json() == 9
         response = await client.get("/a/0")
@@ -272,7 +276,7 @@ def header_app() -> App:
 
 
 async def test_a_header_parameter_reads_its_name_with_dashes_case_insensitively():
-    async with serve_app(header_app()) as client:
+    async with serve_app(header_app(), in_memory=True) as client:
         response = await client.get("/agent", headers={"USER-AGENT": "curl/8"})
         assert response.json() == {"User-Agent": "curl/8"}
         response = await client.get("/agent", headers={"user_agent": "underscored"})
@@ -280,7 +284,7 @@ async def test_a_header_parameter_reads_its_name_with_dashes_case_insensitively(
 
 
 async def test_convert_underscores_false_reads_the_name_as_written():
-    async with serve_app(header_app()) as client:
+    async with serve_app(header_app(), in_memory=True) as client:
         response = await client.get("/strange", headers={"strange_header": "yes"})
         assert response.json() == {"strange_header": "yes"}
         response = await client.get("/strange", headers={"strange-header": "no"})
@@ -301,7 +305,7 @@ async def test_a_list_header_collects_every_repeated_field():
 
 
 async def test_a_required_header_is_reported_by_its_header_name():
-    async with serve_app(header_app()) as client:
+    async with serve_app(header_app(), in_memory=True) as client:
         response = await client.get("/required")
         assert response.json() == detail(missing("header", "x-key"))
         response = await client.get("/required", headers={"X-Key": "seven"})
@@ -310,7 +314,7 @@ async def test_a_required_header_is_reported_by_its_header_name():
 
 
 async def test_cookies_are_read_by_name_and_converted():
-    async with serve_app(header_app()) as client:
+    async with serve_app(header_app(), in_memory=True) as client:
         assert (await client.get("/cookies")).json() == {"ads_id": None, "session": None}
         response = await client.get("/cookies", headers={"Cookie": 'ads_id=abc; session="42"'})
         assert response.json() == {"ads_id": "abc", "session": 42}
@@ -360,7 +364,7 @@ async def test_dates_uuids_decimals_literals_and_enums_from_the_query():
         "when=2018-12-22T14:00:00%2B00:00&day=2018-12-22&at=15:30&wait=PT5M"
         "&id=ff97dd87-a4a5-4a12-b412-cde99f33e00e&price=2.50&order=desc&model=resnet"
     )
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get(f"/types?{query}")
         assert response.status_code == 200, response.body
         assert response.json() == {
@@ -408,7 +412,7 @@ async def test_int_coercion_is_as_lax_as_pydantic(raw, value):
     async def n(n: int):
         return n
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get(f"/n?n={raw.replace(' ', '%20')}")
         assert (response.status_code, response.json()) == (200, value)
 
@@ -448,7 +452,7 @@ def body_app() -> App:
 
 
 async def test_body_embed_reads_the_parameter_from_its_own_key():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.put("/embedded", json={"item": {"a": 1}})
         assert response.json() == {"item": {"a": 1}}
         response = await client.put("/embedded", json={"a": 1})
@@ -457,7 +461,7 @@ async def test_body_embed_reads_the_parameter_from_its_own_key():
 
 
 async def test_several_bodies_are_each_embedded_and_each_checked():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         document = {"item": {"name": "Foo"}, "importance": 5}
         response = await client.put("/several/3", json=document)
         assert response.json() == {
@@ -490,7 +494,7 @@ async def test_several_bodies_are_each_embedded_and_each_checked():
 
 
 async def test_dates_in_the_body_are_converted_and_encoded_back_as_fastapi_does():
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.put(
             "/times",
             json={"start": "2018-12-22T14:00:00+00:00", "after": 300, "repeat_at": "15:30:00"},
@@ -506,7 +510,7 @@ async def test_dates_in_the_body_are_converted_and_encoded_back_as_fastapi_does(
     ["application/json", "application/json; charset=utf-8", "application/geo+json"],
 )
 async def test_a_json_content_type_is_parsed(content_type):
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post(
             "/whole", content='{"a": 1}', headers={"content-type": content_type}
         )
@@ -525,7 +529,7 @@ async def test_a_json_content_type_is_parsed(content_type):
     ids=["text", "form", "json-seq", "not-really-json", "no-content-type"],
 )
 async def test_a_body_that_does_not_say_json_is_not_read_as_json(headers):
-    async with serve_app(body_app()) as client:
+    async with serve_app(body_app(), in_memory=True) as client:
         response = await client.post("/whole", content='{"a": 1}', headers=headers)
         assert response.status_code == 422
         assert response.json() == detail(

@@ -1,7 +1,8 @@
 """APIRouter, include_router, route dependencies, the trailing-slash redirect, duplicate routes.
 
-Over real sockets: what a client sees. `Router.match` itself is tested without
-one in test_routing_match.py.
+What a client sees, through in-memory connections (`serve_app(..., in_memory=True)`),
+and over a real socket where the test is about the raw bytes. `Router.match`
+itself is tested alone in test_routing_match.py.
 """
 
 import logging
@@ -74,7 +75,7 @@ def bigger_app(calls: list[str]) -> App:
 
 async def test_included_routers_answer_under_their_prefixes():
     calls: list[str] = []
-    async with serve_app(bigger_app(calls)) as client:
+    async with serve_app(bigger_app(calls), in_memory=True) as client:
         response = await client.get("/users/me?token=jessica")
         assert (response.status_code, response.json()) == (200, {"username": "me"})
         response = await client.get("/users/rick?token=jessica")
@@ -89,14 +90,14 @@ async def test_included_routers_answer_under_their_prefixes():
 
 async def test_app_then_router_dependencies_run_before_the_handler_in_order():
     calls: list[str] = []
-    async with serve_app(bigger_app(calls)) as client:
+    async with serve_app(bigger_app(calls), in_memory=True) as client:
         await client.get("/items/?token=jessica", headers={"x-token": "secret"})
     assert calls == ["app_token", "x_token", "read_items"]
 
 
 async def test_a_failing_route_dependency_answers_and_the_handler_does_not_run():
     calls: list[str] = []
-    async with serve_app(bigger_app(calls)) as client:
+    async with serve_app(bigger_app(calls), in_memory=True) as client:
         response = await client.get("/items/?token=jessica", headers={"x-token": "wrong"})
         assert (response.status_code, response.json()) == (
             400,
@@ -116,7 +117,7 @@ async def test_missing_parameters_of_route_dependencies_are_422_entries_with_the
     async def thing(thing_id: int, q: int):
         return thing_id
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/things/x?q=y")
     assert response.status_code == 422
     assert [entry["loc"] for entry in response.json()["detail"]] == [
@@ -147,7 +148,7 @@ async def test_route_dependencies_share_the_request_cache_and_yield_ones_are_cle
         events.append(f"handler {value} {db}")
         return "ok"
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/r")).json() == "ok"
         await client.wait_for_background()
     assert events == ["counted", "open", "handler 7 db", "close"]
@@ -174,7 +175,7 @@ async def test_nested_routers_stack_prefixes_and_dependencies():
     app = App(dependencies=[Depends(dep("app"))])
     app.include_router(outer, prefix="/v1", dependencies=[Depends(dep("include outer"))])
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.get("/v1/outer/mid/inner/leaf")
     assert (response.status_code, response.json()) == (200, "leaf")
     assert order == ["app", "include outer", "outer", "include inner", "inner", "route", "handler"]
@@ -194,7 +195,7 @@ async def test_including_is_a_snapshot_of_the_router():
     async def after():
         return 2
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/before")).status_code == 200
         assert (await client.get("/after")).status_code == 404
 
@@ -273,7 +274,7 @@ async def test_head_options_and_api_route_register_their_methods():
     router.add_api_route("/plain", plain, methods=["PUT"])
     app.include_router(router)
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.head("/h")).status_code == 200
         assert (await client.get("/h")).status_code == 405
         response = await client.request("OPTIONS", "/o")
@@ -301,7 +302,7 @@ async def test_a_duplicate_route_keeps_the_first_and_logs_a_warning(caplog):
     [record] = caplog.records
     assert "GET /x is already registered" in record.getMessage()
     assert "first" in record.getMessage() and "second" in record.getMessage()
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/x")).json() == 1
 
 
@@ -345,7 +346,7 @@ async def test_a_missing_trailing_slash_redirects_with_307_keeping_the_query():
 
 
 async def test_the_redirect_goes_where_a_route_is_and_the_target_answers():
-    async with serve_app(slash_app()) as client:
+    async with serve_app(slash_app(), in_memory=True) as client:
         response = await client.get("/items")
         assert response.status_code == 307
         location = response.headers["location"]
@@ -356,7 +357,7 @@ async def test_the_redirect_goes_where_a_route_is_and_the_target_answers():
 
 
 async def test_no_redirect_when_turned_off_or_to_another_host():
-    async with serve_app(slash_app(redirect_slashes=False)) as client:
+    async with serve_app(slash_app(redirect_slashes=False), in_memory=True) as client:
         assert (await client.get("/items")).status_code == 404
     app = App()
 
@@ -364,7 +365,7 @@ async def test_no_redirect_when_turned_off_or_to_another_host():
     async def odd():
         return None
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("//evil.example")).status_code == 404
 
 
@@ -379,13 +380,13 @@ async def test_a_path_that_matches_with_another_method_is_405_not_a_redirect():
     async def post_a():
         return None
 
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         response = await client.post("/a")
         assert response.status_code == 405
 
 
 async def test_a_bad_host_header_gives_a_relative_location():
-    async with serve_app(slash_app()) as client:
+    async with serve_app(slash_app(), in_memory=True) as client:
         # valid RFC 3986 hosts, but not names the redirect will put in a Location
         for host in ("my_host", "a!b$c", "%65vil.example"):
             response = await client.get("/items", headers={"host": host})
@@ -408,7 +409,9 @@ def test_mounting_a_sub_application_is_refused_with_what_to_do_instead():
 
 
 async def test_the_redirect_keeps_the_root_path_and_the_scheme_a_trusted_proxy_gave():
-    async with serve_app(slash_app(), root_path="/api", forwarded_allow_ips="127.0.0.1") as client:
+    async with serve_app(
+        slash_app(), root_path="/api", forwarded_allow_ips="127.0.0.1", in_memory=True
+    ) as client:
         response = await client.get(
             "/items?q=1", headers={"host": "example.com", "x-forwarded-proto": "https"}
         )
@@ -437,5 +440,5 @@ async def test_a_fixed_path_registered_after_a_template_that_matches_it_is_warne
 
     [record] = caplog.records
     assert record.getMessage().startswith("/users/me is registered after /users/{user_id}")
-    async with serve_app(app) as client:
+    async with serve_app(app, in_memory=True) as client:
         assert (await client.get("/users/me")).json() == "me"  # FastAPI: read_user("me")

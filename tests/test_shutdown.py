@@ -69,7 +69,7 @@ async def test_shutdown_waits_for_pending_background_tasks():
     assert done == ["a"]  # finished, not cancelled
     assert elapsed >= 0.2  # shutdown did wait for it
     assert server.pending.count == 0
-    assert server._tasks == set()
+    assert server.connection_tasks == set()
 
 
 async def test_idle_connections_are_closed_at_shutdown():
