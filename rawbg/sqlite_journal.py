@@ -39,6 +39,12 @@ FORMAT_NAME = "rawbg-task-journal"
 # to 2 MiB of RSS: an estimate, ~200 bytes per pending task at 10 000
 # pending, not a measurement. Evicted pages stay in the OS page cache.
 CACHE_KIB = 256
+
+# How long opening a journal keeps trying while another process holds it
+# locked (at least; the busy timeout when longer): several workers open one
+# new journal within milliseconds of each other, and the switch to WAL mode
+# does not wait for a lock by itself.
+OPEN_RETRY_SECONDS = 5.0
 PENDING, FAILED, SET_ASIDE = 0, 2, 3
 
 SCHEMA = """
@@ -110,7 +116,7 @@ class SQLiteTaskStore:
         # it decodes with replacement characters and is set aside later.
         db.text_factory = lambda raw: raw.decode("utf-8", "replace")
         try:
-            self._check_or_create(db)
+            self._check_or_create_retrying(db)
             db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
             db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             db.execute(
@@ -123,6 +129,25 @@ class SQLiteTaskStore:
         except sqlite3.DatabaseError as exc:
             self.close()
             raise JournalError(f"{path} is not a usable task journal: {exc}") from None
+
+    def _check_or_create_retrying(self, db: sqlite3.Connection) -> None:
+        """`_check_or_create`, tried again while another process holds the file locked.
+
+        Two workers opening a new journal at once both switch it to WAL, and
+        SQLite answers that switch with "database is locked" at once, without
+        waiting out the busy timeout as it does for other statements.
+        """
+        deadline = time.monotonic() + max(self._busy_timeout, OPEN_RETRY_SECONDS)
+        while True:
+            try:
+                self._check_or_create(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                time.sleep(0.01)
 
     def _check_or_create(self, db: sqlite3.Connection) -> None:
         path = self.path

@@ -313,3 +313,34 @@ async def test_a_journal_that_cannot_be_used_is_a_clear_start_up_error(
     with pytest.raises(JournalError, match=message) as raised:
         await server.start()
     assert "\n" not in str(raised.value)
+
+
+def test_several_processes_opening_one_new_journal_at_once_all_open_it(tmp_path):
+    """Workers open a new journal together; the WAL switch must not fail one of them."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "tasks.db"
+    script = (
+        "import sys, time\n"
+        "from rawbg.sqlite_journal import SQLiteTaskStore\n"
+        "start = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, start - time.time()))\n"
+        "store = SQLiteTaskStore(sys.argv[1], sync='normal', busy_timeout=1.0)\n"
+        "store.open(owner=sys.argv[3], lease_until=time.time() + 30)\n"
+        "print('opened')\n"
+    )
+    import time
+
+    start = time.time() + 0.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(start), f"owner{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(6)
+    ]
+    outcomes = [proc.communicate(timeout=30) for proc in procs]
+    assert [out.strip() for out, _ in outcomes] == ["opened"] * 6, [err for _, err in outcomes]
