@@ -29,7 +29,7 @@ from .param_functions import Param
 from .params import Invalid
 from .requests import Request
 from .responses import Response, ResponseParameter
-from .sources import ValuePlan, located, missing, parse_cookies, plan_value, read_body
+from .sources import ValuePlan, located, missing, plan_value, read_body
 from .threadpool import run_in_thread
 from .types import Dependency
 
@@ -315,7 +315,6 @@ class Resolution:
 
     __slots__ = (
         "_body",
-        "_cookies",
         "background",
         "cache",
         "embed_body",
@@ -337,7 +336,6 @@ class Resolution:
         #: the `response: Response` parameter's object, once something asks for it
         self.response: ResponseParameter | None = None
         self._body: Any = _UNREAD
-        self._cookies: dict[str, str] | None = None
 
     async def arguments(self, plan: CallPlan) -> dict[str, Any]:
         """The keyword arguments to call `plan.call` with; 422 if any cannot be made."""
@@ -405,10 +403,8 @@ class Resolution:
         elif source is Source.HEADER:
             headers = self.request.headers
             raw = headers.getlist(key) if plan.many else headers.get(key)
-        else:
-            if self._cookies is None:
-                self._cookies = parse_cookies(self.request.headers.getlist("cookie"))
-            raw = self._cookies.get(key)
+        else:  # the request's one reading of its cookies: the last of a repeated name
+            raw = self.request.cookies.get(key)
         if plan.many and not raw:
             raw = None
         _place(param, raw, [plan.location, key], kwargs, errors)

@@ -32,7 +32,7 @@ from .errors import HTTPException, RequestValidationError, RouteDefinitionError
 from .param_functions import UNSET, Body, Header, Param, Required
 from .params import to_str
 from .pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
-from .requests import InvalidJSON, cookie_pieces, decode_json
+from .requests import InvalidJSON, decode_json
 from .validation import (
     NO_CONSTRAINTS,
     Constraints,
@@ -212,15 +212,6 @@ def located(prefix: list[Any], errors: list[dict[str, Any]]) -> list[dict[str, A
             entry["input"] = bytes(entry["input"]).decode("utf-8", "replace")
         placed.append(entry)
     return placed
-
-
-def parse_cookies(headers: list[str]) -> dict[str, str]:
-    """``Cookie: a=1; b="two"`` as ``{"a": "1", "b": "two"}``; a repeated name: the first wins."""
-    cookies: dict[str, str] = {}
-    for name, equals, value in cookie_pieces(headers):
-        if equals or name:
-            cookies.setdefault(name, value)
-    return cookies
 
 
 def is_json_media_type(content_type: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import pytest
 
-from rawbg import App, Body, Cookie, Header, Path, Query
+from rawbg import App, Body, Cookie, Header, Path, Query, Request
 from rawbg.testing import serve_app
 from tests.wire import RawClient
 
@@ -324,6 +324,19 @@ async def test_cookies_are_read_by_name_and_converted():
         assert response.json() == detail(missing("cookie", "token"))
         response = await client.get("/cookie-required", headers={"Cookie": "token=a"})
         assert response.json()["detail"][0]["type"] == "string_too_short"
+
+
+async def test_a_cookie_parameter_reads_a_repeated_name_as_request_cookies_does():
+    """One rule for the request and its parameters: the last value, as Starlette's parser."""
+    app = App()
+
+    @app.get("/both")
+    async def both(request: Request, ads_id: Annotated[str | None, Cookie()] = None):
+        return {"parameter": ads_id, "request": request.cookies.get("ads_id")}
+
+    async with serve_app(app, in_memory=True) as client:
+        response = await client.get("/both", headers={"Cookie": "ads_id=first; ads_id=last"})
+        assert response.json() == {"parameter": "last", "request": "last"}
 
 
 # -- types -------------------------------------------------------------------------
