@@ -12,7 +12,7 @@ import pytest
 
 from rawbg.config import EXIT_WORK_CANCELLED
 from tests.event_loop import CLI_LOOP_ARGS
-from tests.wire import RawClient, request_bytes
+from tests.processes import post
 
 REPO = Path(__file__).resolve().parent.parent
 URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
@@ -136,16 +136,6 @@ async def exit_after(proc: asyncio.subprocess.Process, signum: int) -> tuple[int
         _, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, err.decode()
-
-
-async def post(port: int, path: str) -> tuple[int, bytes]:
-    client = await RawClient.connect(port)
-    try:
-        await client.send(request_bytes("POST", path))
-        response = await client.read_response(method=b"POST", timeout=WAIT)
-    finally:
-        await client.close()
-    return response.status_code, response.body
 
 
 async def test_help_exits_0_and_lists_every_flag(tmp_path):
