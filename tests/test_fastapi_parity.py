@@ -5,12 +5,13 @@ skipped without it). Each request goes to FastAPI's own TestClient and to
 rawbg's over a real socket; status and JSON body must be equal.
 """
 
+import importlib
 import warnings
 
 import pytest
 
-fastapi = pytest.importorskip("fastapi")
-pytest.importorskip("pydantic")
+fastapi = importlib.import_module("fastapi")
+importlib.import_module("pydantic")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's testclient warns about httpx
     from fastapi.testclient import TestClient as FastAPIClient

@@ -3,6 +3,7 @@
 import datetime
 import decimal
 import enum
+import importlib
 import re
 import subprocess
 import sys
@@ -202,7 +203,7 @@ def test_routes_view_shows_the_new_sources_keys_and_checks():
 
 # -- rawbg's own validator against pydantic's -------------------------------------------
 
-pydantic = pytest.importorskip("pydantic")
+pydantic = importlib.import_module("pydantic")
 
 
 class Color(enum.Enum):

@@ -2,11 +2,12 @@
 
 import dataclasses
 import datetime
+import importlib
 from typing import Annotated, Any
 
 import pytest
 
-pydantic = pytest.importorskip("pydantic")
+pydantic = importlib.import_module("pydantic")
 
 from pydantic import AfterValidator, BaseModel, Field, HttpUrl  # noqa: E402
 
