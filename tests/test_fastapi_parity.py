@@ -1,7 +1,7 @@
 """The same app on FastAPI and on rawbg, only the import line changed: the same answers.
 
-FastAPI is the reference (it is installed with the bench extra; the test is
-skipped without it). Each request goes to FastAPI's own TestClient and to
+FastAPI is the reference (the test extra installs it, with httpx2 for its
+TestClient). Each request goes to FastAPI's own TestClient and to
 rawbg's over a real socket; status and JSON body must be equal.
 """
 
