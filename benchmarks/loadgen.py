@@ -342,7 +342,9 @@ def summarize(
     """The JSON a run prints: counts, latency percentiles, throughput and CPU use.
 
     ``throughput_rps`` is successful responses per second between the first
-    recorded send and the last response.
+    recorded send and the last response; ``window`` is that stretch in
+    `time.monotonic()` seconds (the same clock in every process: what the
+    server's diagnostics saw in it can be picked out).
     """
     wall = max(recorder.last_done - t0, 1e-9)
     ok = len(recorder.latencies)
@@ -354,6 +356,7 @@ def summarize(
         "latency_ms": percentiles_ms(recorder.latencies),
         "throughput_rps": round(ok / wall, 1),
         "wall_s": round(wall, 3),
+        "window": [round(t0, 4), round(t0 + wall, 4)],
         **window.close(wall),
         **extra,
     }

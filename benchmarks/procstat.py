@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -68,3 +69,22 @@ def cpu_wait_seconds() -> float | None:
         return None
     total = first_line.rsplit("total=", 1)[1]
     return int(total) / 1e6
+
+
+def wait_for_quiet(max_wait_pct: float, patience: float) -> float | None:
+    """Wait (at most `patience` s) for a second whose CPU wait (%) is under `max_wait_pct`.
+
+    Returns the CPU wait (%) of the last second sampled, or None without PSI.
+    On a shared machine a run started in the middle of someone else's burst
+    measures the burst; waiting for a quiet second first costs little.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        before = cpu_wait_seconds()
+        time.sleep(1)
+        after = cpu_wait_seconds()
+        if before is None or after is None:
+            return None
+        waiting = 100 * (after - before)
+        if waiting < max_wait_pct or time.monotonic() >= deadline:
+            return waiting

@@ -1,14 +1,24 @@
 """What a benchmarked rawbg process spends its pauses on: ``BENCH_DIAGNOSTICS=FILE``.
 
 Loaded by apps/rawbg_app.py when the variable is set (never in the timed
-runs of ``python -m benchmarks``). Once a second it rewrites FILE with JSON:
+runs of ``python -m benchmarks``). Once a second it rewrites FILE with JSON,
+every entry stamped with `time.monotonic()` (one clock for every process of
+the machine), so that the reader can keep what fell inside its measured
+window and leave out start-up and warm-up:
 
-* ``gc``: per generation, how many collections ran, their total and longest
-  pause (ms), from `gc.callbacks`;
-* ``lag``: how late a 5 ms repeating timer fired (ms: p50, p99, max), i.e. how
-  long the loop was busy with something else in one go;
-* ``max_timers``, ``max_tasks``: the most timers scheduled on the loop and
-  tasks alive at a sample (the timer heap and the pending background tasks).
+* ``gc``: one ``[time, generation, wall ms, cpu ms]`` per collection of the
+  cyclic GC, from `gc.callbacks`; the CPU time is the thread's, which a busy
+  machine does not inflate by descheduling the server in mid-collection;
+* ``lag``: ``[time, ms]``, how late a 5 ms repeating timer fired, i.e. how long
+  the loop was busy with something else in one go;
+* ``timers``, ``tasks``: ``[time, count]``, the timers scheduled on the loop
+  (every sample) and the tasks alive (once a second): the timer heap and the
+  pending background tasks.
+
+``BENCH_GC`` changes the cyclic GC of the benchmarked rawbg, for diagnosis
+only: ``off`` disables it (an upper bound on what any GC policy could gain),
+``A,B,C`` sets its thresholds (`gc.set_threshold`). Applied at start-up, before
+rawbg freezes the start-up heap.
 
 ``python -m benchmarks.highload_split`` runs the comparison this was made for.
 """
@@ -18,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import os
 import time
 from typing import Any
@@ -29,25 +38,23 @@ TICK = 0.005
 class Diagnostics:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.gc: dict[int, dict[str, float]] = {
-            g: {"count": 0, "total_ms": 0.0, "max_ms": 0.0, "collected": 0} for g in range(3)
-        }
+        self.gc: list[tuple[float, int, float, float]] = []
         self._gc_started = 0.0
-        self.lags: list[float] = []
-        self.max_timers = 0
-        self.max_tasks = 0
+        self._gc_cpu_started = 0.0
+        self.lag: list[tuple[float, float]] = []
+        self.timers: list[tuple[float, int]] = []
+        self.tasks: list[tuple[float, int]] = []
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_cpu_started = time.thread_time()
+            self._gc_started = time.monotonic()
             return
-        pause = (time.perf_counter() - self._gc_started) * 1000
-        entry = self.gc[info["generation"]]
-        entry["count"] += 1
-        entry["total_ms"] += pause
-        entry["max_ms"] = max(entry["max_ms"], pause)
-        entry["collected"] += info["collected"]
+        now = time.monotonic()
+        wall_ms = (now - self._gc_started) * 1000
+        cpu_ms = (time.thread_time() - self._gc_cpu_started) * 1000
+        self.gc.append((round(now, 4), info["generation"], round(wall_ms, 3), round(cpu_ms, 3)))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,33 +62,29 @@ class Diagnostics:
         while True:
             due = loop.time() + TICK
             await asyncio.sleep(TICK)
-            self.lags.append(max(0.0, loop.time() - due) * 1000)
+            now = time.monotonic()
+            self.lag.append((round(now, 4), round(max(0.0, loop.time() - due) * 1000, 3)))
             scheduled = getattr(loop, "_scheduled", None)  # asyncio's timer heap
             if scheduled is not None:
-                self.max_timers = max(self.max_timers, len(scheduled))
+                self.timers.append((round(now, 4), len(scheduled)))
             if loop.time() - last_dump >= 1:  # all_tasks() walks every task: once a second
                 last_dump = loop.time()
-                self.max_tasks = max(self.max_tasks, len(asyncio.all_tasks()))
+                self.tasks.append((round(now, 4), len(asyncio.all_tasks())))
                 self.dump()
 
     def dump(self) -> None:
-        ordered = sorted(self.lags)
-
-        def rank(p: float) -> float:
-            return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
-
-        data = {
-            "gc": {
-                str(g): {k: round(v, 3) for k, v in entry.items()} for g, entry in self.gc.items()
-            },
-            "lag_ms": {"p50": rank(50), "p99": rank(99), "max": rank(100)} if ordered else None,
-            "samples": len(ordered),
-            "max_timers": self.max_timers,
-            "max_tasks": self.max_tasks,
-        }
+        data = {"gc": self.gc, "lag": self.lag, "timers": self.timers, "tasks": self.tasks}
         with open(self.path + ".tmp", "w") as out:
             json.dump(data, out)
         os.replace(self.path + ".tmp", self.path)
+
+
+def apply_gc_setting(setting: str) -> None:
+    """``BENCH_GC``: ``off``, or thresholds ``A,B,C``."""
+    if setting == "off":
+        gc.disable()
+    else:
+        gc.set_threshold(*(int(part) for part in setting.split(",")))
 
 
 def install(path: str) -> None:

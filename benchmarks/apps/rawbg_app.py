@@ -23,6 +23,15 @@ if diagnostics_file := os.environ.get("BENCH_DIAGNOSTICS"):  # benchmarks/apps/d
         install(diagnostics_file)
 
 
+if gc_setting := os.environ.get("BENCH_GC"):  # a diagnosis only: benchmarks/apps/diagnostics.py
+
+    @app.on_event("startup")
+    async def apply_gc() -> None:
+        from .diagnostics import apply_gc_setting
+
+        apply_gc_setting(gc_setting)
+
+
 async def send_email(email: str) -> None:
     await asyncio.sleep(TASK_SECONDS)
 
