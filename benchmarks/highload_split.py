@@ -14,7 +14,9 @@ Everything from inside the server is counted over the measured window only
 prints each round's ratio to the run without tasks: on a shared machine one
 pair of runs says little, the spread of several does. ``--gc off`` (or
 ``--gc 700,10,100``) adds a run with tasks and that GC setting to each round
-(``BENCH_GC``: off is the upper bound of what any GC policy could gain).
+(``BENCH_GC``: off is the upper bound of what any GC policy could gain), and
+``--server-args "--gc-interval 0"`` one with tasks and these options of
+rawbg's command line (``BENCH_RAWBG_ARGS``).
 With ``--quiet P`` each run starts after a second in which the machine's CPU
 wait (PSI) was under P %, and a run during which it was over P % is done
 again (at most `ATTEMPTS` times; the table says how many it took): the other
@@ -40,7 +42,7 @@ from typing import Any
 from . import procstat, report
 from .__main__ import PROFILES, Runner
 from .loadgen import MODES, run_loadgen
-from .servers import running_server
+from .servers import RAWBG_ARGS_ENV, running_server
 
 ATTEMPTS = 4
 
@@ -68,10 +70,11 @@ def one_run(
     warmup: float,
     task_seconds: float,
     gc_setting: str | None = None,
+    server_args: str = "",
 ) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="rawbg-split-"))
     diagnostics = log_dir / "diagnostics.json"
-    settings = {"BENCH_DIAGNOSTICS": str(diagnostics)}
+    settings = {"BENCH_DIAGNOSTICS": str(diagnostics), RAWBG_ARGS_ENV: server_args}
     if gc_setting is not None:
         settings["BENCH_GC"] = gc_setting
     with environment(**settings), running_server(server, task_seconds, log_dir) as running:
@@ -87,7 +90,7 @@ def one_run(
         )
         time.sleep(1.2)  # one more dump, covering the end of the run
         inside = json.loads(diagnostics.read_text())
-    return summary(row, inside, task_seconds, gc_setting)
+    return {**summary(row, inside, task_seconds, gc_setting), "options": server_args or "-"}
 
 
 def quiet_run(max_wait_pct: float | None, *args: Any) -> dict[str, Any]:
@@ -150,7 +153,7 @@ def ratios(rows: list[dict[str, Any]], variants: int) -> list[str]:
         per_round = [
             rows[i + v]["p99 ms"] / rows[i]["p99 ms"] for i in range(0, len(rows), variants)
         ]
-        label = f"{rows[v]['task s']:g} s tasks, gc {rows[v]['gc']}"
+        label = f"{rows[v]['task s']:g} s tasks, gc {rows[v]['gc']}, options {rows[v]['options']}"
         lines.append(
             f"p99 with {label} / p99 without tasks: median {statistics.median(per_round):.2f}, "
             f"per round {', '.join(f'{r:.2f}' for r in per_round)}"
@@ -174,6 +177,9 @@ def main() -> None:
     parser.add_argument(
         "--gc", action="append", default=[], help="add a run with tasks and this BENCH_GC"
     )
+    parser.add_argument(
+        "--server-args", action="append", default=[], help="add a run with tasks and these"
+    )
     parser.add_argument("--quiet", type=float, help="max CPU wait %% of a run (else redone)")
     args = parser.parse_args()
     rate = args.rate
@@ -185,18 +191,20 @@ def main() -> None:
         print(f"capacity: {capacity['capacity_rps']} req/s (probes {capacity['probes']})")
         rate = args.fraction * capacity["capacity_rps"]
     print(f"{args.server} {args.mode} at {rate:.0f} req/s for {args.seconds:g} s:", flush=True)
-    variants: list[tuple[float, str | None]] = [(0.0, None), (args.task_seconds, None)]
-    variants += [(args.task_seconds, setting) for setting in args.gc]
+    variants: list[tuple[float, str | None, str]] = [(0.0, None, ""), (args.task_seconds, None, "")]
+    variants += [(args.task_seconds, setting, "") for setting in args.gc]
+    variants += [(args.task_seconds, None, options) for options in args.server_args]
     rows = []
     for round_ in range(args.rounds):
         results = {}
         # alternate the order, so that neither variant always runs first
         for v in range(len(variants)) if round_ % 2 == 0 else reversed(range(len(variants))):
-            task_seconds, gc_setting = variants[v]
+            task_seconds, gc_setting, options = variants[v]
             results[v] = quiet_run(
                 args.quiet,
                 *(args.server, args.mode, rate, args.seconds, args.warmup, task_seconds),
                 gc_setting,
+                options,
             )
             print(f"  round {round_ + 1}: {json.dumps(results[v])}", flush=True)
         rows += [{"round": round_ + 1, **results[v]} for v in range(len(variants))]

@@ -62,6 +62,8 @@ HOST = "127.0.0.1"
 # 10 s tasks at 500 req/s keep 5 000 pending, and the memory runs keep 10 000
 # pending on top of a warm-up: the bound is raised so no scenario reaches it.
 MAX_PENDING_TASKS = 1_000_000
+# More options for rawbg's command line, for a comparison (benchmarks.highload_split)
+RAWBG_ARGS_ENV = "BENCH_RAWBG_ARGS"
 START_TIMEOUT = 20.0
 STOP_GRACE = 0.5  # then SIGKILL: pending background work is not part of any measurement
 BANNER = re.compile(rb"serving on http://[^:]+:(\d+)")
@@ -104,7 +106,8 @@ def command(name: str, port: int) -> list[str]:
         loop = "uvloop" if name == "rawbg-uvloop" else "asyncio"
         module = f"rawbg benchmarks.apps.rawbg_app:app --loop {loop} --no-access-log"
         options = f"--port {port} --max-pending-tasks {MAX_PENDING_TASKS} --app-dir"
-        return [*python, *module.split(), *options.split(), str(ROOT)]
+        extra = os.environ.get(RAWBG_ARGS_ENV, "").split()
+        return [*python, *module.split(), *options.split(), str(ROOT), *extra]
     if name in JOURNAL_VARIANTS:
         journal = Path(tempfile.mkdtemp(prefix="rawbg-bench-")) / "tasks.db"
         sync = "full" if name == "rawbg-journal-full" else "normal"

@@ -90,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dependency or background task that blocked it; 0 turns it off (default: %(default)s)",
     )
     parser.add_argument(
+        "--gc-interval",
+        type=float,
+        default=defaults.DEFAULT_GC_INTERVAL,
+        metavar="SECONDS",
+        help="while background tasks are pending, run the cyclic GC's young collection this "
+        "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -309,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_pending_tasks=args.max_pending_tasks,
             timeout_graceful_shutdown=args.timeout_graceful_shutdown,
             loop_block_warning=args.loop_block_warning,
+            gc_interval=args.gc_interval,
             access_log=args.access_log,
             trace=args.trace,
             task_journal=args.task_journal,

@@ -40,6 +40,7 @@ from .config import (
 )
 from .connection import run_connection
 from .failure_log import task_failures
+from .gc_clock import GcClock
 from .journal import ACTIVE_JOURNAL
 from .journal_writer import JournalWriter, RecoveredTask
 from .lifespan import StartupFailed, run_lifespan
@@ -413,6 +414,11 @@ async def _serve_started(
     # requests in flight (benchmarks/README.md: p99 with pending tasks).
     gc.collect()
     gc.freeze()
+    # What pending tasks allocate is collected young, in small pauses (rawbg/gc_clock.py).
+    gc_clock = None
+    if config.gc_interval:
+        gc_clock = GcClock(interval=config.gc_interval, pending=server.pending)
+        gc_clock.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -439,6 +445,8 @@ async def _serve_started(
         orphan_watch.cancel()
     logger.info("shutting down: no new connections, finishing requests and background work")
     cancelled = await server.shutdown()
+    if gc_clock is not None:
+        gc_clock.stop()
     logger.info("shutdown complete")
     return EXIT_WORK_CANCELLED if cancelled else EXIT_OK
 

@@ -35,6 +35,7 @@ FLAGS = [
     "--app-dir",
     "--trace",
     "--loop-block-warning",
+    "--gc-interval",
     "--routes",
     "--workers",
     "--reload",
@@ -358,3 +359,9 @@ async def test_a_bad_limit_whose_flag_starts_with_another_fields_name_is_named_o
     status, _, err = await run_to_exit(tmp_path, "--loop-block-warning", "-1", "--port", "0")
     assert status != 0
     assert err.strip() == "error: --loop-block-warning must not be negative, got -1.0"
+
+
+async def test_a_negative_gc_interval_is_named_by_its_flag(tmp_path):
+    status, _, err = await run_to_exit(tmp_path, "--gc-interval", "-1", "--port", "0")
+    assert status != 0
+    assert err.strip() == "error: --gc-interval must not be negative, got -1.0"
