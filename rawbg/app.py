@@ -55,11 +55,9 @@ from .pydantic_support import ResponseSerializer
 from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
 from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
-    APIRouter,
     RouteDecorators,
     check_dependencies,
     check_documentation_options,
-    included_routes,
     plan_route_dependencies,
 )
 from .routing import NotFound, Router, compile_template
@@ -260,28 +258,6 @@ class App(RouteDecorators):
         self, path: str, *, methods: Sequence[str], **options: Any
     ) -> Callable[[HandlerT], HandlerT]:
         return self.api_route(path, methods=methods, **options)
-
-    def include_router(
-        self,
-        router: APIRouter,
-        *,
-        prefix: str = "",
-        tags: Sequence[Any] | None = None,
-        dependencies: Sequence[Depends] | None = None,
-        responses: Mapping[Any, Any] | None = None,
-        **documentation: Any,
-    ) -> None:
-        """Register `router`'s routes under `prefix`, after `dependencies` (a snapshot)."""
-        for spec in included_routes(
-            router, prefix=prefix, dependencies=dependencies, documentation=documentation
-        ):
-            self.add_route(
-                spec.path,
-                spec.handler,
-                methods=spec.methods,
-                dependencies=spec.dependencies,
-                **spec.options,
-            )
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
         """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
