@@ -466,12 +466,22 @@ def _mapping(keys: Validator, values: Validator) -> Validator:
 
 # --- constraints ----------------------------------------------------------------
 
+
+class _Bound(typing.NamedTuple):
+    """One of the ``le``/``lt``/``ge``/``gt`` constraints, as pydantic checks and words it."""
+
+    name: str
+    error_type: str
+    words: str
+    holds: Callable[[Any, Any], bool]
+
+
 # in pydantic's order of checking: the first that fails is the one reported
 _BOUNDS = (
-    ("le", "less_than_equal", "less than or equal to", lambda v, b: v <= b),
-    ("lt", "less_than", "less than", lambda v, b: v < b),
-    ("ge", "greater_than_equal", "greater than or equal to", lambda v, b: v >= b),
-    ("gt", "greater_than", "greater than", lambda v, b: v > b),
+    _Bound("le", "less_than_equal", "less than or equal to", lambda v, b: v <= b),
+    _Bound("lt", "less_than", "less than", lambda v, b: v < b),
+    _Bound("ge", "greater_than_equal", "greater than or equal to", lambda v, b: v >= b),
+    _Bound("gt", "greater_than", "greater than", lambda v, b: v > b),
 )
 _SIZED_NAMES = {list: "List", set: "Set", frozenset: "Set", tuple: "Tuple", dict: "Dictionary"}
 _NUMBERS = (int, float, decimal.Decimal, datetime.date, datetime.time, datetime.timedelta)
@@ -628,29 +638,29 @@ def _number_checks(
                 )
 
         checks.append(multiple)
-    for name, error_type, words, holds in _BOUNDS:
-        bound = getattr(constraints, name)
-        if bound is None:
-            continue
-        shown = bound  # in the message as given; in ctx as a float for a float field
-        if as_type is not None and isinstance(bound, int):
-            bound = as_type(bound)
-
-        def check(
-            result: Any,
-            value: Any,
-            bound: Any = bound,
-            shown: Any = shown,
-            name: str = name,
-            error_type: str = error_type,
-            words: str = words,
-            holds: Callable[[Any, Any], bool] = holds,
-        ) -> None:
-            if not holds(result, bound):
-                raise invalid(error_type, f"Input should be {words} {shown}", value, {name: bound})
-
-        checks.append(check)
+    for bound in _BOUNDS:
+        limit = getattr(constraints, bound.name)
+        if limit is not None:
+            checks.append(_bound_check(bound, limit, as_type=as_type))
     return checks
+
+
+def _bound_check(bound: _Bound, limit: Any, *, as_type: type | None) -> Callable[[Any, Any], None]:
+    """The check that a result is within `bound` of `limit` (`as_type`: how the result compares)."""
+    shown = limit  # in the message as given; in ctx as a float for a float field
+    if as_type is not None and isinstance(limit, int):
+        limit = as_type(limit)
+
+    def check(result: Any, value: Any) -> None:
+        if not bound.holds(result, limit):
+            raise invalid(
+                bound.error_type,
+                f"Input should be {bound.words} {shown}",
+                value,
+                {bound.name: limit},
+            )
+
+    return check
 
 
 _ANNOTATED_TYPES = {
