@@ -51,8 +51,8 @@ from .exception_handling import (
 )
 from .lifespan import EventHandler, Lifespan
 from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
-from .pydantic_support import ResponseSerializer
-from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
+from .pydantic_support import ResponseOptions, ResponseSerializer
+from .response_models import DEFAULT, plan_response_model
 from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
     RouteDecorators,
@@ -182,18 +182,17 @@ class App(RouteDecorators):
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
-        response_options: ResponseModelOptions = {
-            "response_model": response_model,
-            "response_model_include": response_model_include,
-            "response_model_exclude": response_model_exclude,
-            "response_model_by_alias": response_model_by_alias,
-            "response_model_exclude_unset": response_model_exclude_unset,
-            "response_model_exclude_defaults": response_model_exclude_defaults,
-            "response_model_exclude_none": response_model_exclude_none,
-        }
+        response_options = ResponseOptions(
+            include=response_model_include,
+            exclude=response_model_exclude,
+            by_alias=response_model_by_alias,
+            exclude_unset=response_model_exclude_unset,
+            exclude_defaults=response_model_exclude_defaults,
+            exclude_none=response_model_exclude_none,
+        )
         try:
             plan = plan_call(handler, path_params=path_params)
-            serialize = plan_response_model(handler, response_options)
+            serialize = plan_response_model(handler, response_model, options=response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
