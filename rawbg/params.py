@@ -26,6 +26,10 @@ class Invalid(Exception):
         super().__init__(errors)
         self.errors = errors
 
+    def under(self, *path: Any) -> list[dict[str, Any]]:
+        """The entries, each ``loc`` put under `path` (the field or index that held the value)."""
+        return [{**error, "loc": [*path, *error["loc"]]} for error in self.errors]
+
 
 def invalid(type_: str, msg: str, value: Any, ctx: dict[str, Any] | None = None) -> Invalid:
     """One 422 entry about `value` itself (an empty ``loc``), as an exception to raise."""

@@ -254,7 +254,7 @@ class _Builder:
                 try:
                     return member(value)
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [tag, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(tag))
             raise Invalid(errors)
 
         return validate
@@ -277,7 +277,7 @@ class _Builder:
                 try:
                     result.append(item(value[index]))
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [index, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(index))
             if len(value) > len(items):
                 errors.extend(_too("long", "Tuple", len(items), len(value), value).errors)
             if errors:
@@ -312,7 +312,7 @@ class _Builder:
                 try:
                     kwargs[name] = field_validator(value[name]) if field_validator else value[name]
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [name, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(name))
             if errors:
                 raise Invalid(errors)
             return cls(**kwargs)
@@ -431,7 +431,7 @@ def _sequence(kind: type, item: Validator) -> Validator:
             try:
                 result.append(item(element))
             except Invalid as exc:
-                errors.extend({**e, "loc": [index, *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(index))
         if errors:
             raise Invalid(errors)
         return result if kind is list else kind(result)
@@ -452,11 +452,11 @@ def _mapping(keys: Validator, values: Validator) -> Validator:
             try:
                 new_key = keys(key)
             except Invalid as exc:
-                errors.extend({**e, "loc": [key, "[key]", *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(key, "[key]"))
             try:
                 result[new_key] = values(element)
             except Invalid as exc:
-                errors.extend({**e, "loc": [key, *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(key))
         if errors:
             raise Invalid(errors)
         return result
