@@ -527,6 +527,12 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
             Refusal.MISTAKE,
         )
 
+    def checked(value: Any) -> Any:
+        result = validate(value)
+        for check in checks:
+            check(result, value)
+        return result
+
     if kind in _SIZED_NAMES and constraints.max_length is not None:
         # pydantic stops reading a sequence at its max_length, before its items' errors
         high, name = constraints.max_length, _SIZED_NAMES[kind]
@@ -534,19 +540,9 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
         def bounded(value: Any) -> Any:
             if isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > high:
                 raise _too("long", name, high, len(value), value)
-            result = validate(value)
-            for check in checks:
-                check(result, value)
-            return result
+            return checked(value)
 
         return bounded
-
-    def checked(value: Any) -> Any:
-        result = validate(value)
-        for check in checks:
-            check(result, value)
-        return result
-
     return checked
 
 
