@@ -48,6 +48,9 @@ from .params import (
 )
 
 Validator = Callable[[Any], Any]
+#: a constraint's check, ``check(result, value)``: raises `Invalid` about `value` if
+#: `result` (its conversion) breaks the constraint
+Check = Callable[[Any, Any], None]
 
 _INT_SIZE_MSG = "Unable to parse input string as an integer, exceeded maximum size"
 
@@ -507,7 +510,7 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
     given = constraints.given()
     if not given:
         return validate
-    checks: list[Callable[[Any, Any], None]] = []
+    checks: list[Check] = []
     if kind is str or (isinstance(kind, type) and issubclass(kind, str)):
         allowed = {"min_length", "max_length", "pattern"}
         checks.extend(_string_checks(constraints))
@@ -546,8 +549,8 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
     return checked
 
 
-def _string_checks(constraints: Constraints) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _string_checks(constraints: Constraints) -> list[Check]:
+    checks: list[Check] = []
     low, high, pattern = constraints.min_length, constraints.max_length, constraints.pattern
     if low is not None:
         word = "character" if low == 1 else "characters"
@@ -596,8 +599,8 @@ def _string_checks(constraints: Constraints) -> list[Callable[[Any, Any], None]]
     return checks
 
 
-def _size_checks(constraints: Constraints, kind: str) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _size_checks(constraints: Constraints, kind: str) -> list[Check]:
+    checks: list[Check] = []
     low, high = constraints.min_length, constraints.max_length
     if low is not None:
 
@@ -616,10 +619,8 @@ def _size_checks(constraints: Constraints, kind: str) -> list[Callable[[Any, Any
     return checks
 
 
-def _number_checks(
-    constraints: Constraints, as_type: type | None
-) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _number_checks(constraints: Constraints, as_type: type | None) -> list[Check]:
+    checks: list[Check] = []
     step = constraints.multiple_of
     if step is not None:
 
@@ -641,7 +642,7 @@ def _number_checks(
     return checks
 
 
-def _bound_check(bound: _Bound, limit: Any, *, as_type: type | None) -> Callable[[Any, Any], None]:
+def _bound_check(bound: _Bound, limit: Any, *, as_type: type | None) -> Check:
     """The check that a result is within `bound` of `limit` (`as_type`: how the result compares)."""
     shown = limit  # in the message as given; in ctx as a float for a float field
     if as_type is not None and isinstance(limit, int):
