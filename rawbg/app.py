@@ -118,9 +118,7 @@ class App(RouteDecorators):
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
         **documentation: Any,
     ) -> None:
-        unknown = sorted(set(documentation) - APP_DOCUMENTATION_OPTIONS)
-        if unknown:
-            raise TypeError(f"App() got unexpected keyword argument(s): {', '.join(unknown)}")
+        check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
         self.router: Router[Endpoint] = Router()
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes

@@ -203,8 +203,11 @@ def join_paths(prefix: str, path: str, *, handler: Handler) -> str:
     return prefix + path
 
 
-def check_documentation_options(options: Mapping[str, Any], *, what: str) -> None:
-    unknown = sorted(set(options) - DOCUMENTATION_OPTIONS)
+def check_documentation_options(
+    options: Mapping[str, Any], *, what: str, accepted: frozenset[str] = DOCUMENTATION_OPTIONS
+) -> None:
+    """Refuse a keyword that is not one of the `accepted` OpenAPI-only options, as Python would."""
+    unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{what} got unexpected keyword argument(s): {', '.join(unknown)}")
 
