@@ -648,8 +648,10 @@ def _bound_check(bound: _Bound, limit: Any, *, as_type: type | None) -> Check:
     if as_type is not None and isinstance(limit, int):
         limit = as_type(limit)
 
+    holds = bound.holds  # looked up once, not per request
+
     def check(result: Any, value: Any) -> None:
-        if not bound.holds(result, limit):
+        if not holds(result, limit):
             raise invalid(
                 bound.error_type,
                 f"Input should be {bound.words} {shown}",
