@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ParamSpec
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec
 
 from .failure_log import task_failures
 from .journal import ACTIVE_JOURNAL, NewEntry
@@ -198,6 +198,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
     __slots__ = (
         "_calls",
         "_cleanup",
+        "_committing",
         "_entry_ids",
         "_journal",
         "_pending",
@@ -224,6 +225,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._journal: JournalWriter | None = None
         #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
+        #: the single task's done-mark, until the journal has committed it
+        self._committing: asyncio.Future[None] | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -305,36 +308,38 @@ class AfterResponse(Coroutine[Any, Any, None]):
         return self.send(None)
 
     def send(self, value: Any) -> Any:
+        if self._committing is not None:  # woken by its done-mark's commit: the work has ended
+            return self._end()
         running = self._running
         if running is None:
             running = self._start_single()
         try:
             return running.send(value)
         except StopIteration:
-            self._finished(None)
+            return self._finished(None)
         except Exception as exc:  # only the user's coroutine raises: `_run_all` catches
-            self._finished(exc)
+            return self._finished(exc)
         except BaseException:  # cancelled
             self._release(self._unreleased)
             raise
-        raise StopIteration
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         running = self._running
         error = typ if val is None else val
-        if running is None:  # cancelled before its first step: it never started
+        if running is None or self._committing is not None:
+            # cancelled before its first step (it never started), or while its
+            # done-mark was being committed (the mark is queued: it is kept)
             self._release(self._unreleased)
             raise error
         try:
             return running.throw(error)
         except StopIteration:
-            self._finished(None)
+            return self._finished(None)
         except Exception as exc:
-            self._finished(exc)
+            return self._finished(exc)
         except BaseException:
             self._release(self._unreleased)
             raise
-        raise StopIteration
 
     def close(self) -> None:
         if self._running is not None:
@@ -357,18 +362,36 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._running = running  # type: ignore[assignment]
         return running  # type: ignore[return-value]
 
-    def _finished(self, error: Exception | None) -> None:
+    def _finished(self, error: Exception | None) -> Any:
+        """The single task's coroutine has ended: wait for its done-mark, or end now."""
         if error is not None:
             running = self._running
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
-        self._mark_finished(0, failed=error is not None)
-        self._release(self._unreleased)
+        committing = self._mark_finished(0, failed=error is not None)
+        if committing is None:
+            return self._end()
+        # Suspend the task running this work on the mark's future, as `await`
+        # would: the mark's `__await__` yields it to the task. `send` ends the
+        # work once the task is woken by the commit.
+        self._committing = committing
+        return committing.__await__().send(None)
 
-    def _mark_finished(self, index: int, *, failed: bool) -> None:
-        """Tell the journal the task at `index` ended (not when it was cancelled: it stays)."""
+    def _end(self) -> NoReturn:
+        self._committing = None
+        self._release(self._unreleased)
+        raise StopIteration
+
+    def _mark_finished(self, index: int, *, failed: bool) -> asyncio.Future[None] | None:
+        """Tell the journal the task at `index` ended (not when it was cancelled: it stays).
+
+        Returns the future of the mark's commit, if the task is journaled: its
+        work has ended only once the mark is committed, so that a crash
+        repeats only work that had not ended.
+        """
         entry_id = self._entry_id(index)
         if entry_id is not None and self._journal is not None:
-            self._journal.finished(entry_id, failed=failed)
+            return self._journal.finished(entry_id, failed=failed)
+        return None
 
     def _entry_id(self, index: int) -> int | None:
         ids = self._entry_ids
@@ -390,7 +413,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
             for index, task in enumerate(self._calls):
                 try:
                     failed = await self._attempts(index, task, trace)
-                    self._mark_finished(index, failed=failed)
+                    committing = self._mark_finished(index, failed=failed)
+                    if committing is not None:
+                        await committing
                 finally:
                     self._release(1)
             self._entry_ids = None  # each was marked as it ended
