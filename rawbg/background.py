@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from .failure_log import task_failures
 from .journal import ACTIVE_JOURNAL, NewEntry
@@ -198,7 +198,6 @@ class AfterResponse(Coroutine[Any, Any, None]):
     __slots__ = (
         "_calls",
         "_cleanup",
-        "_committing",
         "_entry_ids",
         "_journal",
         "_pending",
@@ -225,8 +224,6 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._journal: JournalWriter | None = None
         #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
-        #: the single task's done-mark, until the journal has committed it
-        self._committing: asyncio.Future[None] | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -308,8 +305,6 @@ class AfterResponse(Coroutine[Any, Any, None]):
         return self.send(None)
 
     def send(self, value: Any) -> Any:
-        if self._committing is not None:  # woken by its done-mark's commit: the work has ended
-            return self._end()
         running = self._running
         if running is None:
             running = self._start_single()
@@ -326,9 +321,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         running = self._running
         error = typ if val is None else val
-        if running is None or self._committing is not None:
-            # cancelled before its first step (it never started), or while its
-            # done-mark was being committed (the mark is queued: it is kept)
+        if running is None:  # cancelled before its first step: it never started
             self._release(self._unreleased)
             raise error
         try:
@@ -363,23 +356,18 @@ class AfterResponse(Coroutine[Any, Any, None]):
         return running  # type: ignore[return-value]
 
     def _finished(self, error: Exception | None) -> Any:
-        """The single task's coroutine has ended: wait for its done-mark, or end now."""
+        """The single task's coroutine has ended (or, after it, the wait for its done-mark)."""
         if error is not None:
             running = self._running
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
         committing = self._mark_finished(0, failed=error is not None)
         if committing is None:
-            return self._end()
-        # Suspend the task running this work on the mark's future, as `await`
-        # would: the mark's `__await__` yields it to the task. `send` ends the
-        # work once the task is woken by the commit.
-        self._committing = committing
-        return committing.__await__().send(None)
-
-    def _end(self) -> NoReturn:
-        self._committing = None
-        self._release(self._unreleased)
-        raise StopIteration
+            self._release(self._unreleased)
+            raise StopIteration
+        # The work ends once the mark is committed: what runs next is that wait.
+        self._entry_ids = None  # marked
+        self._running = waiting = _until_committed(committing)
+        return waiting.send(None)  # suspends: marks are committed in a later loop iteration
 
     def _mark_finished(self, index: int, *, failed: bool) -> asyncio.Future[None] | None:
         """Tell the journal the task at `index` ended (not when it was cancelled: it stays).
@@ -487,6 +475,11 @@ class AfterResponse(Coroutine[Any, Any, None]):
 
 async def _done() -> None:
     """A coroutine with nothing to do: what a discarded or failed-to-start task becomes."""
+
+
+async def _until_committed(mark: asyncio.Future[None]) -> None:
+    """What a journaled single task's work runs after the task: the wait for its done-mark."""
+    await mark
 
 
 class WorkGroup:
