@@ -71,8 +71,12 @@ def journal_with_one_task_of(path: Path, pid: int) -> None:
         )
     finally:
         store.close()
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE rawbg_owners SET pid = ? WHERE owner = 'killed'", (pid,))
+    with sqlite3.connect(path) as db:  # the row process `pid` would have written
+        db.execute(
+            "UPDATE rawbg_owners SET pid = ?, started = ? WHERE owner = 'killed'",
+            (pid, process_start(pid)),
+        )
+    db.close()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are read from /proc")
