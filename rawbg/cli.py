@@ -360,11 +360,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
             )
     except JournalError as exc:
-        print(f"error: --task-journal {config.task_journal}: {exc}", file=sys.stderr)
+        print(journal_error(config, exc), file=sys.stderr)
         return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
+
+
+def journal_error(config: ServerConfig, exc: Exception) -> str:
+    """The one line that says why the task journal cannot be used."""
+    return f"error: --task-journal {config.task_journal}: {exc}"
 
 
 def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:
@@ -376,6 +381,8 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit(f"error: --workers must be at least 1, got {workers}")
+    from .journal import JournalError
+
     supervisor = Supervisor(
         argv=argv,
         config=config,
@@ -384,6 +391,9 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     )
     try:
         return asyncio.run(supervisor.run())
+    except JournalError as exc:  # checked once here, not by each worker
+        print(journal_error(config, exc), file=sys.stderr)
+        return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR

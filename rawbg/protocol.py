@@ -18,6 +18,7 @@ apply flow control in both directions.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +31,11 @@ from .requests import Address, client_label
 if TYPE_CHECKING:
     from .proxy import TrustedProxies
     from .server import Server
+
+#: the context the deadline timers run in. They read no context variable, and
+#: a timer given none copies the current context, which a cancelled timer keeps
+#: until its time comes: docs/ARCHITECTURE.md, "A pending task keeps little".
+_TIMER_CONTEXT = contextvars.Context()
 
 logger = logging.getLogger("rawbg.protocol")
 
@@ -168,7 +174,9 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = deadline
         self._timed_out = False
         if self._deadline_timer is None:
-            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
+            self._deadline_timer = self._loop.call_at(
+                deadline, self._deadline_reached, deadline, context=_TIMER_CONTEXT
+            )
         try:
             await self.receive()
         finally:
@@ -199,7 +207,9 @@ class HttpProtocol(asyncio.Protocol):
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
-            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
+            self._deadline_timer = self._loop.call_at(
+                deadline, self._deadline_reached, deadline, context=_TIMER_CONTEXT
+            )
 
     def wake(self) -> None:
         """Make a pending `receive` return (used by shutdown to end an idle wait)."""
