@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, cast
 
 import h11
 
-from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
+from .config import (
+    FIRST_DEADLINE_CHECK,
+    INPUT_HIGH_WATER,
+    LINGER_SECONDS,
+    OUTPUT_HIGH_WATER,
+    OUTPUT_LOW_WATER,
+)
 from .errors import ClientDisconnected
 from .requests import Address, client_label
 
@@ -60,6 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         # Idle deadline: one timer per connection, moved only when it fires early
         self._deadline: float | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer_armed_before = False
         self._timed_out = False
         #: loop time of the first byte of the request head now being received
         self._first_byte_at: float | None = None
@@ -174,9 +181,11 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = deadline
         self._timed_out = False
         if self._deadline_timer is None:
-            self._deadline_timer = self._loop.call_at(
-                deadline, self._deadline_reached, deadline, context=_TIMER_CONTEXT
-            )
+            when = deadline
+            if not self._deadline_timer_armed_before:  # config.FIRST_DEADLINE_CHECK says why
+                self._deadline_timer_armed_before = True
+                when = min(deadline, self._loop.time() + FIRST_DEADLINE_CHECK)
+            self._arm_deadline_timer(when)
         try:
             await self.receive()
         finally:
@@ -207,9 +216,12 @@ class HttpProtocol(asyncio.Protocol):
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
-            self._deadline_timer = self._loop.call_at(
-                deadline, self._deadline_reached, deadline, context=_TIMER_CONTEXT
-            )
+            self._arm_deadline_timer(deadline)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        self._deadline_timer = self._loop.call_at(
+            when, self._deadline_reached, when, context=_TIMER_CONTEXT
+        )
 
     def wake(self) -> None:
         """Make a pending `receive` return (used by shutdown to end an idle wait)."""
