@@ -51,15 +51,13 @@ from .exception_handling import (
 )
 from .lifespan import EventHandler, Lifespan
 from .middleware import BaseHTTPMiddleware, Middleware, MiddlewareStack, check_middleware_class
-from .pydantic_support import ResponseSerializer
-from .response_models import DEFAULT, ResponseModelOptions, plan_response_model
+from .pydantic_support import ResponseOptions, ResponseSerializer
+from .response_models import DEFAULT, plan_response_model
 from .responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from .routers import (
-    APIRouter,
     RouteDecorators,
     check_dependencies,
     check_documentation_options,
-    included_routes,
     plan_route_dependencies,
 )
 from .routing import NotFound, Router, compile_template
@@ -120,9 +118,7 @@ class App(RouteDecorators):
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
         **documentation: Any,
     ) -> None:
-        unknown = sorted(set(documentation) - APP_DOCUMENTATION_OPTIONS)
-        if unknown:
-            raise TypeError(f"App() got unexpected keyword argument(s): {', '.join(unknown)}")
+        check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
         self.router: Router[Endpoint] = Router()
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
@@ -184,18 +180,17 @@ class App(RouteDecorators):
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
         _, path_params = compile_template(path)
-        response_options: ResponseModelOptions = {
-            "response_model": response_model,
-            "response_model_include": response_model_include,
-            "response_model_exclude": response_model_exclude,
-            "response_model_by_alias": response_model_by_alias,
-            "response_model_exclude_unset": response_model_exclude_unset,
-            "response_model_exclude_defaults": response_model_exclude_defaults,
-            "response_model_exclude_none": response_model_exclude_none,
-        }
+        response_options = ResponseOptions(
+            include=response_model_include,
+            exclude=response_model_exclude,
+            by_alias=response_model_by_alias,
+            exclude_unset=response_model_exclude_unset,
+            exclude_defaults=response_model_exclude_defaults,
+            exclude_none=response_model_exclude_none,
+        )
         try:
             plan = plan_call(handler, path_params=path_params)
-            serialize = plan_response_model(handler, response_options)
+            serialize = plan_response_model(handler, response_model, options=response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
         if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
@@ -260,28 +255,6 @@ class App(RouteDecorators):
         self, path: str, *, methods: Sequence[str], **options: Any
     ) -> Callable[[HandlerT], HandlerT]:
         return self.api_route(path, methods=methods, **options)
-
-    def include_router(
-        self,
-        router: APIRouter,
-        *,
-        prefix: str = "",
-        tags: Sequence[Any] | None = None,
-        dependencies: Sequence[Depends] | None = None,
-        responses: Mapping[Any, Any] | None = None,
-        **documentation: Any,
-    ) -> None:
-        """Register `router`'s routes under `prefix`, after `dependencies` (a snapshot)."""
-        for spec in included_routes(
-            router, prefix=prefix, dependencies=dependencies, documentation=documentation
-        ):
-            self.add_route(
-                spec.path,
-                spec.handler,
-                methods=spec.methods,
-                dependencies=spec.dependencies,
-                **spec.options,
-            )
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
         """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""

@@ -311,13 +311,12 @@ class AfterResponse(Coroutine[Any, Any, None]):
         try:
             return running.send(value)
         except StopIteration:
-            self._finished(None)
+            return self._finished(None)
         except Exception as exc:  # only the user's coroutine raises: `_run_all` catches
-            self._finished(exc)
+            return self._finished(exc)
         except BaseException:  # cancelled
             self._release(self._unreleased)
             raise
-        raise StopIteration
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         running = self._running
@@ -328,13 +327,12 @@ class AfterResponse(Coroutine[Any, Any, None]):
         try:
             return running.throw(error)
         except StopIteration:
-            self._finished(None)
+            return self._finished(None)
         except Exception as exc:
-            self._finished(exc)
+            return self._finished(exc)
         except BaseException:
             self._release(self._unreleased)
             raise
-        raise StopIteration
 
     def close(self) -> None:
         if self._running is not None:
@@ -357,18 +355,31 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._running = running  # type: ignore[assignment]
         return running  # type: ignore[return-value]
 
-    def _finished(self, error: Exception | None) -> None:
+    def _finished(self, error: Exception | None) -> Any:
+        """The single task's coroutine has ended (or, after it, the wait for its done-mark)."""
         if error is not None:
             running = self._running
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
-        self._mark_finished(0, failed=error is not None)
-        self._release(self._unreleased)
+        committing = self._mark_finished(0, failed=error is not None)
+        if committing is None:
+            self._release(self._unreleased)
+            raise StopIteration
+        # The work ends once the mark is committed: what runs next is that wait.
+        self._entry_ids = None  # marked
+        self._running = waiting = _until_committed(committing)
+        return waiting.send(None)  # suspends: marks are committed in a later loop iteration
 
-    def _mark_finished(self, index: int, *, failed: bool) -> None:
-        """Tell the journal the task at `index` ended (not when it was cancelled: it stays)."""
+    def _mark_finished(self, index: int, *, failed: bool) -> asyncio.Future[None] | None:
+        """Tell the journal the task at `index` ended (not when it was cancelled: it stays).
+
+        Returns the future of the mark's commit, if the task is journaled: its
+        work has ended only once the mark is committed, so that a crash
+        repeats only work that had not ended.
+        """
         entry_id = self._entry_id(index)
         if entry_id is not None and self._journal is not None:
-            self._journal.finished(entry_id, failed=failed)
+            return self._journal.finished(entry_id, failed=failed)
+        return None
 
     def _entry_id(self, index: int) -> int | None:
         ids = self._entry_ids
@@ -390,7 +401,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
             for index, task in enumerate(self._calls):
                 try:
                     failed = await self._attempts(index, task, trace)
-                    self._mark_finished(index, failed=failed)
+                    committing = self._mark_finished(index, failed=failed)
+                    if committing is not None:
+                        await committing
                 finally:
                     self._release(1)
             self._entry_ids = None  # each was marked as it ended
@@ -462,6 +475,11 @@ class AfterResponse(Coroutine[Any, Any, None]):
 
 async def _done() -> None:
     """A coroutine with nothing to do: what a discarded or failed-to-start task becomes."""
+
+
+async def _until_committed(mark: asyncio.Future[None]) -> None:
+    """What a journaled single task's work runs after the task: the wait for its done-mark."""
+    await mark
 
 
 class WorkGroup:

@@ -22,6 +22,66 @@ from .worker import WorkerLink
 DEMO_APP = "rawbg.demo:app"
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigFlag:
+    """A flag that sets the number `ServerConfig.<field>`: ``max_head_size`` is ``--max-head-size``.
+
+    Its default is the field's, so ``--help`` shows the value config.py chose
+    (and gives the reason for).
+    """
+
+    field: str
+    type: type[int] | type[float]
+    metavar: str
+    help: str
+
+    def add_to(self, group: argparse._ActionsContainer) -> None:
+        group.add_argument(
+            flag_name(self.field),
+            type=self.type,
+            default=CONFIG_DEFAULTS[self.field],
+            metavar=self.metavar,
+            help=f"{self.help} (default: %(default)s)",
+        )
+
+
+CONFIG_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ServerConfig)}
+
+#: the "limits and timeouts" group of ``--help``
+LIMIT_FLAGS = (
+    ConfigFlag("max_head_size", int, "BYTES", "largest request line + headers; larger gets 431"),
+    ConfigFlag("max_body_size", int, "BYTES", "largest request body; larger gets 413"),
+    ConfigFlag(
+        "timeout_keep_alive",
+        float,
+        "SECONDS",
+        "close a connection idle this long; a request head must arrive "
+        "within this time of its first byte, else 408",
+    ),
+    ConfigFlag(
+        "min_body_rate",
+        float,
+        "BYTES_PER_SECOND",
+        "a request body must arrive at least this fast on average, after a "
+        "grace of --timeout-keep-alive, else 408; 0 turns the rule off",
+    ),
+    ConfigFlag("limit_concurrency", int, "N", "open connections served at once; more get 503"),
+    ConfigFlag(
+        "max_pending_tasks",
+        int,
+        "N",
+        "pending background tasks process-wide; at this many the server "
+        "stops reading new requests until some finish",
+    ),
+    ConfigFlag(
+        "timeout_graceful_shutdown",
+        float,
+        "SECONDS",
+        "on SIGINT/SIGTERM, wait this long for pending background work before cancelling it",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m rawbg",
@@ -81,14 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the same events to FILE as Chrome trace-event JSON (open it in Perfetto);"
         " with --workers, each worker writes its own, FILE.<pid> (trace.json: trace.<pid>.json)",
     )
-    parser.add_argument(
-        "--loop-block-warning",
-        type=float,
-        default=defaults.DEFAULT_LOOP_BLOCK_WARNING,
-        metavar="SECONDS",
-        help="warn when the event loop is blocked this long, naming the handler, "
-        "dependency or background task that blocked it; 0 turns it off (default: %(default)s)",
-    )
+    ConfigFlag(
+        "loop_block_warning",
+        float,
+        "SECONDS",
+        "warn when the event loop is blocked this long, naming the handler, "
+        "dependency or background task that blocked it; 0 turns it off",
+    ).add_to(parser)
     parser.add_argument(
         "--gc-interval",
         type=float,
@@ -140,59 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the path prefix the proxy strips before forwarding (request.root_path)",
     )
     limits = parser.add_argument_group("limits and timeouts")
-    limits.add_argument(
-        "--max-head-size",
-        type=int,
-        default=defaults.DEFAULT_MAX_HEAD_SIZE,
-        metavar="BYTES",
-        help="largest request line + headers; larger gets 431 (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--max-body-size",
-        type=int,
-        default=defaults.DEFAULT_MAX_BODY_SIZE,
-        metavar="BYTES",
-        help="largest request body; larger gets 413 (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--timeout-keep-alive",
-        type=float,
-        default=defaults.DEFAULT_TIMEOUT_KEEP_ALIVE,
-        metavar="SECONDS",
-        help="close a connection idle this long; a request head must arrive "
-        "within this time of its first byte, else 408 (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--min-body-rate",
-        type=float,
-        default=defaults.DEFAULT_MIN_BODY_RATE,
-        metavar="BYTES_PER_SECOND",
-        help="a request body must arrive at least this fast on average, after a "
-        "grace of --timeout-keep-alive, else 408; 0 turns the rule off (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--limit-concurrency",
-        type=int,
-        default=defaults.DEFAULT_LIMIT_CONCURRENCY,
-        metavar="N",
-        help="open connections served at once; more get 503 (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--max-pending-tasks",
-        type=int,
-        default=defaults.DEFAULT_MAX_PENDING_TASKS,
-        metavar="N",
-        help="pending background tasks process-wide; at this many the server "
-        "stops reading new requests until some finish (default: %(default)s)",
-    )
-    limits.add_argument(
-        "--timeout-graceful-shutdown",
-        type=float,
-        default=defaults.DEFAULT_TIMEOUT_GRACEFUL_SHUTDOWN,
-        metavar="SECONDS",
-        help="on SIGINT/SIGTERM, wait this long for pending background work "
-        "before cancelling it (default: %(default)s)",
-    )
+    for flag in LIMIT_FLAGS:
+        flag.add_to(limits)
     journal = parser.add_argument_group("task journal (durable background tasks)")
     journal.add_argument(
         "--task-journal",
@@ -207,22 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal: entries survive a process crash; full: also a power loss, "
         "with an fsync per group commit (default: %(default)s)",
     )
-    journal.add_argument(
-        "--task-journal-lease",
-        type=float,
-        default=defaults.DEFAULT_TASK_JOURNAL_LEASE,
-        metavar="SECONDS",
-        help="another process takes over this one's journaled tasks once it has not "
-        "renewed its lease for this long (default: %(default)s)",
-    )
-    journal.add_argument(
-        "--task-journal-busy-timeout",
-        type=float,
-        default=defaults.DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT,
-        metavar="SECONDS",
-        help="how long a commit waits for a locked journal before the request "
-        "gets 503 (default: %(default)s)",
-    )
+    ConfigFlag(
+        "task_journal_lease",
+        float,
+        "SECONDS",
+        "another process takes over this one's journaled tasks once it has not "
+        "renewed its lease for this long",
+    ).add_to(journal)
+    ConfigFlag(
+        "task_journal_busy_timeout",
+        float,
+        "SECONDS",
+        "how long a commit waits for a locked journal before the request gets 503",
+    ).add_to(journal)
     journal.add_argument(
         "--task-journal-commit",
         choices=("group", "request"),
@@ -287,10 +292,14 @@ def config_error(exc: ValueError) -> str:
     """A `ServerConfig` error, with its field names spelled as the command-line flags."""
     message = str(exc)
     for field in dataclasses.fields(ServerConfig):
-        flag = "--" + field.name.replace("_", "-")
         # not inside a flag already written (`loop` in --loop-block-warning)
-        message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", flag, message)
+        message = re.sub(rf"(?<![\w-]){field.name}(?![\w-])", flag_name(field.name), message)
     return message
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a `ServerConfig` field: ``max_head_size`` -> ``--max-head-size``."""
+    return "--" + field.replace("_", "-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -361,11 +370,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 serve(app, config, on_listening=link.announce, parent_pid=link.supervisor_pid)
             )
     except JournalError as exc:
-        print(f"error: --task-journal {config.task_journal}: {exc}", file=sys.stderr)
+        print(journal_error(config, exc), file=sys.stderr)
         return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
+
+
+def journal_error(config: ServerConfig, exc: Exception) -> str:
+    """The one line that says why the task journal cannot be used."""
+    return f"error: --task-journal {config.task_journal}: {exc}"
 
 
 def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:
@@ -377,6 +391,8 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit(f"error: --workers must be at least 1, got {workers}")
+    from .journal import JournalError
+
     supervisor = Supervisor(
         argv=argv,
         config=config,
@@ -385,6 +401,9 @@ def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -
     )
     try:
         return asyncio.run(supervisor.run())
+    except JournalError as exc:  # checked once here, not by each worker
+        print(journal_error(config, exc), file=sys.stderr)
+        return defaults.EXIT_ERROR
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR

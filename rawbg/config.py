@@ -179,6 +179,15 @@ GC_IDLE_CHECK = 1.0
 # (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
 STILL_BLOCKED_REPORT = 10.0
 
+# A connection's first deadline timer is armed at most this far ahead (and
+# re-armed for the real deadline if it fires first). Most requests arrive well
+# within it, and a timer cancelled when its connection closes stays in
+# asyncio's heap until its time: armed for the full 5 s head timeout, a burst
+# of short connections leaves 5 s worth of dead timers behind, ~140 bytes
+# each, counted against the pending tasks they outlive. One early wake-up per
+# idle connection is the price.
+FIRST_DEADLINE_CHECK = 0.25
+
 # Pause reading when this much unprocessed input has piled up while the
 # connection task was busy: 64 KiB is asyncio's own default write high-water
 # mark, and more than enough for a few pipelined requests.

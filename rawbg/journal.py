@@ -17,9 +17,14 @@ How entries are claimed: each process is an *owner* with a lease (a time
 until which it is known to be alive), renewed by its writer thread. An
 entry belongs to the owner that wrote or claimed it. Entries whose owner's
 lease has expired, or whose owner is a process of this host that no longer
-exists, or who gave up its lease at a graceful shutdown, are claimed by the
-next process that looks (`claim_orphans`): so a live process's tasks never
-run twice, and a dead one's are taken over.
+exists (its pid does not run, or now belongs to another process: the store
+keeps what tells one process from a later one with the same pid), or who
+gave up its lease at a graceful shutdown, are claimed by the next process
+that looks (`claim_orphans`): so a live process's tasks never run twice, and
+a dead one's are taken over.
+
+The store's format has a version (`FORMAT_VERSION`): an older journal is
+migrated when it is opened, a newer one refused with a `JournalError`.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .journal_writer import JournalWriter
 
-#: the version of the journal format this rawbg writes; a newer one is refused
-FORMAT_VERSION = 1
+#: the version of the journal format this rawbg writes; an older one is
+#: migrated at open, a newer one is refused. 2: owners record their process's start
+FORMAT_VERSION = 2
 
 
 class JournalError(Exception):
@@ -83,6 +89,13 @@ class TaskStore(Protocol):
 
     def open(self, *, owner: str, lease_until: float) -> None:
         """Create or check the store and register `owner`; `JournalError` if unusable."""
+
+    def check(self) -> None:
+        """Create or check the store, then close it; `JournalError` if unusable.
+
+        A supervisor calls it before it starts workers, so that a bad journal
+        is one error, not one per worker.
+        """
 
     def write(
         self,

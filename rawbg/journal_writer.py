@@ -12,10 +12,13 @@ gathers. So the cost of a commit is shared by every request that finished
 handling in the same ~millisecond, and under load a commit costs each
 request little.
 
-Finished tasks are not written one by one: `finished` appends to a queue
-that the writer empties with its next commit, or within `DONE_FLUSH_SECONDS`.
-A crash may lose the last few done-marks; those tasks then run again (the
-promise is *at least once*).
+Finished tasks are marked done the same way: `finished` queues the mark
+and returns a future, and the marks of one loop iteration ride along with
+the next commit, in a batch. A task's work ends only when that future
+resolves: a process killed in between runs the task again (the promise is
+*at least once*), but then it was, to rawbg, still running. With no done-mark
+window of its own, nothing finished is left unmarked for longer than one
+commit (docs/ARCHITECTURE.md, "Done-marks in batches").
 
 The writer thread also renews this process's lease every third of
 ``task_journal_lease`` and, at the same time, claims the entries of owners
@@ -35,6 +38,7 @@ import socket
 import threading
 import time
 import uuid
+from asyncio import Future
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +48,15 @@ from .policy import resolve_function
 
 logger = logging.getLogger("rawbg.journal")
 
-# Done-marks wait at most this long for a commit to ride along with: a crash
-# re-runs at most this much finished work, and an idle server writes at most
-# ten small transactions a second.
-DONE_FLUSH_SECONDS = 0.1
-
 _STOP = object()
+
+# What the loop hands the writer thread at the end of an iteration: the
+# requests' entry groups, each with the future of its ids, and the futures of
+# the done-marks made in that iteration.
+Group = tuple[list[NewEntry], Future[list[int]]]
+Marks = list[Future[None]]
+#: a group's ids once committed, or the error that refused it
+CommitResult = list[int] | Exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +82,15 @@ class JournalWriter:
         self.on_orphans: Callable[[list[RecoveredTask]], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        # loop side: the groups recorded in this loop iteration
-        self._gathering: list[tuple[list[NewEntry], asyncio.Future[list[int]]]] = []
+        # loop side: what this loop iteration recorded and marked, until `_hand_over`
+        self._gathering: list[Group] = []
+        self._marking: Marks = []
+        self._hand_over_due = False
+        # shared: the marks themselves (a deque's append and popleft are thread-safe)
+        self._finished: collections.deque[Outcome] = collections.deque()
+        self._attempts: collections.deque[tuple[int, int]] = collections.deque()
         # thread side
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._finished: collections.deque[Outcome] = collections.deque()  # append is thread-safe
-        self._attempts: collections.deque[tuple[int, int]] = collections.deque()
         self.commits = 0  # transactions that carried new entries, for tests and benchmarks
 
     # -- start-up and stop (blocking parts run before the loop serves) -------------------
@@ -107,62 +117,79 @@ class JournalWriter:
 
     def record(self, entries: list[NewEntry]) -> asyncio.Future[list[int]]:
         """Journal `entries`; the future gives their ids once committed, or `JournalUnavailable`."""
-        loop = self._loop
-        assert loop is not None, "the journal writer is not started"
-        future: asyncio.Future[list[int]] = loop.create_future()
-        if not self._gathering:
-            loop.call_soon(self._hand_over)  # after every request of this iteration has added
+        future: asyncio.Future[list[int]] = self._soon_handed_over().create_future()
         self._gathering.append((entries, future))
         return future
 
-    def finished(self, entry_id: int, *, failed: bool) -> None:
+    def finished(self, entry_id: int, *, failed: bool) -> asyncio.Future[None]:
+        """Mark a task done (deleted) or failed (kept); the future resolves once committed.
+
+        It resolves even if the commit failed (logged): the task has run, and
+        at worst it runs again after a crash.
+        """
         self._finished.append(Outcome(entry_id, failed))
+        future: asyncio.Future[None] = self._soon_handed_over().create_future()
+        self._marking.append(future)
+        return future
 
     def attempted(self, entry_id: int, attempts: int) -> None:
+        """Note a failed attempt of a task that will be retried (with the next commit)."""
         self._attempts.append((entry_id, attempts))
+        self._soon_handed_over()
+
+    def _soon_handed_over(self) -> asyncio.AbstractEventLoop:
+        """Make sure this iteration's records and marks go to the writer; return the loop."""
+        loop = self._loop
+        assert loop is not None, "the journal writer is not started"
+        if not self._hand_over_due:
+            self._hand_over_due = True
+            loop.call_soon(self._hand_over)  # after every request of this iteration has added
+        return loop
 
     def _hand_over(self) -> None:
-        if self._gathering:
-            self._inbox.put(self._gathering)
-            self._gathering = []
+        self._hand_over_due = False
+        if self._gathering or self._marking or self._attempts:
+            self._inbox.put((self._gathering, self._marking))
+            self._gathering, self._marking = [], []
 
-    def _deliver(
-        self,
-        groups: list[tuple[list[NewEntry], asyncio.Future[list[int]]]],
-        ids: list[list[int]] | None,
-        error: BaseException | None,
-    ) -> None:
-        for index, (_, future) in enumerate(groups):
-            if future.done():
+    def _deliver(self, results: list[tuple[Future[list[int]], CommitResult]], marks: Marks) -> None:
+        """On the loop: give each group its ids or its error; end the done-marks' waits."""
+        for future, result in results:
+            if future.done():  # its request was cancelled while it waited
                 continue
-            if ids is not None:
-                future.set_result(ids[index])
+            if isinstance(result, BaseException):
+                future.set_exception(JournalUnavailable(f"the task journal failed: {result}"))
             else:
-                future.set_exception(JournalUnavailable(f"the task journal failed: {error}"))
+                future.set_result(result)
+        for mark in marks:
+            if not mark.done():
+                mark.set_result(None)
 
     # -- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
         lease_due = time.monotonic() + self.lease / 3
         while True:
-            timeout = max(0.0, min(DONE_FLUSH_SECONDS, lease_due - time.monotonic()))
-            try:
-                item = self._inbox.get(timeout=timeout)
+            try:  # asleep until there is work, or the lease is due
+                item = self._inbox.get(timeout=max(0.0, lease_due - time.monotonic()))
             except queue.Empty:
                 item = None
-            groups: list[tuple[list[NewEntry], asyncio.Future[list[int]]]] = []
+            groups: list[Group] = []
+            marks: Marks = []
             stopping = False
             while item is not None:  # take everything that is waiting: one group commit
                 if item is _STOP:
                     stopping = True
                 else:
-                    groups.extend(item)
+                    groups.extend(item[0])
+                    marks.extend(item[1])
                 try:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-            if groups or self._finished or self._attempts:
-                self._write(groups)
+            results = self._write(groups)
+            if results or marks:
+                self._post(results, marks)
             if stopping:
                 self._close()
                 return
@@ -170,10 +197,17 @@ class JournalWriter:
                 lease_due = time.monotonic() + self.lease / 3
                 self._renew_and_claim()
 
-    def _write(self, groups: list[tuple[list[NewEntry], asyncio.Future[list[int]]]]) -> None:
+    def _write(self, groups: list[Group]) -> list[tuple[Future[list[int]], CommitResult]]:
+        """Commit the groups (in one transaction, or one each without group commit) and the marks.
+
+        Returns each group's future with its ids, or with the error that refused it.
+        """
+        if not (groups or self._finished or self._attempts):
+            return []
         finished = _drain(self._finished)
         attempts = _drain(self._attempts)
         batches = [groups] if self.group_commit or not groups else [[group] for group in groups]
+        results: list[tuple[Future[list[int]], CommitResult]] = []
         for batch in batches:
             try:
                 ids = self.store.write(
@@ -187,23 +221,22 @@ class JournalWriter:
                 # keep the marks for the next commit; the new entries are refused
                 self._finished.extend(finished)
                 self._attempts.extend(attempts)
-                self._post(batch, None, exc)
+                results.extend((future, exc) for _, future in batch)
             else:
                 if batch:
                     self.commits += 1
-                self._post(batch, ids, None)
+                results.extend(
+                    (future, found) for (_, future), found in zip(batch, ids, strict=True)
+                )
             finished, attempts = [], []
+        return results
 
-    def _post(
-        self,
-        batch: list[tuple[list[NewEntry], asyncio.Future[list[int]]]],
-        ids: list[list[int]] | None,
-        error: BaseException | None,
-    ) -> None:
-        if batch and self._loop is not None:
+    def _post(self, results: list[tuple[Future[list[int]], CommitResult]], marks: Marks) -> None:
+        """Hand the outcome of a commit to the loop, in one wake-up."""
+        if self._loop is not None:
             # a closed loop raises RuntimeError: nobody waits any more
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._deliver, batch, ids, error)
+                self._loop.call_soon_threadsafe(self._deliver, results, marks)
 
     def _renew_and_claim(self) -> None:
         try:

@@ -26,6 +26,10 @@ class Invalid(Exception):
         super().__init__(errors)
         self.errors = errors
 
+    def under(self, *path: Any) -> list[dict[str, Any]]:
+        """The entries, each ``loc`` put under `path` (the field or index that held the value)."""
+        return [{**error, "loc": [*path, *error["loc"]]} for error in self.errors]
+
 
 def invalid(type_: str, msg: str, value: Any, ctx: dict[str, Any] | None = None) -> Invalid:
     """One 422 entry about `value` itself (an empty ``loc``), as an exception to raise."""
@@ -33,6 +37,14 @@ def invalid(type_: str, msg: str, value: Any, ctx: dict[str, Any] | None = None)
     if ctx is not None:
         entry["ctx"] = ctx
     return Invalid([entry])
+
+
+def unparsable(type_: str, expected: str, value: Any, problem: str) -> Invalid:
+    """`invalid` for a value that does not parse: "`expected`, `problem`" (pydantic's wording).
+
+    The `problem` is also the entry's ``ctx["error"]``, as pydantic gives it.
+    """
+    return invalid(type_, f"{expected}, {problem}", value, {"error": problem})
 
 
 def to_str(value: Any) -> str:
@@ -179,12 +191,8 @@ def to_uuid(value: Any) -> uuid.UUID:
         try:
             return uuid.UUID(value)
         except ValueError:
-            problem = _uuid_problem(value)
-            raise invalid(
-                "uuid_parsing",
-                f"Input should be a valid UUID, {problem}",
-                value,
-                {"error": problem},
+            raise unparsable(
+                "uuid_parsing", "Input should be a valid UUID", value, _uuid_problem(value)
             ) from None
     raise invalid("uuid_type", "UUID input should be a string, bytes or UUID object", value)
 
@@ -241,13 +249,16 @@ def to_datetime(value: Any) -> datetime.datetime:
             problem = _date_problem(value)
             if len(value) > 10 and problem == "day value is outside expected range":
                 problem = "invalid datetime format"
-            raise invalid(
+            raise unparsable(
                 "datetime_from_date_parsing",
-                f"Input should be a valid datetime or date, {problem}",
+                "Input should be a valid datetime or date",
                 value,
-                {"error": problem},
+                problem,
             ) from None
     raise invalid("datetime_type", "Input should be a valid datetime", value)
+
+
+_DATE_EXPECTED = "Input should be a valid date or datetime"
 
 
 def to_date(value: Any) -> datetime.date:
@@ -259,25 +270,17 @@ def to_date(value: Any) -> datetime.date:
         try:
             return datetime.date.fromisoformat(value.strip())
         except ValueError:
-            problem = _date_problem(value.strip())
-            raise invalid(
-                "date_from_datetime_parsing",
-                f"Input should be a valid date or datetime, {problem}",
-                value,
-                {"error": problem},
+            raise unparsable(
+                "date_from_datetime_parsing", _DATE_EXPECTED, value, _date_problem(value.strip())
             ) from None
     else:
         try:
             moment = to_datetime(value)
         except Invalid:
-            problem = _date_problem(value) if isinstance(value, str) else ""
             if not isinstance(value, str):
                 raise invalid("date_type", "Input should be a valid date", value) from None
-            raise invalid(
-                "date_from_datetime_parsing",
-                f"Input should be a valid date or datetime, {problem}",
-                value,
-                {"error": problem},
+            raise unparsable(
+                "date_from_datetime_parsing", _DATE_EXPECTED, value, _date_problem(value)
             ) from None
     if moment.time() != datetime.time(0):
         raise invalid(
@@ -305,6 +308,9 @@ def _time_problem(text: str) -> str:
     return "invalid time format"
 
 
+_TIME_EXPECTED = "Input should be in a valid time format"
+
+
 def to_time(value: Any) -> datetime.time:
     if isinstance(value, datetime.time):
         return value
@@ -314,13 +320,7 @@ def to_time(value: Any) -> datetime.time:
                 raise ValueError(value)
             return datetime.time.fromisoformat(value)
         except ValueError:
-            problem = _time_problem(value)
-            raise invalid(
-                "time_parsing",
-                f"Input should be in a valid time format, {problem}",
-                value,
-                {"error": problem},
-            ) from None
+            raise unparsable("time_parsing", _TIME_EXPECTED, value, _time_problem(value)) from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not 0 <= value < 86400:
             problem = (
@@ -328,12 +328,7 @@ def to_time(value: Any) -> datetime.time:
                 if value < 0
                 else "numeric times may not exceed 86,399 seconds"
             )
-            raise invalid(
-                "time_parsing",
-                f"Input should be in a valid time format, {problem}",
-                value,
-                {"error": problem},
-            )
+            raise unparsable("time_parsing", _TIME_EXPECTED, value, problem)
         moment = datetime.datetime.min + datetime.timedelta(seconds=value)
         return moment.time().replace(tzinfo=datetime.UTC)
     raise invalid("time_type", "Input should be a valid time", value)
@@ -360,6 +355,9 @@ _UNIT_SECONDS = {
 }
 
 
+_TIMEDELTA_EXPECTED = "Input should be a valid timedelta"
+
+
 def to_timedelta(value: Any) -> datetime.timedelta:
     if isinstance(value, datetime.timedelta):
         return value
@@ -367,11 +365,11 @@ def to_timedelta(value: Any) -> datetime.timedelta:
         try:
             return datetime.timedelta(seconds=value)
         except OverflowError:
-            raise invalid(
+            raise unparsable(
                 "time_delta_parsing",
-                "Input should be a valid timedelta, durations may not exceed 999,999,999 hours",
+                _TIMEDELTA_EXPECTED,
                 value,
-                {"error": "durations may not exceed 999,999,999 hours"},
+                "durations may not exceed 999,999,999 hours",
             ) from None
     if isinstance(value, str):
         text = value
@@ -386,10 +384,5 @@ def to_timedelta(value: Any) -> datetime.timedelta:
             except OverflowError:
                 pass
         problem = "invalid digit in duration" if text[:1].isalpha() else "invalid duration format"
-        raise invalid(
-            "time_delta_parsing",
-            f"Input should be a valid timedelta, {problem}",
-            value,
-            {"error": problem},
-        )
+        raise unparsable("time_delta_parsing", _TIMEDELTA_EXPECTED, value, problem)
     raise invalid("time_delta_type", "Input should be a valid timedelta", value)

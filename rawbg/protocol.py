@@ -18,18 +18,30 @@ apply flow control in both directions.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from typing import TYPE_CHECKING, cast
 
 import h11
 
-from .config import INPUT_HIGH_WATER, LINGER_SECONDS, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER
+from .config import (
+    FIRST_DEADLINE_CHECK,
+    INPUT_HIGH_WATER,
+    LINGER_SECONDS,
+    OUTPUT_HIGH_WATER,
+    OUTPUT_LOW_WATER,
+)
 from .errors import ClientDisconnected
 from .requests import Address, client_label
 
 if TYPE_CHECKING:
     from .proxy import TrustedProxies
     from .server import Server
+
+#: the context the deadline timers run in. They read no context variable, and
+#: a timer given none copies the current context, which a cancelled timer keeps
+#: until its time comes: docs/ARCHITECTURE.md, "A pending task keeps little".
+_TIMER_CONTEXT = contextvars.Context()
 
 logger = logging.getLogger("rawbg.protocol")
 
@@ -54,6 +66,7 @@ class HttpProtocol(asyncio.Protocol):
         # Idle deadline: one timer per connection, moved only when it fires early
         self._deadline: float | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer_armed_before = False
         self._timed_out = False
         #: loop time of the first byte of the request head now being received
         self._first_byte_at: float | None = None
@@ -168,7 +181,11 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = deadline
         self._timed_out = False
         if self._deadline_timer is None:
-            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
+            when = deadline
+            if not self._deadline_timer_armed_before:  # config.FIRST_DEADLINE_CHECK says why
+                self._deadline_timer_armed_before = True
+                when = min(deadline, self._loop.time() + FIRST_DEADLINE_CHECK)
+            self._arm_deadline_timer(when)
         try:
             await self.receive()
         finally:
@@ -199,7 +216,12 @@ class HttpProtocol(asyncio.Protocol):
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
-            self._deadline_timer = self._loop.call_at(deadline, self._deadline_reached, deadline)
+            self._arm_deadline_timer(deadline)
+
+    def _arm_deadline_timer(self, when: float) -> None:
+        self._deadline_timer = self._loop.call_at(
+            when, self._deadline_reached, when, context=_TIMER_CONTEXT
+        )
 
     def wake(self) -> None:
         """Make a pending `receive` return (used by shutdown to end an idle wait)."""

@@ -115,7 +115,7 @@ def pydantic_validator(
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseOptions:
-    """The ``response_model_*`` options of a route, as FastAPI names them."""
+    """A route's ``response_model_*`` options, named without the prefix (``exclude_none``)."""
 
     include: Any = None
     exclude: Any = None

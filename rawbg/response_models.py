@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
 from .errors import RouteDefinitionError
 from .pydantic_support import (
@@ -43,18 +43,6 @@ DEFAULT: Any = _Default()
 ResponseModel = Any
 
 
-class ResponseModelOptions(TypedDict, total=False):
-    """The keywords of a route about its response model (all optional, keyword-only)."""
-
-    response_model: Any
-    response_model_include: Any
-    response_model_exclude: Any
-    response_model_by_alias: bool
-    response_model_exclude_unset: bool
-    response_model_exclude_defaults: bool
-    response_model_exclude_none: bool
-
-
 def _is_response_type(annotation: Any) -> bool:
     if isinstance(annotation, type) and issubclass(annotation, Response):
         return True
@@ -64,10 +52,12 @@ def _is_response_type(annotation: Any) -> bool:
 
 
 def plan_response_model(
-    handler: Callable[..., Any], options: ResponseModelOptions
+    handler: Callable[..., Any], model: ResponseModel, *, options: ResponseOptions
 ) -> ResponseSerializer | None:
-    """The function that turns `handler`'s return value into JSON types, or None for as-is."""
-    model = options.get("response_model", DEFAULT)
+    """The function that turns `handler`'s return value into JSON types, or None for as-is.
+
+    `model` is the route's ``response_model=``; `DEFAULT` means the return annotation.
+    """
     if model is DEFAULT:
         try:
             model = typing.get_type_hints(handler).get("return", None)
@@ -94,15 +84,7 @@ def plan_response_model(
                 f"response_model={model!r} {missing_pydantic('validating the response')}"
             )
         return None  # a plain return annotation, not checked without pydantic
-    response_options = ResponseOptions(
-        include=options.get("response_model_include"),
-        exclude=options.get("response_model_exclude"),
-        by_alias=options.get("response_model_by_alias", True),
-        exclude_unset=options.get("response_model_exclude_unset", False),
-        exclude_defaults=options.get("response_model_exclude_defaults", False),
-        exclude_none=options.get("response_model_exclude_none", False),
-    )
     try:
-        return ResponseSerializer(pydantic, model, response_options)
+        return ResponseSerializer(pydantic, model, options)
     except Exception as exc:  # pydantic cannot make a schema of it: the route's mistake
         raise RouteDefinitionError(f"response model {model!r}: {exc}") from exc

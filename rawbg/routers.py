@@ -8,9 +8,10 @@ a broken signature in a router still fails at import time, at the
 ``include_router`` line. Including is a snapshot, as in FastAPI: a route added
 to the router afterwards is not served.
 
-`RouteDecorators` is the one definition of ``get``/``post``/... shared by
-`App` and `APIRouter`: each forwards its options to ``add_api_route``, so an
-option a route accepts is declared in one place, ``App.add_route``.
+`RouteDecorators` is the one definition of ``get``/``post``/... and of
+``include_router`` shared by `App` and `APIRouter`: each forwards its options
+to ``add_api_route``, so an option a route accepts is declared in one place,
+``App.add_route``, and an app includes a router the way a router does.
 
 Route dependencies (``dependencies=[Depends(check)]`` on a route, a router,
 an ``include_router`` call or the App) are planned as parameters of the
@@ -23,7 +24,7 @@ the others.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,11 @@ ROUTE_DEPENDENCY_PREFIX = "dependencies["
 
 
 class RouteDecorators:
-    """``get``, ``post``, ... ``api_route``: the route decorators of `App` and `APIRouter`."""
+    """``get``, ``post``, ... ``api_route``, ``include_router``: shared by `App` and `APIRouter`.
+
+    Each registers through ``add_api_route``, the one method the two define
+    apart (an `App` plans the route, an `APIRouter` records it).
+    """
 
     def add_api_route(
         self, path: str, handler: Handler, *, methods: Sequence[str] | None = None, **options: Any
@@ -94,6 +99,35 @@ class RouteDecorators:
 
     def options(self, path: str, **options: Any) -> Callable[[HandlerT], HandlerT]:
         return self.api_route(path, methods=["OPTIONS"], **options)
+
+    def include_router(
+        self,
+        router: APIRouter,
+        *,
+        prefix: str = "",
+        tags: Sequence[Any] | None = None,
+        dependencies: Sequence[Depends] | None = None,
+        responses: Mapping[Any, Any] | None = None,
+        **documentation: Any,
+    ) -> None:
+        """Add `router`'s routes under `prefix`, after `dependencies`: a snapshot.
+
+        Each route goes through ``add_api_route`` as if declared here with the
+        joined path, so this object's own prefix and dependencies apply too.
+        """
+        if not isinstance(router, APIRouter):
+            raise TypeError(f"include_router takes an APIRouter, not {type(router).__name__}")
+        check_prefix(prefix)
+        check_documentation_options(documentation, what="include_router()")
+        extra = check_dependencies(dependencies, where="include_router(dependencies=)")
+        for spec in list(router.routes):  # a snapshot: later additions are not included
+            self.add_api_route(
+                join_paths(prefix, spec.path, handler=spec.handler),
+                spec.handler,
+                methods=spec.methods,
+                dependencies=(*extra, *spec.dependencies),
+                **spec.options,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,53 +185,6 @@ class APIRouter(RouteDecorators):
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
 
-    def include_router(
-        self,
-        router: APIRouter,
-        *,
-        prefix: str = "",
-        tags: Sequence[Any] | None = None,
-        dependencies: Sequence[Depends] | None = None,
-        responses: Mapping[Any, Any] | None = None,
-        **documentation: Any,
-    ) -> None:
-        """Copy `router`'s routes into this one, under `prefix`, after `dependencies`."""
-        for spec in included_routes(
-            router, prefix=prefix, dependencies=dependencies, documentation=documentation
-        ):
-            self.routes.append(
-                RouteSpec(
-                    join_paths(self.prefix, spec.path, handler=spec.handler),
-                    spec.handler,
-                    spec.methods,
-                    (*self.dependencies, *spec.dependencies),
-                    spec.options,
-                )
-            )
-
-
-def included_routes(
-    router: APIRouter,
-    *,
-    prefix: str,
-    dependencies: Sequence[Depends] | None,
-    documentation: Mapping[str, Any],
-) -> Iterable[RouteSpec]:
-    """`router`'s routes as ``include_router(router, prefix=, dependencies=)`` adds them."""
-    if not isinstance(router, APIRouter):
-        raise TypeError(f"include_router takes an APIRouter, not {type(router).__name__}")
-    check_prefix(prefix)
-    check_documentation_options(documentation, what="include_router()")
-    extra = check_dependencies(dependencies, where="include_router(dependencies=)")
-    for spec in list(router.routes):  # a snapshot: later additions are not included
-        yield RouteSpec(
-            join_paths(prefix, spec.path, handler=spec.handler),
-            spec.handler,
-            spec.methods,
-            (*extra, *spec.dependencies),
-            spec.options,
-        )
-
 
 def check_prefix(prefix: str) -> None:
     if prefix and not prefix.startswith("/"):
@@ -216,8 +203,11 @@ def join_paths(prefix: str, path: str, *, handler: Handler) -> str:
     return prefix + path
 
 
-def check_documentation_options(options: Mapping[str, Any], *, what: str) -> None:
-    unknown = sorted(set(options) - DOCUMENTATION_OPTIONS)
+def check_documentation_options(
+    options: Mapping[str, Any], *, what: str, accepted: frozenset[str] = DOCUMENTATION_OPTIONS
+) -> None:
+    """Refuse a keyword that is not one of the `accepted` OpenAPI-only options, as Python would."""
+    unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{what} got unexpected keyword argument(s): {', '.join(unknown)}")
 

@@ -47,7 +47,7 @@ from .lifespan import StartupFailed, run_lifespan
 from .loops import check_running_loop, loop_factory, running_loop_name
 from .protocol import HttpProtocol
 from .proxy import TrustedProxies
-from .sqlite_journal import SQLiteTaskStore
+from .sqlite_journal import configured_store
 from .trace import ConnectionTrace, TraceFile
 from .watchdog import LoopWatchdog
 
@@ -185,14 +185,10 @@ class Server:
 
     def _open_journal(self, loop: asyncio.AbstractEventLoop) -> list[RecoveredTask]:
         config = self.config
-        assert config.task_journal is not None
-        store = SQLiteTaskStore(
-            config.task_journal,
-            sync=config.task_journal_sync,
-            busy_timeout=config.task_journal_busy_timeout,
-        )
         journal = JournalWriter(
-            store, lease=config.task_journal_lease, group_commit=config.task_journal_group_commit
+            configured_store(config),
+            lease=config.task_journal_lease,
+            group_commit=config.task_journal_group_commit,
         )
         recovered = journal.open()  # blocking, once, before serving
         journal.on_orphans = self.run_recovered

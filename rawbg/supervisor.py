@@ -2,6 +2,10 @@
 
 The supervisor never imports the app and never serves a request. It:
 
+0. **checks** the task journal, if there is one (``--task-journal``): a path
+   that cannot be opened, a file that is not a journal or one from a newer
+   rawbg is one `JournalError`, before any worker starts, instead of the
+   same error from every worker (an older journal is migrated here, once);
 1. **binds** the address once (TCP or ``--uds``) and keeps the listening socket
    open for its whole life. Each worker inherits it (`rawbg.worker`) and
    accepts from the same kernel queue. A connection that arrives while a
@@ -62,6 +66,7 @@ from .config import (
 )
 from .reload import changes, snapshot
 from .server import LISTEN_BACKLOG, describe_socket
+from .sqlite_journal import configured_store
 from .worker import READY, WorkerLink
 
 logger = logging.getLogger("rawbg.supervisor")
@@ -168,7 +173,14 @@ class Supervisor:
     # -- the whole life ------------------------------------------------------------
 
     async def run(self) -> int:
-        """Bind, start the workers, supervise until a signal; return the exit status."""
+        """Check the journal, bind, start the workers, supervise until a signal.
+
+        Returns the exit status; raises `JournalError` (a journal that cannot
+        be used) or `OSError` (an address that cannot be bound) before any
+        worker starts.
+        """
+        if self._config.task_journal is not None:
+            configured_store(self._config).check()  # blocking, once, before any worker
         self._sock = sock = bind_socket(self._config)
         try:
             return await self._supervise(sock)

@@ -48,6 +48,9 @@ from .params import (
 )
 
 Validator = Callable[[Any], Any]
+#: a constraint's check, ``check(result, value)``: raises `Invalid` about `value` if
+#: `result` (its conversion) breaks the constraint
+Check = Callable[[Any, Any], None]
 
 _INT_SIZE_MSG = "Unable to parse input string as an integer, exceeded maximum size"
 
@@ -254,7 +257,7 @@ class _Builder:
                 try:
                     return member(value)
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [tag, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(tag))
             raise Invalid(errors)
 
         return validate
@@ -277,7 +280,7 @@ class _Builder:
                 try:
                     result.append(item(value[index]))
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [index, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(index))
             if len(value) > len(items):
                 errors.extend(_too("long", "Tuple", len(items), len(value), value).errors)
             if errors:
@@ -312,7 +315,7 @@ class _Builder:
                 try:
                     kwargs[name] = field_validator(value[name]) if field_validator else value[name]
                 except Invalid as exc:
-                    errors.extend({**e, "loc": [name, *e["loc"]]} for e in exc.errors)
+                    errors.extend(exc.under(name))
             if errors:
                 raise Invalid(errors)
             return cls(**kwargs)
@@ -431,7 +434,7 @@ def _sequence(kind: type, item: Validator) -> Validator:
             try:
                 result.append(item(element))
             except Invalid as exc:
-                errors.extend({**e, "loc": [index, *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(index))
         if errors:
             raise Invalid(errors)
         return result if kind is list else kind(result)
@@ -452,11 +455,11 @@ def _mapping(keys: Validator, values: Validator) -> Validator:
             try:
                 new_key = keys(key)
             except Invalid as exc:
-                errors.extend({**e, "loc": [key, "[key]", *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(key, "[key]"))
             try:
                 result[new_key] = values(element)
             except Invalid as exc:
-                errors.extend({**e, "loc": [key, *e["loc"]]} for e in exc.errors)
+                errors.extend(exc.under(key))
         if errors:
             raise Invalid(errors)
         return result
@@ -466,12 +469,22 @@ def _mapping(keys: Validator, values: Validator) -> Validator:
 
 # --- constraints ----------------------------------------------------------------
 
+
+class _Bound(typing.NamedTuple):
+    """One of the ``le``/``lt``/``ge``/``gt`` constraints, as pydantic checks and words it."""
+
+    name: str
+    error_type: str
+    words: str
+    holds: Callable[[Any, Any], bool]
+
+
 # in pydantic's order of checking: the first that fails is the one reported
 _BOUNDS = (
-    ("le", "less_than_equal", "less than or equal to", lambda v, b: v <= b),
-    ("lt", "less_than", "less than", lambda v, b: v < b),
-    ("ge", "greater_than_equal", "greater than or equal to", lambda v, b: v >= b),
-    ("gt", "greater_than", "greater than", lambda v, b: v > b),
+    _Bound("le", "less_than_equal", "less than or equal to", lambda v, b: v <= b),
+    _Bound("lt", "less_than", "less than", lambda v, b: v < b),
+    _Bound("ge", "greater_than_equal", "greater than or equal to", lambda v, b: v >= b),
+    _Bound("gt", "greater_than", "greater than", lambda v, b: v > b),
 )
 _SIZED_NAMES = {list: "List", set: "Set", frozenset: "Set", tuple: "Tuple", dict: "Dictionary"}
 _NUMBERS = (int, float, decimal.Decimal, datetime.date, datetime.time, datetime.timedelta)
@@ -497,7 +510,7 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
     given = constraints.given()
     if not given:
         return validate
-    checks: list[Callable[[Any, Any], None]] = []
+    checks: list[Check] = []
     if kind is str or (isinstance(kind, type) and issubclass(kind, str)):
         allowed = {"min_length", "max_length", "pattern"}
         checks.extend(_string_checks(constraints))
@@ -517,6 +530,12 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
             Refusal.MISTAKE,
         )
 
+    def checked(value: Any) -> Any:
+        result = validate(value)
+        for check in checks:
+            check(result, value)
+        return result
+
     if kind in _SIZED_NAMES and constraints.max_length is not None:
         # pydantic stops reading a sequence at its max_length, before its items' errors
         high, name = constraints.max_length, _SIZED_NAMES[kind]
@@ -524,24 +543,14 @@ def _constrained(validate: Validator, constraints: Constraints, kind: Any) -> Va
         def bounded(value: Any) -> Any:
             if isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > high:
                 raise _too("long", name, high, len(value), value)
-            result = validate(value)
-            for check in checks:
-                check(result, value)
-            return result
+            return checked(value)
 
         return bounded
-
-    def checked(value: Any) -> Any:
-        result = validate(value)
-        for check in checks:
-            check(result, value)
-        return result
-
     return checked
 
 
-def _string_checks(constraints: Constraints) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _string_checks(constraints: Constraints) -> list[Check]:
+    checks: list[Check] = []
     low, high, pattern = constraints.min_length, constraints.max_length, constraints.pattern
     if low is not None:
         word = "character" if low == 1 else "characters"
@@ -590,8 +599,8 @@ def _string_checks(constraints: Constraints) -> list[Callable[[Any, Any], None]]
     return checks
 
 
-def _size_checks(constraints: Constraints, kind: str) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _size_checks(constraints: Constraints, kind: str) -> list[Check]:
+    checks: list[Check] = []
     low, high = constraints.min_length, constraints.max_length
     if low is not None:
 
@@ -610,10 +619,8 @@ def _size_checks(constraints: Constraints, kind: str) -> list[Callable[[Any, Any
     return checks
 
 
-def _number_checks(
-    constraints: Constraints, as_type: type | None
-) -> list[Callable[[Any, Any], None]]:
-    checks: list[Callable[[Any, Any], None]] = []
+def _number_checks(constraints: Constraints, as_type: type | None) -> list[Check]:
+    checks: list[Check] = []
     step = constraints.multiple_of
     if step is not None:
 
@@ -628,29 +635,31 @@ def _number_checks(
                 )
 
         checks.append(multiple)
-    for name, error_type, words, holds in _BOUNDS:
-        bound = getattr(constraints, name)
-        if bound is None:
-            continue
-        shown = bound  # in the message as given; in ctx as a float for a float field
-        if as_type is not None and isinstance(bound, int):
-            bound = as_type(bound)
-
-        def check(
-            result: Any,
-            value: Any,
-            bound: Any = bound,
-            shown: Any = shown,
-            name: str = name,
-            error_type: str = error_type,
-            words: str = words,
-            holds: Callable[[Any, Any], bool] = holds,
-        ) -> None:
-            if not holds(result, bound):
-                raise invalid(error_type, f"Input should be {words} {shown}", value, {name: bound})
-
-        checks.append(check)
+    for bound in _BOUNDS:
+        limit = getattr(constraints, bound.name)
+        if limit is not None:
+            checks.append(_bound_check(bound, limit, as_type=as_type))
     return checks
+
+
+def _bound_check(bound: _Bound, limit: Any, *, as_type: type | None) -> Check:
+    """The check that a result is within `bound` of `limit` (`as_type`: how the result compares)."""
+    shown = limit  # in the message as given; in ctx as a float for a float field
+    if as_type is not None and isinstance(limit, int):
+        limit = as_type(limit)
+
+    holds = bound.holds  # looked up once, not per request
+
+    def check(result: Any, value: Any) -> None:
+        if not holds(result, limit):
+            raise invalid(
+                bound.error_type,
+                f"Input should be {bound.words} {shown}",
+                value,
+                {bound.name: limit},
+            )
+
+    return check
 
 
 _ANNOTATED_TYPES = {

@@ -60,6 +60,13 @@ async def work(n: int, background_tasks: BackgroundTasks):
     return {"queued": n}
 
 
+@app.post("/work-twice/{n}")
+async def work_twice(n: int, background_tasks: BackgroundTasks):
+    background_tasks.add_task(record_run, n)
+    background_tasks.add_task(record_run, -n)
+    return {"queued": [n, -n]}
+
+
 @app.post("/flaky/{key}/{failures}")
 async def queue_flaky(key: str, failures: int, background_tasks: BackgroundTasks):
     background_tasks.add_task(flaky, key, failures)

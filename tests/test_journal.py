@@ -70,7 +70,21 @@ async def test_a_task_is_in_the_journal_when_its_response_arrives_and_gone_once_
         journal_app.GATE.set()
         await client.wait_for_background()
         assert runs_of(runs) == ["run 7"]
-        await until(lambda: rows(journal) == [])  # marked done in its batch
+        assert rows(journal) == []  # its work ended only once its done-mark was committed
+
+
+@pytest.mark.parametrize("path", ["/work/7", "/work-twice/7"])
+async def test_a_journaled_tasks_work_ends_only_once_its_done_mark_is_committed(
+    tmp_path: Path, runs: Path, path: str
+):
+    """So that a crash runs again only work that had not ended (one task, and two in a row)."""
+    journal = tmp_path / "tasks.db"
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        for _ in range(5):
+            assert (await client.post(path)).status_code == 200
+            await client.wait_for_background()
+            assert rows(journal) == []
+    assert len(runs_of(runs)) == 5 * (1 + path.startswith("/work-twice"))
 
 
 async def test_group_commit_puts_concurrent_requests_in_fewer_transactions(

@@ -2,8 +2,9 @@
 
 The workers share one journal. A worker killed with SIGKILL leaves the tasks
 it had acknowledged in it; its replacement (at start-up) or a sibling (when
-the dead worker's lease is taken over) runs them. docs/server-behavior.md,
-"Workers and signals" and "The task journal".
+the dead worker's lease is taken over) runs them. A journal that cannot be
+used is one error from the supervisor, before any worker starts.
+docs/server-behavior.md, "Workers and signals" and "The task journal".
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
 
-from rawbg.config import EXIT_OK
-from tests.processes import WAIT, post, rawbg_process
+import pytest
+
+from rawbg.config import EXIT_ERROR, EXIT_OK
+from rawbg.journal import FORMAT_VERSION
+from rawbg.sqlite_journal import SQLiteTaskStore
+from tests.event_loop import CLI_LOOP_ARGS
+from tests.processes import WAIT, environment, post, rawbg_process
 
 # In the worker that acknowledged it, the task waits until the test creates
 # `release` (so it is still pending when that worker is killed); anywhere
@@ -73,3 +83,67 @@ async def test_a_sigkilled_workers_journaled_tasks_run_in_its_replacement_or_a_s
     # every job ran exactly once; those of the victim in another process
     assert sorted(ran) == sorted(acknowledged_by), lines
     assert all(int(line.split()[1]) != victim for line in lines)
+
+
+def unusable_journal(tmp_path: Path, kind: str) -> Path:
+    if kind == "missing directory":
+        return tmp_path / "no" / "such" / "tasks.journal"
+    path = tmp_path / "tasks.journal"
+    if kind == "not a journal":
+        path.write_text("these are my notes, not a database\n" * 100)
+    else:  # a journal written by a newer rawbg
+        store = SQLiteTaskStore(str(path), sync="normal", busy_timeout=1.0)
+        store.open(owner="newer", lease_until=time.time())
+        store.retire(owner="newer")
+        store.close()
+        with sqlite3.connect(path) as db:
+            db.execute(
+                "UPDATE rawbg_meta SET value = ? WHERE key = 'version'", (str(FORMAT_VERSION + 1),)
+            )
+        db.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("missing directory", "cannot open"),
+        ("not a journal", "not a usable task journal"),
+        ("newer version", "written by a newer rawbg"),
+    ],
+)
+async def test_an_unusable_journal_stops_the_supervisor_with_one_line_before_any_worker(
+    tmp_path: Path, kind: str, why: str
+) -> None:
+    (tmp_path / "journal_app.py").write_text(JOURNAL_APP)
+    journal = unusable_journal(tmp_path, kind)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rawbg",
+        "journal_app:app",
+        "--app-dir",
+        str(tmp_path),
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--task-journal",
+        str(journal),
+        *CLI_LOOP_ARGS,
+        cwd=tmp_path,
+        env=environment(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode == EXIT_ERROR == 1, err.decode()
+    assert out == b""
+    # one line, and no worker was started (the supervisor logs each start)
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith(f"error: --task-journal {journal}: "), line
+    assert why in line
