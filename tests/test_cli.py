@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 import re
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.config import EXIT_WORK_CANCELLED
+from rawbg.config import EXIT_WORK_CANCELLED, GC_FULL_THRESHOLD
 from tests.event_loop import CLI_LOOP_ARGS
-from tests.processes import post
+from tests.processes import get, post
 
 REPO = Path(__file__).resolve().parent.parent
 URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
@@ -359,6 +360,34 @@ async def test_a_bad_limit_whose_flag_starts_with_another_fields_name_is_named_o
     status, _, err = await run_to_exit(tmp_path, "--loop-block-warning", "-1", "--port", "0")
     assert status != 0
     assert err.strip() == "error: --loop-block-warning must not be negative, got -1.0"
+
+
+GC_APP = """
+import gc
+
+from rawbg import App
+
+app = App()
+
+
+@app.get("/gc")
+async def threshold():
+    return {"full": gc.get_threshold()[2]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "full"),
+    [((), GC_FULL_THRESHOLD), (("--gc-interval", "0"), gc.get_threshold()[2])],
+    ids=["gc-clock", "gc-interval-0"],
+)
+async def test_the_server_starts_its_gc_clock_unless_the_gc_interval_is_0(tmp_path, args, full):
+    # the clock raises the full-collection threshold when it starts (rawbg/gc_clock.py)
+    (tmp_path / "gc_app.py").write_text(GC_APP)
+    async with serving_process(tmp_path, "gc_app:app", *args) as (_, port):
+        status, body = await get(port, "/gc")
+    assert status == 200
+    assert body == b'{"full":%d}' % full
 
 
 async def test_a_negative_gc_interval_is_named_by_its_flag(tmp_path):
