@@ -1,8 +1,8 @@
 """`GcClock`: the cyclic GC's young collections on a clock, while background work is pending.
 
-CPython (3.11 to 3.13) starts a young collection when the GC-tracked objects
-allocated since the last one, minus those freed, pass 700, and a freed
-object counts whatever generation it was in. A server in a steady state with
+CPython (3.11, where this was measured) starts a young collection when the
+GC-tracked objects allocated since the last one, minus those freed, pass
+700, and a freed object counts whatever generation it was in. A server in a steady state with
 pending tasks (1 s tasks at 4 000 req/s) allocates about 12 tracked objects
 per request that live as long as the request's task, and frees as many as
 older tasks end: the count stays near zero, no young collection comes, and
@@ -15,11 +15,11 @@ the p99 goes").
 So while background work is pending, the server collects the young
 generation itself every `interval` (10 ms: a fraction of a millisecond for
 what a busy server allocates in that time), and the middle one every
-`GC_MIDDLE_EVERY`-th time, whose survivors of 100 ms or so make it as short.
-What outlives that (most of a 1 s task) moves to the old generation, whose
-full collections stay CPython's own; they come after `GC_FULL_THRESHOLD`
-middle collections instead of CPython's 10, which the clock would otherwise
-make ten times as frequent as they were. With nothing pending, CPython's own
+`GC_MIDDLE_EVERY`-th time, which then holds about 100 ms of survivors (1 to
+3 ms of pause). What outlives that (most of a 1 s task) moves to the old
+generation, whose full collections stay CPython's own; they come after
+`GC_FULL_THRESHOLD` middle collections instead of CPython's 10, which with the
+clock's middle collection every 100 ms would allow one a second. With nothing pending, CPython's own
 count works (what is allocated is freed soon, or the count grows), and the
 clock only looks every `GC_IDLE_CHECK`.
 
