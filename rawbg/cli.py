@@ -148,15 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         "warn when the event loop is blocked this long, naming the handler, "
         "dependency or background task that blocked it; 0 turns it off",
     ).add_to(parser)
-    parser.add_argument(
-        "--gc-interval",
-        type=float,
-        default=defaults.DEFAULT_GC_INTERVAL,
-        metavar="SECONDS",
-        help="while background tasks are pending, run the cyclic GC's young collection this "
-        "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython "
-        "(default: %(default)s)",
-    )
+    ConfigFlag(
+        "gc_interval",
+        float,
+        "SECONDS",
+        "while background tasks are pending, run the cyclic GC's young collection this "
+        "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
+    ).add_to(parser)
     parser.add_argument(
         "--routes",
         action="store_true",
