@@ -46,6 +46,23 @@ _TIMER_CONTEXT = contextvars.Context()
 logger = logging.getLogger("rawbg.protocol")
 
 
+def drop_transport_self_reference(transport: asyncio.BaseTransport) -> None:
+    """Let a closed asyncio socket transport be freed by its reference count.
+
+    asyncio's selector transports keep their read callback as a bound method
+    of themselves (``_read_ready_cb``), a reference cycle: a closed one waits
+    for the cyclic GC, and with many tasks pending (and the GC clock) that is
+    the rare full collection, so closed connections pile up as garbage (docs/
+    ARCHITECTURE.md, "A pending task keeps little"). Once the connection is
+    lost the callback is never called again; dropping it breaks the cycle.
+    The one place rawbg touches an asyncio private; uvloop's transports have
+    no such attribute (tests/test_protocol_cycles.py watches both).
+    """
+    attributes = getattr(transport, "__dict__", None)
+    if attributes is not None:
+        attributes.pop("_read_ready_cb", None)
+
+
 class HttpProtocol(asyncio.Protocol):
     """One TCP connection, from asyncio's side."""
 
@@ -116,6 +133,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._server.connection_lost(self)
+        if self.transport is not None:
+            drop_transport_self_reference(self.transport)
 
     def pause_writing(self) -> None:
         if self._writable is None or self._writable.done():
