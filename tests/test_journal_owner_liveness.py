@@ -79,31 +79,18 @@ def journal_with_one_task_of(path: Path, pid: int) -> None:
     db.close()
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are read from /proc")
 def test_the_tasks_of_a_killed_process_not_yet_reaped_are_taken_over_at_once(
     tmp_path: Path, zombie: int
 ) -> None:
     path = tmp_path / "tasks.db"
     journal_with_one_task_of(path, zombie)
-    store = SQLiteTaskStore(str(path), sync="normal", busy_timeout=1.0)
-    store.open(owner="restarted", lease_until=time.time() + FAR)
-    try:
-        taken = store.claim_orphans(owner="restarted", now=time.time())
-    finally:
-        store.close()
-    assert [entry.function for entry in taken] == ["tests.journal_app:record"]
+    assert claimed_by_a_new_owner(path) == ["tests.journal_app:record"]
 
 
 def test_the_tasks_of_a_live_process_are_not_taken(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     journal_with_one_task_of(path, os.getppid())  # alive: the process that ran pytest
-    store = SQLiteTaskStore(str(path), sync="normal", busy_timeout=1.0)
-    store.open(owner="restarted", lease_until=time.time() + FAR)
-    try:
-        taken = store.claim_orphans(owner="restarted", now=time.time())
-    finally:
-        store.close()
-    assert taken == []
+    assert claimed_by_a_new_owner(path) == []
 
 
 def claimed_by_a_new_owner(path: Path) -> list[str]:
@@ -171,7 +158,6 @@ def owner_row(path: Path) -> tuple[int, str | None]:
     return pid, started
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="start times are read from /proc")
 def test_the_tasks_of_a_dead_process_whose_pid_now_runs_another_are_taken_over_at_once(
     tmp_path: Path,
 ) -> None:
@@ -188,7 +174,6 @@ def test_the_tasks_of_a_dead_process_whose_pid_now_runs_another_are_taken_over_a
     assert claimed_by_a_new_owner(path) == ["tests.journal_app:record"]
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="start times are read from /proc")
 def test_a_live_process_with_the_start_its_row_records_keeps_its_tasks(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     live = journaling_child(path, "wait")
