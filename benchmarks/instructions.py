@@ -39,6 +39,8 @@ async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> 
     """One keep-alive connection: each request is fed once the previous one was answered.
 
     Returns what the protocol wrote (one response per write, for both servers).
+    The bytes are handed over from a loop callback, as a socket transport does
+    (``data_received`` runs outside any task), not from this coroutine.
     """
     loop = asyncio.get_running_loop()
     transport = MemoryTransport()
@@ -46,7 +48,7 @@ async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> 
     protocol.connection_made(transport)
     for _ in range(requests):
         transport.written = loop.create_future()
-        protocol.data_received(REQUEST)  # type: ignore[attr-defined]
+        loop.call_soon(protocol.data_received, REQUEST)  # type: ignore[attr-defined]
         await transport.written
         await asyncio.sleep(0)  # let the request's background task run, as under load
         del transport.writes[:-1]  # keep the last response only: memory stays flat

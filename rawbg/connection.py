@@ -9,8 +9,9 @@ The life of one connection
    connection never sees the socket: it talks to a `ConnectionIO`
    (rawbg/connection_io.py), which `HttpProtocol` is.
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
-   connection's `h11.Connection` and wakes the task. Nothing else happens in
-   the callback.
+   connection's `h11.Connection` and wakes the task. If the task is waiting
+   between requests, the callback instead runs 3-8 itself, as the task, until
+   the request has to wait for something (`Connection.serve_arrived`).
 3. **Request head.** The task asks h11 for the next event
    (`Connection._receive_request`). While no byte has arrived it waits at most
    ``timeout_keep_alive``, then closes quietly; once the first byte is in, the
@@ -55,12 +56,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h11
 
@@ -73,6 +76,7 @@ from .conformance import (
     check_request_line,
     parse_error_rejection,
 )
+from .eager import continue_in_task, enter_task, hand_over, leave_task, raise_in_task
 from .errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -147,15 +151,19 @@ class Exchange:
     started: float  # time.perf_counter() when the head was parsed, for the access log
 
 
-async def run_connection(io: ConnectionIO, server: Server) -> None:
+async def run_connection(
+    io: ConnectionIO, server: Server, context: contextvars.Context | None = None
+) -> None:
     """The connection task: serve requests, then wait for their background work.
 
+    `context` is the one the task runs in; given it, requests that arrive while
+    the task waits are served at once, as this task (`Connection.serve_arrived`).
     The work of a closing connection's last request runs right here, once the
     socket side is dropped (the `del`s: docs/ARCHITECTURE.md, "A pending task
     keeps little").
     """
     trace = server.new_trace()
-    connection = Connection(io, server, trace)
+    connection = Connection(io, server, trace, context)
     del io
     try:
         last = await connection.serve()
@@ -187,6 +195,7 @@ class Connection:
         io: ConnectionIO,
         server: Server,
         trace: ConnectionTrace | None,
+        context: contextvars.Context | None = None,
     ) -> None:
         # Collaborators
         self._io = io
@@ -210,6 +219,16 @@ class Connection:
         #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
         self._fresh = True
         self._first_request_deadline = 0.0
+        # Serving a request as it arrives (`serve_arrived`): the task and the
+        # context it runs as; None: only the task serves
+        self._task = asyncio.current_task() if context is not None else None
+        self._context = context
+        self._idle_waiting = False  # the task waits for a request, in `_receive_request`
+        self._idle_deadline = 0.0  # ... until then
+        self._arrived_first = False  # a request is being served where it arrived
+        #: a request begun where it arrived that must wait: the task continues it
+        self._handed_over: Coroutine[Any, Any, None] | None = None
+        self._served_arrived = False  # the task's wait saw a request served without it
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
@@ -263,6 +282,8 @@ class Connection:
         if trace is not None:
             trace.event("connection accepted", client=client_label(self._io.client))
         self._server.register(self)
+        if self._task is not None:
+            self._io.serve_arrived = self.serve_arrived
         try:
             try:
                 await self._cycle()
@@ -276,6 +297,7 @@ class Connection:
             self._closing("internal error")
         finally:
             self._closing("connection task cancelled")  # no-op unless a forced shutdown
+            self._io.serve_arrived = None  # and with it the reference back to this connection
             self._server.unregister(self)
             self._io.close()
             if trace is not None:
@@ -302,11 +324,74 @@ class Connection:
         if self._server.over_capacity():
             raise ServerBusy("server at its connection limit, try again later")
         while self.phase is not CLOSING:
+            if self._handed_over is not None:  # begun where it arrived: go on with it
+                handed_over, self._handed_over = self._handed_over, None
+                await handed_over
+                continue
             if not self._pending.has_room:
                 await self._wait_for_room()
-            exchange = await self._receive_request()
-            if exchange is not None:
-                await self._respond(exchange)  # ends in IDLE (keep-alive) or CLOSING
+            await self._serve_one()
+
+    async def _serve_one(self) -> None:
+        """Receive a request and answer it: one turn of the cycle."""
+        exchange = await self._receive_request()
+        if exchange is not None:
+            await self._respond(exchange)  # ends in IDLE (keep-alive) or CLOSING
+
+    def serve_arrived(self) -> bool:
+        """Serve the request whose bytes just arrived, here and now, as the connection task.
+
+        Called by the I/O side when input arrives while the task waits for it
+        (instead of waking the task); True if the task can go on waiting for
+        the next request. Only where the task waits between requests, with
+        room for more work and no shutdown under way. The request runs in the
+        task's context with the task current (rawbg.eager); if it has to wait
+        for anything, the task is woken to continue it from there
+        (`_handed_over`). docs/ARCHITECTURE.md, "Serving a request as it arrives".
+        """
+        if not self._idle_waiting or self._stopping or not self._pending.has_room:
+            return False
+        task, context = self._task, self._context
+        assert task is not None and context is not None
+        loop = task.get_loop()
+        if not enter_task(loop, task):
+            return False
+        self._idle_waiting = False
+        self._arrived_first = True
+        request = self._serve_one()
+        try:
+            waiting_for = context.run(request.send, None)
+        except StopIteration:
+            pass
+        except BaseException as exc:  # the task raises it, as if its own
+            self._handed_over = raise_in_task(exc)
+            return False
+        else:
+            self._handed_over = continue_in_task(request, waiting_for)
+            return False
+        finally:
+            self._arrived_first = False
+            leave_task(loop, task)
+        if self.phase is not IDLE or self._h11.trailing_data[0]:
+            # closing, or the next request is here already: the task takes it from here
+            self._served_arrived = True
+            return False
+        self._idle_waiting = True
+        self._idle_deadline = loop.time() + self._config.timeout_keep_alive
+        self._io.extend_wait(self._idle_deadline)
+        return True
+
+    async def _receive_until(self, deadline: float) -> bool:
+        """`ConnectionIO.receive_until`; a request begun where it arrived goes to the task first.
+
+        After the hand-over it returns at once, as if input had come: input
+        may well have come before the task took over, and the caller looks
+        for it before it waits.
+        """
+        if self._arrived_first:
+            await hand_over()
+            return True
+        return await self._io.receive_until(deadline)
 
     def _next_cycle(self) -> None:
         """Keep-alive: h11 and the per-request state start over for the next request."""
@@ -346,15 +431,27 @@ class Connection:
         timeout = self._config.timeout_keep_alive
         event = self._next_event()
         if event is h11.NEED_DATA:
-            idle_deadline = asyncio.get_running_loop().time() + timeout
+            self._idle_deadline = asyncio.get_running_loop().time() + timeout
             while not io.has_input:  # idle: not one byte of a request yet
                 if self._stopping:
                     if not self._fresh:
                         self._closing("server shutting down")
                         return None
-                    idle_deadline = min(idle_deadline, self._first_request_deadline)
-                    io.bring_deadline_forward(idle_deadline)
-                if not await io.receive_until(idle_deadline):
+                    self._idle_deadline = min(self._idle_deadline, self._first_request_deadline)
+                    io.bring_deadline_forward(self._idle_deadline)
+                if self._arrived_first:  # the task waits, not `serve_arrived`
+                    await hand_over()
+                    continue
+                self._idle_waiting = True
+                try:
+                    received = await io.receive_until(self._idle_deadline)
+                finally:
+                    self._idle_waiting = False
+                if self._served_arrived or self._handed_over is not None:
+                    # `serve_arrived` served what came: the cycle goes on from there
+                    self._served_arrived = False
+                    return None
+                if not received:
                     if self._h11.trailing_data[0]:
                         # Part of a head came pipelined behind the last request:
                         # this connection is not idle, its head is late.
@@ -411,13 +508,12 @@ class Connection:
         """
         timeout = self._config.timeout_keep_alive
         deadline = first_byte_at + timeout
-        io = self._io
         loop = asyncio.get_running_loop()
         while True:
             event = self._next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            if loop.time() >= deadline or not await io.receive_until(deadline):
+            if loop.time() >= deadline or not await self._receive_until(deadline):
                 raise RequestTimeout(f"request head not received within {timeout} s")
 
     def _check_head(self, request: h11.Request) -> None:
@@ -471,7 +567,7 @@ class Connection:
             if event is h11.NEED_DATA:
                 now = loop.time()
                 deadline, rule = self._body_deadline(started, size, now)
-                if now >= deadline or not await self._io.receive_until(deadline):
+                if now >= deadline or not await self._receive_until(deadline):
                     raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)

@@ -11,6 +11,7 @@ how the cycle is tested without one (tests/test_cycle_in_memory.py) and how
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ class ConnectionIO(Protocol):
     closed: bool
     #: the client has sent its EOF
     eof: bool
+    #: set by the connection: called when input arrives while `receive_until`
+    #: waits, instead of waking it; True if it served that input itself
+    serve_arrived: Callable[[], bool] | None
 
     # -- input -------------------------------------------------------------------
 
@@ -59,6 +63,10 @@ class ConnectionIO(Protocol):
 
         Raises `ClientDisconnected` if the connection is gone.
         """
+        ...
+
+    def extend_wait(self, deadline: float) -> None:
+        """The `receive_until` under way gives up at `deadline` instead (a later one)."""
         ...
 
     def bring_deadline_forward(self, deadline: float) -> None:

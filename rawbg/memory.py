@@ -120,10 +120,19 @@ class MemoryConnection:
         return self.transport.closing
 
     def send(self, data: bytes) -> None:
-        self.protocol.data_received(data)
+        """The client writes `data`: it arrives in a loop callback, as from a socket."""
+        asyncio.get_running_loop().call_soon(self._arrive, data)
 
     def send_eof(self) -> None:
-        self.protocol.eof_received()
+        asyncio.get_running_loop().call_soon(self._arrive, b"")
+
+    def _arrive(self, data: bytes) -> None:
+        if self.transport.closing:
+            return  # a socket's reads stop once it is closed
+        if data:
+            self.protocol.data_received(data)
+        else:
+            self.protocol.eof_received()
 
     async def receive(self, *, until: bytes = b"", timeout: float = 5.0) -> bytes:
         """What the server writes from now on, once it contains `until` (or it closes)."""

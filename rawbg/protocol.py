@@ -1,9 +1,9 @@
 """`HttpProtocol`: the only code that touches the transport; a `ConnectionIO`.
 
 asyncio calls these methods when bytes arrive, when the client closes, and when
-the socket's send buffer fills or drains. They never handle a request: they
-feed bytes to the connection's `h11.Connection`, wake the connection task, and
-apply flow control in both directions.
+the socket's send buffer fills or drains. They feed bytes to the connection's
+`h11.Connection`, wake the connection task (or let the connection serve what
+arrived at once: `serve_arrived`), and apply flow control in both directions.
 
 * Input: bytes go into h11's buffer as they arrive. When more than
   `INPUT_HIGH_WATER` bytes have piled up since the connection task last asked
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import h11
@@ -80,6 +81,9 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._discarding = False  # lingering close: read and drop whatever still arrives
         self._input_waiter: asyncio.Future[None] | None = None
+        #: set by the connection while it serves: takes input that arrives while
+        #: the connection task waits; True when it served it without the task
+        self.serve_arrived: Callable[[], bool] | None = None
         # Idle deadline: one timer per connection, moved only when it fires early
         self._deadline: float | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -111,6 +115,9 @@ class HttpProtocol(asyncio.Protocol):
         self.h11.receive_data(data)
         if self._first_byte_at is None:
             self._first_byte_at = self._loop.time()
+        serve_arrived = self.serve_arrived
+        if serve_arrived is not None and self._input_waiter is not None and serve_arrived():
+            return  # served, and the connection task still waits for the next request
         self._unread += len(data)
         if self._unread > INPUT_HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
@@ -210,6 +217,11 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self._deadline = None
         return not self._timed_out
+
+    def extend_wait(self, deadline: float) -> None:
+        """The `receive_until` under way now gives up at `deadline`, not at its own."""
+        if self._deadline is not None:
+            self._deadline = deadline
 
     def bring_deadline_forward(self, deadline: float) -> None:
         """Drop an idle timer armed for later than `deadline`, so that the next

@@ -232,13 +232,15 @@ class Server:
     def connection_made(self, protocol: HttpProtocol) -> None:
         self._open_transports += 1
         # a shared name and callback context: docs/ARCHITECTURE.md, "A pending task keeps little"
-        connection_task = run_connection(protocol, self)
-        loop = asyncio.get_running_loop()
+        # a copy each: what a handler sets in its context stays its own
         if self._connection_context is None:
-            task = loop.create_task(connection_task, name="rawbg-connection")
-        else:  # a copy each: what a handler sets in its context stays its own
+            context = contextvars.copy_context()
+        else:
             context = self._connection_context.copy()
-            task = loop.create_task(connection_task, name="rawbg-connection", context=context)
+        connection_task = run_connection(protocol, self, context)
+        task = asyncio.get_running_loop().create_task(
+            connection_task, name="rawbg-connection", context=context
+        )
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
 
