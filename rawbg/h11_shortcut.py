@@ -63,18 +63,34 @@ def send_whole_response(
         fields = [field for field in fields if field[0] != b"connection"]
         fields.append(CLOSE)
         closing = True
-    # What h11's state machine reads of a response is its status and whether
-    # it closes the connection (framing only picks the writer, unused here).
-    event = h11.Response(
-        status_code=status_code, headers=[CLOSE] if closing else [], reason=reason, _parsed=True
-    )
-    private._process_event(h11.SERVER, event)
-    private._process_event(h11.SERVER, h11.EndOfMessage())
+    private._process_event(h11.SERVER, response_event(status_code, reason, closing=closing))
+    private._process_event(h11.SERVER, END_OF_MESSAGE)
     lines = [status_line(status_code, reason)]
     lines += [b"%s: %s\r\n" % field for field in fields]
     lines.append(b"\r\n")
     lines.append(body)
     return b"".join(lines)
+
+
+#: h11's events are immutable and its state machine keeps none of them, so
+#: the ones it is shown for the common response are made once, not per request
+END_OF_MESSAGE = h11.EndOfMessage()
+_response_events: dict[tuple[int, bytes, bool], h11.Response] = {}
+
+
+def response_event(status_code: int, reason: bytes, *, closing: bool) -> h11.Response:
+    """The Response event h11's state machine is shown for a whole response.
+
+    What it reads of one is its status and whether it closes the connection
+    (framing only picks the writer, which is not used here).
+    """
+    key = (status_code, reason, closing)
+    event = _response_events.get(key)
+    if event is None:
+        headers = [CLOSE] if closing else []
+        event = h11.Response(status_code=status_code, headers=headers, reason=reason, _parsed=True)
+        _response_events[key] = event
+    return event
 
 
 def events_to_bytes(h: h11.Connection, *events: h11.Event) -> bytes:
