@@ -323,11 +323,15 @@ class Connection:
         """Request after request, until the connection is CLOSING."""
         if self._server.over_capacity():
             raise ServerBusy("server at its connection limit, try again later")
-        while self.phase is not CLOSING:
-            if self._handed_over is not None:  # begun where it arrived: go on with it
+        while True:
+            # a request begun where it arrived goes on first, even into CLOSING:
+            # it may still have to raise, or to finish its response
+            if self._handed_over is not None:
                 handed_over, self._handed_over = self._handed_over, None
                 await handed_over
                 continue
+            if self.phase is CLOSING:
+                return
             if not self._pending.has_room:
                 await self._wait_for_room()
             await self._serve_one()
