@@ -465,6 +465,17 @@ def main() -> None:
     print()
 
 
+def first_error(stderr: str, limit: int = 2000) -> str:
+    """What a failed generator printed, from its first traceback on, at most `limit` characters.
+
+    A generator that fails mid-run leaves requests pending, and each of them
+    prints an "Exception ignored" traceback as its loop closes: the end of its
+    output is that noise, the cause is at the start.
+    """
+    start = stderr.find("Traceback")
+    return stderr[max(start, 0) :][:limit]
+
+
 def run_loadgen(kind: str, timeout: float, **options: object) -> dict[str, Any]:
     """Run the generator in its own process (killed after `timeout` s); return its JSON.
 
@@ -486,7 +497,7 @@ def run_loadgen(kind: str, timeout: float, **options: object) -> dict[str, Any]:
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"loadgen {' '.join(argv)} failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"loadgen {' '.join(argv)} failed:\n{first_error(done.stderr)}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 

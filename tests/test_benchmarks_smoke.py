@@ -81,3 +81,16 @@ async def test_timeline_recording_shows_each_task_after_its_request_was_flushed(
     # the n-th task to start began after at least n responses were flushed
     for n, (start, _) in enumerate(tasks):
         assert start >= flushed[n]
+
+
+def test_a_failed_load_generator_is_reported_by_its_first_traceback_not_its_last() -> None:
+    from benchmarks.loadgen import first_error
+
+    cause = "Traceback (most recent call last):\nOSError: [Errno 24] Too many open files\n"
+    noise = "Exception ignored in: <coroutine object Client.send>\nTraceback ...\n" * 200
+    reported = first_error("warning: something\n" + cause + noise)
+    assert reported.startswith(cause)
+    assert len(reported) == 2000
+    assert first_error("usage: loadgen [-h]\nerror: bad option\n") == (
+        "usage: loadgen [-h]\nerror: bad option\n"
+    )
