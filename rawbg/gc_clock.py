@@ -18,10 +18,10 @@ what a busy server allocates in that time), and the middle one every
 `GC_MIDDLE_EVERY`-th time, which then holds about 100 ms of survivors (1 to
 3 ms of pause). What outlives that (most of a 1 s task) moves to the old
 generation, whose full collections stay CPython's own; they come after
-`GC_FULL_THRESHOLD` middle collections instead of CPython's 10, which with the
-clock's middle collection every 100 ms would allow one a second. With nothing pending, CPython's own
-count works (what is allocated is freed soon, or the count grows), and the
-clock only looks every `GC_IDLE_CHECK`.
+`GC_FULL_THRESHOLD` (1 000) middle collections instead of CPython's 10, which
+with the clock's middle collection every 100 ms would allow one a second.
+With nothing pending, CPython's own count works (what is allocated is freed
+soon, or the count grows), and the clock only looks every `GC_IDLE_CHECK`.
 
 It is one timer on the loop; ``interval=0`` (``--gc-interval 0``) leaves
 the GC, and its thresholds, entirely to CPython, and an app that disabled
