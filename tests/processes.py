@@ -31,6 +31,24 @@ def environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def journal_app_command(journal: Path) -> list[str]:
+    """``python -m rawbg tests.journal_app:app --task-journal JOURNAL`` on the suite's loop."""
+    return [
+        sys.executable,
+        "-m",
+        "rawbg",
+        *CLI_LOOP_ARGS,
+        "tests.journal_app:app",
+        "--app-dir",
+        str(REPO),
+        "--port",
+        "0",
+        "--no-access-log",
+        "--task-journal",
+        str(journal),
+    ]
+
+
 class RawbgProcess:
     """``python -m rawbg ARGS`` running; its log collected line by line."""
 

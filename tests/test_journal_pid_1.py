@@ -14,14 +14,12 @@ import contextlib
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.event_loop import CLI_LOOP_ARGS
-from tests.processes import REPO, WAIT, environment, post
+from tests.processes import WAIT, environment, journal_app_command, post
 
 # a new pid namespace whose first process is the server; --map-root-user
 # lets a user without privileges create it
@@ -59,18 +57,7 @@ async def pid_1_server(
             unshare,
             *NAMESPACE,
             f"--kill-child={on_exit}",
-            sys.executable,
-            "-m",
-            "rawbg",
-            *CLI_LOOP_ARGS,
-            "tests.journal_app:app",
-            "--app-dir",
-            str(REPO),
-            "--port",
-            "0",
-            "--no-access-log",
-            "--task-journal",
-            str(tmp_path / "tasks.db"),
+            *journal_app_command(tmp_path / "tasks.db"),
             "--task-journal-lease",
             LEASE,
             cwd=tmp_path,

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.event_loop import CLI_LOOP_ARGS
+from tests.processes import journal_app_command
 from tests.wire import RawClient, request_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,18 +56,7 @@ async def server_process(
         env["JOURNAL_TEST_RELEASE"] = str(release)
     with open(tmp_path / f"{name}.log", "ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "rawbg",
-            *CLI_LOOP_ARGS,
-            "tests.journal_app:app",
-            "--app-dir",
-            str(REPO),
-            "--port",
-            "0",
-            "--no-access-log",
-            "--task-journal",
-            str(journal),
+            *journal_app_command(journal),
             *options,
             cwd=tmp_path,
             env=env,
