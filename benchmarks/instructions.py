@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from rawbg.memory import MemoryTransport
+from rawbg.wire.memory_transport import MemoryTransport
 
 from .apps import TASK_SECONDS_ENV
 from .servers import child_env
@@ -63,9 +63,9 @@ def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
         from .ceiling import CannedProtocol
 
         return CannedProtocol
-    from rawbg.config import ServerConfig
-    from rawbg.protocol import HttpProtocol
-    from rawbg.server import Server
+    from rawbg.server.config import ServerConfig
+    from rawbg.server.server import Server
+    from rawbg.wire.protocol import HttpProtocol
 
     from .apps.rawbg_app import app
 

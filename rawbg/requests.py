@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
-from .config import MAX_JSON_DEPTH
-from .datastructures import URL, State
-from .errors import HTTPException
+from rawbg.datastructures import URL, State
+from rawbg.errors import HTTPException
+from rawbg.server.config import MAX_JSON_DEPTH
 
 if TYPE_CHECKING:
-    from .app import App
+    from rawbg.app.application import App
 
 
 class Address(NamedTuple):

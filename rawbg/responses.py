@@ -33,12 +33,12 @@ from types import ModuleType
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from .background import BackgroundTask, BackgroundTasks
-from .config import FILE_CHUNK_SIZE
-from .datastructures import URL, MutableHeaders
-from .encoders import jsonable_encoder
-from .errors import FileResponseError
-from .threadpool import run_in_thread
+from rawbg.datastructures import URL, MutableHeaders
+from rawbg.encoders import jsonable_encoder
+from rawbg.errors import FileResponseError
+from rawbg.server.config import FILE_CHUNK_SIZE
+from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
+from rawbg.threadpool import run_in_thread
 
 Background = BackgroundTask | BackgroundTasks
 SameSite = Literal["lax", "strict", "none", "Lax", "Strict", "None"]

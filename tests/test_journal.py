@@ -15,9 +15,9 @@ import pytest
 
 import rawbg
 from rawbg import Server
-from rawbg.config import ServerConfig
-from rawbg.journal import FORMAT_VERSION, JournalError
-from rawbg.policy import TaskPolicy
+from rawbg.server.config import ServerConfig
+from rawbg.tasks.journal.store import FORMAT_VERSION, JournalError
+from rawbg.tasks.policy import TaskPolicy
 from rawbg.testing import serve_app
 from tests import journal_app
 
@@ -337,7 +337,7 @@ def test_several_processes_opening_one_new_journal_at_once_all_open_it(tmp_path)
     path = tmp_path / "tasks.db"
     script = (
         "import sys, time\n"
-        "from rawbg.sqlite_journal import SQLiteTaskStore\n"
+        "from rawbg.tasks.journal.sqlite import SQLiteTaskStore\n"
         "start = float(sys.argv[2])\n"
         "time.sleep(max(0.0, start - time.time()))\n"
         "store = SQLiteTaskStore(sys.argv[1], sync='normal', busy_timeout=1.0)\n"

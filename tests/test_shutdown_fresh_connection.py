@@ -9,7 +9,7 @@ until the last moment; its client's request is on its way).
 import asyncio
 
 from rawbg import App, Server
-from rawbg.config import SHUTDOWN_FIRST_REQUEST_GRACE, ServerConfig
+from rawbg.server.config import SHUTDOWN_FIRST_REQUEST_GRACE, ServerConfig
 from tests.wire import RawClient, request_bytes
 
 
