@@ -65,12 +65,11 @@ def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
         return CannedProtocol
     from rawbg.server.config import ServerConfig
     from rawbg.server.server import Server
-    from rawbg.wire.protocol import HttpProtocol
 
     from .apps.rawbg_app import app
 
     rawbg_server = Server(app, ServerConfig(port=0, access_log=False))
-    return lambda: HttpProtocol(rawbg_server)
+    return rawbg_server.make_protocol
 
 
 def count_instructions(server: str, requests: int) -> int:

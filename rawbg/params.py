@@ -21,14 +21,39 @@ registration error when it is not.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
-
-from rawbg.app.validation import Constraints
 
 #: the default of a marker made without one: required, unless ``= value`` gives it
 Required: Any = ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Constraints:
+    """The checks of a `Query(...)`-like marker, applied after the type's conversion."""
+
+    gt: Any = None
+    ge: Any = None
+    lt: Any = None
+    le: Any = None
+    multiple_of: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
+        }
+
+    def merged(self, other: Constraints) -> Constraints:
+        return dataclasses.replace(self, **other.given())
+
+
+NO_CONSTRAINTS = Constraints()
 
 
 class _Unset:

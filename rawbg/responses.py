@@ -36,9 +36,13 @@ from urllib.parse import quote
 from rawbg.datastructures import URL, MutableHeaders
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import FileResponseError
-from rawbg.server.config import FILE_CHUNK_SIZE
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
 from rawbg.threadpool import run_in_thread
+
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * 1024
 
 Background = BackgroundTask | BackgroundTasks
 SameSite = Literal["lax", "strict", "none", "Lax", "Strict", "None"]

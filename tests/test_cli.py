@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.server.config import EXIT_WORK_CANCELLED, GC_FULL_THRESHOLD
+from rawbg.server.config import EXIT_WORK_CANCELLED
+from rawbg.server.gc_clock import GC_FULL_THRESHOLD
 from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import get, post
 

@@ -6,8 +6,7 @@ import h11
 import pytest
 
 from rawbg.errors import HeadTooLarge, MalformedRequest, UnsupportedTransferCoding
-from rawbg.requests import InvalidJSON, decode_json, nesting_depth
-from rawbg.server.config import MAX_JSON_DEPTH
+from rawbg.requests import MAX_JSON_DEPTH, InvalidJSON, decode_json, nesting_depth
 from rawbg.wire.conformance import check_host, parse_error_rejection, transfer_coding_rejection
 
 

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rawbg.server.config import GC_FULL_THRESHOLD, GC_MIDDLE_EVERY
-from rawbg.server.gc_clock import GcClock
+from rawbg.server.gc_clock import GC_FULL_THRESHOLD, GC_MIDDLE_EVERY, GcClock
 from rawbg.tasks.pending import PendingWork
 
 INTERVAL = 0.005

@@ -18,7 +18,8 @@ from rawbg import App, Body, Cookie, Depends, Header, Path, Query, RouteDefiniti
 from rawbg.app.converters import Invalid
 from rawbg.app.dependencies import Source, plan_call, should_embed_body
 from rawbg.app.route_listing import describe_routes
-from rawbg.app.validation import Constraints, build
+from rawbg.app.validation import build
+from rawbg.params import Constraints
 
 NO_PATH: frozenset[str] = frozenset()
 

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from rawbg.app.dependencies import (
@@ -57,6 +58,7 @@ from rawbg.app.routing import (
     check_documentation_options,
     plan_route_dependencies,
 )
+from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
@@ -80,6 +82,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("rawbg.app")
 
 ExceptionHandlerT = TypeVar("ExceptionHandlerT", bound=ExceptionHandler)
+
+
+def _name_endpoint_frame(frame: FrameType) -> Part:
+    """For the loop-block watchdog: a frame of `App._call_endpoint` runs its route's handler."""
+    endpoint, resolution = frame.f_locals["endpoint"], frame.f_locals["resolution"]
+    return Part(f"the handler {endpoint.plan.name}", of=endpoint.label, trace=resolution.trace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +451,7 @@ class App(RouteDecorators):
         label = afters[0].label if afters else f"{request.method} {request.path}"
         return Outcome(response, AfterResponse(tasks, _chain(cleanups), label))
 
+    @names_frames(_name_endpoint_frame)
     async def _call_endpoint(self, endpoint: Endpoint, resolution: Resolution) -> Response:
         plan = endpoint.plan
         kwargs = await resolution.arguments(plan)

@@ -21,10 +21,12 @@ import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from rawbg.app.converters import Invalid
 from rawbg.app.sources import ValuePlan, located, missing, plan_value, read_body
+from rawbg.culprits import Part, names_frames
 from rawbg.errors import RequestValidationError, RouteDefinitionError
 from rawbg.params import Param
 from rawbg.requests import Request
@@ -310,6 +312,12 @@ def _report_order(error: dict[str, Any]) -> int:
     return _REPORT_ORDER.get(error["loc"][0], 5)
 
 
+def _name_dependency_frame(frame: FrameType) -> Part:
+    """For the loop-block watchdog: a frame of `Resolution.call_dependency` runs a dependency,
+    of the handler whose frame is further out."""
+    return Part(f"the dependency {frame.f_locals['plan'].name}", inner=True)
+
+
 class Resolution:
     """The per-request state of walking a plan: the cache, the exit stacks, the tasks."""
 
@@ -432,6 +440,7 @@ class Resolution:
                 return
         _place(param, value, loc, kwargs, errors)
 
+    @names_frames(_name_dependency_frame)
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache
         if plan.use_cache and plan.call in cache:

@@ -23,18 +23,25 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rawbg.app.dependencies import describe
-
-if TYPE_CHECKING:
-    from rawbg.app.application import App
 
 logger = logging.getLogger("rawbg.lifespan")
 
 #: ``lifespan(app)`` -> an async context manager that may yield a state mapping
 Lifespan = Callable[[Any], Any]
 EventHandler = Callable[[], Any]
+
+
+class HasLifespan(Protocol):
+    """What `run_lifespan` reads and sets of the app: `rawbg.App` is one."""
+
+    lifespan: Lifespan | None
+    startup_handlers: list[EventHandler]
+    shutdown_handlers: list[EventHandler]
+    #: what the lifespan yielded; each request's state starts from it
+    lifespan_state: dict[str, Any]
 
 
 class StartupFailed(Exception):
@@ -66,7 +73,7 @@ async def _call(handler: EventHandler) -> None:
 
 
 @contextlib.asynccontextmanager
-async def run_lifespan(app: App) -> AsyncIterator[None]:
+async def run_lifespan(app: HasLifespan) -> AsyncIterator[None]:
     """Start the app up, serve inside, shut it down; `StartupFailed` if start-up raised."""
     if app.lifespan is None:
         for handler in app.startup_handlers:

@@ -23,7 +23,8 @@ from types import ModuleType
 from typing import Annotated, Any
 
 from rawbg.app.converters import Invalid
-from rawbg.app.validation import Constraints, Validator
+from rawbg.app.validation import Validator
+from rawbg.params import Constraints
 
 INSTALL_HINT = "install pydantic: pip install 'rawbg[pydantic]'"
 

@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from rawbg.app.converters import to_str
 from rawbg.app.pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
 from rawbg.app.validation import (
-    NO_CONSTRAINTS,
-    Constraints,
     Refusal,
     Unsupported,
     Validator,
@@ -42,7 +40,7 @@ from rawbg.app.validation import (
     strip_optional,
 )
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
-from rawbg.params import UNSET, Body, Header, Param, Required
+from rawbg.params import NO_CONSTRAINTS, UNSET, Body, Constraints, Header, Param, Required
 from rawbg.requests import InvalidJSON, decode_json
 
 SEQUENCES = (list, set, frozenset, tuple)

@@ -29,7 +29,6 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from rawbg.app.converters import (
@@ -46,6 +45,7 @@ from rawbg.app.converters import (
     to_timedelta,
     to_uuid,
 )
+from rawbg.params import NO_CONSTRAINTS, Constraints
 
 Validator = Callable[[Any], Any]
 #: a constraint's check, ``check(result, value)``: raises `Invalid` about `value` if
@@ -78,30 +78,6 @@ class Unsupported(Exception):
         self.reason = reason
         self.refusal = refusal
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Constraints:
-    """The checks of a `Query(...)`-like marker, applied after the type's conversion."""
-
-    gt: Any = None
-    ge: Any = None
-    lt: Any = None
-    le: Any = None
-    multiple_of: Any = None
-    min_length: int | None = None
-    max_length: int | None = None
-    pattern: str | None = None
-
-    def given(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
-        }
-
-    def merged(self, other: Constraints) -> Constraints:
-        return dataclasses.replace(self, **other.given())
-
-
-NO_CONSTRAINTS = Constraints()
 
 SCALARS: dict[Any, Validator] = {
     str: to_str,

@@ -44,9 +44,20 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
-from rawbg.server.config import ACCEPT_LOG_INTERVAL, ACCEPT_PER_WAKEUP, ACCEPT_RETRY_SECONDS
-
 logger = logging.getLogger("rawbg.accept")
+
+# Accepting connections (rawbg/server/accept.py). Per wake-up of a listening socket,
+# at most 100 accepts: asyncio's own default, a burst is drained in a few loop
+# iterations without starving the connections already open.
+ACCEPT_PER_WAKEUP = 100
+
+# While accept() fails (out of file descriptors), try again every 0.1 s: ten
+# failing system calls a second cost nothing, and a connection waiting in the
+# kernel's queue is taken at most 0.1 s after descriptors are free again.
+ACCEPT_RETRY_SECONDS = 0.1
+
+# ... and say so at most once every 10 s, with the count of failed attempts.
+ACCEPT_LOG_INTERVAL = 10.0
 
 
 class Acceptor:

@@ -1,8 +1,10 @@
-"""Every limit and timeout of the server, with the reason for its default.
+"""Every limit and timeout a user can set, with the reason for its default.
 
 `ServerConfig` is the one object the CLI, `rawbg.run` and the tests build; the
-server, the protocol and the connection task only read it. The module-level
-constants below are the knobs we do not expose as flags, each with its reason.
+server, the protocol and the connection task only read it. The knobs we do not
+expose as flags live beside the code they tune, each with its reason
+(`rawbg.wire.protocol.INPUT_HIGH_WATER`, `rawbg.server.gc_clock.GC_FULL_THRESHOLD`,
+...); docs/ARCHITECTURE.md, "Where each limit and timeout applies", lists them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from rawbg.server.loops import LOOPS
+from rawbg.tasks.journal.sqlite import SQLiteTaskStore
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -123,7 +126,7 @@ EXIT_STARTUP_FAILED = 3
 # was lost. Not 2, which argparse uses for a bad command line.
 EXIT_WORK_CANCELLED = 4
 
-# --- Workers and reload (rawbg.server.supervisor) ---------------------------------------
+# --- Workers and reload (rawbg.server.supervisor) --------------------------------
 
 # A worker that dies is restarted after a delay that doubles with each death
 # in a row, from 0.1 s (a one-off crash costs almost no capacity) up to 10 s
@@ -155,100 +158,7 @@ PARENT_CHECK_INTERVAL = 1.0
 # quarter of a second is shorter than switching to the browser.
 RELOAD_POLL_INTERVAL = 0.25
 
-# At shutdown, a connection accepted but with no request yet is given this long
-# for its request to arrive instead of being closed at once: the client sent
-# it right after the handshake, so it is at most a round trip away, and closing
-# would lose it (a worker replaced in a rolling restart accepts until the last
-# moment). An idle keep-alive connection that already served a request is closed
-# at once, as HTTP allows (its client retries an idempotent request).
-SHUTDOWN_FIRST_REQUEST_GRACE = 0.25
-
 # --- Internal constants ------------------------------------------------------
-
-# The GC clock (rawbg/server/gc_clock.py): a middle collection every 10th young one,
-# CPython's own ratio (its second threshold), so the middle generation holds
-# about 100 ms of survivors. Full collections after 1 000 middle ones instead
-# of CPython's 10, which at a middle collection every 100 ms would be every
-# second: a full collection traverses every pending task, 18-48 ms at 6 000
-# pending 1 s tasks, and at 100 (every 10 s) one fell in every 10 s run at
-# 5 700 req/s; at 1 000 it comes every 100 s under such a load, and none fell
-# in the same runs (benchmarks/README.md, "Where the p99 goes"). What it
-# collects is cyclic garbage that outlived a middle collection, which rawbg's
-# own request path does not make. With nothing pending the clock only checks
-# once a second.
-GC_MIDDLE_EVERY = 10
-GC_FULL_THRESHOLD = 1000
-GC_IDLE_CHECK = 1.0
-
-# A loop that stays blocked is reported after 10 s, then at doubling intervals
-# (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
-STILL_BLOCKED_REPORT = 10.0
-
-# A connection's first deadline timer is armed at most this far ahead (and
-# re-armed for the real deadline if it fires first). Most requests arrive well
-# within it, and a timer cancelled when its connection closes stays in
-# asyncio's heap until its time: armed for the full 5 s head timeout, a burst
-# of short connections leaves 5 s worth of dead timers behind, ~140 bytes
-# each, counted against the pending tasks they outlive. One early wake-up per
-# idle connection is the price.
-FIRST_DEADLINE_CHECK = 0.25
-
-# Pause reading when this much unprocessed input has piled up while the
-# connection task was busy: 64 KiB is asyncio's own default write high-water
-# mark, and more than enough for a few pipelined requests.
-INPUT_HIGH_WATER = 64 * KiB
-
-# Write-side flow control: asyncio's defaults (64 KiB / 16 KiB). A slow reader
-# makes the writer wait once this much is queued in user space.
-OUTPUT_HIGH_WATER = 64 * KiB
-OUTPUT_LOW_WATER = 16 * KiB
-
-# Accepting connections (rawbg/server/accept.py). Per wake-up of a listening socket,
-# at most 100 accepts: asyncio's own default, a burst is drained in a few loop
-# iterations without starving the connections already open.
-ACCEPT_PER_WAKEUP = 100
-# While accept() fails (out of file descriptors), try again every 0.1 s: ten
-# failing system calls a second cost nothing, and a connection waiting in the
-# kernel's queue is taken at most 0.1 s after descriptors are free again.
-ACCEPT_RETRY_SECONDS = 0.1
-# ... and say so at most once every 10 s, with the count of failed attempts.
-ACCEPT_LOG_INTERVAL = 10.0
-
-# A FileResponse reads its file this much at a time, in the thread pool: the
-# same as the write high-water mark, so one read fills the transport's buffer
-# once and flow control then waits for the client (Starlette also reads 64 KiB).
-FILE_CHUNK_SIZE = 64 * KiB
-
-# After an error response we shut down our write side and keep discarding what
-# the client still sends for this long before closing, so that closing with
-# unread input does not make the kernel send a reset that destroys the response
-# before the client has read it. One second covers a loopback or LAN round trip
-# many times over; Apache's lingering close uses 2 s.
-LINGER_SECONDS = 1.0
-
-# Host header values remembered as valid, so that the RFC 3986 check costs a set
-# lookup for the few values a server sees over and over; 64 covers a server's
-# names, ports and addresses many times, and the set is emptied when full.
-MAX_REMEMBERED_HOSTS = 64
-
-# A failing background task logs its traceback once per site (task, route,
-# exception type, raising line) per this many seconds, then a count of the
-# repeats: a task failing on every request at 1000 req/s writes two lines a
-# minute, not 570 kB/s, and an operator still sees each new failure at once.
-FAILURE_LOG_INTERVAL = 60.0
-
-# Distinct failure sites tracked at once; past it every count is written out
-# and tracking starts over. Sites are bounded by the code's raise statements,
-# so 1000 is never reached by a real app, only bounds memory if it were.
-MAX_FAILURE_SITES = 1000
-
-# How deeply a JSON request body may nest arrays and objects. json.loads
-# recurses once per level and fails with RecursionError near Python's
-# recursion limit (1000 frames, shared with the handler's own stack), so the
-# real limit would depend on where it is called from; a documented bound well
-# below it is checked first. 256: real documents nest a dozen levels; orjson
-# stops at 1024, serde_json at 128.
-MAX_JSON_DEPTH = 256
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -329,3 +239,14 @@ class ServerConfig:
             )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
+
+
+def configured_store(config: ServerConfig) -> SQLiteTaskStore:
+    """The store that ``--task-journal`` and its options name (not opened yet)."""
+    if config.task_journal is None:
+        raise ValueError("no task journal is configured")
+    return SQLiteTaskStore(
+        config.task_journal,
+        sync=config.task_journal_sync,
+        busy_timeout=config.task_journal_busy_timeout,
+    )

@@ -63,11 +63,12 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 
 from rawbg.app.application import Outcome
+from rawbg.culprits import STOP, Part, name_every_method, names_frames
 from rawbg.errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -81,7 +82,6 @@ from rawbg.reason_phrases import reason
 from rawbg.requests import Headers, Request, client_label
 from rawbg.responses import PlainTextResponse, Response, StreamingResponse
 from rawbg.server.arrival import continue_in_task, enter_task, hand_over, leave_task, raise_in_task
-from rawbg.server.config import SHUTDOWN_FIRST_REQUEST_GRACE
 from rawbg.tasks.journal.store import JournalUnavailable
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, RequestTrace
@@ -95,13 +95,23 @@ from rawbg.wire.proxy import forwarded
 from rawbg.wire.response_bytes import events_to_bytes, send_whole_response
 
 if TYPE_CHECKING:
-    from rawbg.server.server import Server
+    from rawbg.app.application import App
+    from rawbg.server.config import ServerConfig
     from rawbg.tasks.after_response import AfterResponse
     from rawbg.tasks.journal.writer import JournalWriter
+    from rawbg.tasks.pending import PendingWork
     from rawbg.wire.connection_io import ConnectionIO
 
 logger = logging.getLogger("rawbg.connection")
 access_logger = logging.getLogger("rawbg.access")
+
+# At shutdown, a connection accepted but with no request yet is given this long
+# for its request to arrive instead of being closed at once: the client sent
+# it right after the handshake, so it is at most a round trip away, and closing
+# would lose it (a worker replaced in a rolling restart accepts until the last
+# moment). An idle keep-alive connection that already served a request is closed
+# at once, as HTTP allows (its client retries an idempotent request).
+SHUTDOWN_FIRST_REQUEST_GRACE = 0.25
 
 SERVER_HEADER = (b"server", b"rawbg")
 CLOSE_HEADER = (b"connection", b"close")
@@ -142,6 +152,34 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
+class ConnectionHost(Protocol):
+    """What a connection asks of the server it belongs to (`rawbg.server.Server` is one)."""
+
+    config: ServerConfig
+    #: turns a request into a response and the work left after it
+    app: App
+    #: the process-wide bound on queued background tasks
+    pending: PendingWork
+    #: with ``--task-journal``: where durable tasks are committed before the response
+    journal: JournalWriter | None
+
+    def new_trace(self) -> ConnectionTrace | None:
+        """A trace for a new connection, or None when tracing is off."""
+        ...
+
+    def register(self, connection: Connection) -> None:
+        """The connection is served: shutdown must stop it."""
+        ...
+
+    def unregister(self, connection: Connection) -> None:
+        """The connection is closed (its background work may go on)."""
+        ...
+
+    def over_capacity(self) -> bool:
+        """More connections are open than ``limit_concurrency``: refuse this one."""
+        ...
+
+
 @dataclass(slots=True)
 class Exchange:
     """Per-request state: the request, its trace, and when its head was parsed."""
@@ -151,8 +189,9 @@ class Exchange:
     started: float  # time.perf_counter() when the head was parsed, for the access log
 
 
+@names_frames(lambda frame: STOP)  # the loop-block watchdog: no user code beyond here
 async def run_connection(
-    io: ConnectionIO, server: Server, context: contextvars.Context | None = None
+    io: ConnectionIO, server: ConnectionHost, context: contextvars.Context | None = None
 ) -> None:
     """The connection task: serve requests, then wait for their background work.
 
@@ -193,7 +232,7 @@ class Connection:
     def __init__(
         self,
         io: ConnectionIO,
-        server: Server,
+        server: ConnectionHost,
         trace: ConnectionTrace | None,
         context: contextvars.Context | None = None,
     ) -> None:
@@ -823,6 +862,12 @@ class Connection:
             sent,
             (time.perf_counter() - started) * 1000,
         )
+
+
+# The loop-block watchdog names a block in the connection's own code so
+name_every_method(
+    Connection, lambda frame: Part(f"rawbg's connection code ({frame.f_code.co_name})")
+)
 
 
 def http_allows_another(h: h11.Connection) -> bool:

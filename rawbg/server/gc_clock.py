@@ -34,7 +34,20 @@ import asyncio
 import gc
 from typing import TYPE_CHECKING
 
-from rawbg.server.config import GC_FULL_THRESHOLD, GC_IDLE_CHECK, GC_MIDDLE_EVERY
+# The GC clock (rawbg/server/gc_clock.py): a middle collection every 10th young one,
+# CPython's own ratio (its second threshold), so the middle generation holds
+# about 100 ms of survivors. Full collections after 1 000 middle ones instead
+# of CPython's 10, which at a middle collection every 100 ms would be every
+# second: a full collection traverses every pending task, 18-48 ms at 6 000
+# pending 1 s tasks, and at 100 (every 10 s) one fell in every 10 s run at
+# 5 700 req/s; at 1 000 it comes every 100 s under such a load, and none fell
+# in the same runs (benchmarks/README.md, "Where the p99 goes"). What it
+# collects is cyclic garbage that outlived a middle collection, which rawbg's
+# own request path does not make. With nothing pending the clock only checks
+# once a second.
+GC_MIDDLE_EVERY = 10
+GC_FULL_THRESHOLD = 1000
+GC_IDLE_CHECK = 1.0
 
 if TYPE_CHECKING:
     from rawbg.tasks.pending import PendingWork

@@ -37,6 +37,7 @@ from rawbg.server.config import (
     PARENT_CHECK_INTERVAL,
     UDS_MODE,
     ServerConfig,
+    configured_store,
 )
 from rawbg.server.connection import run_connection
 from rawbg.server.gc_clock import GcClock
@@ -45,9 +46,7 @@ from rawbg.server.watchdog import LoopWatchdog
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask
 from rawbg.tasks.failure_log import task_failures
-from rawbg.tasks.journal.sqlite import configured_store
-from rawbg.tasks.journal.store import ACTIVE_JOURNAL
-from rawbg.tasks.journal.writer import JournalWriter, RecoveredTask
+from rawbg.tasks.journal.writer import ACTIVE_JOURNAL, JournalWriter, RecoveredTask
 from rawbg.tasks.pending import PendingWork
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, TraceFile
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
 
     from rawbg.app.application import App
     from rawbg.server.connection import Connection
+    from rawbg.wire.connection_io import ConnectionIO
 
 logger = logging.getLogger("rawbg.server")
 
@@ -146,9 +146,6 @@ class Server:
         loop = asyncio.get_running_loop()
         config = self.config
 
-        def factory() -> HttpProtocol:
-            return HttpProtocol(self)
-
         if config.fd is not None:
             # Already bound and listening, maybe shared with sibling workers:
             # one connection per wake-up. asyncio's own accept loop takes up
@@ -157,18 +154,20 @@ class Server:
             # to one of two workers); this leaves the rest in the kernel's
             # queue for whichever worker gets there next, and a worker busy
             # in a handler does not accept at all: the idle one does.
-            self._listener = Acceptor([socket.socket(fileno=config.fd)], factory, per_wakeup=1)
+            self._listener = Acceptor(
+                [socket.socket(fileno=config.fd)], self.make_protocol, per_wakeup=1
+            )
         else:
             if config.uds is not None:
                 # asyncio replaces a stale socket file left by a crashed server
                 listener = await loop.create_unix_server(
-                    factory, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
+                    self.make_protocol, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
                 )
                 self._made_uds = True
                 os.chmod(config.uds, UDS_MODE)
             else:
                 listener = await loop.create_server(
-                    factory,
+                    self.make_protocol,
                     host=config.host,
                     port=config.port,
                     backlog=LISTEN_BACKLOG,
@@ -176,7 +175,9 @@ class Server:
                     start_serving=False,
                 )
             # accepting that backs off while out of file descriptors (rawbg/server/accept.py)
-            self._listener = await start_accepting(listener, factory, backlog=LISTEN_BACKLOG)
+            self._listener = await start_accepting(
+                listener, self.make_protocol, backlog=LISTEN_BACKLOG
+            )
 
     def _stop_listening(self) -> None:
         if self._listener is not None:
@@ -232,7 +233,17 @@ class Server:
 
     # -- called by protocols and connections -------------------------------------
 
-    def connection_made(self, protocol: HttpProtocol) -> None:
+    def make_protocol(self) -> HttpProtocol:
+        """The protocol of a new connection (the listening sockets' factory)."""
+        config = self.config
+        return HttpProtocol(
+            self,
+            max_head_size=config.max_head_size,
+            write_timeout=config.timeout_keep_alive,
+            trusted_proxies=self.trusted_proxies,
+        )
+
+    def connection_made(self, io: ConnectionIO) -> None:
         self._open_transports += 1
         # a shared name and callback context: docs/ARCHITECTURE.md, "A pending task keeps little"
         # a copy each: what a handler sets in its context stays its own
@@ -240,7 +251,7 @@ class Server:
             context = contextvars.copy_context()
         else:
             context = self._connection_context.copy()
-        connection_task = run_connection(protocol, self, context)
+        connection_task = run_connection(io, self, context)
         task = asyncio.get_running_loop().create_task(
             connection_task, name="rawbg-connection", context=context
         )
@@ -253,7 +264,7 @@ class Server:
             return ConnectionTrace(log=self.config.trace, file=self._trace_file)
         return None
 
-    def connection_lost(self, protocol: HttpProtocol) -> None:
+    def connection_lost(self, io: ConnectionIO) -> None:
         self._open_transports -= 1
 
     def over_capacity(self) -> bool:

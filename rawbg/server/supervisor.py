@@ -63,11 +63,11 @@ from rawbg.server.config import (
     WORKER_KILL_MARGIN,
     WORKER_START_TIMEOUT,
     ServerConfig,
+    configured_store,
 )
 from rawbg.server.reload import changes, snapshot
 from rawbg.server.server import LISTEN_BACKLOG, describe_socket
 from rawbg.server.worker import READY, WorkerLink
-from rawbg.tasks.journal.sqlite import configured_store
 
 logger = logging.getLogger("rawbg.supervisor")
 

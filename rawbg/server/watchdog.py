@@ -13,10 +13,11 @@ document, or hashes a password) stalls every connection of the process for
    threshold is always seen).
 3. **Culprit.** While the loop is still blocked, the thread reads the loop
    thread's Python stack (``sys._current_frames``) and walks it outwards to
-   the first rawbg frame that says what was running: `App._call_endpoint`
-   (a handler, and its route), `Resolution.call_dependency` (a dependency),
-   `AfterResponse.run` or `run_connection` (a background task). It also
-   notes the innermost frame (file:line in function), usually the line that
+   the first frame that says what was running. The functions through which
+   rawbg runs user code (a handler, a dependency, a background task, its
+   clean-up) register beside their definitions how a frame of theirs is
+   named (`rawbg.culprits`); this module knows none of them. It also notes
+   the innermost frame (file:line in function), usually the line that
    blocks. Nothing is recorded per request for this: the stack is the record.
 4. **Report.** When the heartbeat moves again, one warning gives how long
    the loop was blocked (to within a beat interval) and the culprit. With
@@ -36,12 +37,16 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from rawbg.server.config import STILL_BLOCKED_REPORT
+from rawbg.culprits import STOP, Part, namer_of
 
 if TYPE_CHECKING:
     from rawbg.trace import RequestTrace
 
 logger = logging.getLogger("rawbg.watchdog")
+
+# A loop that stays blocked is reported after 10 s, then at doubling intervals
+# (20 s, 40 s, ...): a hung process is never silent, and never floods the log.
+STILL_BLOCKED_REPORT = 10.0
 trace_logger = logging.getLogger("rawbg.trace")
 
 
@@ -151,45 +156,27 @@ def location(frame: FrameType) -> str:
 
 
 def describe_stack(innermost: FrameType, task: asyncio.Task[Any] | None) -> Culprit:
-    """Name what the loop thread is running, from its stack (innermost frame first)."""
-    from rawbg.app.application import App
-    from rawbg.app.dependencies import Resolution
-    from rawbg.server.connection import Connection, run_connection
-    from rawbg.tasks.after_response import AfterResponse
+    """Name what the loop thread is running, from its stack (innermost frame first).
 
+    The frames of the functions through which rawbg runs user code name
+    themselves (`rawbg.culprits`: each registers a namer beside its
+    definition); the first whole `Part` found walking outwards is the
+    culprit, refined by an inner part seen on the way (a dependency of the
+    handler whose frame names the route).
+    """
     where = location(innermost)
-    dependency: str | None = None
+    inner: Part | None = None
     frame: FrameType | None = innermost
     while frame is not None:
-        code = frame.f_code
-        if code is Resolution.call_dependency.__code__ and dependency is None:
-            dependency = frame.f_locals["plan"].name
-        elif code is App._call_endpoint.__code__:
-            local = frame.f_locals
-            endpoint, resolution = local["endpoint"], local["resolution"]
-            if dependency is not None:
-                what = f"the dependency {dependency} of {endpoint.label}"
-            else:
-                what = f"the handler {endpoint.plan.name} of {endpoint.label}"
-            return Culprit(what, where, resolution.trace)
-        elif code is AfterResponse._attempts.__code__:
-            local = frame.f_locals
-            after, name = local["self"], local["task"].name
-            return Culprit(f"the background task {name} of {after.label}", where, local["trace"])
-        elif code is AfterResponse._run_all.__code__:  # not in a task: in the clean-up
-            local = frame.f_locals
-            after = local["self"]
-            return Culprit(f"the dependency clean-up of {after.label}", where, local["trace"])
-        elif code is AfterResponse.send.__code__ or code is AfterResponse.throw.__code__:
-            # a request's one `async def` task, which AfterResponse drives directly
-            after = frame.f_locals["self"]
-            running = frame.f_locals.get("running")
-            name = getattr(running, "__qualname__", "?")
-            return Culprit(f"the background task {name} of {after.label}", where, None)
-        elif code is run_connection.__code__:
+        namer = namer_of(frame.f_code)
+        part = namer(frame) if namer is not None else None
+        if part is STOP:
             break
-        elif code.co_qualname.startswith(f"{Connection.__name__}."):
-            return Culprit(f"rawbg's connection code ({code.co_name})", where, None)
+        if part is not None:
+            if not part.inner:
+                return Culprit(part.describe(inner), where, part.trace)
+            if inner is None:  # the innermost dependency is the one that blocks
+                inner = part
         frame = frame.f_back
     if task is not None:
         coro = task.get_coro()

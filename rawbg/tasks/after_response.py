@@ -10,8 +10,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine, Generator, Iterable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from rawbg.culprits import Part, names_frames
 from rawbg.tasks.calls import BackgroundTask
 from rawbg.tasks.failure_log import task_failures
 from rawbg.tasks.journal.store import NewEntry
@@ -24,6 +26,27 @@ if TYPE_CHECKING:
     from rawbg.types import Cleanup
 
 logger = logging.getLogger("rawbg.background")
+
+
+def _name_task_frame(frame: FrameType) -> Part:
+    """For the loop-block watchdog: a frame of `AfterResponse._attempts` runs one task."""
+    local = frame.f_locals
+    return Part(
+        f"the background task {local['task'].name}", of=local["self"].label, trace=local["trace"]
+    )
+
+
+def _name_cleanup_frame(frame: FrameType) -> Part:
+    """A frame of `AfterResponse._run_all` not inside `_attempts`: the dependency clean-up."""
+    local = frame.f_locals
+    return Part("the dependency clean-up", of=local["self"].label, trace=local["trace"])
+
+
+def _name_single_task_frame(frame: FrameType) -> Part:
+    """A frame of `AfterResponse.send`/`throw`: the one ``async def`` task it drives directly."""
+    local = frame.f_locals
+    name = getattr(local.get("running"), "__qualname__", "?")
+    return Part(f"the background task {name}", of=local["self"].label)
 
 
 class AfterResponse(Coroutine[Any, Any, None]):
@@ -160,6 +183,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
     def __next__(self) -> Any:
         return self.send(None)
 
+    @names_frames(_name_single_task_frame)
     def send(self, value: Any) -> Any:
         running = self._running
         if running is None:
@@ -174,6 +198,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
             self._release(self._unreleased)
             raise
 
+    @names_frames(_name_single_task_frame)
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         running = self._running
         error = typ if val is None else val
@@ -249,6 +274,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
             self._unreleased -= units
             self._pending.release(units)
 
+    @names_frames(_name_cleanup_frame)
     async def _run_all(self, trace: RequestTrace | None) -> None:
         """Each task in order, then the clean-up; a failure never stops the rest."""
         label = self.label
@@ -276,6 +302,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
                 if trace is not None:
                     trace.event("dependency clean-up done", route=label)
 
+    @names_frames(_name_task_frame)
     async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
         """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
         attempt = task.attempts + 1

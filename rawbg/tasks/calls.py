@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ParamSpec
 
-from rawbg.tasks.journal.store import ACTIVE_JOURNAL
+from rawbg.tasks.journal.writer import ACTIVE_JOURNAL
 from rawbg.tasks.policy import journal_record, policy_of
 from rawbg.threadpool import run_in_thread
 

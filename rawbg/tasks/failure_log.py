@@ -25,7 +25,16 @@ import logging
 import time
 from dataclasses import dataclass
 
-from rawbg.server.config import FAILURE_LOG_INTERVAL, MAX_FAILURE_SITES
+# A failing background task logs its traceback once per site (task, route,
+# exception type, raising line) per this many seconds, then a count of the
+# repeats: a task failing on every request at 1000 req/s writes two lines a
+# minute, not 570 kB/s, and an operator still sees each new failure at once.
+FAILURE_LOG_INTERVAL = 60.0
+
+# Distinct failure sites tracked at once; past it every count is written out
+# and tracking starts over. Sites are bounded by the code's raise statements,
+# so 1000 is never reached by a real app, only bounds memory if it were.
+MAX_FAILURE_SITES = 1000
 
 Site = tuple[str, str, type[BaseException], str, int]
 

@@ -39,7 +39,11 @@ from rawbg.errors import (
     VersionNotSupported,
 )
 from rawbg.responses import Response
-from rawbg.server.config import MAX_REMEMBERED_HOSTS
+
+# Host header values remembered as valid, so that the RFC 3986 check costs a set
+# lookup for the few values a server sees over and over; 64 covers a server's
+# names, ports and addresses many times, and the set is emptied when full.
+MAX_REMEMBERED_HOSTS = 64
 
 # RFC 3986 3.2.2. A comma is a sub-delim, so `a,b` is a syntactically valid
 # reg-name, but no DNS name holds one, and it is what two Host fields look like

@@ -17,12 +17,9 @@ lingering close) is tested over real sockets (tests/wire.py).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rawbg.wire.protocol import HttpProtocol
-
-if TYPE_CHECKING:
-    from rawbg.server.server import Server
 
 #: the peer address a memory connection reports
 MEMORY_PEER = ("127.0.0.1", 40000)
@@ -94,6 +91,14 @@ class MemoryTransport(asyncio.Transport):
         self.eof_written = True
 
 
+class Listener(Protocol):
+    """What a memory connection is accepted by: `rawbg.server.Server` is one."""
+
+    def make_protocol(self) -> HttpProtocol:
+        """The protocol for a new connection, as the listening socket's factory makes it."""
+        ...
+
+
 class MemoryConnection:
     """One client connection to `server`, in memory: send bytes, read what came back.
 
@@ -102,9 +107,9 @@ class MemoryConnection:
     writing, `received` what the server has written so far.
     """
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Listener) -> None:
         self.transport = MemoryTransport()
-        self.protocol = HttpProtocol(server)
+        self.protocol = server.make_protocol()
         self.transport.set_protocol(self.protocol)
         self.protocol.connection_made(self.transport)
         self._read = 0  # bytes of the output already returned by `receive`

@@ -21,22 +21,15 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import h11
 
 from rawbg.errors import ClientDisconnected
 from rawbg.requests import Address, client_label
-from rawbg.server.config import (
-    FIRST_DEADLINE_CHECK,
-    INPUT_HIGH_WATER,
-    LINGER_SECONDS,
-    OUTPUT_HIGH_WATER,
-    OUTPUT_LOW_WATER,
-)
 
 if TYPE_CHECKING:
-    from rawbg.server.server import Server
+    from rawbg.wire.connection_io import ConnectionIO
     from rawbg.wire.proxy import TrustedProxies
 
 #: the context the deadline timers run in. They read no context variable, and
@@ -45,6 +38,32 @@ if TYPE_CHECKING:
 _TIMER_CONTEXT = contextvars.Context()
 
 logger = logging.getLogger("rawbg.protocol")
+
+# A connection's first deadline timer is armed at most this far ahead (and
+# re-armed for the real deadline if it fires first). Most requests arrive well
+# within it, and a timer cancelled when its connection closes stays in
+# asyncio's heap until its time: armed for the full 5 s head timeout, a burst
+# of short connections leaves 5 s worth of dead timers behind, ~140 bytes
+# each, counted against the pending tasks they outlive. One early wake-up per
+# idle connection is the price.
+FIRST_DEADLINE_CHECK = 0.25
+
+# Pause reading when this much unprocessed input has piled up while the
+# connection task was busy: 64 KiB is asyncio's own default write high-water
+# mark, and more than enough for a few pipelined requests.
+INPUT_HIGH_WATER = 64 * 1024
+
+# Write-side flow control: asyncio's defaults (64 KiB / 16 KiB). A slow reader
+# makes the writer wait once this much is queued in user space.
+OUTPUT_HIGH_WATER = 64 * 1024
+OUTPUT_LOW_WATER = 16 * 1024
+
+# After an error response we shut down our write side and keep discarding what
+# the client still sends for this long before closing, so that closing with
+# unread input does not make the kernel send a reset that destroys the response
+# before the client has read it. One second covers a loopback or LAN round trip
+# many times over; Apache's lingering close uses 2 s.
+LINGER_SECONDS = 1.0
 
 
 def drop_transport_self_reference(transport: asyncio.BaseTransport) -> None:
@@ -64,15 +83,42 @@ def drop_transport_self_reference(transport: asyncio.BaseTransport) -> None:
         attributes.pop("_read_ready_cb", None)
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One TCP connection, from asyncio's side."""
+class ConnectionOwner(Protocol):
+    """What an `HttpProtocol` asks of whoever serves its connection (`rawbg.server.Server`)."""
 
-    def __init__(self, server: Server) -> None:
-        self._server = server
+    def connection_made(self, io: ConnectionIO) -> None:
+        """The connection is open: start serving it (its connection task)."""
+        ...
+
+    def connection_lost(self, io: ConnectionIO) -> None:
+        """The connection is closed (its background work may go on)."""
+        ...
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection, from asyncio's side.
+
+    `owner` is told when the connection opens and closes. `max_head_size`
+    bounds h11's buffer while a head is incomplete; a client that reads
+    nothing of a response for `write_timeout` seconds is cut off (`drain`);
+    `trusted_proxies` says which peers' ``X-Forwarded-*`` headers count.
+    """
+
+    def __init__(
+        self,
+        owner: ConnectionOwner,
+        *,
+        max_head_size: int,
+        write_timeout: float,
+        trusted_proxies: TrustedProxies | None = None,
+    ) -> None:
+        self._owner = owner
+        self._write_timeout = write_timeout
+        self._trusted_proxies = trusted_proxies
         self._loop = asyncio.get_running_loop()
         # Transport and parser
         self.transport: asyncio.Transport | None = None
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.config.max_head_size)
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
         self.client: Address | None = None  # None on a Unix socket
         #: set when the peer is a trusted proxy, whose X-Forwarded-* headers count
         self.proxy: TrustedProxies | None = None
@@ -104,10 +150,10 @@ class HttpProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.client = Address(str(peer[0]), int(peer[1]))
-        trusted = self._server.trusted_proxies
+        trusted = self._trusted_proxies
         if trusted is not None and trusted.trusts_peer(self.client):
             self.proxy = trusted
-        self._server.connection_made(self)
+        self._owner.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
@@ -139,7 +185,7 @@ class HttpProtocol(asyncio.Protocol):
         self._wake_reader()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
-        self._server.connection_lost(self)
+        self._owner.connection_lost(self)
         if self.transport is not None:
             drop_transport_self_reference(self.transport)
 
@@ -208,7 +254,7 @@ class HttpProtocol(asyncio.Protocol):
         self._timed_out = False
         if self._deadline_timer is None:
             when = deadline
-            if not self._deadline_timer_armed_before:  # config.FIRST_DEADLINE_CHECK says why
+            if not self._deadline_timer_armed_before:  # FIRST_DEADLINE_CHECK says why
                 self._deadline_timer_armed_before = True
                 when = min(deadline, self._loop.time() + FIRST_DEADLINE_CHECK)
             self._arm_deadline_timer(when)
@@ -271,14 +317,15 @@ class HttpProtocol(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the transport's buffer is above its high-water mark.
 
-        A client that reads nothing for ``timeout_keep_alive`` is cut off
-        (the connection is aborted), so that it cannot hold a connection task,
-        and with it a graceful shutdown, forever.
+        A client that reads nothing for `write_timeout` (the server's
+        ``timeout_keep_alive``) is cut off (the connection is aborted), so that
+        it cannot hold a connection task, and with it a graceful shutdown,
+        forever.
         """
         writable = self._writable
         if writable is not None and not writable.done():
             try:
-                async with asyncio.timeout(self._server.config.timeout_keep_alive):
+                async with asyncio.timeout(self._write_timeout):
                     await writable
             except TimeoutError:
                 logger.info(

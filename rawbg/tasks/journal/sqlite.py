@@ -46,12 +46,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from rawbg.tasks.journal.store import FORMAT_VERSION, JournalError, NewEntry, Outcome, StoredEntry
-
-if TYPE_CHECKING:
-    from rawbg.server.config import ServerConfig
 
 logger = logging.getLogger("rawbg.journal")
 
@@ -119,17 +115,6 @@ SELECT_UNFINISHED = (
 # process's pid and an owner not in it was left by an earlier process.
 _owners_here: set[str] = set()
 _owners_here_lock = threading.Lock()
-
-
-def configured_store(config: ServerConfig) -> SQLiteTaskStore:
-    """The store that ``--task-journal`` and its options name (not opened yet)."""
-    if config.task_journal is None:
-        raise ValueError("no task journal is configured")
-    return SQLiteTaskStore(
-        config.task_journal,
-        sync=config.task_journal_sync,
-        busy_timeout=config.task_journal_busy_timeout,
-    )
 
 
 class SQLiteTaskStore:

@@ -29,13 +29,9 @@ migrated when it is opened, a newer one refused with a `JournalError`.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from rawbg.tasks.journal.writer import JournalWriter
+from typing import Protocol
 
 #: the version of the journal format this rawbg writes; an older one is
 #: migrated at open, a newer one is refused. 2: owners record their process's start
@@ -124,10 +120,3 @@ class TaskStore(Protocol):
         """Graceful stop: give up `owner`'s lease, so its unfinished entries are claimed at once."""
 
     def close(self) -> None: ...
-
-
-#: the journal of the server whose connection task is running; BackgroundTask
-#: reads it to refuse, at `add_task`, a durable task that cannot be journaled
-ACTIVE_JOURNAL: contextvars.ContextVar[JournalWriter | None] = contextvars.ContextVar(
-    "rawbg_active_journal", default=None
-)

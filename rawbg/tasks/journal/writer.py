@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -49,6 +50,12 @@ from rawbg.tasks.policy import resolve_function
 logger = logging.getLogger("rawbg.journal")
 
 _STOP = object()
+
+#: the journal of the server whose connection task is running; BackgroundTask
+#: reads it to refuse, at `add_task`, a durable task that cannot be journaled
+ACTIVE_JOURNAL: contextvars.ContextVar[JournalWriter | None] = contextvars.ContextVar(
+    "rawbg_active_journal", default=None
+)
 
 # What the loop hands the writer thread at the end of an iteration: the
 # requests' entry groups, each with the future of its ids, and the futures of
