@@ -9,14 +9,25 @@ import pytest
 
 from rawbg import App, Server, serving
 from rawbg.server.loops import LoopFactory, loop_factory
-from tests.event_loop import TEST_LOOP
+from tests.support.event_loop import TEST_LOOP
+from tests.support.services import in_ci
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Server]]
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, LoopFactory]:
-    """Every async test runs on the loop RAWBG_TEST_LOOP names (tests/event_loop.py)."""
+    """Every async test runs on the loop RAWBG_TEST_LOOP names (tests/support/event_loop.py)."""
     return {TEST_LOOP: loop_factory(TEST_LOOP)}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """Under CI=true a ``service`` test that was skipped fails (tests/support/services.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and item.get_closest_marker("service") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"a service test was skipped under CI=true: {report.longrepr}"
 
 
 def pytest_report_header(config: Any) -> str:

@@ -1,0 +1,198 @@
+"""Slow clients and a stalled event loop, over a real socket.
+
+docs/server-behavior.md: a request body must arrive at `min_body_rate` on
+average after a grace of `timeout_keep_alive` (408 otherwise), and shutdown
+gives a body still arriving only `timeout_keep_alive` more; a partial head
+pipelined behind a request gets 408 like any late head; bytes that arrived
+before a deadline are served even when the loop only sees them late.
+"""
+
+import asyncio
+import socket
+import threading
+import time
+
+from rawbg import App, Request
+from tests.support.wire import RawClient, request_bytes
+
+TIMEOUT = 0.3
+
+
+def make_app(*, block_seconds: float = 0.0, blocking: threading.Event | None = None) -> App:
+    app = App()
+
+    @app.get("/hello")
+    async def hello():
+        return {"hello": "world"}
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        return {"size": len(await request.body())}
+
+    @app.get("/block")
+    async def block():
+        if blocking is not None:
+            blocking.set()
+        time.sleep(block_seconds)  # blocks the event loop, on purpose
+        return {"blocked": block_seconds}
+
+    return app
+
+
+def body_head(length: int) -> bytes:
+    return request_bytes("POST", "/echo", headers={"content-length": str(length)})
+
+
+async def trickle(client: RawClient, data: bytes, *, piece: int, every: float) -> None:
+    for start in range(0, len(data), piece):
+        client.writer.write(data[start : start + piece])
+        await asyncio.sleep(every)
+
+
+async def test_a_body_trickled_byte_by_byte_gets_408_after_the_grace(serve):
+    loop = asyncio.get_running_loop()
+    async with serve(make_app(), timeout_keep_alive=TIMEOUT, min_body_rate=1024) as server:
+        client = await RawClient.connect(server.port)
+        await client.send(body_head(1000))
+        started = loop.time()
+        # one byte every 0.05 s: never a stall of TIMEOUT, but 20 bytes/s
+        trickler = asyncio.create_task(trickle(client, b"x" * 1000, piece=1, every=0.05))
+        try:
+            response = await client.read_response(method=b"POST", timeout=5)
+            elapsed = loop.time() - started
+            assert response.status_code == 408
+            assert response.headers["connection"] == "close"
+            assert b"request body too slow" in response.body
+        finally:
+            trickler.cancel()
+            await asyncio.gather(trickler, return_exceptions=True)
+            await client.close()
+    # the grace, plus a few bytes' worth of credit at 1 KiB/s
+    assert TIMEOUT * 0.8 <= elapsed < 2.5, elapsed
+
+
+async def test_a_slow_body_above_the_minimum_rate_is_served_even_past_the_grace(serve):
+    loop = asyncio.get_running_loop()
+    grace = 0.5
+    body = b"y" * 800
+    async with serve(make_app(), timeout_keep_alive=grace, min_body_rate=200) as server:
+        client = await RawClient.connect(server.port)
+        try:
+            await client.send(body_head(len(body)))
+            started = loop.time()
+            # 40 bytes every 0.05 s: about 800 bytes/s for a second, twice the grace
+            await trickle(client, body, piece=40, every=0.05)
+            response = await client.read_response(method=b"POST")
+            elapsed = loop.time() - started
+        finally:
+            await client.close()
+    assert response.status_code == 200
+    assert response.body == b'{"size":800}'
+    assert elapsed > grace
+
+
+async def test_shutdown_gives_a_body_still_arriving_only_the_keep_alive_timeout(serve):
+    loop = asyncio.get_running_loop()
+    # fast enough for the rate rule (100 bytes/s): without shutdown it would go on for minutes
+    async with serve(
+        make_app(),
+        timeout_keep_alive=TIMEOUT,
+        min_body_rate=100,
+        timeout_graceful_shutdown=20,
+    ) as server:
+        client = await RawClient.connect(server.port)
+        await client.send(body_head(500_000))
+        trickler = asyncio.create_task(trickle(client, b"z" * 500_000, piece=50, every=0.05))
+        try:
+            await asyncio.sleep(TIMEOUT * 2)  # well into the body, past the grace
+            started = loop.time()
+            shutdown = asyncio.create_task(server.shutdown())
+            response = await client.read_response(method=b"POST", timeout=5)
+            async with asyncio.timeout(5):
+                assert await shutdown == 0
+            elapsed = loop.time() - started
+        finally:
+            trickler.cancel()
+            await asyncio.gather(trickler, return_exceptions=True)
+            await client.close()
+    assert response.status_code == 408
+    assert b"shut down" in response.body
+    assert elapsed < 3, elapsed
+
+
+async def test_a_partial_head_pipelined_behind_a_request_gets_408_after_the_head_timeout(serve):
+    loop = asyncio.get_running_loop()
+    async with serve(make_app(), timeout_keep_alive=TIMEOUT) as server:
+        client = await RawClient.connect(server.port)
+        try:
+            await client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hel")
+            started = loop.time()
+            first = await client.read_response()
+            assert first.status_code == 200
+            second = await client.read_response(timeout=5)
+            elapsed = loop.time() - started
+            assert second.status_code == 408
+            assert b"request head not received" in second.body
+        finally:
+            await client.close()
+    assert TIMEOUT * 0.8 <= elapsed < 2.5, elapsed
+
+
+def read_one_response(sock: socket.socket) -> bytes:
+    """Everything up to the end of one small response with a content-length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        rest += piece
+    return head + b"\r\n\r\n" + rest
+
+
+def keep_alive_request_during_a_stall(
+    port: int, timeout: float, blocking: threading.Event
+) -> bytes:
+    """In a thread, since the server's loop (this test's loop) will be blocked.
+
+    A keep-alive client gets a response, then, while another connection's
+    handler blocks the loop past its idle deadline, sends its next request in
+    time. Returns what the client reads back for that second request.
+
+    The timings make the connection's one deadline timer due exactly at the
+    idle deadline: armed at accept for accept + timeout, it fires there and
+    re-arms itself for the deadline of the wait after the first response
+    (sent at timeout / 2), which falls inside the stall.
+    """
+    hello = request_bytes("GET", "/hello")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as keeper:
+        time.sleep(timeout / 2)
+        keeper.sendall(hello)
+        assert read_one_response(keeper).startswith(b"HTTP/1.1 200")
+        time.sleep(timeout * 0.6)  # past the first timer: it has re-armed for the deadline
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as blocker:
+            blocker.sendall(request_bytes("GET", "/block"))
+            assert blocking.wait(10), "the blocking handler never started"
+            # the loop is blocked now, before the keeper's idle deadline (1.5 x timeout)
+            keeper.sendall(hello)
+            assert read_one_response(blocker).startswith(b"HTTP/1.1 200")
+        return read_one_response(keeper)
+
+
+async def test_a_request_sent_in_time_is_answered_after_the_loop_was_blocked(serve):
+    timeout = 1.0
+    blocking = threading.Event()
+    # the loop wakes at about 1.1 + 1.5 = 2.6 x timeout, past the idle deadline
+    app = make_app(block_seconds=1.5 * timeout, blocking=blocking)
+    async with serve(app, timeout_keep_alive=timeout) as server:
+        second = await asyncio.to_thread(
+            keep_alive_request_during_a_stall, server.port, timeout, blocking
+        )
+    assert second.startswith(b"HTTP/1.1 200"), second
+    assert second.endswith(b'{"hello":"world"}')
