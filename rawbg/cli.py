@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
     ).add_to(parser)
     parser.add_argument(
+        "--no-serve-on-arrival",
+        dest="serve_on_arrival",
+        action="store_false",
+        help="serve every request from its connection task's wake-up, never from the "
+        "callback that received its bytes (for study and side-by-side benchmarks; "
+        "docs/ARCHITECTURE.md, 'Serving a request as it arrives')",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -327,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop_block_warning=args.loop_block_warning,
             gc_interval=args.gc_interval,
             access_log=args.access_log,
+            serve_on_arrival=args.serve_on_arrival,
             trace=args.trace,
             task_journal=args.task_journal,
             task_journal_sync=args.task_journal_sync,

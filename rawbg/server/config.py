@@ -177,6 +177,10 @@ class ServerConfig:
     loop_block_warning: float = DEFAULT_LOOP_BLOCK_WARNING  # seconds; 0 turns it off
     gc_interval: float = DEFAULT_GC_INTERVAL  # seconds; 0 leaves the GC to CPython
     access_log: bool = True
+    #: serve a request that arrives while its connection task waits from the
+    #: callback that received it, as that task (rawbg.server.arrival); False
+    #: (``--no-serve-on-arrival``): every request wakes the task, for comparison
+    serve_on_arrival: bool = True
     trace: bool = False
     trace_file: str | None = None  # Chrome trace-event JSON of the same events
     #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.server.loops)

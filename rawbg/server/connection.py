@@ -1,7 +1,10 @@
 """The connection task: the request/response cycle of one connection, and its background work.
 
-The life of one connection
---------------------------
+The life of one request
+-----------------------
+
+The same ten steps as docs/ARCHITECTURE.md's "The life of one request", seen
+from the connection task:
 
 1. **Accept.** asyncio accepts the socket and calls `HttpProtocol.connection_made`;
    the server starts one task for the connection, running `run_connection`,
@@ -11,45 +14,50 @@ The life of one connection
 2. **Bytes in.** `HttpProtocol.data_received` feeds every chunk to the
    connection's `h11.Connection` and wakes the task. If the task is waiting
    between requests, the callback instead runs 3-8 itself, as the task, until
-   the request has to wait for something (`Connection.serve_arrived`).
+   the request has to wait for something (`Connection.serve_arrived`,
+   rawbg/server/arrival.py).
 3. **Request head.** The task asks h11 for the next event
    (`Connection._receive_request`). While no byte has arrived it waits at most
-   ``timeout_keep_alive``, then closes quietly; once the first byte is in, the
-   whole head must arrive within ``timeout_keep_alive`` of it, or it answers 408.
-   The head is checked (`Connection._check_head`): size, ambiguous length.
-4. **Request body.** The body is read whole (`Connection._read_body`), sending
+   ``timeout_keep_alive``, then closes quietly (`_wait_for_request`); once the
+   first byte is in, the whole head must arrive within ``timeout_keep_alive``
+   of it, or it answers 408 (`_complete_head`). The head is checked
+   (`_check_head`): size, version, Host, ambiguous length, declared body size.
+4. **Request body.** The body is read whole (`_read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
    is larger than ``max_body_size``, and with 408 a body that stalls or arrives
-   slower than ``min_body_rate`` (`Connection._body_deadline`).
-5. **Handler.** `App.handle` routes the request, walks the handler's dependency
-   plan and calls it. It returns the response and an `AfterResponse`: the
-   queued background tasks and the request-scoped dependency clean-up.
-6. **Response.** The task reserves the background work with the process-wide
+   slower than ``min_body_rate`` (`_body_deadline`). Then the `Request`
+   (`_make_request`).
+5. **Middleware, route and dependencies.** `App.handle` runs the middleware,
+   routes the request and walks the handler's dependency plan.
+6. **Handler.** `App.handle` calls the handler and returns an `Outcome`: the
+   response and an `AfterResponse`, the queued background tasks and the
+   request-scoped dependency clean-up.
+7. **Response.** The task reserves the background work with the process-wide
    `PendingWork` count; with a task journal, it waits until the durable tasks
    are committed (`_record_work`: a 503 instead if they cannot be); then it
-   writes the response through h11 and waits until the transport has handed
+   writes the response (`_send`) and waits until the transport has handed
    every byte to the kernel (`HttpProtocol.flushed`).
-7. **Background work.** Only now does the `AfterResponse` start, as a child of
+8. **Background work.** Only now does the `AfterResponse` start, as a child of
    the connection task in its `WorkGroup` (made by the first request that
-   needs it): its tasks one after another, then the clean-up. The cycle does
-   not wait for it. (If the connection is about to close, there is no next
-   cycle: `serve` returns the work and the connection task runs it itself
-   once the socket is closed.)
-8. **Next cycle or close.** If HTTP allows another request on the connection
+   needs it; `_start_work`): its tasks one after another, then the clean-up.
+   The cycle does not wait for it. (If the connection is about to close,
+   there is no next cycle: `serve` returns the work and the connection task
+   runs it itself once the socket is closed.)
+9. **Next cycle.** If HTTP allows another request on the connection
    (`http_allows_another`) and the server is not stopping, the `Phase` goes
-   back to IDLE (`Connection._next_cycle`) and we are back at 3, while step 7
-   of the previous request may still be running. Otherwise the phase becomes
-   CLOSING, as on every other way out (`Connection._closing`), and the
-   transport is closed.
-9. **Drain.** When `serve` returns, `run_connection` waits for the
-   connection's remaining background work (`WorkGroup.wait`). Only then does
-   the connection task end: no task outlives the connection task, and shutdown
-   can wait for (or cancel) all of them by waiting for the connection tasks.
+   back to IDLE (`_next_cycle`) and we are back at 3, while step 8 of the
+   previous request may still be running. Otherwise the phase becomes
+   CLOSING, as on every other way out (`_closing`).
+10. **Close and drain.** `serve` closes the transport and returns;
+    `run_connection` then waits for the connection's remaining background
+    work (`WorkGroup.wait`). Only then does the connection task end: no task
+    outlives the connection task, and shutdown can wait for (or cancel) all
+    of them by waiting for the connection tasks.
 
 Requests the server refuses (malformed, too large, too slow) raise a
 `RequestRejected` anywhere in 3-4; `Connection._reject` is the one place that
 answers them, then closes without resetting the connection. Errors of the app
-(step 5) are answered by `App.handle`, and the connection stays open.
+(5-6) are answered by `App.handle`, and the connection stays open.
 """
 
 from __future__ import annotations
@@ -60,10 +68,9 @@ import contextvars
 import enum
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import h11
 
@@ -81,7 +88,7 @@ from rawbg.errors import (
 from rawbg.reason_phrases import reason
 from rawbg.requests import Headers, Request, client_label
 from rawbg.responses import PlainTextResponse, Response, StreamingResponse
-from rawbg.server.arrival import continue_in_task, enter_task, hand_over, leave_task, raise_in_task
+from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, TASK_WAITING, Arrival, hand_over
 from rawbg.tasks.journal.store import JournalUnavailable
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, RequestTrace
@@ -92,7 +99,7 @@ from rawbg.wire.conformance import (
     parse_error_rejection,
 )
 from rawbg.wire.proxy import forwarded
-from rawbg.wire.response_bytes import events_to_bytes, send_whole_response
+from rawbg.wire.response_bytes import events_to_bytes, response_start, send_whole_response
 
 if TYPE_CHECKING:
     from rawbg.app.application import App
@@ -258,16 +265,14 @@ class Connection:
         #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
         self._fresh = True
         self._first_request_deadline = 0.0
-        # Serving a request as it arrives (`serve_arrived`): the task and the
-        # context it runs as; None: only the task serves
-        self._task = asyncio.current_task() if context is not None else None
-        self._context = context
-        self._idle_waiting = False  # the task waits for a request, in `_receive_request`
-        self._idle_deadline = 0.0  # ... until then
-        self._arrived_first = False  # a request is being served where it arrived
-        #: a request begun where it arrived that must wait: the task continues it
-        self._handed_over: Coroutine[Any, Any, None] | None = None
-        self._served_arrived = False  # the task's wait saw a request served without it
+        #: until when the task waits for the next request while the connection is idle
+        self._idle_deadline = 0.0
+        #: serving a request where it arrives, as this task (`serve_arrived`);
+        #: None with ``--no-serve-on-arrival`` (or no context): only the task serves
+        self._arrival: Arrival | None = None
+        task = asyncio.current_task()
+        if context is not None and task is not None and server.config.serve_on_arrival:
+            self._arrival = Arrival(task, context)
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
@@ -321,7 +326,7 @@ class Connection:
         if trace is not None:
             trace.event("connection accepted", client=client_label(self._io.client))
         self._server.register(self)
-        if self._task is not None:
+        if self._arrival is not None:
             self._io.serve_arrived = self.serve_arrived
         try:
             try:
@@ -365,9 +370,11 @@ class Connection:
         while True:
             # a request begun where it arrived goes on first, even into CLOSING:
             # it may still have to raise, or to finish its response
-            if self._handed_over is not None:
-                handed_over, self._handed_over = self._handed_over, None
-                await handed_over
+            arrival = self._arrival
+            if arrival is not None and arrival.state is HANDED_OVER:
+                handed_over = arrival.take_handed_over()
+                if handed_over is not None:
+                    await handed_over
                 continue
             if self.phase is CLOSING:
                 return
@@ -385,42 +392,26 @@ class Connection:
         """Serve the request whose bytes just arrived, here and now, as the connection task.
 
         Called by the I/O side when input arrives while the task waits for it
-        (instead of waking the task); True if the task can go on waiting for
-        the next request. Only where the task waits between requests, with
-        room for more work and no shutdown under way. The request runs in the
-        task's context with the task current (rawbg.server.arrival); if it has to wait
-        for anything, the task is woken to continue it from there
-        (`_handed_over`). docs/ARCHITECTURE.md, "Serving a request as it arrives".
+        (instead of waking it); True if the task can go on waiting for the
+        next request. Only where the task waits between requests, with room
+        for more work and no shutdown under way. The request runs in the
+        task's context with the task current (`Arrival.serve`); if it has to
+        wait for anything, the task is woken to continue it from there.
+        docs/ARCHITECTURE.md, "Serving a request as it arrives".
         """
-        if not self._idle_waiting or self._stopping or not self._pending.has_room:
+        arrival = self._arrival
+        if arrival is None or arrival.state is not TASK_WAITING:
             return False
-        task, context = self._task, self._context
-        assert task is not None and context is not None
-        loop = task.get_loop()
-        if not enter_task(loop, task):
+        if self._stopping or not self._pending.has_room:
             return False
-        self._idle_waiting = False
-        self._arrived_first = True
-        request = self._serve_one()
-        try:
-            waiting_for = context.run(request.send, None)
-        except StopIteration:
-            pass
-        except BaseException as exc:  # the task raises it, as if its own
-            self._handed_over = raise_in_task(exc)
-            return False
-        else:
-            self._handed_over = continue_in_task(request, waiting_for)
-            return False
-        finally:
-            self._arrived_first = False
-            leave_task(loop, task)
+        if not arrival.serve(self._serve_one):
+            return False  # handed over (or not begun): the task is woken
         if self.phase is not IDLE or self._h11.trailing_data[0]:
             # closing, or the next request is here already: the task takes it from here
-            self._served_arrived = True
+            arrival.finished(task_waits_on=False)
             return False
-        self._idle_waiting = True
-        self._idle_deadline = loop.time() + self._config.timeout_keep_alive
+        arrival.finished(task_waits_on=True)
+        self._idle_deadline = asyncio.get_running_loop().time() + self._config.timeout_keep_alive
         self._io.extend_wait(self._idle_deadline)
         return True
 
@@ -431,7 +422,8 @@ class Connection:
         may well have come before the task took over, and the caller looks
         for it before it waits.
         """
-        if self._arrived_first:
+        arrival = self._arrival
+        if arrival is not None and arrival.state is SERVING_HERE:
             await hand_over()
             return True
         return await self._io.receive_until(deadline)
@@ -469,47 +461,20 @@ class Connection:
             raise parse_error_rejection(exc, head) from exc
 
     async def _receive_request(self) -> Exchange | None:
-        """Wait for the next request and its body; None when the connection should close."""
-        io = self._io
-        timeout = self._config.timeout_keep_alive
+        """Wait for the next request and read it whole; None when the connection should close.
+
+        Steps 3 and 4 of the module's docstring: wait while the connection is
+        idle (`_wait_for_request`), then the head (its deadline, its checks),
+        then the body (`_read_body`), then the `Request` (`_make_request`).
+        """
         event = self._next_event()
         if event is h11.NEED_DATA:
-            self._idle_deadline = asyncio.get_running_loop().time() + timeout
-            while not io.has_input:  # idle: not one byte of a request yet
-                if self._stopping:
-                    if not self._fresh:
-                        self._closing("server shutting down")
-                        return None
-                    self._idle_deadline = min(self._idle_deadline, self._first_request_deadline)
-                    io.bring_deadline_forward(self._idle_deadline)
-                if self._arrived_first:  # the task waits, not `serve_arrived`
-                    await hand_over()
-                    continue
-                self._idle_waiting = True
-                try:
-                    received = await io.receive_until(self._idle_deadline)
-                finally:
-                    self._idle_waiting = False
-                if self._served_arrived or self._handed_over is not None:
-                    # `serve_arrived` served what came: the cycle goes on from there
-                    self._served_arrived = False
-                    return None
-                if not received:
-                    if self._h11.trailing_data[0]:
-                        # Part of a head came pipelined behind the last request:
-                        # this connection is not idle, its head is late.
-                        raise RequestTimeout(f"request head not received within {timeout} s")
-                    self._closing(
-                        "server shutting down" if self._stopping else f"idle for {timeout} s"
-                    )
-                    return None
-            if not self._pending.has_room:  # the bound was reached while we were idle
-                await self._wait_for_room()
-                io.restart_head_clock()  # the wait was ours, not the client's
+            if not await self._wait_for_request():
+                return None
             self._move(READING_HEAD)
             event = self._next_event()
             if event is h11.NEED_DATA:  # only part of the head is here: wait, with a deadline
-                event = await self._complete_head(io.head_started_at)
+                event = await self._complete_head(self._io.head_started_at)
         else:
             self._move(READING_HEAD)
         if type(event) is h11.ConnectionClosed:
@@ -526,21 +491,68 @@ class Connection:
         )
         self._move(READING_BODY)
         body = await self._read_body()
-        io.request_received()
+        self._io.request_received()
+        return Exchange(self._make_request(event, fields, body), trace, started)
+
+    async def _wait_for_request(self) -> bool:
+        """While not one byte of a request has arrived: wait for one, at most
+        ``timeout_keep_alive`` (less during a shutdown). False when the
+        connection should close instead, or when the request was served where it
+        arrived meanwhile (`serve_arrived`: the cycle goes on from there).
+        """
+        io, arrival = self._io, self._arrival
+        timeout = self._config.timeout_keep_alive
+        self._idle_deadline = asyncio.get_running_loop().time() + timeout
+        while not io.has_input:
+            if self._stopping:
+                if not self._fresh:
+                    self._closing("server shutting down")
+                    return False
+                self._idle_deadline = min(self._idle_deadline, self._first_request_deadline)
+                io.bring_deadline_forward(self._idle_deadline)
+            if arrival is None:
+                received = await io.receive_until(self._idle_deadline)
+            else:
+                if arrival.state is SERVING_HERE:  # the task waits, not `serve_arrived`
+                    await hand_over()
+                    continue
+                arrival.task_waits()
+                try:
+                    received = await io.receive_until(self._idle_deadline)
+                finally:
+                    served_meanwhile = arrival.task_woke()
+                if served_meanwhile:
+                    return False
+            if not received:
+                if self._h11.trailing_data[0]:
+                    # Part of a head came pipelined behind the last request:
+                    # this connection is not idle, its head is late.
+                    raise RequestTimeout(f"request head not received within {timeout} s")
+                self._closing("server shutting down" if self._stopping else f"idle for {timeout} s")
+                return False
+        if not self._pending.has_room:  # the bound was reached while we were idle
+            await self._wait_for_room()
+            io.restart_head_clock()  # the wait was ours, not the client's
+        return True
+
+    def _make_request(
+        self, head: h11.Request, fields: list[tuple[bytes, bytes]], body: bytes
+    ) -> Request:
+        """The `Request` a handler sees: the head's fields, the body, who sent it (proxies)."""
+        io = self._io
         client, scheme = io.client, "http"
         if io.proxy is not None:
             client, scheme = forwarded(io.proxy, fields, client)
-        request = Request(
-            method=event.method.decode("ascii"),
-            target=event.target.decode("latin-1"),
+        return Request(
+            method=head.method.decode("ascii"),
+            target=head.target.decode("latin-1"),
             headers=Headers(fields),
             body=body,
-            http_version=event.http_version.decode("ascii"),
+            http_version=head.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
             root_path=self._config.root_path,
         )
-        return Exchange(request, trace, started)
 
     async def _complete_head(self, first_byte_at: float) -> h11.Event:
         """Read until h11 has the whole head; it must arrive by first byte + keep-alive timeout.
@@ -741,7 +753,7 @@ class Connection:
     def _start_work(
         self, after: AfterResponse, trace: RequestTrace | None, *, keep_alive: bool
     ) -> None:
-        """Step 7: the request's work starts only now, owned by this connection task.
+        """Step 8: the request's work starts only now, owned by this connection task.
 
         On a connection that stays open it runs as a child of the connection
         task (`WorkGroup`), so the next request is not held back. On a connection about
@@ -781,12 +793,8 @@ class Connection:
                 io.write(message)
                 await io.flushed()
                 return len(message)
-        start = h11.Response(
-            status_code=status,
-            headers=fields,
-            reason=reason(status),
-            _parsed=response.fields_checked,  # fields rawbg built: h11 need not re-check
-        )
+        # fields rawbg built need no second check by h11 (rawbg.wire.response_bytes)
+        start = response_start(status, reason(status), fields, checked=response.fields_checked)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
         if has_body and isinstance(response, StreamingResponse):
             return await self._stream(start, response)

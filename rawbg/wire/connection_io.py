@@ -5,7 +5,7 @@ the I/O side feeds, and asks that side for four things: wait for more input
 (with a deadline), write bytes, wait until they are written, close.
 `rawbg.wire.protocol.HttpProtocol` is the implementation on an asyncio transport;
 `rawbg.wire.memory_transport.MemoryTransport` puts it on memory instead of a socket, which is
-how the cycle is tested without one (tests/test_cycle_in_memory.py) and how
+how the cycle is tested without one (tests/server/test_cycle_in_memory.py) and how
 `benchmarks.instructions` counts a request's instructions.
 """
 

@@ -7,11 +7,11 @@ task, the app, the background work) on bytes in memory. Two users:
 * `benchmarks.instructions` counts the instructions of a request this way,
   so that the kernel's socket work does not blur the figure;
 * tests of the request/response cycle that are not about the wire
-  (tests/test_cycle_in_memory.py): no port, no client socket, no waiting on
+  (tests/server/test_cycle_in_memory.py): no port, no client socket, no waiting on
   the kernel.
 
 What is about the wire (flow control against a real socket buffer, resets,
-lingering close) is tested over real sockets (tests/wire.py).
+lingering close) is tested over real sockets (tests/support/wire.py).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def drop_transport_self_reference(transport: asyncio.BaseTransport) -> None:
     ARCHITECTURE.md, "A pending task keeps little"). Once the connection is
     lost the callback is never called again; dropping it breaks the cycle.
     The one place rawbg touches an asyncio private; uvloop's transports have
-    no such attribute (tests/test_protocol_cycles.py watches both).
+    no such attribute (tests/wire/test_protocol_cycles.py watches both).
     """
     attributes = getattr(transport, "__dict__", None)
     if attributes is not None:

@@ -15,11 +15,14 @@ piece: about a quarter of the instructions of the benchmark request
 still sees the Response and EndOfMessage events, so its states, keep-alive and
 the next cycle are exactly as if ``send`` had been called.
 
-That needs two of h11's private attributes (``_process_event`` and
-``_cstate.keep_alive``), and only this module touches them. When they are
-missing (a future h11), `AVAILABLE` is False and every response goes through
-``h11.Connection.send``; tests/test_response_head.py fails in that case, and
-also if the bytes written here differ from h11's own.
+That needs h11's private parts, and only this module touches them: the
+connection's ``_process_event``, ``_cstate.keep_alive`` and
+``_request_method``, and the ``_parsed=True`` keyword of its events, which
+skips re-validating fields rawbg built itself (`response_start`). When any is
+missing (a future h11), `AVAILABLE` is False: every response goes through
+``h11.Connection.send``, its fields validated by h11. tests/wire/test_response_head.py
+fails in that case, and also if the bytes written here differ from h11's own
+(docs/ARCHITECTURE.md, "The private attributes rawbg uses").
 """
 
 from __future__ import annotations
@@ -31,9 +34,22 @@ import h11
 # as h11 writes it when it decides the connection closes: title case, last
 CLOSE = (b"Connection", b"close")
 
-AVAILABLE = hasattr(h11.Connection, "_process_event") and hasattr(
-    h11.Connection(h11.SERVER), "_cstate"
-)
+
+def _has_private_parts() -> bool:
+    """Whether this h11 has every private part used here (the docstring lists them)."""
+    probe = h11.Connection(h11.SERVER)
+    if not all(hasattr(probe, name) for name in ("_process_event", "_cstate", "_request_method")):
+        return False
+    if not hasattr(probe._cstate, "keep_alive"):
+        return False
+    try:
+        h11.Response(status_code=200, headers=[], reason=b"OK", _parsed=True)
+    except TypeError:
+        return False
+    return True
+
+
+AVAILABLE = _has_private_parts()
 
 
 def send_whole_response(
@@ -91,6 +107,19 @@ def response_event(status_code: int, reason: bytes, *, closing: bool) -> h11.Res
         event = h11.Response(status_code=status_code, headers=headers, reason=reason, _parsed=True)
         _response_events[key] = event
     return event
+
+
+def response_start(
+    status_code: int, reason: bytes, fields: list[tuple[bytes, bytes]], *, checked: bool
+) -> h11.Response:
+    """The Response event that starts a response sent through h11.
+
+    `checked`: rawbg built the fields itself (`Response.fields_checked`), so
+    h11 need not validate them again; the app's own fields always are.
+    """
+    if checked and AVAILABLE:
+        return h11.Response(status_code=status_code, headers=fields, reason=reason, _parsed=True)
+    return h11.Response(status_code=status_code, headers=fields, reason=reason)
 
 
 def events_to_bytes(h: h11.Connection, *events: h11.Event) -> bytes:

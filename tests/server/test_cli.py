@@ -38,6 +38,7 @@ FLAGS = [
     "--timeout-graceful-shutdown",
     "--app-dir",
     "--trace",
+    "--no-serve-on-arrival",
     "--loop-block-warning",
     "--gc-interval",
     "--routes",

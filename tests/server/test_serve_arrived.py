@@ -15,6 +15,8 @@ import asyncio
 import contextvars
 import sys
 
+import pytest
+
 from rawbg import App, Request, Response
 from rawbg.server import arrival as eager
 from rawbg.server.connection import Connection
@@ -98,6 +100,40 @@ async def test_over_a_socket_a_handler_runs_as_its_connection_task_in_its_contex
     assert seen[0][1] is not seen[3][1]
     # the second and third requests arrive while the task waits for them
     assert [here for here, _, _ in seen] in ([True] * 6, [False, True, True] * 2)
+
+
+async def test_with_serving_on_arrival_off_every_request_is_served_by_the_woken_task():
+    # --no-serve-on-arrival: the same answers, the same task and context, never the callback
+    app = App()
+    seen: list[tuple[bool, asyncio.Task[object] | None, int]] = []
+
+    @app.get("/count")
+    async def count() -> int:
+        requests_on_this_connection.set(requests_on_this_connection.get() + 1)
+        seen.append(
+            (served_where_it_arrived(), asyncio.current_task(), requests_on_this_connection.get())
+        )
+        return requests_on_this_connection.get()
+
+    async with serve_app(app, serve_on_arrival=False) as client:
+        raw = await RawClient.connect(client.server.port)
+        for expected in (1, 2, 3):
+            await raw.send(request_bytes("GET", "/count"))
+            response = await raw.read_response()
+            assert (response.status_code, response.body) == (200, str(expected).encode())
+        await raw.close()
+    assert [(here, n) for here, _, n in seen] == [(False, 1), (False, 2), (False, 3)]
+    assert len({task for _, task, _ in seen}) == 1
+
+
+async def test_an_illegal_move_of_the_arrival_state_is_loud():
+    arrival = eager.Arrival(asyncio.current_task(), contextvars.copy_context())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="TASK_BUSY -> SERVED"):
+        arrival.finished(task_waits_on=False)  # nothing was being served here
+    arrival.task_waits()
+    assert arrival.task_woke() is False  # woken by input, nothing served meanwhile
+    assert arrival.state is eager.TASK_BUSY
+    assert arrival.take_handed_over() is None
 
 
 async def test_a_handler_that_waits_is_continued_by_the_connection_task():
