@@ -246,3 +246,45 @@ async def test_a_request_sent_in_time_is_answered_after_a_block_in_a_request_ser
         )
     assert second.startswith(b"HTTP/1.1 200"), second
     assert second.endswith(b'{"hello":"world"}')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24 defect 8: at the limit a new client gets 503 while tricklers hold it",
+)
+async def test_a_normal_client_is_served_while_body_tricklers_fill_the_connection_limit(serve):
+    # Issue 24 saw 10 of 63 normal requests refused (503) during a flood of 1,005 body
+    # tricklers. The rate rule cuts each trickler at the end of its grace; until then the
+    # limit is theirs. At the limit, the server should make room (idle keep-alive first,
+    # then whoever is furthest behind the minimum rate) rather than refuse: this client
+    # must be served well before the tricklers' grace is over.
+    grace = 3.0
+    limit = 3
+    async with serve(
+        make_app(), limit_concurrency=limit, timeout_keep_alive=grace, min_body_rate=1024
+    ) as server:
+        tricklers = [await RawClient.connect(server.port) for _ in range(limit)]
+        trickling = []
+        try:
+            for client in tricklers:
+                await client.send(body_head(100_000))
+                # 20 bytes/s: never a stall, and far behind 1 KiB/s from the start
+                trickling.append(
+                    asyncio.create_task(trickle(client, b"x" * 100_000, piece=1, every=0.05))
+                )
+            await asyncio.sleep(grace / 3)
+            normal = await RawClient.connect(server.port)
+            try:
+                await normal.send(request_bytes("GET", "/hello"))
+                response = await normal.read_response(timeout=grace / 3)
+            finally:
+                await normal.close()
+        finally:
+            for task in trickling:
+                task.cancel()
+            await asyncio.gather(*trickling, return_exceptions=True)
+            for client in tricklers:
+                await client.close()
+    assert response.status_code == 200, (response.status_code, response.body)
+    assert response.body == b'{"hello":"world"}'
