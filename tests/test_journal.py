@@ -18,6 +18,7 @@ from rawbg import Server
 from rawbg.config import ServerConfig
 from rawbg.journal import FORMAT_VERSION, JournalError
 from rawbg.policy import TaskPolicy
+from rawbg.sqlite_journal import SQLiteTaskStore
 from rawbg.testing import serve_app
 from tests import journal_app
 
@@ -358,3 +359,43 @@ def test_several_processes_opening_one_new_journal_at_once_all_open_it(tmp_path)
     ]
     outcomes = [proc.communicate(timeout=30) for proc in procs]
     assert [out.strip() for out, _ in outcomes] == ["opened"] * 6, [err for _, err in outcomes]
+
+
+def remove_journal(journal: Path) -> None:
+    """``rm tasks.db*``: the file and SQLite's -wal and -shm beside it."""
+    for path in journal.parent.glob(journal.name + "*"):
+        path.unlink()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24 defect 1: acknowledged into the file the server still has open",
+)
+@pytest.mark.parametrize("change", ["deleted", "replaced"])
+async def test_a_journal_deleted_or_replaced_under_the_server_gets_no_acknowledgement_into_it(
+    tmp_path: Path, runs: Path, change: str
+):
+    # Issue 24: after `rm tasks.db*` (or a new journal moved to its path) the server went on
+    # answering 200, journaling into the file it still had open, which no restart reads:
+    # about 8,000 acknowledged tasks were lost. Either the request is refused (503), or its
+    # task is in the journal that the path names now.
+    journal = tmp_path / "tasks.db"
+    journal_app.GATE = asyncio.Event()  # the tasks stay pending: their rows stay
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        try:
+            assert (await client.post("/work/1")).status_code == 200
+            remove_journal(journal)
+            if change == "replaced":
+                other = tmp_path / "other.db"
+                SQLiteTaskStore(str(other), sync="normal", busy_timeout=1.0).check()
+                other.rename(journal)
+            response = await client.post("/work/2")
+        finally:
+            journal_app.GATE.set()
+        await client.wait_for_background()
+    if response.status_code == 503:
+        return
+    assert response.status_code == 200, response.status_code
+    assert journal.exists(), "acknowledged, and there is no journal at the path"
+    assert "[[2],{}]" in [arguments for _, _, arguments, _, _ in rows(journal)]
