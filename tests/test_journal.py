@@ -22,7 +22,7 @@ from rawbg import Server
 from rawbg.config import ServerConfig
 from rawbg.journal import FORMAT_VERSION, JournalError
 from rawbg.policy import TaskPolicy
-from rawbg.sqlite_journal import SQLiteTaskStore
+from rawbg.sqlite_journal import INSERT, SQLiteTaskStore
 from rawbg.testing import serve_app
 from tests import journal_app
 
@@ -479,3 +479,43 @@ async def test_refusals_on_a_full_disk_are_logged_a_few_times_not_once_each(
             await client.wait_for_background()
     assert statuses.count(503) >= 35, statuses
     assert len(rawbg_records(caplog)) <= 6, rawbg_records(caplog)
+
+
+def leave_orphans(journal: Path, count: int) -> None:
+    """A journal holding `count` unfinished `record_run` tasks of an owner that is gone."""
+    SQLiteTaskStore(str(journal), sync="normal", busy_timeout=1.0).check()
+    with contextlib.closing(sqlite3.connect(journal, isolation_level=None)) as db:
+        db.execute("BEGIN")
+        for n in range(count):
+            row = ("tests.journal_app:record_run", f"[[{n}],{{}}]", "POST /work/{n}", "gone", 0)
+            db.execute(INSERT, row)
+        db.execute("COMMIT")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24 defect 4: the whole backlog is admitted at once, over the bound",
+)
+async def test_a_recovered_backlog_over_the_pending_bound_leaves_the_server_answering(
+    tmp_path: Path, runs: Path
+):
+    # Issue 24: with 20,000 recovered tasks the server accepted connections and answered
+    # nothing, not even a 404 or a 503, for 8.6 s. Every recovered task is admitted at once,
+    # over the bound, and a connection reads no request while the bound is full: here the
+    # 200 recovered tasks wait (as long ones would) and nothing is answered until they end.
+    journal = tmp_path / "tasks.db"
+    leave_orphans(journal, 200)
+    journal_app.GATE = asyncio.Event()
+    options = {"task_journal": str(journal), "max_pending_tasks": 20}
+    async with serve_app(journal_app.app, **options) as client:
+        try:
+            async with asyncio.timeout(1.0):
+                response = await client.get("/health")
+        except TimeoutError:
+            raise AssertionError("no answer within 1 s of listening") from None
+        finally:
+            journal_app.GATE.set()
+            await client.wait_for_background()
+    assert response.status_code == 404
+    assert len(runs_of(runs)) == 200  # and the backlog all ran
