@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from rawbg.memory import MemoryTransport
+from rawbg.wire.memory_transport import MemoryTransport
 
 from .apps import TASK_SECONDS_ENV
 from .servers import child_env
@@ -63,14 +63,13 @@ def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
         from .ceiling import CannedProtocol
 
         return CannedProtocol
-    from rawbg.config import ServerConfig
-    from rawbg.protocol import HttpProtocol
-    from rawbg.server import Server
+    from rawbg.server.config import ServerConfig
+    from rawbg.server.server import Server
 
     from .apps.rawbg_app import app
 
     rawbg_server = Server(app, ServerConfig(port=0, access_log=False))
-    return lambda: HttpProtocol(rawbg_server)
+    return rawbg_server.make_protocol
 
 
 def count_instructions(server: str, requests: int) -> int:

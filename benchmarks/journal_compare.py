@@ -60,8 +60,8 @@ def p99(server: str, task_seconds: float, mode: str, seconds: float, log_dir: Pa
 
 def commit_cost(directory: Path, sync: str, requests: int, repeats: int) -> tuple[float, float]:
     """Microseconds per request: one transaction each, and one for all `requests`."""
-    from rawbg.journal import NewEntry
-    from rawbg.sqlite_journal import SQLiteTaskStore
+    from rawbg.tasks.journal.sqlite import SQLiteTaskStore
+    from rawbg.tasks.journal.store import NewEntry
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"commit-{sync}.db"

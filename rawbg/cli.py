@@ -13,11 +13,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import config as defaults
-from .app import App
-from .config import ServerConfig
-from .loops import LOOPS, loop_factory
-from .worker import WorkerLink
+from rawbg.app.application import App
+from rawbg.server import config as defaults
+from rawbg.server.config import ServerConfig
+from rawbg.server.loops import LOOPS, loop_factory
+from rawbg.server.worker import WorkerLink
 
 DEMO_APP = "rawbg.demo:app"
 
@@ -352,12 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return supervise(argv, args, config)
     app = load_app(args.app, args.app_dir)
     if args.routes:
-        from .routes_view import describe_routes
+        from rawbg.app.route_listing import describe_routes
 
         print(describe_routes(app), end="")
         return 0
-    from .journal import JournalError
-    from .server import serve
+    from rawbg.server.server import serve
+    from rawbg.tasks.journal.store import JournalError
 
     try:
         with asyncio.Runner(loop_factory=make_loop) as runner:
@@ -382,14 +382,14 @@ def journal_error(config: ServerConfig, exc: Exception) -> str:
 
 def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:
     """``--workers N`` / ``--reload``: the supervisor runs the workers; it never imports the app."""
-    from .supervisor import Supervisor
+    from rawbg.server.supervisor import Supervisor
 
     if args.fd is not None:
         raise SystemExit("error: --fd serves one process; the supervisor binds its own socket")
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit(f"error: --workers must be at least 1, got {workers}")
-    from .journal import JournalError
+    from rawbg.tasks.journal.store import JournalError
 
     supervisor = Supervisor(
         argv=argv,

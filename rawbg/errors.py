@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .reason_phrases import reason_phrase
+from rawbg.reason_phrases import reason_phrase
 
 
 class HTTPException(Exception):
@@ -128,8 +128,8 @@ class RequestRejected(Exception):
 class MalformedRequest(RequestRejected):
     """Raised when h11 cannot parse the request, or it breaks a rule of RFC 9112.
 
-    `rawbg.conformance.parse_error_rejection` is the one translation of h11's
-    errors into this (and its 431/501 siblings); `rawbg.conformance` also
+    `rawbg.wire.conformance.parse_error_rejection` is the one translation of h11's
+    errors into this (and its 431/501 siblings); `rawbg.wire.conformance` also
     raises it for what h11 lets through (an invalid Host, say).
     """
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
-from .config import MAX_JSON_DEPTH
-from .datastructures import URL, State
-from .errors import HTTPException
+from rawbg.datastructures import URL, State
+from rawbg.errors import HTTPException
 
-if TYPE_CHECKING:
-    from .app import App
+# How deeply a JSON request body may nest arrays and objects. json.loads
+# recurses once per level and fails with RecursionError near Python's
+# recursion limit (1000 frames, shared with the handler's own stack), so the
+# real limit would depend on where it is called from; a documented bound well
+# below it is checked first. 256: real documents nest a dozen levels; orjson
+# stops at 1024, serde_json at 128.
+MAX_JSON_DEPTH = 256
 
 
 class Address(NamedTuple):
@@ -150,8 +154,9 @@ class Request:
         self.scheme = scheme
         #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
         self.root_path = root_path
-        #: the `App` handling the request (set by `App.handle`)
-        self.app: App | None = None
+        #: the `App` handling the request (set by `App.handle`); typed Any, as
+        #: Starlette's is, since this plain-data module sits below the app
+        self.app: Any = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
         self._body = body

@@ -33,12 +33,16 @@ from types import ModuleType
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from .background import BackgroundTask, BackgroundTasks
-from .config import FILE_CHUNK_SIZE
-from .datastructures import URL, MutableHeaders
-from .encoders import jsonable_encoder
-from .errors import FileResponseError
-from .threadpool import run_in_thread
+from rawbg.datastructures import URL, MutableHeaders
+from rawbg.encoders import jsonable_encoder
+from rawbg.errors import FileResponseError
+from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
+from rawbg.threadpool import run_in_thread
+
+# A FileResponse reads its file this much at a time, in the thread pool: the
+# same as the write high-water mark, so one read fills the transport's buffer
+# once and flow control then waits for the client (Starlette also reads 64 KiB).
+FILE_CHUNK_SIZE = 64 * 1024
 
 Background = BackgroundTask | BackgroundTasks
 SameSite = Literal["lax", "strict", "none", "Lax", "Strict", "None"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rawbg import App, Server, serving
-from rawbg.loops import LoopFactory, loop_factory
+from rawbg.server.loops import LoopFactory, loop_factory
 from tests.event_loop import TEST_LOOP
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Server]]

@@ -5,8 +5,10 @@ import logging
 
 import pytest
 
-from rawbg.background import AfterResponse, BackgroundTask, PendingWork
-from rawbg.failure_log import task_failures
+from rawbg.tasks.after_response import AfterResponse
+from rawbg.tasks.calls import BackgroundTask
+from rawbg.tasks.failure_log import task_failures
+from rawbg.tasks.pending import PendingWork
 
 
 async def test_a_single_task_runs_and_releases_its_count():
@@ -39,7 +41,7 @@ async def test_a_failing_task_is_logged_and_released(caplog):
         work.reserve(pending, None)
         await work
         assert pending.count == 0
-    # one traceback per failure site (rawbg.failure_log): the second `broken`
+    # one traceback per failure site (rawbg.tasks.failure_log): the second `broken`
     # failure is counted, not logged again with its traceback
     assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError, KeyError]
     # write the count now, inside this test, rather than into the next test's log

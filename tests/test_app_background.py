@@ -261,7 +261,7 @@ async def test_a_failing_task_is_logged_with_route_name_and_traceback_and_the_re
     sync_failed = f"background task {broken_sync.__qualname__} of POST /jobs/{{job_id}} failed"
     async_failed = f"background task {broken_async.__qualname__} of POST /jobs/{{job_id}} failed"
     # job 8 failed at the same sites within the minute: counted, and the
-    # counts written when the server stopped (rawbg.failure_log)
+    # counts written when the server stopped (rawbg.tasks.failure_log)
     assert [r.getMessage() for r in records] == [
         sync_failed,
         async_failed,

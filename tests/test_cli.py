@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.config import EXIT_WORK_CANCELLED, GC_FULL_THRESHOLD
+from rawbg.server.config import EXIT_WORK_CANCELLED
+from rawbg.server.gc_clock import GC_FULL_THRESHOLD
 from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import get, post
 
@@ -382,7 +383,7 @@ async def threshold():
     ids=["gc-clock", "gc-interval-0"],
 )
 async def test_the_server_starts_its_gc_clock_unless_the_gc_interval_is_0(tmp_path, args, full):
-    # the clock raises the full-collection threshold when it starts (rawbg/gc_clock.py)
+    # the clock raises the full-collection threshold when it starts (rawbg/server/gc_clock.py)
     (tmp_path / "gc_app.py").write_text(GC_APP)
     async with serving_process(tmp_path, "gc_app:app", *args) as (_, port):
         status, body = await get(port, "/gc")

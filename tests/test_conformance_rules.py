@@ -5,10 +5,9 @@ import json
 import h11
 import pytest
 
-from rawbg.config import MAX_JSON_DEPTH
-from rawbg.conformance import check_host, parse_error_rejection, transfer_coding_rejection
 from rawbg.errors import HeadTooLarge, MalformedRequest, UnsupportedTransferCoding
-from rawbg.requests import InvalidJSON, decode_json, nesting_depth
+from rawbg.requests import MAX_JSON_DEPTH, InvalidJSON, decode_json, nesting_depth
+from rawbg.wire.conformance import check_host, parse_error_rejection, transfer_coding_rejection
 
 
 def head_with(*fields: str) -> bytes:

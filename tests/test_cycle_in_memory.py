@@ -1,7 +1,7 @@
 """The request/response cycle without a socket: bytes in, bytes out, then the background work.
 
 Each test runs the real connection task (`HttpProtocol` and `Connection`) on
-a `rawbg.memory.MemoryConnection`: what it proves is the cycle's order and its
+a `rawbg.wire.memory_transport.MemoryConnection`: what it proves is the cycle's order and its
 answers, not the kernel's part (that is in the tests/test_http_*.py files).
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from rawbg import App, BackgroundTasks, Server, serving
-from rawbg.connection import Phase
-from rawbg.memory import MemoryConnection
+from rawbg.server.connection import Phase
+from rawbg.wire.memory_transport import MemoryConnection
 
 GET_WORK = b"GET /work HTTP/1.1\r\nhost: x\r\n\r\n"
 GET_PLAIN = b"GET /plain HTTP/1.1\r\nhost: x\r\n\r\n"

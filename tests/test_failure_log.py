@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from rawbg.failure_log import FailureLog
+from rawbg.tasks.failure_log import FailureLog
 
 logger = logging.getLogger("tests.failure_log")
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 
 from rawbg import App, FileResponse
-from rawbg.config import FILE_CHUNK_SIZE
+from rawbg.responses import FILE_CHUNK_SIZE
 from rawbg.testing import serve_app
 from tests.wire import RawClient, request_bytes, split_head
 

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from rawbg.background import PendingWork
-from rawbg.config import GC_FULL_THRESHOLD, GC_MIDDLE_EVERY
-from rawbg.gc_clock import GcClock
+from rawbg.server.gc_clock import GC_FULL_THRESHOLD, GC_MIDDLE_EVERY, GcClock
+from rawbg.tasks.pending import PendingWork
 
 INTERVAL = 0.005
 
@@ -119,7 +118,7 @@ async def churn(seconds: float, alive: int, per_step: int) -> None:
 async def test_long_lived_objects_of_pending_work_do_not_pile_up_in_the_young_generation():
     # CPython's own trigger out of the way: whether it fires in such a steady
     # state depends on the order of allocations and frees (in a server with
-    # pending tasks it mostly does not: rawbg/gc_clock.py)
+    # pending tasks it mostly does not: rawbg/server/gc_clock.py)
     gc.set_threshold(1_000_000, 10, 10)
     gc.collect()
     pending = PendingWork(100)

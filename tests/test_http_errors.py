@@ -9,7 +9,7 @@ import h11
 import pytest
 
 from rawbg import App, PlainTextResponse, Request, StreamingResponse
-from rawbg.connection import Phase
+from rawbg.server.connection import Phase
 from tests.wire import WAIT, RawClient, request_bytes, split_head
 
 KiB = 1024

@@ -177,7 +177,7 @@ def keep_alive_request_during_a_stall(
 
     With `served_on_arrival`, the blocking request comes on a connection whose
     task already waits for its next request, so rawbg serves it from
-    ``data_received`` (rawbg/eager.py); otherwise on a new connection, from
+    ``data_received`` (rawbg/server/arrival.py); otherwise on a new connection, from
     the connection task.
     """
     hello = request_bytes("GET", "/hello")

@@ -19,10 +19,10 @@ import pytest
 
 import rawbg
 from rawbg import Server
-from rawbg.config import ServerConfig
-from rawbg.journal import FORMAT_VERSION, JournalError
-from rawbg.policy import TaskPolicy
-from rawbg.sqlite_journal import INSERT, SQLiteTaskStore
+from rawbg.server.config import ServerConfig
+from rawbg.tasks.journal.sqlite import INSERT, SQLiteTaskStore
+from rawbg.tasks.journal.store import FORMAT_VERSION, JournalError
+from rawbg.tasks.policy import TaskPolicy
 from rawbg.testing import serve_app
 from tests import journal_app
 
@@ -342,7 +342,7 @@ def test_several_processes_opening_one_new_journal_at_once_all_open_it(tmp_path)
     path = tmp_path / "tasks.db"
     script = (
         "import sys, time\n"
-        "from rawbg.sqlite_journal import SQLiteTaskStore\n"
+        "from rawbg.tasks.journal.sqlite import SQLiteTaskStore\n"
         "start = float(sys.argv[2])\n"
         "time.sleep(max(0.0, start - time.time()))\n"
         "store = SQLiteTaskStore(sys.argv[1], sync='normal', busy_timeout=1.0)\n"
@@ -468,7 +468,7 @@ async def test_refusals_on_a_full_disk_are_logged_a_few_times_not_once_each(
 ):
     # Issue 24 counted 7,433 log lines in 6 s on a full disk: an ERROR for each failed
     # commit and a WARNING for each refused request. Task failures are already logged once
-    # per interval with a count (rawbg/failure_log.py); these should be too.
+    # per interval with a count (rawbg/tasks/failure_log.py); these should be too.
     caplog.set_level(logging.WARNING, logger="rawbg")
     with small_filesystem(tmp_path / "small", "1m") as small:
         journal = small / "tasks.db"

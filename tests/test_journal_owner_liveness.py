@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.journal import NewEntry
-from rawbg.sqlite_journal import SQLiteTaskStore, process_start
+from rawbg.tasks.journal.sqlite import SQLiteTaskStore, process_start
+from rawbg.tasks.journal.store import NewEntry
 from tests.processes import environment
 
 FAR = 3600.0  # a lease that does not expire during the test
@@ -124,8 +124,8 @@ def test_a_row_with_this_processs_pid_and_another_owner_is_taken_over_at_once(
 # waits to be killed ("wait") or kills itself at once ("die").
 CHILD = """
 import os, signal, sys, time
-from rawbg.journal import NewEntry
-from rawbg.sqlite_journal import SQLiteTaskStore
+from rawbg.tasks.journal.store import NewEntry
+from rawbg.tasks.journal.sqlite import SQLiteTaskStore
 store = SQLiteTaskStore(sys.argv[1], sync="normal", busy_timeout=1.0)
 store.open(owner="child", lease_until=time.time() + 3600)
 store.write([[NewEntry("tests.journal_app:record", "[[1],{}]", "POST /t")]],

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.sqlite_journal import INSERT, SQLiteTaskStore
+from rawbg.tasks.journal.sqlite import INSERT, SQLiteTaskStore
 from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import journal_app_command
 from tests.wire import RawClient, request_bytes

@@ -106,7 +106,7 @@ def test_several_processes_opening_one_version_1_journal_at_once_migrate_it_once
     version_1_journal(path, pending=[1])
     script = (
         "import sys, time\n"
-        "from rawbg.sqlite_journal import SQLiteTaskStore\n"
+        "from rawbg.tasks.journal.sqlite import SQLiteTaskStore\n"
         "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
         "store = SQLiteTaskStore(sys.argv[1], sync='normal', busy_timeout=1.0)\n"
         "store.open(owner=sys.argv[3], lease_until=time.time() + 30)\n"

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from rawbg import App, BackgroundTasks, Request
-from rawbg.lifespan import StartupFailed
+from rawbg.app.lifespan import StartupFailed
 from rawbg.testing import serve_app
 
 # on_event is deprecated, as in FastAPI (tested below); these tests use it on purpose

@@ -1,4 +1,4 @@
-"""Choosing the event loop (rawbg.loops): auto, asyncio, uvloop; no socket needed here.
+"""Choosing the event loop (rawbg.server.loops): auto, asyncio, uvloop; no socket needed here.
 
 The CLI's ``--loop`` is proven end to end in tests/test_cli.py; the whole suite
 runs on either loop with ``RAWBG_TEST_LOOP`` (tests/event_loop.py).
@@ -10,8 +10,9 @@ import importlib
 
 import pytest
 
-from rawbg import App, loops, serving
-from rawbg.config import ServerConfig
+from rawbg import App, serving
+from rawbg.server import loops
+from rawbg.server.config import ServerConfig
 from tests.event_loop import TEST_LOOP
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.config import EXIT_OK
+from rawbg.server.config import EXIT_OK
 from tests.processes import WAIT, RawbgProcess, rawbg_process
 from tests.wire import RawClient, request_bytes
 

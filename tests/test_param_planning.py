@@ -15,10 +15,11 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from rawbg import App, Body, Cookie, Depends, Header, Path, Query, RouteDefinitionError
-from rawbg.dependencies import Source, plan_call, should_embed_body
-from rawbg.params import Invalid
-from rawbg.routes_view import describe_routes
-from rawbg.validation import Constraints, build
+from rawbg.app.converters import Invalid
+from rawbg.app.dependencies import Source, plan_call, should_embed_body
+from rawbg.app.route_listing import describe_routes
+from rawbg.app.validation import build
+from rawbg.params import Constraints
 
 NO_PATH: frozenset[str] = frozenset()
 

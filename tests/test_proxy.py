@@ -12,9 +12,9 @@ import json
 import pytest
 
 from rawbg import App, Request
-from rawbg.config import ServerConfig
-from rawbg.proxy import TrustedProxies, forwarded, parse_hop
 from rawbg.requests import Address
+from rawbg.server.config import ServerConfig
+from rawbg.wire.proxy import TrustedProxies, forwarded, parse_hop
 from tests.wire import RawClient, request_bytes
 
 # -- the logic ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 import h11
 import pytest
 
-from rawbg import App, JSONResponse, PlainTextResponse, Response, h11_shortcut
+from rawbg import App, JSONResponse, PlainTextResponse, Response
+from rawbg.wire import response_bytes as h11_shortcut
 from tests.wire import RawClient, request_bytes, split_head
 
 
@@ -97,7 +98,7 @@ def answered(request: bytes) -> h11.Connection:
 @pytest.mark.parametrize("status", [200, 201, 404, 500])
 def test_the_shortcut_writes_h11s_bytes_and_leaves_h11_in_h11s_state(request_bytes_, status):
     # If an h11 upgrade drops the private parts the shortcut needs, or changes
-    # what it writes, this fails (rawbg.h11_shortcut).
+    # what it writes, this fails (rawbg.wire.response_bytes).
     assert h11_shortcut.AVAILABLE
     response = JSONResponse({"detail": "x"}, status_code=status)
     fields = [*response.head_fields(), (b"server", b"rawbg")]

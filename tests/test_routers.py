@@ -11,8 +11,8 @@ from typing import Annotated
 import pytest
 
 from rawbg import App, Depends, HTTPException, Request
+from rawbg.app.routing import APIRouter
 from rawbg.errors import RouteDefinitionError
-from rawbg.routers import APIRouter
 from rawbg.testing import serve_app
 from tests.wire import RawClient, request_bytes
 

@@ -6,7 +6,7 @@ import textwrap
 from typing import Annotated
 
 from rawbg import App, BackgroundTasks, Depends, Request
-from rawbg.routes_view import describe_routes
+from rawbg.app.route_listing import describe_routes
 
 
 def test_routes_show_methods_sources_and_the_shared_dependency_cache():
@@ -95,8 +95,8 @@ def test_routes_show_the_response_parameter_and_the_response_class():
 
 
 def test_routes_show_route_dependencies_before_the_parameters_and_the_middleware():
+    from rawbg.app.routing import APIRouter
     from rawbg.middleware.cors import CORSMiddleware
-    from rawbg.routers import APIRouter
 
     def check_token(token: str) -> None:
         return None

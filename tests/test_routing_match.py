@@ -2,7 +2,7 @@
 
 import pytest
 
-from rawbg.routing import MethodNotAllowed, NotFound, Router
+from rawbg.app.paths import MethodNotAllowed, NotFound, Router
 
 
 def make_router() -> Router[str]:

@@ -1,6 +1,6 @@
 """A request that arrives while its connection task waits is served in data_received, as that task.
 
-`Connection.serve_arrived` (rawbg/eager.py): what must hold is that nothing
+`Connection.serve_arrived` (rawbg/server/arrival.py): what must hold is that nothing
 but the cost changes. The handler runs as the connection task, in its
 context; a request that has to wait is continued by the task, with its
 deadlines intact; pipelined requests, refusals and an EOF that comes during
@@ -15,10 +15,11 @@ import asyncio
 import contextvars
 import sys
 
-from rawbg import App, Request, Response, eager
-from rawbg.connection import Connection
-from rawbg.memory import MemoryConnection
+from rawbg import App, Request, Response
+from rawbg.server import arrival as eager
+from rawbg.server.connection import Connection
 from rawbg.testing import serve_app
+from rawbg.wire.memory_transport import MemoryConnection
 from tests.test_cycle_in_memory import GET_PLAIN, WAIT, in_memory, status_and_body
 from tests.wire import RawClient, request_bytes
 

@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from rawbg import App, BackgroundTasks, Depends, Response, Server
-from rawbg.config import ServerConfig
+from rawbg.server.config import ServerConfig
 from tests.wire import RawClient, request_bytes
 
 

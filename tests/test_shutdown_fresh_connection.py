@@ -9,7 +9,8 @@ until the last moment; its client's request is on its way).
 import asyncio
 
 from rawbg import App, Server
-from rawbg.config import SHUTDOWN_FIRST_REQUEST_GRACE, ServerConfig
+from rawbg.server.config import ServerConfig
+from rawbg.server.connection import SHUTDOWN_FIRST_REQUEST_GRACE
 from tests.wire import RawClient, request_bytes
 
 

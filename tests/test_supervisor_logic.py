@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 
-from rawbg.config import RESTART_BACKOFF_FIRST, RESTART_BACKOFF_MAX, WORKER_HEALTHY_AFTER
-from rawbg.reload import changes, snapshot
-from rawbg.supervisor import Backoff, describe_exit
+from rawbg.server.config import RESTART_BACKOFF_FIRST, RESTART_BACKOFF_MAX, WORKER_HEALTHY_AFTER
+from rawbg.server.reload import changes, snapshot
+from rawbg.server.supervisor import Backoff, describe_exit
 
 
 def test_backoff_doubles_while_workers_die_young_and_resets_after_a_healthy_run():

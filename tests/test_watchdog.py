@@ -138,7 +138,7 @@ async def test_no_warning_when_the_watchdog_is_off(serve, caplog):
 
 
 async def test_a_long_block_is_also_reported_while_it_lasts(serve, caplog, monkeypatch):
-    monkeypatch.setattr("rawbg.watchdog.STILL_BLOCKED_REPORT", 0.2)
+    monkeypatch.setattr("rawbg.server.watchdog.STILL_BLOCKED_REPORT", 0.2)
     caplog.set_level(logging.WARNING, logger="rawbg.watchdog")
     async with serve(blocking_app(), loop_block_warning=THRESHOLD) as server:
         # 0.5 s: reported at about 0.2 s and 0.4 s (doubling), then when it ends

@@ -17,7 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-from rawbg.config import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_WORK_CANCELLED
+from rawbg.server.config import EXIT_OK, EXIT_STARTUP_FAILED, EXIT_WORK_CANCELLED
 from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import WAIT, environment, get, post, rawbg_process
 from tests.wire import RawClient, request_bytes

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from rawbg.config import EXIT_ERROR, EXIT_OK
-from rawbg.journal import FORMAT_VERSION
-from rawbg.sqlite_journal import SQLiteTaskStore
+from rawbg.server.config import EXIT_ERROR, EXIT_OK
+from rawbg.tasks.journal.sqlite import SQLiteTaskStore
+from rawbg.tasks.journal.store import FORMAT_VERSION
 from tests.event_loop import CLI_LOOP_ARGS
 from tests.processes import WAIT, environment, post, rawbg_process
 

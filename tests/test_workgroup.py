@@ -5,7 +5,10 @@ import logging
 
 import pytest
 
-from rawbg.background import AfterResponse, BackgroundTask, PendingWork, WorkGroup
+from rawbg.tasks.after_response import AfterResponse
+from rawbg.tasks.calls import BackgroundTask
+from rawbg.tasks.pending import PendingWork
+from rawbg.tasks.work_group import WorkGroup
 
 
 def one_task(func, *args) -> AfterResponse:
