@@ -21,7 +21,7 @@ import random
 import pytest
 
 from rawbg import App, PlainTextResponse, Request
-from tests.wire import RawClient, request_bytes
+from tests.wire import RawClient, RawResponse, request_bytes
 
 #: Well under the 5 s head deadline whose 408 is today's late answer, and far
 #: above the time a refusal takes on a loaded machine.
@@ -58,6 +58,16 @@ async def assert_refused_at_once(port: int, data: bytes) -> None:
         assert response.status_code == 400, (response.status_code, response.body)
         assert response.headers.get("connection") == "close", response.headers
         assert await client.is_closed_by_server(timeout=QUICK), "the connection stayed open"
+    finally:
+        await client.close()
+
+
+async def answer_to(port: int, data: bytes) -> RawResponse:
+    """The response to `data` on a new connection."""
+    client = await RawClient.connect(port)
+    try:
+        await client.send(data)
+        return await client.read_response()
     finally:
         await client.close()
 
@@ -224,12 +234,7 @@ async def test_a_100_kb_method_gets_400_not_431(serve):
 async def test_a_well_formed_chunk_line_is_still_served(serve, chunk_line):
     # What the chunk-line check must keep serving (RFC 9112 7.1, 7.1.1).
     async with serve(make_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(chunked_post(chunk_line))
-            response = await client.read_response()
-        finally:
-            await client.close()
+        response = await answer_to(server.port, chunked_post(chunk_line))
     assert (response.status_code, response.body) == (200, b"hello")
 
 
@@ -237,10 +242,5 @@ async def test_a_tab_and_obs_text_in_a_header_value_are_still_served(serve):
     # RFC 9110 5.5: HTAB and obs-text (0x80-0xFF) are field-vchar; the CTL check keeps them.
     data = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-test: a\tb \xe9\xff\r\n\r\n"
     async with serve(make_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(data)
-            response = await client.read_response()
-        finally:
-            await client.close()
+        response = await answer_to(server.port, data)
     assert (response.status_code, response.body) == (200, b"OK")
