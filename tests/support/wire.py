@@ -131,3 +131,12 @@ def split_head(data: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
         name, _, value = line.partition(b":")
         headers[name.strip().lower()] = value.strip()
     return status_line, headers, rest
+
+
+def assert_refused(data: bytes, status: int) -> None:
+    """`data` (all a connection received) is one error response with `status`,
+    `connection: close`, and nothing after its body."""
+    status_line, headers, rest = split_head(data)
+    assert int(status_line.split(b" ")[1]) == status, data
+    assert headers[b"connection"] == b"close"
+    assert len(rest) == int(headers[b"content-length"]), data

@@ -13,7 +13,7 @@ import pytest
 
 from rawbg import App, PlainTextResponse, Request
 from tests.support import REPO
-from tests.support.wire import RawClient, request_bytes, split_head
+from tests.support.wire import RawClient, assert_refused, request_bytes, split_head
 
 KiB = 1024
 
@@ -58,14 +58,6 @@ async def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
 def status_of(data: bytes) -> int:
     status_line, _, _ = split_head(data)
     return int(status_line.split(b" ")[1])
-
-
-def assert_refused(data: bytes, status: int) -> None:
-    """One error response with `status`, `connection: close`, and nothing after its body."""
-    status_line, headers, rest = split_head(data)
-    assert int(status_line.split(b" ")[1]) == status, data
-    assert headers[b"connection"] == b"close"
-    assert len(rest) == int(headers[b"content-length"]), data
 
 
 async def still_serving(port: int) -> None:

@@ -8,11 +8,15 @@ before a deadline are served even when the loop only sees them late.
 """
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
 
+import pytest
+
 from rawbg import App, Request
+from tests.support.event_loop import TEST_LOOP
 from tests.support.wire import RawClient, request_bytes
 
 TIMEOUT = 0.3
@@ -157,32 +161,52 @@ def read_one_response(sock: socket.socket) -> bytes:
 
 
 def keep_alive_request_during_a_stall(
-    port: int, timeout: float, blocking: threading.Event
+    port: int, timeout: float, blocking: threading.Event, *, served_on_arrival: bool = False
 ) -> bytes:
     """In a thread, since the server's loop (this test's loop) will be blocked.
 
     A keep-alive client gets a response, then, while another connection's
     handler blocks the loop past its idle deadline, sends its next request in
-    time. Returns what the client reads back for that second request.
+    time. Returns what the client reads back for that second request (or the
+    error it got instead).
 
     The timings make the connection's one deadline timer due exactly at the
     idle deadline: armed at accept for accept + timeout, it fires there and
     re-arms itself for the deadline of the wait after the first response
     (sent at timeout / 2), which falls inside the stall.
+
+    With `served_on_arrival`, the blocking request comes on a connection whose
+    task already waits for its next request, so rawbg serves it from
+    ``data_received`` (rawbg/server/arrival.py); otherwise on a new connection, from
+    the connection task.
     """
     hello = request_bytes("GET", "/hello")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as keeper:
+    with contextlib.ExitStack() as sockets:
+        keeper = sockets.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10))
+        if served_on_arrival:
+            blocker = sockets.enter_context(
+                socket.create_connection(("127.0.0.1", port), timeout=10)
+            )
         time.sleep(timeout / 2)
         keeper.sendall(hello)
         assert read_one_response(keeper).startswith(b"HTTP/1.1 200")
-        time.sleep(timeout * 0.6)  # past the first timer: it has re-armed for the deadline
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as blocker:
-            blocker.sendall(request_bytes("GET", "/block"))
-            assert blocking.wait(10), "the blocking handler never started"
-            # the loop is blocked now, before the keeper's idle deadline (1.5 x timeout)
-            keeper.sendall(hello)
+        if served_on_arrival:
+            blocker.sendall(hello)
             assert read_one_response(blocker).startswith(b"HTTP/1.1 200")
-        return read_one_response(keeper)
+        time.sleep(timeout * 0.6)  # past the first timer: it has re-armed for the deadline
+        if not served_on_arrival:
+            blocker = sockets.enter_context(
+                socket.create_connection(("127.0.0.1", port), timeout=10)
+            )
+        blocker.sendall(request_bytes("GET", "/block"))
+        assert blocking.wait(10), "the blocking handler never started"
+        # the loop is blocked now, before the keeper's idle deadline (1.5 x timeout)
+        keeper.sendall(hello)
+        assert read_one_response(blocker).startswith(b"HTTP/1.1 200")
+        try:
+            return read_one_response(keeper)
+        except ConnectionError as exc:
+            return repr(exc).encode()
 
 
 async def test_a_request_sent_in_time_is_answered_after_the_loop_was_blocked(serve):
@@ -196,3 +220,71 @@ async def test_a_request_sent_in_time_is_answered_after_the_loop_was_blocked(ser
         )
     assert second.startswith(b"HTTP/1.1 200"), second
     assert second.endswith(b'{"hello":"world"}')
+
+
+@pytest.mark.xfail(
+    TEST_LOOP == "uvloop",
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24 defect 3: libuv runs the due idle timer before it reads the input",
+)
+async def test_a_request_sent_in_time_is_answered_after_a_block_in_a_request_served_on_arrival(
+    serve,
+):
+    # The same stall, but the blocking handler runs inside data_received. On uvloop the
+    # keeper's request, sent well before its idle deadline, is reset unread today.
+    timeout = 1.0
+    blocking = threading.Event()
+    app = make_app(block_seconds=1.5 * timeout, blocking=blocking)
+    async with serve(app, timeout_keep_alive=timeout) as server:
+        second = await asyncio.to_thread(
+            keep_alive_request_during_a_stall,
+            server.port,
+            timeout,
+            blocking,
+            served_on_arrival=True,
+        )
+    assert second.startswith(b"HTTP/1.1 200"), second
+    assert second.endswith(b'{"hello":"world"}')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 24 defect 8: at the limit a new client gets 503 while tricklers hold it",
+)
+async def test_a_normal_client_is_served_while_body_tricklers_fill_the_connection_limit(serve):
+    # Issue 24 saw 10 of 63 normal requests refused (503) during a flood of 1,005 body
+    # tricklers. The rate rule cuts each trickler at the end of its grace; until then the
+    # limit is theirs. At the limit, the server should make room (idle keep-alive first,
+    # then whoever is furthest behind the minimum rate) rather than refuse: this client
+    # must be served well before the tricklers' grace is over.
+    grace = 3.0
+    limit = 3
+    async with serve(
+        make_app(), limit_concurrency=limit, timeout_keep_alive=grace, min_body_rate=1024
+    ) as server:
+        tricklers = [await RawClient.connect(server.port) for _ in range(limit)]
+        trickling = []
+        try:
+            for client in tricklers:
+                await client.send(body_head(100_000))
+                # 20 bytes/s: never a stall, and far behind 1 KiB/s from the start
+                trickling.append(
+                    asyncio.create_task(trickle(client, b"x" * 100_000, piece=1, every=0.05))
+                )
+            await asyncio.sleep(grace / 3)
+            normal = await RawClient.connect(server.port)
+            try:
+                await normal.send(request_bytes("GET", "/hello"))
+                response = await normal.read_response(timeout=grace / 3)
+            finally:
+                await normal.close()
+        finally:
+            for task in trickling:
+                task.cancel()
+            await asyncio.gather(*trickling, return_exceptions=True)
+            for client in tricklers:
+                await client.close()
+    assert response.status_code == 200, (response.status_code, response.body)
+    assert response.body == b'{"hello":"world"}'
