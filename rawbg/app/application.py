@@ -37,8 +37,11 @@ from rawbg.app.dependencies import (
     CallPlan,
     Depends,
     Resolution,
+    Source,
+    form_params,
     plan_call,
     should_embed_body,
+    walk,
 )
 from rawbg.app.error_responses import (
     ExceptionHandler,
@@ -68,6 +71,7 @@ from rawbg.errors import (
     RouteDefinitionError,
 )
 from rawbg.exception_handlers import http_exception_handler, request_validation_exception_handler
+from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.middleware import BaseHTTPMiddleware, Middleware, check_middleware_class
 from rawbg.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from rawbg.tasks.after_response import AfterResponse
@@ -104,6 +108,8 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: the limits on the route's form (``form_limits=``), if it reads one
+    form_limits: FormLimits = DEFAULT_LIMITS
 
 
 @dataclass(slots=True)
@@ -133,9 +139,12 @@ class App(RouteDecorators):
         lifespan: Lifespan | None = None,
         default_response_class: type[Response] = JSONResponse,
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
+        #: every route's form limits, unless a router or the route changes some
+        self.form_limits = DEFAULT_LIMITS.merged(form_limits)
         self.router: Router[Endpoint] = Router()
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
@@ -182,6 +191,7 @@ class App(RouteDecorators):
         response_model_exclude_unset: bool = False,
         response_model_exclude_defaults: bool = False,
         response_model_exclude_none: bool = False,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -191,6 +201,8 @@ class App(RouteDecorators):
         options FastAPI routes accept (``tags``, ``summary``, ...), unused.
         ``response_model`` (by default the handler's return annotation) and its
         ``response_model_*`` options: see `rawbg.app.response_models`.
+        ``form_limits`` changes some of the app's `FormLimits` for this route
+        (FastAPI's dict: ``{"max_fields": 5}``).
         """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
@@ -215,6 +227,8 @@ class App(RouteDecorators):
                 f"handler {plan.where} is a generator; return a "
                 "StreamingResponse to send a body in pieces"
             )
+        _check_one_body_kind(plan, label)
+        limits = self.form_limits.merged(form_limits)
         route_dependencies = (
             *self.dependencies,
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
@@ -240,6 +254,7 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            form_limits=limits,
         )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
@@ -380,7 +395,9 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
-        resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
+        resolution = Resolution(
+            request, embed_body=endpoint.embed_body, trace=trace, form_limits=endpoint.form_limits
+        )
         try:
             response = await self._call_endpoint(endpoint, resolution)
         except Exception as exc:
@@ -390,9 +407,12 @@ class App(RouteDecorators):
         if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
         stack = resolution.request_stack
-        if not tasks and stack is None:
+        form = request.parsed_form
+        if not tasks and stack is None and form is None:
             return Outcome(response)
         cleanup = stack.aclose if stack is not None else None
+        if form is not None:  # its files outlive the response for the tasks, then close
+            cleanup = _chain([form.close] if cleanup is None else [cleanup, form.close])
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
 
     def _slash_redirect(self, request: Request) -> Response | None:
@@ -446,6 +466,9 @@ class App(RouteDecorators):
             if own is not None and all(own is not o.response.background for o in result.outcomes):
                 tasks.extend(own.tasks if isinstance(own, BackgroundTasks) else [own])
         cleanups = [after.cleanup for after in afters if after.cleanup is not None]
+        form = request.parsed_form
+        if form is not None:  # parsed by a middleware, say: closing twice is harmless
+            cleanups.append(form.close)
         if not tasks and not cleanups:
             return Outcome(response)
         label = afters[0].label if afters else f"{request.method} {request.path}"
@@ -500,6 +523,9 @@ class App(RouteDecorators):
         # Unwind the dependencies first: one may answer with another exception.
         exc = await unwind(resolution.function_stack, exc, label)
         exc = await unwind(resolution.request_stack, exc, label)
+        form = resolution.request.parsed_form
+        if form is not None:  # no task will read its files: close them now
+            await form.close()
         response = await self._answer(resolution.request, exc, label, resolution.trace)
         if resolution.background is not None and resolution.background.tasks:
             logger.warning(
@@ -575,10 +601,27 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
         return cleanups[0]
 
     async def run_all() -> None:
-        for cleanup in cleanups:
-            await cleanup()
+        failed: Exception | None = None
+        for cleanup in cleanups:  # each runs, whatever an earlier one did
+            try:
+                await cleanup()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     return run_all
+
+
+def _check_one_body_kind(plan: CallPlan, label: str) -> None:
+    """A body is a JSON document or a form, not both: refuse a route that asks for both."""
+    forms = form_params(plan)
+    bodies = [p for p in walk(plan) if p.source is Source.BODY]
+    if forms and bodies:
+        raise RouteDefinitionError(
+            f"route {label}: {bodies[0].name!r} is read from a JSON body and {forms[0].name!r} "
+            "from a form; a body is one or the other (make both Form() fields, or both Body())"
+        )
 
 
 def _check_response_class(response_class: object, where: str) -> None:
