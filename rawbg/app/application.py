@@ -65,8 +65,10 @@ from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
+    ClientDisconnected,
     DependencySwallowedError,
     HTTPException,
+    RequestRejected,
     RequestValidationError,
     RouteDefinitionError,
 )
@@ -110,6 +112,11 @@ class Endpoint:
     serialize: ResponseSerializer | None = None
     #: the limits on the route's form (``form_limits=``), if it reads one
     form_limits: FormLimits = DEFAULT_LIMITS
+    #: the most bytes its body may have (``max_body_size=``); None: the server's
+    max_body_size: int | None = None
+    #: its handler reads the body piece by piece (a form, an upload, the `Request`);
+    #: otherwise the body is read whole before the handler runs
+    streams_body: bool = False
 
 
 @dataclass(slots=True)
@@ -139,10 +146,17 @@ class App(RouteDecorators):
         lifespan: Lifespan | None = None,
         default_response_class: type[Response] = JSONResponse,
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
+        #: every route's body limit, unless a router or the route sets one; None:
+        #: the server's (``--max-body-size``)
+        self.max_body_size = check_max_body_size(max_body_size, where="App(max_body_size=)")
+        #: the largest limit a route (or the app) sets: the server refuses a declared
+        #: Content-Length over it, and over its own, before routing
+        self.largest_max_body_size = self.max_body_size or 0
         #: every route's form limits, unless a router or the route changes some
         self.form_limits = DEFAULT_LIMITS.merged(form_limits)
         self.router: Router[Endpoint] = Router()
@@ -191,6 +205,7 @@ class App(RouteDecorators):
         response_model_exclude_unset: bool = False,
         response_model_exclude_defaults: bool = False,
         response_model_exclude_none: bool = False,
+        max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
@@ -201,6 +216,8 @@ class App(RouteDecorators):
         options FastAPI routes accept (``tags``, ``summary``, ...), unused.
         ``response_model`` (by default the handler's return annotation) and its
         ``response_model_*`` options: see `rawbg.app.response_models`.
+        ``max_body_size`` is the most bytes this route's body may have (FastAPI's
+        option; by default the app's, else the server's ``--max-body-size``).
         ``form_limits`` changes some of the app's `FormLimits` for this route
         (FastAPI's dict: ``{"max_fields": 5}``).
         """
@@ -229,6 +246,10 @@ class App(RouteDecorators):
             )
         _check_one_body_kind(plan, label)
         limits = self.form_limits.merged(form_limits)
+        body_limit = check_max_body_size(max_body_size, where=f"max_body_size of {label}")
+        if body_limit is None:
+            body_limit = self.max_body_size
+        self.largest_max_body_size = max(self.largest_max_body_size, body_limit or 0)
         route_dependencies = (
             *self.dependencies,
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
@@ -255,6 +276,8 @@ class App(RouteDecorators):
             route_dependencies=hidden,
             serialize=serialize,
             form_limits=limits,
+            max_body_size=body_limit,
+            streams_body=streams_body(plan),
         )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
@@ -379,13 +402,23 @@ class App(RouteDecorators):
         *,
         through_middleware: bool = True,
     ) -> Outcome:
-        """Route `request`, resolve its dependencies, call its handler. Never raises."""
+        """Route `request`, resolve its dependencies, call its handler.
+
+        Every error of the app becomes a response. What it raises is the
+        server's to answer: a body the request could not deliver
+        (`RequestRejected`: too large, too slow, malformed) or a client gone
+        (`ClientDisconnected`).
+        """
         request.app = self
         if through_middleware and self.user_middleware:
             return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
+            if request.body_pending:  # read whole, as a route that does not stream it
+                if self.max_body_size is not None:
+                    request.limit_body(self.max_body_size)
+                await request.body()
             redirect = (
                 isinstance(exc, NotFound)
                 and self.redirect_slashes
@@ -395,11 +428,19 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
+        if request.body_pending:
+            if endpoint.max_body_size is not None:
+                request.limit_body(endpoint.max_body_size)
+            if not endpoint.streams_body:
+                await request.body()  # whole, before the handler: bounded by its limit
         resolution = Resolution(
             request, embed_body=endpoint.embed_body, trace=trace, form_limits=endpoint.form_limits
         )
         try:
             response = await self._call_endpoint(endpoint, resolution)
+        except (RequestRejected, ClientDisconnected) as exc:
+            await self._abandon(endpoint, resolution, exc)
+            raise
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
@@ -450,6 +491,10 @@ class App(RouteDecorators):
         result = await stack(request, trace)
         afters = [o.after for o in result.outcomes if o.after is not None]
         response = result.response
+        if isinstance(result.error, (RequestRejected, ClientDisconnected)):
+            for after in afters:  # the server answers: nothing of the app's runs
+                after.discard("the request's body failed")
+            raise result.error
         if response is None:  # a middleware raised
             logger.error(
                 "middleware raised while handling %s", request.target, exc_info=result.error
@@ -515,6 +560,16 @@ class App(RouteDecorators):
         if resolution.response is not None:  # a `response: Response` parameter was used
             resolution.response.apply_to(response)
         return response
+
+    async def _abandon(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> None:
+        """The request's body failed (the server answers that): unwind, close, drop the tasks."""
+        if resolution.trace is not None:
+            resolution.trace.event("handler raised", error=repr(exc))
+        await unwind(resolution.function_stack, exc, endpoint.label)
+        await unwind(resolution.request_stack, exc, endpoint.label)
+        form = resolution.request.parsed_form
+        if form is not None:
+            await form.close()
 
     async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:
         if resolution.trace is not None:
@@ -611,6 +666,19 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
             raise failed
 
     return run_all
+
+
+def streams_body(plan: CallPlan) -> bool:
+    """Whether the handler reads its body itself, as it arrives: a form (its files spooled
+    to disk as they come), or the `Request` (``request.stream()``, ``request.form()``)."""
+    return any(p.source in (Source.FORM, Source.REQUEST) for p in walk(plan))
+
+
+def check_max_body_size(value: int | None, *, where: str) -> int | None:
+    """A body limit as given: a non-negative int, or None (the next one out decides)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{where} must be a non-negative int or None, got {value!r}")
+    return value
 
 
 def _check_one_body_kind(plan: CallPlan, label: str) -> None:
