@@ -821,7 +821,7 @@ class Connection:
         fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
-        if self._stopping:
+        if self._stopping or (exchange.body is not None and exchange.body.will_not_drain()):
             fields.append(CLOSE_HEADER)
         status = response.status_code
         streaming = isinstance(response, StreamingResponse)

@@ -157,14 +157,21 @@ class BodyReader:
         self._ended = True
         return self.complete
 
+    def will_not_drain(self) -> bool:
+        """The app left a rest that `drain` would not read: more than `DRAIN_LIMIT` declared,
+        or a body the client holds back until ``100 Continue``, which never came. The
+        response then says ``Connection: close``."""
+        if self.complete:
+            return False
+        if not self._started and self._expects_continue:
+            return True
+        declared = self._declared
+        return declared is not None and declared - self._received - len(self._first) > DRAIN_LIMIT
+
     async def drain(self) -> bool:
         """Read and drop the rest of the body, if at most `DRAIN_LIMIT` is left; True if
-        it ended. A client told to wait for ``100 Continue`` that never came is not
-        sending it: False at once."""
-        if not self._started and self._expects_continue:
-            return False
-        declared = self._declared
-        if declared is not None and declared - self._received - len(self._first) > DRAIN_LIMIT:
+        it ended (the connection may carry another request)."""
+        if self.will_not_drain():
             return False
         self._started = True
         self.limit = self._received + len(self._first) + DRAIN_LIMIT

@@ -6,6 +6,7 @@ parser does not check the parser against itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote_plus
 
@@ -58,10 +59,26 @@ def file_part_tail(boundary: str = BOUNDARY) -> bytes:
 def pattern(size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
     """`size` bytes of a repeating, position-dependent pattern, in `chunk`-sized pieces
     (so that a byte out of place changes what a checksum sees)."""
-    block = bytes(range(251)) * (chunk // 251 + 1)
+    block = bytes(range(251)) * (chunk // 251 + 2)  # room for any offset
     sent = 0
     while sent < size:
         n = min(chunk, size - sent)
         offset = sent % 251
         yield block[offset : offset + n]
         sent += n
+
+
+def temp_files(directory: str | os.PathLike[str]) -> list[str]:
+    """The temporary files in `directory`: its entries, and every file there this process
+    holds open (an upload's file is unlinked at once, so it shows only as an open file
+    descriptor, ``/proc/self/fd/N -> DIR/#123 (deleted)``, until it is closed)."""
+    root = os.fspath(directory)
+    found = [os.path.join(root, name) for name in os.listdir(root)]
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed since listed (the listing's own descriptor, say)
+            continue
+        if target.startswith(root + os.sep):
+            found.append(target)
+    return found
