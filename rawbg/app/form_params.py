@@ -27,10 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from rawbg.app.converters import Invalid, invalid
+from rawbg.app.converters import invalid
 from rawbg.app.pydantic_support import is_model_class, load_pydantic, pydantic_validator
 from rawbg.app.sources import value_validator
-from rawbg.app.validation import Validator, is_scalar, is_scalar_sequence, is_union, strip_optional
+from rawbg.app.validation import (
+    Validator,
+    is_scalar,
+    is_scalar_sequence,
+    is_union,
+    list_of,
+    strip_optional,
+)
 from rawbg.errors import RouteDefinitionError
 from rawbg.forms import INSTALL_HINT, load_multipart
 from rawbg.params import UNSET, File, Form, Param, Required
@@ -124,7 +131,7 @@ def plan_form(
             raise RouteDefinitionError(f"{where}: an UploadFile takes no checks")
         many = _is_upload_sequence(inner)
         kind = FormKind.FILES if many else FormKind.FILE
-        upload: Validator = _uploads if many else _upload
+        upload: Validator = list_of(_upload) if many else _upload
         return FormPlan(key, kind, upload, marker.media_type, default_factory), default
     many = _takes_many(inner)
     if is_file and _is_bytes(inner, many):
@@ -139,7 +146,7 @@ def plan_form(
         )
     validate: Validator
     if _is_bytes(inner, many):
-        validate, via_pydantic = (_bytes_list if many else _bytes), False
+        validate, via_pydantic = (list_of(_bytes) if many else _bytes), False
         if optional:
             validate = _or_none(validate)
     else:
@@ -281,40 +288,12 @@ def _upload(value: Any) -> UploadFile:
     )
 
 
-def _uploads(value: Any) -> list[UploadFile]:
-    items = value if isinstance(value, list) else [value]
-    errors: list[dict[str, Any]] = []
-    result = []
-    for index, item in enumerate(items):
-        try:
-            result.append(_upload(item))
-        except Invalid as exc:
-            errors.extend(exc.under(index))
-    if errors:
-        raise Invalid(errors)
-    return result
-
-
 def _bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
         return value.encode()
     raise invalid("bytes_type", "Input should be a valid bytes", value)
-
-
-def _bytes_list(value: Any) -> list[bytes]:
-    items = value if isinstance(value, list) else [value]
-    errors: list[dict[str, Any]] = []
-    result = []
-    for index, item in enumerate(items):
-        try:
-            result.append(_bytes(item))
-        except Invalid as exc:
-            errors.extend(exc.under(index))
-    if errors:
-        raise Invalid(errors)
-    return result
 
 
 def _or_none(validate: Validator) -> Validator:

@@ -318,7 +318,7 @@ async def test_a_stalled_upload_is_refused_408_by_the_slow_body_rule(serve):
     assert b"too slow" in data
 
 
-async def test_the_app_sees_the_tail_of_a_multipart_upload_only_once_it_arrived(serve):
+async def test_an_upload_sent_in_odd_sized_pieces_arrives_byte_for_byte_on_disk(serve):
     """A sanity check of the framing: the upload's bytes, reassembled, are the bytes sent."""
     app = App()
 

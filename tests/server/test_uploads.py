@@ -77,6 +77,16 @@ async def no_connections(server) -> None:
     await until(lambda: not server.connection_tasks)
 
 
+async def post_upload(port: int, path: str, body: bytes):
+    """One multipart upload on a fresh connection; its response."""
+    client = await RawClient.connect(port)
+    try:
+        await client.send(upload_head(path, len(body)) + body)
+        return await client.read_response(method=b"POST", timeout=30)
+    finally:
+        await client.close()
+
+
 def upload_head(path: str, length: int | None) -> bytes:
     framing = {"content-length": str(length)} if length else {"transfer-encoding": "chunked"}
     return request_bytes("POST", path, headers={"content-type": MULTIPART, **framing})
@@ -130,12 +140,7 @@ async def test_an_upload_given_to_a_task_stays_open_until_the_task_ends_then_is_
     log: dict = {"release": asyncio.Event(), "fail": fails}
     body, expected = upload_body(2 * MiB)
     async with serve(task_app(log)) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(upload_head("/later", len(body)) + body)
-            response = await client.read_response(method=b"POST", timeout=30)
-        finally:
-            await client.close()
+        response = await post_upload(server.port, "/later", body)
         assert response.status_code == 200
         # the response is out; the task holds the upload, which is still on disk
         await until(lambda: "open while the task ran" in log)
@@ -153,12 +158,7 @@ async def test_shutdown_while_a_task_holds_an_upload_closes_and_removes_it(serve
     log: dict = {"started": asyncio.Event()}
     body, _ = upload_body(2 * MiB)
     async with serve(task_app(log), timeout_graceful_shutdown=0.2) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(upload_head("/forever", len(body)) + body)
-            response = await client.read_response(method=b"POST", timeout=30)
-        finally:
-            await client.close()
+        response = await post_upload(server.port, "/forever", body)
         assert response.status_code == 200
         async with asyncio.timeout(WAIT):
             await log["started"].wait()
@@ -244,12 +244,7 @@ async def test_an_upload_past_a_form_limit_gets_400_and_leaves_no_file(serve, sp
         ]
     )
     async with serve(failing_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(upload_head("/upload", len(body)) + body)
-            response = await client.read_response(method=b"POST", timeout=30)
-        finally:
-            await client.close()
+        response = await post_upload(server.port, "/upload", body)
         await no_connections(server)
     assert (response.status_code, response.body) == (
         400,
@@ -264,12 +259,7 @@ async def test_a_handler_that_raises_after_an_upload_leaves_no_file(serve, spool
         [("mode", "raise"), ("files", "a", b"".join(pattern(ON_DISK)), "application/x")]
     )
     async with serve(failing_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(upload_head("/upload", len(body)) + body)
-            response = await client.read_response(method=b"POST", timeout=30)
-        finally:
-            await client.close()
+        response = await post_upload(server.port, "/upload", body)
         await no_connections(server)
     assert response.status_code == 500
     assert spool.files() == []
@@ -302,12 +292,7 @@ async def test_a_server_shutting_down_mid_upload_answers_408_and_leaves_no_file(
 async def test_a_completed_upload_is_closed_once_the_response_is_sent(serve, spool):
     body = multipart([("files", "a", b"".join(pattern(ON_DISK)), "application/x")])
     async with serve(failing_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await client.send(upload_head("/upload", len(body)) + body)
-            response = await client.read_response(method=b"POST", timeout=30)
-        finally:
-            await client.close()
+        response = await post_upload(server.port, "/upload", body)
         await server.wait_background_idle()
         assert spool.files() == []
     assert spool.all_closed()
