@@ -301,9 +301,20 @@ class MultipartReader:
                 else:
                     self._start_part(event)
         except self._limit_reached as exc:
-            raise FormError(f"multipart body over a limit: {exc}") from None
+            raise FormError(self._limit_message(str(exc))) from None
         except self._errors as exc:
             raise FormError(f"malformed multipart body: {exc}") from None
+
+    def _limit_message(self, parser_says: str) -> str:
+        """The parser's limit error, in the words of the `FormLimits` field it enforces."""
+        limits = self._limits
+        if "header length" in parser_says:
+            return f"a part header line is over {limits.max_part_header_size} bytes"
+        if "header count" in parser_says:
+            return f"a part has more than {limits.max_part_headers} header lines"
+        if "segment count" in parser_says:
+            return f"too many parts: the limit is {limits.max_fields + limits.max_files}"
+        return f"multipart body over a limit: {parser_says}"
 
     def _start_part(self, segment: Any) -> None:
         limits = self._limits

@@ -309,3 +309,41 @@ def test_without_the_forms_extra_a_form_route_is_an_error_naming_the_extra():
     for line in lines:
         assert "parameter 'a'" in line
         assert "pip install 'rawbg[forms]'" in line
+
+
+def part_with_headers(extra: str) -> bytes:
+    from tests.support.forms import BOUNDARY
+
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a"\r\n{extra}\r\nv\r\n'
+        f"--{BOUNDARY}--\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("extra", "limits", "status"),
+    [
+        ("X-Long: " + "h" * 900 + "\r\n", {"max_part_header_size": 1024}, 200),
+        ("X-Long: " + "h" * 1100 + "\r\n", {"max_part_header_size": 1024}, 400),
+        ("".join(f"X-{i}: v\r\n" for i in range(3)), {"max_part_headers": 4}, 200),
+        ("".join(f"X-{i}: v\r\n" for i in range(4)), {"max_part_headers": 4}, 400),
+    ],
+    ids=["header-fits", "header-too-long", "headers-fit", "too-many-headers"],
+)
+async def test_the_size_and_count_of_part_headers_are_bounded(extra, limits, status):
+    app = App()
+
+    @app.post("/a", form_limits=limits)
+    async def handler(a: Annotated[str, Form()]):
+        return a
+
+    async with serve_app(app) as client:
+        response = await client.post(
+            "/a", content=part_with_headers(extra), headers={"content-type": MULTIPART}
+        )
+    assert response.status_code == status, response.body
+    if status == 400:
+        assert response.json()["detail"] in (
+            "a part header line is over 1024 bytes",
+            "a part has more than 4 header lines",
+        )
