@@ -21,7 +21,7 @@ Per cell: latency per commit (median and p90, wall clock around each
 commit), the client's CPU per entry (``time.thread_time`` of the thread that
 commits: its loop, if it has one, included) and the server's (the backend's
 ``/proc/PID/schedstat``, nanoseconds). Cells run in alternating order,
-reversed every other round, on one throwaway cluster (tests/postgres_server.py,
+reversed every other round, on one throwaway cluster (tests/support/postgres_server.py,
 TCP on 127.0.0.1, ``fsync = off``: the driver and the server's CPU, not a
 disk's flush). Run it under the benchmark lock:
 ``flock /tmp/rawbg-bench.lock python -m benchmarks.pg_drivers``.
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.postgres_server import PostgresServer, postgres_server
+from tests.support.postgres_server import PostgresServer, postgres_server
 
 SCHEMA = Path(__file__).resolve().parent.parent / "notes" / "pg_schema.sql"
 COLUMNS = ("id", "token", "function", "arguments", "label")

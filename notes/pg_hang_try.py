@@ -1,6 +1,6 @@
 """A commit to a hung PostgreSQL: ``python -m notes.pg_hang_try``.
 
-The server is paused (tests/postgres_server.py: every server process
+The server is paused (tests/support/postgres_server.py: every server process
 SIGSTOPped) while a thread commits, as the journal's writer thread would.
 Shows that psycopg's blocking ``execute`` waits without end, that cutting
 the socket from another thread ends the wait at once, and that the server
@@ -19,7 +19,7 @@ import time
 import asyncpg
 import psycopg
 
-from tests.postgres_server import PostgresServer, postgres_server
+from tests.support.postgres_server import PostgresServer, postgres_server
 
 
 def rows(pg: PostgresServer) -> list[int]:

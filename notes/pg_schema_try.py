@@ -4,7 +4,7 @@ Each scenario prints what it saw and checks it (an AssertionError says what
 went wrong). The nodes are sessions of this script: a node "paused past its
 lease" is one that does not renew for longer than the lease, which is all the
 database can see of a SIGSTOPped process. Needs psycopg 3 (``pip install
-'psycopg[binary]'``) and PostgreSQL's server binaries (tests/postgres_server.py).
+'psycopg[binary]'``) and PostgreSQL's server binaries (tests/support/postgres_server.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from tests.postgres_server import PostgresServer, postgres_server
+from tests.support.postgres_server import PostgresServer, postgres_server
 
 SCHEMA = Path(__file__).with_name("pg_schema.sql")
 LEASE = timedelta(seconds=1)  # short, so that the scenarios wait little
