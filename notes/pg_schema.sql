@@ -146,9 +146,10 @@ PREPARE rawbg_renew(bigint) AS
 --    done-marks, attempts and failures of the same loop iteration ride along, each
 --    conditioned on the entry still being the node's (rule 6). As one statement (data-
 --    modifying CTEs run in one snapshot, on disjoint rows here) the writer thread sends it
---    alone, in autocommit: one statement is one transaction. The insert side is shown
---    with unnest (arrays as parameters: one plan for any group size); the driver
---    measurements compare it with VALUES lists, pipelines and COPY.
+--    alone, in autocommit: one statement is one transaction. The insert side is written
+--    here with unnest so that one PREPARE serves any group size; the store would send
+--    it as a multi-row VALUES list with $n placeholders (psycopg's RawCursor), which
+--    measured cheapest on the client for groups of 1 to 32 (notes/pg_research.md).
 --    $1 token, $2 ids, $3 functions, $4 arguments, $5 labels, $6 ids done,
 --    $7 ids failed, $8 ids retried, $9 their attempts. An id is in at most one of $6, $7,
 --    $8 (a statement may change a row only once): the writer keeps an id's last word.
