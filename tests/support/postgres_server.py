@@ -205,9 +205,6 @@ def _run(
     command: list[str], *, user: pwd.struct_passwd | None, cwd: Path, what: str
 ) -> subprocess.CompletedProcess[str]:
     """Run `command` as `user` (None: ourselves); `PostgresFailed` with its output if it fails."""
-    as_user: dict[str, object] = {}
-    if user is not None:
-        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     env = dict(os.environ, LC_ALL="C", PGTZ="UTC")
     done = subprocess.run(
         command,
@@ -218,7 +215,10 @@ def _run(
         text=True,
         timeout=PG_CTL_SECONDS + 5,
         check=False,
-        **as_user,  # type: ignore[arg-type]
+        # None: as ourselves; else as `user`, without root's supplementary groups
+        user=None if user is None else user.pw_uid,
+        group=None if user is None else user.pw_gid,
+        extra_groups=None if user is None else [],
     )
     if done.returncode != 0:
         raise PostgresFailed(f"{what} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
