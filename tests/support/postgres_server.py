@@ -240,6 +240,7 @@ class PostgresServer:
         self.data = directory / "data"
         self.log = directory / "server.log"
         self.host = host
+        self.also_listen: list[str] = []  # addresses beyond `host` (`listen_also`)
         self.port = 0
         self._bindir = bindir
         self._user = user
@@ -265,13 +266,25 @@ class PostgresServer:
         settings = {
             **SETTINGS,
             "port": str(port),
-            "listen_addresses": f"'{self.host}'",
+            "listen_addresses": f"'{','.join([self.host, *self.also_listen])}'",
             "unix_socket_directories": f"'{self.directory}'",
         }
         # postgresql.auto.conf is read after postgresql.conf, and holds only ours
         (self.data / "postgresql.auto.conf").write_text(
             "".join(f"{name} = {value}\n" for name, value in settings.items())
         )
+
+    def listen_also(self, addresses: list[str], network: str) -> None:
+        """Listen on `addresses` too, trust clients from `network` (CIDR), and restart.
+
+        For clients in other network namespaces (tests/support/netns.py): they
+        reach the server at the host's side of their veth pair.
+        """
+        self.also_listen = list(addresses)
+        self.configure(self.port)
+        with open(self.data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {network} trust\n")
+        self.restart()
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""

@@ -263,7 +263,10 @@ WITH me AS (
     UPDATE rawbg_nodes n SET lease_until = '-infinity', fenced_at = now()
     FROM dead WHERE n.token = dead.token AND n.lease_until > '-infinity'
 ), picked AS (
-    SELECT p.id, row_number() OVER () AS k FROM (
+    -- the batch, in id order; each moves to the n of its place in it (array_position),
+    -- so that the update finds its rows by index (a join made the planner hash the
+    -- whole table: 220 ms a claim at 100 000 entries)
+    SELECT array_agg(p.id ORDER BY p.id) AS ids FROM (
         SELECT t.id FROM rawbg_tasks t, dead
         WHERE t.id >= dead.token << {ID_BITS} AND t.id < (dead.token + 1) << {ID_BITS}
         ORDER BY t.id LIMIT $2::integer
@@ -271,8 +274,9 @@ WITH me AS (
     ) p
 ), moved AS (
     UPDATE rawbg_tasks t
-    SET id = ($1::bigint << {ID_BITS}) | ($3::bigint + picked.k), takeovers = t.takeovers + 1
-    FROM picked WHERE t.id = picked.id
+    SET id = ($1::bigint << {ID_BITS}) | ($3::bigint + array_position(picked.ids, t.id)),
+        takeovers = t.takeovers + 1
+    FROM picked WHERE t.id = ANY(picked.ids)
     RETURNING t.id, t.function, t.arguments, t.label, t.attempts
 )
 SELECT moved.id, moved.function, moved.arguments, moved.label, moved.attempts, dead.name,
