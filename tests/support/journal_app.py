@@ -18,6 +18,8 @@ RUNS = os.environ.get("JOURNAL_TEST_RUNS", "runs.txt")
 TASK_SECONDS = float(os.environ.get("JOURNAL_TEST_TASK_SECONDS", "0"))
 #: a file whose existence lets the tasks finish (tests across processes)
 RELEASE = os.environ.get("JOURNAL_TEST_RELEASE")
+#: also note ``start N PID`` when a task starts (tests that must know it runs)
+NOTE_STARTS = bool(os.environ.get("JOURNAL_TEST_NOTE_STARTS"))
 #: set by in-process tests: tasks wait for it before finishing
 GATE: asyncio.Event | None = None
 #: set by in-process tests: /work-later waits for it before it queues its task
@@ -34,6 +36,8 @@ def note(kind: str, n: object) -> None:
 
 
 async def record_run(n: int) -> None:
+    if NOTE_STARTS:
+        note("start", n)
     if GATE is not None:
         await GATE.wait()
     await asyncio.sleep(TASK_SECONDS)

@@ -193,9 +193,9 @@ class _Template:
 _template = _Template()
 
 
-def _own_directory(prefix: str, user: pwd.struct_passwd | None) -> Path:
-    """A new temporary directory that the server's user owns."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=_base_directory()))
+def _own_directory(prefix: str, user: pwd.struct_passwd | None, base: str | None = None) -> Path:
+    """A new temporary directory (in `base`, else `_base_directory`) that the server's user owns."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base or _base_directory()))
     if user is not None:
         os.chown(path, user.pw_uid, user.pw_gid)
     return path
@@ -241,6 +241,7 @@ class PostgresServer:
         self.log = directory / "server.log"
         self.host = host
         self.also_listen: list[str] = []  # addresses beyond `host` (`listen_also`)
+        self.settings = dict(SETTINGS)
         self.port = 0
         self._bindir = bindir
         self._user = user
@@ -264,7 +265,7 @@ class PostgresServer:
         """Write the connection settings (and `SETTINGS`) for a server on `port`."""
         self.port = port
         settings = {
-            **SETTINGS,
+            **self.settings,
             "port": str(port),
             "listen_addresses": f"'{','.join([self.host, *self.also_listen])}'",
             "unix_socket_directories": f"'{self.directory}'",
@@ -397,18 +398,24 @@ _BIND_FAILED = re.compile(r"could not (bind|create any TCP/IP sockets)|Address a
 
 
 @contextlib.contextmanager
-def postgres_server(*, host: str = "127.0.0.1") -> Iterator[PostgresServer]:
+def postgres_server(
+    *, host: str = "127.0.0.1", settings: dict[str, str] | None = None, base: str | None = None
+) -> Iterator[PostgresServer]:
     """A new cluster, started, listening on `host` at a free port; stopped and removed on exit.
 
     `host` is the address it listens on (one address, or ``*``; the Unix
-    socket is always there). Raises `PostgresMissing` without the binaries.
+    socket is always there). `settings` change `SETTINGS` (the benchmarks
+    turn ``fsync`` back on); `base` is the directory the cluster is made in
+    (default: tmpfs, `_base_directory`). Raises `PostgresMissing` without the
+    binaries.
     """
     bindir = binaries()
     user = _server_user()
     template = _template.data(bindir, user)
-    directory = _own_directory("rawbg-pg-", user)
+    directory = _own_directory("rawbg-pg-", user, base)
     try:
         server = PostgresServer(directory, bindir=bindir, user=user, host=host)
+        server.settings.update(settings or {})
         _run(
             ["cp", "-a", str(template), str(server.data)],
             user=user,

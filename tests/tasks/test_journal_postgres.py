@@ -26,6 +26,7 @@ from rawbg.tasks.journal.postgres import ID_BITS, PostgresTaskStore
 from rawbg.tasks.journal.store import JournalError, LeaseLost, NewEntry
 from rawbg.testing import serve_app
 from tests.support import journal_app
+from tests.support.journal_nodes import entry_count, leave_entries
 from tests.support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.service
@@ -390,32 +391,6 @@ async def test_tasks_not_started_when_a_stop_begins_go_to_another_node(
 
 
 # -- many entries --------------------------------------------------------------------
-
-DEAD_NODE = """
-INSERT INTO rawbg_nodes (name, host, pidns, pid, lease, lease_until, streak_since, fenced_at)
-VALUES ('the-dead-node', 'elsewhere', '', 1, interval '10 s', '-infinity', now(), now())
-RETURNING token"""
-
-
-def leave_entries(
-    url: str, count: int, function: str = "tests.support.journal_app:nothing"
-) -> None:
-    """`count` pending entries of a node that is gone (fenced: taken over without waiting)."""
-    store(url).check()
-    [(token,)] = sql(url, DEAD_NODE)
-    sql(
-        url,
-        "INSERT INTO rawbg_tasks (id, function, arguments, label) "
-        "SELECT (%s::bigint << 40) | n, %s, '[[' || n || '],{}]', 'POST /work' "
-        "FROM generate_series(1, %s) AS n",
-        token,
-        function,
-        count,
-    )
-
-
-def entry_count(url: str) -> int:
-    return int(sql(url, "SELECT count(*) FROM rawbg_tasks")[0][0])
 
 
 async def test_with_100_000_entries_pending_a_node_starts_at_once_and_takes_them_steadily(

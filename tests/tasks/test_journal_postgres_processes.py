@@ -16,28 +16,23 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import re
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import REPO
-from tests.support.event_loop import CLI_LOOP_ARGS
+from tests.support.journal_nodes import WAIT, keep_posting, node as journal_node, post, runs
 from tests.support.netns import Host, NoNamespaces, covering, hosts
-from tests.support.postgres_server import USER, PostgresServer
-from tests.support.processes import RawbgProcess, environment
+from tests.support.postgres_server import PostgresServer
+from tests.support.processes import RawbgProcess
 from tests.support.services import in_ci
-from tests.support.wire import RawClient, request_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 LEASE = 1.0
-WAIT = 20.0
-SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
 
 
 @contextlib.contextmanager
@@ -53,100 +48,10 @@ def machines(postgres: PostgresServer, count: int) -> Iterator[list[Host]]:
         pytest.skip(f"{exc}: these tests put each node on a host of its own")
 
 
-@contextlib.asynccontextmanager
-async def node(
-    host: Host,
-    postgres: PostgresServer,
-    tmp_path: Path,
-    *,
-    task_seconds: float = 0.0,
-    release: Path | None = None,
-) -> AsyncIterator[RawbgProcess]:
-    """journal_app on `host`, journaling in `postgres`; SIGTERMed (then killed) on exit."""
-    url = f"postgresql://{USER}@{host.gateway}:{postgres.port}/postgres"
-    argv = [
-        sys.executable,
-        "-m",
-        "rawbg",
-        *CLI_LOOP_ARGS,
-        "tests.support.journal_app:app",
-        "--app-dir",
-        str(REPO),
-        "--host",
-        host.address,
-        "--port",
-        "0",
-        "--no-access-log",
-        "--task-journal",
-        url,
-        "--task-journal-lease",
-        str(LEASE),
-    ]
-    extra = {"JOURNAL_TEST_RUNS": str(tmp_path / "runs.txt")}
-    extra["JOURNAL_TEST_TASK_SECONDS"] = repr(task_seconds)
-    if release is not None:
-        extra["JOURNAL_TEST_RELEASE"] = str(release)
-    proc = await asyncio.create_subprocess_exec(
-        *host.command(argv),
-        cwd=tmp_path,
-        env=environment(**extra),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    process = RawbgProcess(proc)
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(WAIT):
-            while not (found := SERVING.search((await proc.stdout.readline()).decode())):
-                assert proc.returncode is None, f"the node exited:\n{process.log}"
-        process.port = int(found.group(2))
-        yield process
-    finally:
-        await process.stop()
-
-
-def runs(tmp_path: Path) -> list[tuple[int, int]]:
-    """(task number, pid of the node that ran it), one per finished run."""
-    path = tmp_path / "runs.txt"
-    if not path.exists():
-        return []
-    return [
-        (int(n), int(pid))
-        for kind, n, pid in (line.split() for line in path.read_text().splitlines())
-        if kind == "run"
-    ]
-
-
-async def keep_posting(
-    host: Host, port: int, path: str, numbers: Iterator[int], acknowledged: set[int]
-) -> None:
-    """One keep-alive client: POST path/N until the connection breaks."""
-    try:
-        client = await RawClient.connect(port, host.address)
-    except OSError:
-        return
-    try:
-        while True:
-            n = next(numbers)
-            await client.send(request_bytes("POST", f"{path}/{n}"))
-            response = await client.read_response(method=b"POST", timeout=WAIT)
-            if response.status_code == 200:
-                acknowledged.add(n)
-    except Exception:
-        return  # its node was killed, or the test is over
-    finally:
-        with contextlib.suppress(Exception):
-            await client.close()
-
-
-async def post(host: Host, port: int, path: str) -> int:
-    client = await RawClient.connect(port, host.address)
-    try:
-        await client.send(request_bytes("POST", path))
-        return (await client.read_response(method=b"POST", timeout=WAIT)).status_code
-    finally:
-        await client.close()
+def node(
+    host: Host, postgres: PostgresServer, tmp_path: Path, **options: Any
+) -> contextlib.AbstractAsyncContextManager[RawbgProcess]:
+    return journal_node(host, postgres, tmp_path, lease=LEASE, **options)
 
 
 async def test_when_one_of_two_nodes_is_sigkilled_the_other_runs_every_task_it_acknowledged(
@@ -200,11 +105,14 @@ async def test_a_node_paused_past_its_lease_runs_nothing_it_lost_and_its_marks_c
     releases = {name: tmp_path / f"{name}.release" for name in ("a", "b")}
     with machines(postgres, 2) as (host_a, host_b):
         async with (
-            node(host_a, postgres, tmp_path, release=releases["a"]) as a,
+            node(host_a, postgres, tmp_path, release=releases["a"], note_starts=True) as a,
             node(host_b, postgres, tmp_path, release=releases["b"]) as b,
         ):
             for n in range(1, 6):
                 assert await post(host_a, a.port, f"/work-twice/{n}") == 200
+            async with asyncio.timeout(WAIT):  # each first task runs
+                while len(runs(tmp_path, "start")) < 5:
+                    await asyncio.sleep(0.01)
             a.signal(signal.SIGSTOP)
             await b.wait_for_log(r"took over 10 task\(s\) from node node0", timeout=WAIT)
             # a comes back, and its running tasks end: they were running at the pause,
