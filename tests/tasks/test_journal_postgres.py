@@ -417,3 +417,36 @@ async def test_with_100_000_entries_pending_a_node_starts_at_once_and_takes_them
     )
     assert up < 2.0
     assert taken >= 10_000
+
+
+def test_two_nodes_taking_over_the_same_dead_node_at_once_never_take_an_entry_twice(
+    postgres: PostgresServer,
+) -> None:
+    import threading
+
+    leave_entries(postgres.url, 10_000)
+    claimers = [store(postgres.url, lease=60) for _ in range(2)]
+    for n, claimer in enumerate(claimers):
+        claimer.open(owner=f"claimer-{n}", lease_until=0)
+    got: list[list[str]] = [[], []]
+    start = threading.Barrier(2)
+
+    def take_all(n: int) -> None:
+        start.wait()
+        # a claimer that finds the dead node locked by the other skips it (and finds
+        # nothing): it tries again, as its next heartbeat would
+        while len(got[0]) + len(got[1]) < 10_000:
+            got[n].extend(
+                e.arguments for e in claimers[n].claim_orphans(owner="", now=0, limit=250)
+            )
+
+    threads = [threading.Thread(target=take_all, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for claimer in claimers:
+        claimer.close()
+    print(f"\ntwo claimers of 10 000 entries: {len(got[0])} and {len(got[1])}")
+    assert not set(got[0]) & set(got[1])
+    assert len(got[0]) + len(got[1]) == 10_000 == len(set(got[0]) | set(got[1]))
