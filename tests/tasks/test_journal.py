@@ -48,7 +48,7 @@ def runs_of(path: Path) -> list[str]:
 
 
 def rows(journal: Path) -> list[tuple[int, str, str, int, int]]:
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
         return db.execute(
             "SELECT id, function, arguments, state, attempts FROM rawbg_tasks ORDER BY id"
         ).fetchall()
@@ -251,7 +251,7 @@ async def test_an_entry_whose_function_no_longer_imports_is_set_aside_and_kept(
 ):
     journal = tmp_path / "j.db"
     await asyncio.to_thread(make_journal, journal)
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
         insert = (
             "INSERT INTO rawbg_tasks (function, arguments, label, owner, created) "
             "VALUES (?, ?, ?, 'gone', 0)"
@@ -320,11 +320,11 @@ async def test_a_journal_that_cannot_be_used_is_a_clear_start_up_error(
     elif setup == "text file":
         path.write_text("these are my notes, not a database\n" * 100)
     elif setup == "other database":
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("CREATE TABLE users (name TEXT)")
     else:
         await asyncio.to_thread(make_journal, path)
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute(
                 "UPDATE rawbg_meta SET value = ? WHERE key = 'version'", (str(FORMAT_VERSION + 1),)
             )

@@ -283,7 +283,7 @@ async def test_with_workers_a_sigkilled_workers_journaled_tasks_run_in_another_w
     async with server_process(tmp_path, "workers", journal, *options, release=release) as server:
         for n in range(1, 9):
             assert await post(server.port, n) == 200
-        with sqlite3.connect(journal) as db:
+        with contextlib.closing(sqlite3.connect(journal)) as db:
             owners = [row[0] for row in db.execute("SELECT owner FROM rawbg_tasks")]
         assert len(owners) == 8
         victim = int(owners[0].split(":")[1])  # owner is host:pid:token
