@@ -159,9 +159,19 @@ class Server:
             )
         else:
             if config.uds is not None:
-                # asyncio replaces a stale socket file left by a crashed server
+                # asyncio replaces a stale socket file left by a crashed server.
+                # From Python 3.13 its server also removes the file when closed,
+                # and `start_accepting` closes it at once: the file is ours to
+                # remove (`_stop_listening`), not the server's.
+                keep_file: dict[str, Any] = (
+                    {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+                )
                 listener = await loop.create_unix_server(
-                    self.make_protocol, path=config.uds, backlog=LISTEN_BACKLOG, start_serving=False
+                    self.make_protocol,
+                    path=config.uds,
+                    backlog=LISTEN_BACKLOG,
+                    start_serving=False,
+                    **keep_file,
                 )
                 self._made_uds = True
                 os.chmod(config.uds, UDS_MODE)
