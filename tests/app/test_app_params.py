@@ -2,6 +2,7 @@
 
 import dataclasses
 import enum
+import sys
 import uuid
 from typing import Optional, Union
 
@@ -603,12 +604,20 @@ async def test_a_missing_body_for_a_required_body_parameter_is_a_422():
 
 JSON = {"content-type": "application/json"}
 
+# Position and reason are json.loads's own, as in FastAPI; Python 3.13 names a
+# trailing comma, at the comma, where earlier versions expect a name after it.
+TRAILING_COMMA = (
+    (14, "Illegal trailing comma before end of object")
+    if sys.version_info >= (3, 13)
+    else (15, "Expecting property name enclosed in double quotes")
+)
+
 
 @pytest.mark.parametrize(
     ("content", "position", "reason"),
     [
         ("{bad", 1, "Expecting property name enclosed in double quotes"),
-        ('{"name": "pen",}', 15, "Expecting property name enclosed in double quotes"),
+        ('{"name": "pen",}', *TRAILING_COMMA),
     ],
     ids=["truncated", "trailing-comma"],
 )
