@@ -232,6 +232,11 @@ class Request:
         return self._body
 
     @property
+    def body_received(self) -> int:
+        """Bytes of the body the request holds (all of it, once read)."""
+        return len(self._body) if self._body is not None else 0
+
+    @property
     def body_pending(self) -> bool:
         """The body is still to be read from the connection (no part of it taken yet)."""
         return self._body is None and not self._stream_consumed

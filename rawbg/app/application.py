@@ -65,6 +65,7 @@ from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
+    BodyTooLarge,
     ClientDisconnected,
     DependencySwallowedError,
     HTTPException,
@@ -415,10 +416,8 @@ class App(RouteDecorators):
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
-            if request.body_pending:  # read whole, as a route that does not stream it
-                if self.max_body_size is not None:
-                    request.limit_body(self.max_body_size)
-                await request.body()
+            if self.max_body_size is not None or request.body_pending:
+                await read_whole(request, self.max_body_size)
             redirect = (
                 isinstance(exc, NotFound)
                 and self.redirect_slashes
@@ -428,11 +427,8 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
-        if request.body_pending:
-            if endpoint.max_body_size is not None:
-                request.limit_body(endpoint.max_body_size)
-            if not endpoint.streams_body:
-                await request.body()  # whole, before the handler: bounded by its limit
+        if endpoint.max_body_size is not None or request.body_pending:
+            await self._take_body(request, endpoint)
         resolution = Resolution(
             request, embed_body=endpoint.embed_body, trace=trace, form_limits=endpoint.form_limits
         )
@@ -561,6 +557,15 @@ class App(RouteDecorators):
             resolution.response.apply_to(response)
         return response
 
+    @staticmethod
+    async def _take_body(request: Request, endpoint: Endpoint) -> None:
+        """The route's body limit applied; the body read whole unless the route streams it."""
+        if endpoint.streams_body:
+            if endpoint.max_body_size is not None:
+                limit_body(request, endpoint.max_body_size)
+        else:
+            await read_whole(request, endpoint.max_body_size)
+
     async def _abandon(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> None:
         """The request's body failed (the server answers that): unwind, close, drop the tasks."""
         if resolution.trace is not None:
@@ -666,6 +671,24 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
             raise failed
 
     return run_all
+
+
+def limit_body(request: Request, max_size: int) -> None:
+    """The body may have at most `max_size` bytes: 413 (the server's refusal) if the part
+    already received is over it, else the limit goes to the reader of the rest."""
+    if request.body_pending:
+        request.limit_body(max_size)
+    elif request.body_received > max_size:
+        raise BodyTooLarge(f"body of {request.body_received} bytes exceeds {max_size}")
+
+
+async def read_whole(request: Request, max_size: int | None) -> None:
+    """The body read whole now (within `max_size`, if given), as a route that does not
+    stream it has it before its handler."""
+    if max_size is not None:
+        limit_body(request, max_size)
+    if request.body_pending:
+        await request.body()
 
 
 def streams_body(plan: CallPlan) -> bool:

@@ -497,7 +497,7 @@ class Connection:
             None if self._trace is None else self._trace.request_started(event.method, event.target)
         )
         self._move(READING_BODY)
-        body = self._start_body()
+        body, reader = self._start_body()
         io = self._io
         client, scheme = io.client, "http"
         if io.proxy is not None:
@@ -506,13 +506,14 @@ class Connection:
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(fields),
-            source=body,
+            body=body,
+            source=reader,
             http_version=event.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
             root_path=self._config.root_path,
         )
-        return Exchange(request, trace, started, body)
+        return Exchange(request, trace, started, reader)
 
     async def _wait_for_request(self) -> bool:
         """While not one byte of a request has arrived: wait for one, at most
@@ -615,28 +616,37 @@ class Connection:
         self._content_length = content_length
         return fields
 
-    def _start_body(self) -> BodyReader | None:
-        """The request's body: None when it has none, else a reader the app reads it with.
+    def _start_body(self) -> tuple[bytes, BodyReader | None]:
+        """The request's body as far as h11 already has it: ``(body, None)`` when that is
+        all of it (none, or a small body that came with its head: the common cases),
+        else ``(b"", reader)``, a reader the app takes the rest with (`BodyReader`).
 
-        The body bytes that came with the head go to the reader; nothing more
-        is read here (`BodyReader`).
+        Nothing is read from the socket here; what h11 buffered is at most what
+        flow control lets in, well under ``max_body_size``.
         """
         h = self._h11
         expects_continue = h.they_are_waiting_for_100_continue
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             self._io.request_received()
-            return None  # the common case: no body at all
-        first = event.data if type(event) is h11.Data else b""
-        if event is not h11.NEED_DATA and not first:
+            return b"", None  # the commonest case: no body at all
+        pieces: list[bytes] = []
+        while type(event) is h11.Data:
+            pieces.append(event.data)
+            event = self._next_event()
+        if type(event) is h11.EndOfMessage:
+            self._io.request_received()
+            return b"".join(pieces), None  # the whole body came with the head
+        if event is not h11.NEED_DATA:
             raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
-        return BodyReader(
+        reader = BodyReader(
             self,
-            first,
+            b"".join(pieces),
             limit=self._config.max_body_size,
             declared=self._content_length,
             expects_continue=expects_continue,
         )
+        return b"", reader
 
     # -- what a BodyReader asks of its connection (rawbg.server.request_body.BodyWire) --
 
@@ -666,15 +676,13 @@ class Connection:
         self._io.request_received()
 
     async def _finish_body(self, body: BodyReader) -> None:
-        """After the response: the rest of a body the app did not read.
+        """After the response: the rest of a body the app did not read (`BodyReader.end`).
 
         A small rest is read and dropped, so that the connection can carry the
         next request; otherwise (too much left, too slow, malformed, or a
         client still waiting for ``100 Continue``) the connection closes,
         lingering so that the client reads the response first.
         """
-        if body.end():
-            return
         try:
             drained = await body.drain()
         except RequestRejected:
@@ -736,8 +744,9 @@ class Connection:
             sent = await self._send(exchange, response)
             if trace is not None:
                 trace.event("response flushed", status=response.status_code, bytes=sent)
-            if exchange.body is not None:
-                await self._finish_body(exchange.body)
+            body = exchange.body
+            if body is not None and not body.end():
+                await self._finish_body(body)
         except ClientDisconnected:
             self._closing("client went away before the response was sent")
         except Exception:
