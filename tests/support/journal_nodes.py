@@ -9,6 +9,7 @@ tests/support/postgres_server.py that the host reaches at its gateway;
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +25,23 @@ from tests.support.processes import RawbgProcess, rawbg_process
 from tests.support.wire import RawClient, request_bytes
 
 WAIT = 20.0
+
+
+@contextlib.asynccontextmanager
+async def together(
+    *managers: contextlib.AbstractAsyncContextManager[RawbgProcess],
+) -> AsyncIterator[list[RawbgProcess]]:
+    """Enter `managers` at once (nodes start in parallel: each takes a second or two to
+    import); leave every one that was entered on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        entered = await asyncio.gather(
+            *(stack.enter_async_context(manager) for manager in managers),
+            return_exceptions=True,
+        )
+        for outcome in entered:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        yield [outcome for outcome in entered if isinstance(outcome, RawbgProcess)]
 
 
 @contextlib.asynccontextmanager

@@ -444,11 +444,15 @@ class _Cutter:
             return self._cut
 
     def close(self) -> None:
+        """Stop the thread (a later `arm` starts another)."""
         with self._condition:
             self._closed = True
             self._condition.notify()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self._condition:
+            self._thread = None
+            self._closed = False
 
     def _run(self) -> None:
         with self._condition:
@@ -569,6 +573,7 @@ class PostgresTaskStore:
             self._check_or_create(conn)
         finally:
             conn.close()
+            self._cutter.close()
 
     def open(self, *, owner: str, lease_until: float) -> None:
         conn = self._connect_at_start()
@@ -577,11 +582,11 @@ class PostgresTaskStore:
             self._conn = conn
             self._name = owner
             self._register()
-        except psycopg.Error as exc:
+        except BaseException as exc:
+            conn.close()
             self.close()
-            raise JournalError(f"cannot use the database: {one_line(exc)}") from None
-        except BaseException:
-            self.close()
+            if isinstance(exc, psycopg.Error):
+                raise JournalError(f"cannot use the database: {one_line(exc)}") from None
             raise
         self._housekeeping_at = time.monotonic() + random.uniform(0, HOUSEKEEPING_SECONDS)
         if self._wake is not None:
