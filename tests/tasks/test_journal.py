@@ -29,16 +29,6 @@ from tests.support import journal_app
 WAIT = 5.0
 
 
-@pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The file where journal_app's tasks note each run."""
-    path = tmp_path / "runs.txt"
-    monkeypatch.setattr(journal_app, "RUNS", str(path))
-    monkeypatch.setattr(journal_app, "GATE", None)
-    monkeypatch.setattr(journal_app, "ATTEMPTS", {})
-    return path
-
-
 def runs_of(path: Path) -> list[str]:
     return (
         [" ".join(line.split()[:2]) for line in path.read_text().splitlines()]
