@@ -122,6 +122,7 @@ class Request:
         "path_params",
         "query_string",
         "root_path",
+        "route",
         "scheme",
         "target",
     )
@@ -159,6 +160,8 @@ class Request:
         self.app: Any = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
+        #: the route that matched (set by `App.handle`), None until then or if none did
+        self.route: Any = None
         self._body = body
         self._query_params: QueryParams | None = None
         self._cookies: dict[str, str] | None = None

@@ -22,7 +22,6 @@ client gets, as in FastAPI). The request's background tasks are discarded
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import re
 import warnings
@@ -46,6 +45,7 @@ from rawbg.app.error_responses import (
     answer_exception,
     check_handler,
     check_handler_key,
+    internal_error,
 )
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
@@ -64,6 +64,7 @@ from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
     DependencySwallowedError,
     HTTPException,
+    InvalidResponseHead,
     RequestValidationError,
     RouteDefinitionError,
 )
@@ -112,6 +113,8 @@ class Outcome:
 
     response: Response
     after: AfterResponse | None = None
+    #: the response's head fields, checked (`Response.head_fields`), once it leaves the app
+    fields: list[tuple[bytes, bytes]] | None = None
 
 
 class App(RouteDecorators):
@@ -357,17 +360,26 @@ class App(RouteDecorators):
         check_handler(key, handler)
         self.exception_handlers[key] = handler
 
-    async def handle(
-        self,
-        request: Request,
-        trace: RequestTrace | None = None,
-        *,
-        through_middleware: bool = True,
-    ) -> Outcome:
-        """Route `request`, resolve its dependencies, call its handler. Never raises."""
+    async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
+        """Route `request`, resolve its dependencies, call its handler. Never raises.
+
+        The response that leaves the app (through its middleware) has its
+        head made and checked here, before a byte of it is sent: one the app
+        made that HTTP cannot carry becomes a 500 (`_unsendable`).
+        """
+        if self.user_middleware:
+            outcome = await self._handle_with_middleware(request, trace)
+        else:
+            outcome = await self._handle_here(request, trace)
+        try:
+            outcome.fields = outcome.response.head_fields()
+        except InvalidResponseHead as exc:
+            return self._unsendable(request, outcome, exc)
+        return outcome
+
+    async def _handle_here(self, request: Request, trace: RequestTrace | None) -> Outcome:
+        """`handle`, without the middleware and without checking the head."""
         request.app = self
-        if through_middleware and self.user_middleware:
-            return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
@@ -380,6 +392,7 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
+        request.route = endpoint
         resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
         try:
             response = await self._call_endpoint(endpoint, resolution)
@@ -423,7 +436,7 @@ class App(RouteDecorators):
         stack = self._middleware_stack
         if stack is None:
             stack = self._middleware_stack = MiddlewareStack(
-                functools.partial(self.handle, through_middleware=False),
+                self._handle_here,
                 _response_of,
                 self.user_middleware,
             )
@@ -450,6 +463,30 @@ class App(RouteDecorators):
             return Outcome(response)
         label = afters[0].label if afters else f"{request.method} {request.path}"
         return Outcome(response, AfterResponse(tasks, _chain(cleanups), label))
+
+    def _unsendable(self, request: Request, outcome: Outcome, exc: InvalidResponseHead) -> Outcome:
+        """A 500 in place of a response whose head HTTP cannot carry; the log says why.
+
+        The request's tasks are dropped (the request failed, as for any 500);
+        the clean-up of its dependencies still runs.
+        """
+        route = request.route
+        label = route.label if route is not None else f"{request.method} {request.path}"
+        logger.error(
+            "%s: its response cannot be sent, answered 500 instead: %s", label, exc, exc_info=exc
+        )
+        self._server_error(exc)
+        after = outcome.after
+        if after is not None:
+            if after.tasks:
+                logger.warning(
+                    "discarding %d background task(s) of %s: its response could not be sent",
+                    len(after.tasks),
+                    after.label,
+                )
+            after = None if after.cleanup is None else AfterResponse((), after.cleanup, label)
+        response = internal_error()
+        return Outcome(response, after, response.head_fields())
 
     @names_frames(_name_endpoint_frame)
     async def _call_endpoint(self, endpoint: Endpoint, resolution: Resolution) -> Response:
