@@ -100,6 +100,10 @@ class QueryParams(Mapping[str, str]):
     def getlist(self, key: str) -> list[str]:
         return [value for k, value in self._items if k == key]
 
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every (key, value) pair in order, repeated keys included (Starlette's name)."""
+        return list(self._items)
+
     def __repr__(self) -> str:
         return f"QueryParams({self._items!r})"
 

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from rawbg.app.converters import Invalid
+from rawbg.app.param_models import ABSENT, ParamModel, gather, relocate
 from rawbg.app.sources import ValuePlan, located, missing, plan_value, read_body
 from rawbg.culprits import Part, names_frames
 from rawbg.errors import RequestValidationError, RouteDefinitionError
@@ -402,6 +403,9 @@ class Resolution:
     ) -> None:
         """A query, header or cookie parameter: missing, its default, or validated."""
         plan = param.value
+        if plan.model is not None:
+            self._model_value(param, plan.model, kwargs, errors)
+            return
         key = plan.key
         source = param.source
         raw: Any
@@ -416,6 +420,27 @@ class Resolution:
         if plan.many and not raw:
             raw = None
         _place(param, raw, [plan.location, key], kwargs, errors)
+
+    def _model_value(
+        self,
+        param: ValueParam,
+        model: ParamModel,
+        kwargs: dict[str, Any],
+        errors: list[dict[str, Any]],
+    ) -> None:
+        """A parameter model: its fields gathered from the request, validated at once."""
+        values = gather(model, self.request)
+        loc = [model.location]
+        if values is ABSENT:
+            if param.required:
+                errors.append(missing(loc))
+            else:
+                kwargs[param.name] = param.default_value()
+            return
+        try:
+            kwargs[param.name] = param.value.validate(values)
+        except Invalid as exc:
+            errors.extend(located(loc, relocate(model, exc.errors)))
 
     def _body_value(
         self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]

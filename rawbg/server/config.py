@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from rawbg.requests import Address
 from rawbg.server.loops import LOOPS
 from rawbg.tasks.journal.sqlite import SQLiteTaskStore
 
@@ -194,6 +195,9 @@ class ServerConfig:
     forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
     #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
     root_path: str = ""
+    #: every request's client, unless a trusted proxy names another; None: the peer's
+    #: address. rawbg.testclient sets Starlette's test client's ("testclient", 50000)
+    client_address: Address | None = None
     #: the SQLite task journal's path; None: tasks live in memory only
     task_journal: str | None = None
     task_journal_sync: str = DEFAULT_TASK_JOURNAL_SYNC
@@ -241,6 +245,8 @@ class ServerConfig:
             raise ValueError(
                 f"root_path must start with / and not end with one, got {self.root_path!r}"
             )
+        if self.client_address is not None and type(self.client_address) is not Address:
+            object.__setattr__(self, "client_address", Address(*self.client_address))
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
 

@@ -539,8 +539,8 @@ class Connection:
         self, head: h11.Request, fields: list[tuple[bytes, bytes]], body: bytes
     ) -> Request:
         """The `Request` a handler sees: the head's fields, the body, who sent it (proxies)."""
-        io = self._io
-        client, scheme = io.client, "http"
+        io, config = self._io, self._config
+        client, scheme = config.client_address or io.client, "http"
         if io.proxy is not None:
             client, scheme = forwarded(io.proxy, fields, client)
         return Request(
@@ -551,7 +551,7 @@ class Connection:
             http_version=head.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
-            root_path=self._config.root_path,
+            root_path=config.root_path,
         )
 
     async def _complete_head(self, first_byte_at: float) -> h11.Event:

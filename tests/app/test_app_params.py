@@ -3,11 +3,11 @@
 import dataclasses
 import enum
 import uuid
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
 
 import pytest
 
-from rawbg import App, Request
+from rawbg import App, Query, Request
 from rawbg.testing import serve_app
 
 INT_MSG = "Input should be a valid integer, unable to parse string as an integer"
@@ -165,12 +165,13 @@ def query_app() -> App:
     async def flag(flag: bool = False):
         return flag
 
+    # a list is read from repeated query keys with Query(); without, from the body (FastAPI)
     @app.get("/tags")
-    async def tags(tags: list[str]):
+    async def tags(tags: Annotated[list[str], Query()]):
         return tags
 
     @app.get("/ids")
-    async def ids(ids: list[int] | None = None):
+    async def ids(ids: Annotated[list[int] | None, Query()] = None):
         return ids
 
     @app.get("/float")
