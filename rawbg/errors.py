@@ -101,6 +101,15 @@ class FileResponseError(RuntimeError):
     """
 
 
+class FastAPIDeprecationWarning(UserWarning):
+    """Warned for an option FastAPI deprecates that rawbg honours the same way.
+
+    ``App(root_path=...)``: configure the server's root path instead
+    (``python -m rawbg --root-path``). FastAPI's class, under FastAPI's name,
+    so that a warnings filter written for FastAPI applies here too.
+    """
+
+
 class InvalidResponseHead(ValueError):
     """Raised when a response's head cannot be sent as the app made it.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -115,6 +116,7 @@ class Request:
         "_body",
         "_cookies",
         "_query_params",
+        "_scope",
         "_state",
         "_url",
         "app",
@@ -216,6 +218,62 @@ class Request:
             app = self.app
             self._state = State(**app.lifespan_state) if app is not None else State()
         return self._state
+
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        """The request as an ASGI scope reads, for code written against one: read-only.
+
+        ``type`` (``"http"``), ``http_version``, ``method``, ``scheme``,
+        ``path`` (the root path and the decoded path, as uvicorn gives it),
+        ``raw_path``, ``query_string`` (bytes), ``root_path``, ``headers``
+        (``(name, value)`` bytes, names in lower case), ``client``,
+        ``server`` (from the ``Host`` header: rawbg does not look up its
+        socket's address), ``path_params``, ``app``, ``route``. rawbg is not
+        ASGI: changing it changes nothing, so it cannot be changed.
+        """
+        try:
+            return self._scope
+        except AttributeError:
+            pass
+        raw_path = self.target.partition("?")[0]
+        if not raw_path.startswith("/"):
+            raw_path = self.path
+        scope = {
+            "type": "http",
+            "http_version": self.http_version,
+            "method": self.method,
+            "scheme": self.scheme,
+            "path": self.root_path + self.path,
+            "raw_path": (self.root_path + raw_path).encode("latin-1"),
+            "query_string": self.query_string.encode("latin-1"),
+            "root_path": self.root_path,
+            "headers": list(self.headers.raw),
+            "client": self.client,
+            "server": self._server(),
+            "path_params": self.path_params,
+            "app": self.app,
+            "route": self.route,
+        }
+        self._scope: Mapping[str, Any] = MappingProxyType(scope)
+        return self._scope
+
+    def _server(self) -> tuple[str, int] | None:
+        """(host, port) the client asked for, from ``Host``; None without one."""
+        host = self.headers.get("host")
+        if not host:
+            return None
+        url = URL(f"{self.scheme}://{host}/")
+        try:
+            port = url.port
+        except ValueError:  # not a port: not an address to report
+            return None
+        if url.hostname is None:
+            return None
+        return url.hostname, port if port is not None else (443 if self.scheme == "https" else 80)
+
+    async def receive(self) -> dict[str, Any]:
+        """The body as ASGI's one ``http.request`` message (rawbg has read it whole)."""
+        return {"type": "http.request", "body": self._body, "more_body": False}
 
     async def body(self) -> bytes:
         return self._body

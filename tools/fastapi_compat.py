@@ -135,16 +135,11 @@ PYDANTIC_VERSION_MINOR_TUPLE = tuple(int(x) for x in pydantic.VERSION.split(".")
 '''
 
 
-# Names FastAPI's tests (not its tutorial) take from fastapi.exceptions: a
-# warning class named in their warning filters, and FastAPIError, which FastAPI
-# raises for a bad route and for a yield dependency that swallowed the
-# handler's exception (rawbg's RouteDefinitionError and
+# A name FastAPI's tests (not its tutorial) take from fastapi.exceptions:
+# FastAPIError, which FastAPI raises for a bad route and for a yield dependency
+# that swallowed the handler's exception (rawbg's RouteDefinitionError and
 # DependencySwallowedError; a tuple serves pytest.raises and isinstance).
 TEST_ONLY_EXCEPTIONS = """
-class FastAPIDeprecationWarning(DeprecationWarning):
-    pass
-
-
 FastAPIError = tuple(
     getattr(_target, name)
     for name in ("RouteDefinitionError", "DependencySwallowedError")

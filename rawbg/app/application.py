@@ -63,6 +63,7 @@ from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
     DependencySwallowedError,
+    FastAPIDeprecationWarning,
     HTTPException,
     InvalidResponseHead,
     RequestValidationError,
@@ -105,6 +106,8 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: False: a body with no ``Content-Type`` is read as JSON (``strict_content_type``)
+    strict_content_type: bool = True
 
 
 @dataclass(slots=True)
@@ -136,9 +139,32 @@ class App(RouteDecorators):
         lifespan: Lifespan | None = None,
         default_response_class: type[Response] = JSONResponse,
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        root_path: str = "",
+        root_path_in_servers: bool = True,
+        strict_content_type: bool = True,
         **documentation: Any,
     ) -> None:
         check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
+        if root_path:
+            warnings.warn(
+                "The `root_path` parameter is deprecated. Configure the server's root path "
+                "instead, for example with `python -m rawbg --root-path /api/v1` (FastAPI: "
+                "`fastapi run --root-path /api/v1`).",
+                FastAPIDeprecationWarning,
+                stacklevel=2,
+            )
+        #: every request's root path (``request.scope["root_path"]``), in place of the
+        #: server's ``--root-path``: FastAPI's deprecated ``FastAPI(root_path=...)``
+        self.root_path = root_path
+        #: the OpenAPI document's ``servers`` start with the request's root path
+        #: (FastAPI's option, for the OpenAPI document)
+        self.root_path_in_servers = root_path_in_servers
+        #: False: a body without a JSON ``Content-Type`` (none at all) is parsed as JSON
+        #: too, as FastAPI's ``strict_content_type=False``; another type still is not
+        self.strict_content_type = strict_content_type
+        #: ``app.dependency_overrides[original] = replacement``: each request calls the
+        #: replacement wherever the original is a dependency (FastAPI's, for tests)
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.router: Router[Endpoint] = Router()
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
@@ -185,6 +211,7 @@ class App(RouteDecorators):
         response_model_exclude_unset: bool = False,
         response_model_exclude_defaults: bool = False,
         response_model_exclude_none: bool = False,
+        strict_content_type: bool | None = None,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -243,6 +270,9 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            strict_content_type=(
+                self.strict_content_type if strict_content_type is None else strict_content_type
+            ),
         )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
@@ -367,6 +397,8 @@ class App(RouteDecorators):
         head made and checked here, before a byte of it is sent: one the app
         made that HTTP cannot carry becomes a 500 (`_unsendable`).
         """
+        if self.root_path:
+            request.root_path = self.root_path
         if self.user_middleware:
             outcome = await self._handle_with_middleware(request, trace)
         else:
@@ -393,7 +425,12 @@ class App(RouteDecorators):
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
         request.route = endpoint
-        resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
+        resolution = Resolution(
+            request,
+            embed_body=endpoint.embed_body,
+            trace=trace,
+            strict_content_type=endpoint.strict_content_type,
+        )
         try:
             response = await self._call_endpoint(endpoint, resolution)
         except Exception as exc:
@@ -591,7 +628,6 @@ APP_DOCUMENTATION_OPTIONS = frozenset(
         "terms_of_service",
         "contact",
         "license_info",
-        "root_path",
         "debug",
     }
 )

@@ -16,6 +16,7 @@ default) after the response is flushed and the background tasks have run.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import AsyncIterator, Callable
@@ -331,13 +332,22 @@ class Resolution:
         "request",
         "request_stack",
         "response",
+        "strict_content_type",
         "trace",
     )
 
-    def __init__(self, request: Request, *, embed_body: bool, trace: RequestTrace | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        *,
+        embed_body: bool,
+        trace: RequestTrace | None,
+        strict_content_type: bool = True,
+    ) -> None:
         self.request = request
         self.embed_body = embed_body
         self.trace = trace
+        self.strict_content_type = strict_content_type
         self.cache: dict[Callable[..., Any], Any] = {}
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
@@ -448,7 +458,8 @@ class Resolution:
         plan = param.value
         if self._body is _UNREAD:
             self._body = _INVALID
-            self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
+            # raises for invalid JSON, a 422 of its own
+            self._body = read_body(self.request, strict_content_type=self.strict_content_type)
         document = self._body
         if document is _INVALID:  # already reported, by another body parameter
             return
@@ -472,14 +483,20 @@ class Resolution:
             if self.trace is not None:
                 self.trace.event("dependency resolved", name=plan.name, cached="yes")
             return cache[plan.call]
-        kwargs = await self.arguments(plan)
-        kind = plan.kind
+        overrides = getattr(self.request.app, "dependency_overrides", None)
+        run = plan
+        if overrides:
+            replacement = overrides.get(plan.call)
+            if replacement is not None:
+                run = override_plan(plan, replacement, frozenset(self.request.path_params))
+        kwargs = await self.arguments(run)
+        kind = run.kind
         if kind is CallKind.COROUTINE:
-            value = await plan.call(**kwargs)
+            value = await run.call(**kwargs)
         elif kind is CallKind.FUNCTION:
-            value = await run_in_thread(plan.call, **kwargs)
+            value = await run_in_thread(run.call, **kwargs)
         else:
-            value = await self._enter_generator(plan, kwargs)
+            value = await self._enter_generator(run, kwargs)
         cache[plan.call] = value
         if self.trace is not None:
             self.trace.event("dependency resolved", name=plan.name, cached="no")
@@ -498,6 +515,27 @@ class Resolution:
             return await stack.enter_async_context(asynccontextmanager(plan.call)(**kwargs))
         sync_manager = contextmanager(plan.call)(**kwargs)
         return await stack.enter_async_context(_in_thread_pool(sync_manager))
+
+
+def override_plan(
+    plan: CallPlan, replacement: Callable[..., Any], path_params: frozenset[str]
+) -> CallPlan:
+    """The plan of what ``app.dependency_overrides`` puts in place of `plan`'s call.
+
+    Planned at the first request that needs it, as FastAPI does (an override
+    is set by a test after the routes are registered), then kept: its own
+    parameters are read from the request like any dependency's. It keeps the
+    original's ``use_cache`` and ``scope``; its value is cached under the
+    original, so every use of the original in the request gets it.
+    """
+    return _override_plan(replacement, path_params, plan.use_cache, plan.scope)
+
+
+@functools.lru_cache(maxsize=256)
+def _override_plan(
+    replacement: Callable[..., Any], path_params: frozenset[str], use_cache: bool, scope: Scope
+) -> CallPlan:
+    return plan_call(replacement, path_params=path_params, use_cache=use_cache, scope=scope)
 
 
 def _place(

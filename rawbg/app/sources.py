@@ -273,13 +273,14 @@ def is_json_media_type(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def read_body(request: Request) -> Any:
+def read_body(request: Request, *, strict_content_type: bool = True) -> Any:
     """The body for body parameters, read as FastAPI reads it.
 
     None when empty; the parsed JSON when the ``Content-Type`` says JSON
-    (``application/json``, ``application/*+json``); otherwise the raw bytes,
-    which fail validation as "not a dictionary" (a form posted to a JSON
-    endpoint, ``text/plain``, or no ``Content-Type`` at all: FastAPI's
+    (``application/json``, ``application/*+json``), or when there is no
+    ``Content-Type`` at all and not `strict_content_type`; otherwise the raw
+    bytes, which fail validation as "not a dictionary" (a form posted to a
+    JSON endpoint, ``text/plain``, no ``Content-Type`` under FastAPI's default
     ``strict_content_type``). Invalid JSON is a 422 ``json_invalid``; bytes
     that are not text in any JSON encoding are a 400.
     """
@@ -287,7 +288,10 @@ def read_body(request: Request) -> Any:
     if not raw:
         return None
     content_type = request.headers.get("content-type")
-    if not content_type or not is_json_media_type(content_type):
+    if content_type is None:
+        if strict_content_type:
+            return raw
+    elif not is_json_media_type(content_type):
         return raw
     try:
         return decode_json(raw)
