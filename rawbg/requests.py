@@ -113,10 +113,9 @@ class Request:
     """One HTTP request, with its body already received."""
 
     __slots__ = (
-        "_body",
         "_cookies",
         "_query_params",
-        "_scope",
+        "_received",
         "_state",
         "_url",
         "app",
@@ -135,16 +134,21 @@ class Request:
 
     def __init__(
         self,
+        scope: Mapping[str, Any] | None = None,
+        receive: Any = None,
         *,
-        method: str,
-        target: str,
-        headers: Headers,
+        method: str = "GET",
+        target: str = "/",
+        headers: Headers | None = None,
         body: bytes = b"",
         http_version: str = "1.1",
         client: tuple[str, int] | None = None,
         scheme: str = "http",
         root_path: str = "",
     ) -> None:
+        if scope is not None:  # ``Request(request.scope, request.receive)``, as in Starlette
+            self._copy(scope)
+            return
         self.method = method
         #: the request target as sent, e.g. ``/items/3?q=x``
         self.target = target
@@ -153,7 +157,7 @@ class Request:
             # absolute-form (RFC 9112 3.2.2): keep only the path
             raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
         self.path = unquote(raw_path) if "%" in raw_path else raw_path
-        self.headers = headers
+        self.headers = headers if headers is not None else Headers([])
         self.http_version = http_version
         #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
         self.client = client if client is None or type(client) is Address else Address(*client)
@@ -168,11 +172,30 @@ class Request:
         self.path_params: dict[str, str] = {}
         #: the route that matched (set by `App.handle`), None until then or if none did
         self.route: Any = None
-        self._body = body
+        #: the body as received (not ``_body``, which a subclass may set, as
+        #: Starlette's own requests keep what their ``body()`` read there)
+        self._received = body
         self._query_params: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
         self._state: State | None = None
         self._url: URL | None = None
+
+    def _copy(self, scope: Mapping[str, Any]) -> None:
+        """This request, made from another's `scope`: the same request, in another class.
+
+        A custom route's handler wraps the request in a subclass of its own
+        (``GzipRequest(request.scope, request.receive)``); rawbg has read the
+        body already, so the copy has it too.
+        """
+        source = scope.get("rawbg.request")
+        if not isinstance(source, Request):
+            raise TypeError(
+                "Request(scope, receive) takes the scope of a rawbg request (request.scope); "
+                "rawbg is not ASGI and makes no request from a scope of its own"
+            )
+        for name in Request.__slots__:
+            if hasattr(source, name):
+                setattr(self, name, getattr(source, name))
 
     @property
     def query_params(self) -> QueryParams:
@@ -229,12 +252,10 @@ class Request:
         (``(name, value)`` bytes, names in lower case), ``client``,
         ``server`` (from the ``Host`` header: rawbg does not look up its
         socket's address), ``path_params``, ``app``, ``route``. rawbg is not
-        ASGI: changing it changes nothing, so it cannot be changed.
+        ASGI: changing it changes nothing, so it cannot be changed. Made anew
+        at each use (kept, it would hold the request that holds it: a cycle
+        only the garbage collector frees).
         """
-        try:
-            return self._scope
-        except AttributeError:
-            pass
         raw_path = self.target.partition("?")[0]
         if not raw_path.startswith("/"):
             raw_path = self.path
@@ -253,9 +274,9 @@ class Request:
             "path_params": self.path_params,
             "app": self.app,
             "route": self.route,
+            "rawbg.request": self,  # what ``Request(request.scope, ...)`` copies
         }
-        self._scope: Mapping[str, Any] = MappingProxyType(scope)
-        return self._scope
+        return MappingProxyType(scope)
 
     def _server(self) -> tuple[str, int] | None:
         """(host, port) the client asked for, from ``Host``; None without one."""
@@ -273,10 +294,10 @@ class Request:
 
     async def receive(self) -> dict[str, Any]:
         """The body as ASGI's one ``http.request`` message (rawbg has read it whole)."""
-        return {"type": "http.request", "body": self._body, "more_body": False}
+        return {"type": "http.request", "body": self._received, "more_body": False}
 
     async def body(self) -> bytes:
-        return self._body
+        return self._received
 
     @property
     def body_bytes(self) -> bytes:
@@ -285,12 +306,12 @@ class Request:
         `body` is the same, awaitable as in Starlette; this is the door for
         code that runs synchronously (reading body parameters).
         """
-        return self._body
+        return self._received
 
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
         try:
-            return decode_json(self._body)
+            return decode_json(await self.body())
         except InvalidJSON as exc:
             raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
 

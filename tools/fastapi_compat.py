@@ -95,6 +95,7 @@ SHIM_MODULES = {
     "fastapi.encoders": "rawbg.encoders",
     "fastapi.status": "rawbg.status",
     "fastapi.params": "rawbg.params",
+    "fastapi.routing": "rawbg.app.routing",
     "fastapi.middleware": "rawbg.middleware",
     "fastapi.middleware.cors": "rawbg.middleware.cors",
     "fastapi.middleware.gzip": "rawbg.middleware.gzip",

@@ -53,9 +53,13 @@ from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
 from rawbg.app.response_models import DEFAULT, plan_response_model
 from rawbg.app.routing import (
+    CURRENT_RESOLUTION,
+    APIRoute,
     RouteDecorators,
+    RouteHandler,
     check_dependencies,
     check_documentation_options,
+    custom_route_class,
     plan_route_dependencies,
 )
 from rawbg.culprits import Part, names_frames
@@ -71,6 +75,7 @@ from rawbg.errors import (
 )
 from rawbg.exception_handlers import http_exception_handler, request_validation_exception_handler
 from rawbg.middleware import BaseHTTPMiddleware, Middleware, check_middleware_class
+from rawbg.requests import Request
 from rawbg.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
@@ -78,7 +83,6 @@ from rawbg.threadpool import run_in_thread
 from rawbg.types import Handler, HandlerT
 
 if TYPE_CHECKING:
-    from rawbg.requests import Request
     from rawbg.trace import RequestTrace
 
 logger = logging.getLogger("rawbg.app")
@@ -108,6 +112,9 @@ class Endpoint:
     serialize: ResponseSerializer | None = None
     #: False: a body with no ``Content-Type`` is read as JSON (``strict_content_type``)
     strict_content_type: bool = True
+    #: a custom `APIRoute` (``route_class``) and the handler it made; None: the plain path
+    route: APIRoute | None = None
+    route_handler: RouteHandler | None = None
 
 
 @dataclass(slots=True)
@@ -212,6 +219,7 @@ class App(RouteDecorators):
         response_model_exclude_defaults: bool = False,
         response_model_exclude_none: bool = False,
         strict_content_type: bool | None = None,
+        route_class: type[APIRoute] | None = None,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -274,6 +282,13 @@ class App(RouteDecorators):
                 self.strict_content_type if strict_content_type is None else strict_content_type
             ),
         )
+        route_class = route_class or self.router.route_class or APIRoute
+        if custom_route_class(route_class):
+            route = route_class(path, handler, methods=methods, **documentation)
+            route.handle_request = self._request_handler(endpoint)
+            endpoint = dataclasses.replace(
+                endpoint, route=route, route_handler=route.get_route_handler()
+            )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
                 logger.warning(
@@ -424,7 +439,7 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
-        request.route = endpoint
+        request.route = endpoint if endpoint.route is None else endpoint.route
         resolution = Resolution(
             request,
             embed_body=endpoint.embed_body,
@@ -432,7 +447,10 @@ class App(RouteDecorators):
             strict_content_type=endpoint.strict_content_type,
         )
         try:
-            response = await self._call_endpoint(endpoint, resolution)
+            if endpoint.route_handler is None:
+                response = await self._call_endpoint(endpoint, resolution)
+            else:
+                response = await self._call_route_handler(endpoint, resolution)
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
@@ -524,6 +542,38 @@ class App(RouteDecorators):
             after = None if after.cleanup is None else AfterResponse((), after.cleanup, label)
         response = internal_error()
         return Outcome(response, after, response.head_fields())
+
+    async def _call_route_handler(self, endpoint: Endpoint, resolution: Resolution) -> Response:
+        """A custom route's handler (`APIRoute.get_route_handler`), given the request."""
+        assert endpoint.route_handler is not None
+        token = CURRENT_RESOLUTION.set(resolution)
+        try:
+            response = await endpoint.route_handler(resolution.request)
+        finally:
+            CURRENT_RESOLUTION.reset(token)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"the route handler of {endpoint.label} returned {response!r}, not a Response"
+            )
+        return response
+
+    def _request_handler(self, endpoint: Endpoint) -> RouteHandler:
+        """What `APIRoute.get_route_handler` gives: one request, dependencies to response.
+
+        It works on the request's `Resolution`, which the app puts in
+        `CURRENT_RESOLUTION` while the custom handler runs. The request it is
+        given may be another (a `Request` subclass made from the first): the
+        parameters are read from that one, and the body through its ``body()``.
+        """
+
+        async def handle_request(request: Request) -> Response:
+            resolution = CURRENT_RESOLUTION.get()
+            resolution.request = request
+            if type(request).body is not Request.body:
+                resolution.raw_body = await request.body()
+            return await self._call_endpoint(endpoint, resolution)
+
+        return handle_request
 
     @names_frames(_name_endpoint_frame)
     async def _call_endpoint(self, endpoint: Endpoint, resolution: Resolution) -> Response:

@@ -329,6 +329,7 @@ class Resolution:
         "cache",
         "embed_body",
         "function_stack",
+        "raw_body",
         "request",
         "request_stack",
         "response",
@@ -348,6 +349,8 @@ class Resolution:
         self.embed_body = embed_body
         self.trace = trace
         self.strict_content_type = strict_content_type
+        #: the body as a `Request` subclass's own ``body()`` read it (a custom route's)
+        self.raw_body: bytes | None = None
         self.cache: dict[Callable[..., Any], Any] = {}
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
@@ -459,7 +462,9 @@ class Resolution:
         if self._body is _UNREAD:
             self._body = _INVALID
             # raises for invalid JSON, a 422 of its own
-            self._body = read_body(self.request, strict_content_type=self.strict_content_type)
+            self._body = read_body(
+                self.request, strict_content_type=self.strict_content_type, raw=self.raw_body
+            )
         document = self._body
         if document is _INVALID:  # already reported, by another body parameter
             return

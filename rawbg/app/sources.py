@@ -273,7 +273,9 @@ def is_json_media_type(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def read_body(request: Request, *, strict_content_type: bool = True) -> Any:
+def read_body(
+    request: Request, *, strict_content_type: bool = True, raw: bytes | None = None
+) -> Any:
     """The body for body parameters, read as FastAPI reads it.
 
     None when empty; the parsed JSON when the ``Content-Type`` says JSON
@@ -282,9 +284,11 @@ def read_body(request: Request, *, strict_content_type: bool = True) -> Any:
     bytes, which fail validation as "not a dictionary" (a form posted to a
     JSON endpoint, ``text/plain``, no ``Content-Type`` under FastAPI's default
     ``strict_content_type``). Invalid JSON is a 422 ``json_invalid``; bytes
-    that are not text in any JSON encoding are a 400.
+    that are not text in any JSON encoding are a 400. `raw`: the body as a
+    custom route's request read it, instead of as received.
     """
-    raw = request.body_bytes
+    if raw is None:
+        raw = request.body_bytes
     if not raw:
         return None
     content_type = request.headers.get("content-type")

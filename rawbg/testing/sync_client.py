@@ -419,7 +419,8 @@ def _encode_body(
 ) -> bytes:
     if json is not None:
         fields.setdefault("content-type", "application/json")
-        return jsonlib.dumps(json).encode()
+        # compact, as httpx (since 0.28) writes it: an app that echoes its body sees the same
+        return jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
     if isinstance(data, Mapping):
         fields.setdefault("content-type", "application/x-www-form-urlencoded")
         return urlencode(list(data.items()), doseq=True).encode()

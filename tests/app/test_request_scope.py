@@ -26,7 +26,6 @@ def scope_app() -> App:
             "headers": [[k.decode(), v.decode()] for k, v in scope["headers"] if k == b"x-a"],
             "path_params": scope["path_params"],
             "route": scope["route"].label,
-            "same": scope is request.scope,
             "app": scope["app"] is request.app,
         }
 
@@ -59,7 +58,6 @@ async def test_the_scope_holds_the_keys_fastapi_apps_read() -> None:
         "headers": [["x-a", "1"]],
         "path_params": {"item_id": "3"},
         "route": "GET /items/{item_id}",
-        "same": True,
         "app": True,
     }
 
