@@ -109,6 +109,7 @@ SHIM_MODULES = {
     "starlette.status": "rawbg.status",
     "starlette.middleware": "rawbg.middleware",
     "starlette.middleware.cors": "rawbg.middleware.cors",
+    "starlette.testclient": "rawbg.testclient",
 }
 RENAMES = {"FastAPI": "App"}
 
@@ -208,6 +209,8 @@ def _record(method, url, response):
 
 def _wrap(cls):
     original = cls.request
+    if getattr(original, "_rawbg_recorded", False):  # the same class, under two names
+        return
 
     def request(self, method, url, *args, **kwargs):
         response = original(self, method, url, *args, **kwargs)
@@ -217,6 +220,7 @@ def _wrap(cls):
             print(f"rawbg compat: could not record {method} {url}: {exc!r}")
         return response
 
+    request._rawbg_recorded = True
     cls.request = request
 
 

@@ -499,10 +499,7 @@ class Resolution:
         values = gather(model, self.request)
         loc = [model.location]
         if values is ABSENT:
-            if param.required:
-                errors.append(missing(loc))
-            else:
-                kwargs[param.name] = param.default_value()
+            _default_or_missing(param, loc, kwargs, errors)
             return
         try:
             kwargs[param.name] = param.value.validate(values)
@@ -546,10 +543,7 @@ class Resolution:
         raw = await read_form_value(plan, form)
         loc: list[Any] = ["body"] if plan.kind is FormKind.MODEL else ["body", plan.key]
         if raw is NOT_SENT:
-            if param.required:
-                errors.append(missing(loc))
-            else:
-                kwargs[param.name] = param.default_value()
+            _default_or_missing(param, loc, kwargs, errors)
             return
         try:
             kwargs[param.name] = plan.validate(raw)
@@ -618,15 +612,22 @@ def _override_plan(
     return plan_call(replacement, path_params=path_params, use_cache=use_cache, scope=scope)
 
 
+def _default_or_missing(
+    param: ValueParam | FormParam, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    """A value the request does not carry: `param`'s default, or a 422 ``missing``."""
+    if param.required:
+        errors.append(missing(loc))
+    else:
+        kwargs[param.name] = param.default_value()
+
+
 def _place(
     param: ValueParam, raw: Any, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
 ) -> None:
     """`param`'s value into `kwargs`: its default if `raw` is None, else `raw` checked; or a 422."""
     if raw is None:
-        if param.required:
-            errors.append(missing(loc))
-        else:
-            kwargs[param.name] = param.default_value()
+        _default_or_missing(param, loc, kwargs, errors)
     elif param.value.as_is:  # a str as it arrived (never a body: `sources.plan_value`)
         kwargs[param.name] = raw
     else:

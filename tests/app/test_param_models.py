@@ -9,19 +9,14 @@ what rawbg refuses where FastAPI refuses too.
 """
 
 import importlib
-import warnings
 from typing import Annotated
 
 import pytest
 
-fastapi = importlib.import_module("fastapi")
-pydantic = importlib.import_module("pydantic")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's testclient warns about httpx
-    from fastapi.testclient import TestClient as FastAPIClient
+from rawbg import App, Cookie, Header, Query, RouteDefinitionError
+from tests.support.parity import assert_same_answer, both_clients
 
-from rawbg import App, Cookie, Header, Query, RouteDefinitionError  # noqa: E402
-from rawbg.testclient import TestClient  # noqa: E402
+pydantic = importlib.import_module("pydantic")
 
 APP = """
 import datetime
@@ -144,35 +139,21 @@ REQUESTS = [
 ]
 
 
-def make_app(imports: str):
-    namespace: dict = {}
-    exec(compile(APP.format(imports=imports), f"<models app: {imports}>", "exec"), namespace)
-    return namespace["app"]
-
-
 @pytest.fixture(scope="module")
 def clients():
-    reference = FastAPIClient(make_app(FASTAPI_IMPORTS))
-    with TestClient(make_app(RAWBG_IMPORTS)) as ours:
-        yield reference, ours
-
-
-def comparable(response):
-    body = response.json() if response.content else None
-    return response.status_code, body
+    with both_clients(APP, fastapi=FASTAPI_IMPORTS, rawbg=RAWBG_IMPORTS) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(
     ("method", "target", "options"), REQUESTS, ids=[f"{m} {t}" for m, t, _ in REQUESTS]
 )
 def test_a_parameter_model_answers_what_fastapi_answers(clients, method, target, options):
-    reference, ours = clients
     options = dict(options)
     cookies = options.pop("cookies", None)
     if cookies:  # per request, as a header: both clients' jars stay empty
         options["headers"] = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
-    expected = comparable(reference.request(method, target, **options))
-    assert comparable(ours.request(method, target, **options)) == expected
+    assert_same_answer(clients, method, target, **options)
 
 
 # The wrong answers of issue 22, each on an app of its own that today's rawbg
@@ -230,14 +211,8 @@ def create_invoice(invoice: Invoice, callback_url: HttpUrl | None = None):
 
 @pytest.fixture(scope="module")
 def wrong_answer_clients():
-    def build(imports):
-        namespace: dict = {}
-        exec(compile(WRONG_ANSWERS.format(imports=imports), "<wrong answers>", "exec"), namespace)
-        return namespace["app"]
-
-    reference = FastAPIClient(build(FASTAPI_IMPORTS))
-    with TestClient(build(RAWBG_IMPORTS)) as ours:
-        yield reference, ours
+    with both_clients(WRONG_ANSWERS, fastapi=FASTAPI_IMPORTS, rawbg=RAWBG_IMPORTS) as pair:
+        yield pair
 
 
 WRONG_ANSWER_REQUESTS = {
@@ -268,10 +243,8 @@ WRONG_ANSWER_REQUESTS = {
 
 @pytest.mark.parametrize("request_", WRONG_ANSWER_REQUESTS.values(), ids=WRONG_ANSWER_REQUESTS)
 def test_what_rawbg_answered_wrongly_it_now_answers_as_fastapi(wrong_answer_clients, request_):
-    reference, ours = wrong_answer_clients
     method, target, options = request_
-    expected = comparable(reference.request(method, target, **options))
-    assert comparable(ours.request(method, target, **options)) == expected
+    assert_same_answer(wrong_answer_clients, method, target, **options)
 
 
 class Filters(pydantic.BaseModel):
