@@ -23,9 +23,11 @@ as FastAPI does:
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import logging
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -100,12 +102,19 @@ def plan_value(
     if annotation is EMPTY:
         annotation = Any if isinstance(marker, Body) else str
     location = _location(name, annotation, marker, path_params)
+    if marker is None and location == "body" and _bare_sequence(annotation):
+        raise RouteDefinitionError(
+            f"{where}: a bare {annotation!r} without a marker is, to FastAPI, a list of "
+            "uploaded files; say what it holds (list[str] for a JSON body) or mark it: "
+            "Body(), Query() or File()"
+        )
     key = _key(name, marker)
     if location in ("query", "header", "cookie"):
         model = model_of(annotation)
         if model is not None:
             return _plan_param_model(where, model, annotation, marker, default, default_factory)
-        if location == "query" and is_complex(annotation) and not is_scalar_sequence(annotation):
+        sequence = is_scalar_sequence(annotation) or strip_optional(annotation)[0] in SEQUENCES
+        if location == "query" and is_complex(annotation) and not sequence:
             raise RouteDefinitionError(
                 f"{where}: a query parameter is one value or a list of values, not "
                 f"{annotation!r}; a pydantic model of query parameters is "
@@ -144,6 +153,17 @@ def _location(name: str, annotation: Any, marker: Param | None, path_params: fro
     if name in path_params:
         return "path"
     return "body" if is_complex(annotation) else "query"
+
+
+def _bare_sequence(annotation: Any) -> bool:
+    """``list``, ``set``, ``Sequence``... with no item type (or such ``| None``)."""
+    inner, _ = strip_optional(annotation)
+    return (
+        isinstance(inner, type)
+        and not typing.get_args(inner)
+        and issubclass(inner, (list, set, frozenset, tuple, collections.abc.Sequence))
+        and not issubclass(inner, (str, bytes))
+    )
 
 
 def _plan_param_model(

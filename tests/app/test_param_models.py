@@ -281,3 +281,13 @@ def test_checks_or_an_alias_on_a_parameter_model_are_refused(marker):
         @app.get("/q")
         async def read(f: Annotated[Filters, marker]):
             return f
+
+
+@pytest.mark.parametrize("annotation", [list, set, list | None])
+def test_a_bare_sequence_without_a_marker_is_refused_fastapi_reads_uploaded_files(annotation):
+    app = App()
+    with pytest.raises(RouteDefinitionError, match="list of uploaded files"):
+
+        @app.post("/q")
+        async def read(values: annotation):  # type: ignore[valid-type]
+            return values

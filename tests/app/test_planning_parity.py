@@ -59,6 +59,7 @@ TYPES: dict[str, Any] = {
     "HttpUrl": pydantic.HttpUrl,
     "HttpUrl | None": pydantic.HttpUrl | None,
     "list[str]": list[str],
+    "list": list,
     "list[int] | None": list[int] | None,
     "set[str]": set[str],
     "tuple[int, ...]": tuple[int, ...],
