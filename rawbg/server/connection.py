@@ -498,8 +498,8 @@ class Connection:
         )
         self._move(READING_BODY)
         body, reader = self._start_body()
-        io = self._io
-        client, scheme = io.client, "http"
+        io, config = self._io, self._config
+        client, scheme = config.client_address or io.client, "http"
         if io.proxy is not None:
             client, scheme = forwarded(io.proxy, fields, client)
         request = Request(
@@ -511,7 +511,7 @@ class Connection:
             http_version=event.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
-            root_path=self._config.root_path,
+            root_path=config.root_path,
         )
         return Exchange(request, trace, started, reader)
 
@@ -729,7 +729,7 @@ class Connection:
             outcome = Outcome(asterisk_options_response(self._app.served_methods()))
         else:
             outcome = await self._app.handle(request, trace)
-        response, after = outcome.response, outcome.after
+        response, after, fields = outcome.response, outcome.after, outcome.fields
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
@@ -738,10 +738,12 @@ class Connection:
         sent = 0
         try:
             if after is not None and self._journal is not None:
-                response = await self._record_work(self._journal, after, trace, response)
+                recorded = await self._record_work(self._journal, after, trace, response)
+                if recorded is not response:
+                    response, fields = recorded, None
             if trace is not None:
                 trace.event("response started", status=response.status_code)
-            sent = await self._send(exchange, response)
+            sent = await self._send(exchange, response, fields)
             if trace is not None:
                 trace.event("response flushed", status=response.status_code, bytes=sent)
             body = exchange.body
@@ -824,17 +826,24 @@ class Connection:
         else:
             self._last_work = after
 
-    async def _send(self, exchange: Exchange, response: Response) -> int:
-        """Write the response through h11 and wait until it is flushed; return its size."""
+    async def _send(
+        self, exchange: Exchange, response: Response, fields: list[tuple[bytes, bytes]] | None
+    ) -> int:
+        """Write the response through h11 and wait until it is flushed; return its size.
+
+        `fields` is the response's head as `App.handle` made and checked it
+        (None for a response of the server's own, made here).
+        """
         io = self._io
-        fields = response.head_fields()
+        if fields is None:
+            fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
         if self._stopping or (exchange.body is not None and exchange.body.will_not_drain()):
             fields.append(CLOSE_HEADER)
         status = response.status_code
         streaming = isinstance(response, StreamingResponse)
-        if response.fields_checked and not streaming:
+        if response.own_fields_only and not streaming:
             # the common case, without h11's serialising (rawbg.wire.response_bytes)
             message = send_whole_response(
                 self._h11,
@@ -847,8 +856,8 @@ class Connection:
                 io.write(message)
                 await io.flushed()
                 return len(message)
-        # fields rawbg built need no second check by h11 (rawbg.wire.response_bytes)
-        start = response_start(status, reason(status), fields, checked=response.fields_checked)
+        # every field is checked already (`Response.head_fields`): h11 need not again
+        start = response_start(status, reason(status), fields, checked=True)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
         if has_body and isinstance(response, StreamingResponse):
             return await self._stream(start, response)

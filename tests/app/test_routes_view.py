@@ -5,7 +5,7 @@ import sys
 import textwrap
 from typing import Annotated
 
-from rawbg import App, BackgroundTasks, Depends, Request
+from rawbg import App, BackgroundTasks, Depends, Query, Request
 from rawbg.app.route_listing import describe_routes
 
 
@@ -26,7 +26,7 @@ def test_routes_show_methods_sources_and_the_shared_dependency_cache():
         item_id: int,
         u: Annotated[str, Depends(user)],
         a: Annotated[None, Depends(audit)],
-        tags: list[str] = [],  # noqa: B006
+        tags: Annotated[list[str], Query()] = [],  # noqa: B006
         fresh: str = Depends(db, use_cache=False),
     ):
         return {}
