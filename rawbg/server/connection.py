@@ -99,6 +99,14 @@ from rawbg.wire.conformance import (
     parse_error_rejection,
 )
 from rawbg.wire.proxy import forwarded
+from rawbg.wire.raw_input import (
+    MAX_METHOD_LENGTH,
+    ChunkedScanner,
+    HeadScanner,
+    check_head_bytes,
+    content_length_problem,
+    values_problem,
+)
 from rawbg.wire.response_bytes import events_to_bytes, response_start, send_whole_response
 
 if TYPE_CHECKING:
@@ -276,6 +284,11 @@ class Connection:
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
         self._head_kept = False  # `_next_event` has copied the input of this head
+        #: that copy (raw_input.check_head_bytes reads the head in it)
+        self._raw_head = b""
+        #: the head trickled in and a `HeadScanner` checked its bytes as they came
+        self._head_scanned = False
+        self._chunked = False  # the body is chunked: a `ChunkedScanner` follows it
         self._close_reason = ""  # said by `_closing`
 
     def _move(self, phase: Phase) -> None:
@@ -433,6 +446,8 @@ class Connection:
         self._h11.start_next_cycle()
         self._request_method = None
         self._head_kept = False
+        self._raw_head = b""
+        self._head_scanned = False
         self._move(IDLE)
         if self._trace is not None:
             self._trace.event("keep-alive: next cycle")
@@ -448,17 +463,17 @@ class Connection:
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
         """h11's next event; the one place where whatever h11 raises becomes a refusal."""
         h = self._h11
-        head = b""
         if not self._head_kept and (
             self.phase is READING_HEAD or (self.phase is IDLE and self._io.has_input)
         ):
-            # for `conformance.transfer_coding_rejection`: 400 or 501 (once per head)
-            head = h.trailing_data[0]
+            # for `check_head_bytes`, and `conformance.transfer_coding_rejection`
+            # (400 or 501): once per head
+            self._raw_head = h.trailing_data[0]
             self._head_kept = True
         try:
             return h.next_event()  # type: ignore[return-value]
         except Exception as exc:  # RemoteProtocolError, or anything else h11 lets out
-            raise parse_error_rejection(exc, head) from exc
+            raise parse_error_rejection(exc, self._raw_head) from exc
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and read it whole; None when the connection should close.
@@ -564,12 +579,24 @@ class Connection:
         timeout = self._config.timeout_keep_alive
         deadline = first_byte_at + timeout
         loop = asyncio.get_running_loop()
-        while True:
-            event = self._next_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
-            if loop.time() >= deadline or not await self._receive_until(deadline):
-                raise RequestTimeout(f"request head not received within {timeout} s")
+        # What is here, then each piece as it comes, is checked as it comes:
+        # bytes that cannot begin a request are refused now, not at the deadline.
+        scanner = HeadScanner()
+        scanner.feed(self._h11.trailing_data[0])
+        self._head_scanned = True
+        io = self._io
+        io.scanner = scanner
+        try:
+            while True:
+                if scanner.error is not None:
+                    raise MalformedRequest(scanner.error)
+                event = self._next_event()
+                if event is not h11.NEED_DATA:
+                    return event  # type: ignore[return-value]
+                if loop.time() >= deadline or not await self._receive_until(deadline):
+                    raise RequestTimeout(f"request head not received within {timeout} s")
+        finally:
+            io.scanner = None
 
     def _check_head(self, request: h11.Request) -> list[tuple[bytes, bytes]]:
         """Limits h11 does not enforce on a complete head, and the declared body size.
@@ -595,7 +622,15 @@ class Connection:
                 chunked = True
             elif name == b"host":
                 host = value  # h11 has refused two of them
+        if not self._head_scanned:  # control characters, obs-fold (raw_input.py)
+            problem = check_head_bytes(self._raw_head)
+            if problem is False:  # no copy of this head (pipelined): its values
+                problem = values_problem(fields)
+            if problem:
+                raise MalformedRequest(problem)
         if size > self._config.max_head_size:
+            if len(request.method) > MAX_METHOD_LENGTH:
+                raise MalformedRequest(f"request method longer than {MAX_METHOD_LENGTH} bytes")
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
         if request.http_version != b"1.1" or request.target == b"*" or request.method == b"CONNECT":
             check_request_line(
@@ -606,7 +641,11 @@ class Connection:
         if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
+        self._chunked = chunked
         if content_length is not None and content_length > self._config.max_body_size:
+            overflow = content_length_problem(content_length)
+            if overflow is not None:
+                raise MalformedRequest(overflow)
             raise BodyTooLarge(
                 f"body of {content_length} bytes exceeds {self._config.max_body_size}"
             )
@@ -614,19 +653,42 @@ class Connection:
 
     async def _read_body(self) -> bytes:
         """Read the whole body (its declared size was checked with the head)."""
-        limit = self._config.max_body_size
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
             self._io.write(events_to_bytes(h, go_on))
+        if self._chunked:
+            return await self._read_chunked()
         event = self._next_event()
         if type(event) is h11.EndOfMessage:
             return b""  # the common case: no body at all
+        return await self._read_data(event)
+
+    async def _read_chunked(self) -> bytes:
+        """`_read_data`, with a `ChunkedScanner` checking each chunk line as it passes into h11."""
+        scanner = ChunkedScanner()
+        scanner.feed(self._h11.trailing_data[0])  # what came with the head: h11 has read none yet
+        io = self._io
+        io.scanner = scanner
+        try:
+            return await self._read_data(self._next_event(), scanner)
+        finally:
+            io.scanner = None
+
+    async def _read_data(
+        self, event: h11.Event | type[h11.NEED_DATA], scanner: ChunkedScanner | None = None
+    ) -> bytes:
+        """The body's Data events until its end, within the limits; `scanner`'s refusal first."""
+        limit = self._config.max_body_size
         chunks: list[bytes] = []
         size = 0
         loop = asyncio.get_running_loop()
         started = loop.time()
-        while type(event) is not h11.EndOfMessage:
+        while True:
+            if scanner is not None and scanner.error is not None:
+                raise MalformedRequest(scanner.error)
+            if type(event) is h11.EndOfMessage:
+                break
             if event is h11.NEED_DATA:
                 now = loop.time()
                 deadline, rule = self._body_deadline(started, size, now)

@@ -31,6 +31,7 @@ from rawbg.requests import Address, client_label
 if TYPE_CHECKING:
     from rawbg.wire.connection_io import ConnectionIO
     from rawbg.wire.proxy import TrustedProxies
+    from rawbg.wire.raw_input import InputScanner
 
 #: the context the deadline timers run in. They read no context variable, and
 #: a timer given none copies the current context, which a cancelled timer keeps
@@ -127,6 +128,9 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._discarding = False  # lingering close: read and drop whatever still arrives
         self._input_waiter: asyncio.Future[None] | None = None
+        #: set by the connection while a head trickles in or a chunked body
+        #: arrives: sees each piece of input before h11 parses it (raw_input.py)
+        self.scanner: InputScanner | None = None
         #: set by the connection while it serves: takes input that arrives while
         #: the connection task waits; True when it served it without the task
         self.serve_arrived: Callable[[], bool] | None = None
@@ -158,6 +162,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
+        scanner = self.scanner
+        if scanner is not None:
+            scanner.feed(data)
         self.h11.receive_data(data)
         if self._first_byte_at is None:
             self._first_byte_at = self._loop.time()
