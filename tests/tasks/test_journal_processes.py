@@ -257,9 +257,6 @@ def corrupt_journal(journal: Path) -> None:
         file.write(b"\xff" * (pages - 7) * page_size)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 24 defect 5: a raw sqlite3 traceback"
-)
 async def test_a_corrupt_journal_is_a_one_line_start_up_error_not_a_traceback(
     tmp_path: Path,
 ) -> None:

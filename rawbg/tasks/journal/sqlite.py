@@ -240,6 +240,15 @@ class SQLiteTaskStore:
         if meta.get("format") != FORMAT_NAME:
             raise JournalError(f"{path} is not a rawbg task journal")
         version = self._version(meta.get("version"))
+        # A file whose pages are damaged opens, and fails later, at the first
+        # read of them (claiming the orphans at start-up): say so here, once.
+        # It reads every page; measured 6 ms for a journal of 300 tasks.
+        damage = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if damage != "ok":
+            first = str(damage).replace("*** in database main ***", "").strip().splitlines()
+            raise JournalError(
+                f"{path} is damaged (SQLite's quick_check: {first[0] if first else damage})"
+            )
         if version < FORMAT_VERSION:
             self._migrate(db)
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":

@@ -44,7 +44,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rawbg.tasks.journal.store import JournalUnavailable, NewEntry, Outcome, StoredEntry, TaskStore
+from rawbg.tasks.journal.store import (
+    JournalError,
+    JournalUnavailable,
+    NewEntry,
+    Outcome,
+    StoredEntry,
+    TaskStore,
+)
 from rawbg.tasks.policy import resolve_function
 
 logger = logging.getLogger("rawbg.journal")
@@ -105,7 +112,11 @@ class JournalWriter:
     def open(self) -> list[RecoveredTask]:
         """Open the store, claim what dead owners left; `JournalError` if unusable."""
         self.store.open(owner=self.owner, lease_until=time.time() + self.lease)
-        claimed = self.store.claim_orphans(owner=self.owner, now=time.time())
+        try:
+            claimed = self.store.claim_orphans(owner=self.owner, now=time.time())
+        except Exception as exc:  # what the store could not read is a start-up error too
+            self.store.close()
+            raise JournalError(f"its unfinished tasks cannot be read: {exc}") from None
         return self._prepare(claimed)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
