@@ -45,7 +45,7 @@ from rawbg.server.loops import check_running_loop, loop_factory, running_loop_na
 from rawbg.server.watchdog import LoopWatchdog
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask
-from rawbg.tasks.failure_log import task_failures
+from rawbg.tasks.failure_log import flush_all as flush_failure_counts
 from rawbg.tasks.journal.writer import ACTIVE_JOURNAL, JournalWriter, RecoveredTask
 from rawbg.tasks.pending import PendingWork
 from rawbg.tasks.work_group import WorkGroup
@@ -350,7 +350,7 @@ class Server:
             self._trace_file.close()
         if self._watchdog is not None:
             self._watchdog.stop()
-        task_failures.flush()  # the counts of repeated task failures, before we stop
+        flush_failure_counts()  # the counts of repeated failures, before we stop
         return cancelled
 
 

@@ -60,6 +60,15 @@ FORMAT_NAME = "rawbg-task-journal"
 # pending, not a measurement. Evicted pages stay in the OS page cache.
 CACHE_KIB = 256
 
+# The WAL's bounds, SQLite's own: a checkpoint once the WAL holds this many
+# pages (SQLite's default is 1 000, 4 MiB of 4 KiB pages, which filled a 2 MiB
+# filesystem before the first checkpoint), and the WAL file truncated to this
+# size after one (by default SQLite never shrinks it). 200 pages keep the WAL
+# under 1 MiB; commit CPU measured the same as with the default (57-79 µs per
+# commit of 4 entries and their marks either way, 3 rounds at load 9-16).
+WAL_CHECKPOINT_PAGES = 200
+WAL_SIZE_LIMIT = 1024 * 1024
+
 # How long opening a journal keeps trying while another process holds it
 # locked (at least; the busy timeout when longer): several workers open one
 # new journal within milliseconds of each other, and the switch to WAL mode
@@ -146,6 +155,10 @@ class SQLiteTaskStore:
         try:
             db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
             db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            # a WAL left large (a full disk, an older rawbg) is emptied first
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._pid = os.getpid()
             self._started = process_start(self._pid)
             with _owners_here_lock:
@@ -305,6 +318,25 @@ class SQLiteTaskStore:
         finished: Sequence[Outcome],
         attempts: Sequence[tuple[int, int]],
     ) -> list[list[int]]:
+        try:
+            return self._write(groups, owner=owner, finished=finished, attempts=attempts)
+        except sqlite3.OperationalError as exc:
+            if sqlite3_error_code(exc) != SQLITE_FULL:
+                raise
+            # The disk is full: what the WAL holds is in the file already or
+            # can be copied there, so checkpoint it and truncate it to nothing
+            # (the space comes back at once), then try again, once.
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return self._write(groups, owner=owner, finished=finished, attempts=attempts)
+
+    def _write(
+        self,
+        groups: Sequence[Sequence[NewEntry]],
+        *,
+        owner: str,
+        finished: Sequence[Outcome],
+        attempts: Sequence[tuple[int, int]],
+    ) -> list[list[int]]:
         db = self.db
         now = time.time()
         ids: list[list[int]] = []
@@ -390,6 +422,15 @@ class SQLiteTaskStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+SQLITE_FULL = 13  # "database or disk is full" (SQLite's primary result code)
+
+
+def sqlite3_error_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of `exc` (Python 3.11 gives the extended one)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
 
 
 def _alive(pid: int) -> bool:

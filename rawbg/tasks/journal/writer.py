@@ -18,7 +18,10 @@ the next commit, in a batch. A task's work ends only when that future
 resolves: a process killed in between runs the task again (the promise is
 *at least once*), but then it was, to rawbg, still running. With no done-mark
 window of its own, nothing finished is left unmarked for longer than one
-commit (docs/ARCHITECTURE.md, "Done-marks in batches").
+commit (docs/ARCHITECTURE.md, "Done-marks in batches"). A mark whose commit
+fails (a full disk) keeps its future waiting: it is tried again with the next
+commit, or after `MARK_RETRY` seconds, so the task's work has not ended, and
+stays counted as pending, until its mark is in the file.
 
 The writer thread also renews this process's lease every third of
 ``task_journal_lease`` and, at the same time, claims the entries of owners
@@ -44,6 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rawbg.tasks.failure_log import journal_failures
 from rawbg.tasks.journal.store import (
     JournalError,
     JournalUnavailable,
@@ -57,6 +61,11 @@ from rawbg.tasks.policy import resolve_function
 logger = logging.getLogger("rawbg.journal")
 
 _STOP = object()
+
+# Done-marks whose commit failed are tried again after this long when no other
+# commit comes first: often enough that a disk freed again ends the waiting
+# work within a second, rarely enough to cost nothing while it stays full.
+MARK_RETRY = 1.0
 
 #: the journal of the server whose connection task is running; BackgroundTask
 #: reads it to refuse, at `add_task`, a durable task that cannot be journaled
@@ -105,6 +114,8 @@ class JournalWriter:
         self._attempts: collections.deque[tuple[int, int]] = collections.deque()
         # thread side
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: futures of done-marks not committed yet (their commit failed)
+        self._held_marks: Marks = []
         self.commits = 0  # transactions that carried new entries, for tests and benchmarks
 
     # -- start-up and stop (blocking parts run before the loop serves) -------------------
@@ -188,8 +199,11 @@ class JournalWriter:
     def _run(self) -> None:
         lease_due = time.monotonic() + self.lease / 3
         while True:
-            try:  # asleep until there is work, or the lease is due
-                item = self._inbox.get(timeout=max(0.0, lease_due - time.monotonic()))
+            wake_at = lease_due
+            if self._held_marks:
+                wake_at = min(wake_at, time.monotonic() + MARK_RETRY)
+            try:  # asleep until there is work, the lease is due, or marks wait for a retry
+                item = self._inbox.get(timeout=max(0.0, wake_at - time.monotonic()))
             except queue.Empty:
                 item = None
             groups: list[Group] = []
@@ -205,7 +219,11 @@ class JournalWriter:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-            results = self._write(groups)
+            self._held_marks.extend(marks)
+            results, marked = self._write(groups)
+            marks = []
+            if marked:  # every mark queued so far is committed: their work has ended
+                marks, self._held_marks = self._held_marks, []
             if results or marks:
                 self._post(results, marks)
             if stopping:
@@ -215,17 +233,22 @@ class JournalWriter:
                 lease_due = time.monotonic() + self.lease / 3
                 self._renew_and_claim()
 
-    def _write(self, groups: list[Group]) -> list[tuple[Future[list[int]], CommitResult]]:
+    def _write(
+        self, groups: list[Group]
+    ) -> tuple[list[tuple[Future[list[int]], CommitResult]], bool]:
         """Commit the groups (in one transaction, or one each without group commit) and the marks.
 
-        Returns each group's future with its ids, or with the error that refused it.
+        Returns each group's future with its ids, or with the error that
+        refused it; and whether the marks were committed (False: they wait
+        for the next commit).
         """
         if not (groups or self._finished or self._attempts):
-            return []
+            return [], True
         finished = _drain(self._finished)
         attempts = _drain(self._attempts)
         batches = [groups] if self.group_commit or not groups else [[group] for group in groups]
         results: list[tuple[Future[list[int]], CommitResult]] = []
+        marked = True
         for batch in batches:
             try:
                 ids = self.store.write(
@@ -235,8 +258,16 @@ class JournalWriter:
                     attempts=attempts,
                 )
             except Exception as exc:
-                logger.error("the task journal could not commit: %s", exc)
+                # once a minute, with a count: a full disk fails every commit
+                journal_failures.log(
+                    logging.ERROR,
+                    f"the task journal could not commit: {exc}",
+                    "the task journal could not commit: %s",
+                    exc,
+                )
                 # keep the marks for the next commit; the new entries are refused
+                if finished or attempts:
+                    marked = False
                 self._finished.extend(finished)
                 self._attempts.extend(attempts)
                 results.extend((future, exc) for _, future in batch)
@@ -247,7 +278,7 @@ class JournalWriter:
                     (future, found) for (_, future), found in zip(batch, ids, strict=True)
                 )
             finished, attempts = [], []
-        return results
+        return results, marked
 
     def _post(self, results: list[tuple[Future[list[int]], CommitResult]], marks: Marks) -> None:
         """Hand the outcome of a commit to the loop, in one wake-up."""
