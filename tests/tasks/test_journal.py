@@ -371,11 +371,6 @@ def remove_journal(journal: Path) -> None:
         path.unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 1: acknowledged into the file the server still has open",
-)
 @pytest.mark.parametrize("change", ["deleted", "replaced"])
 async def test_a_journal_deleted_or_replaced_under_the_server_gets_no_acknowledgement_into_it(
     tmp_path: Path, runs: Path, change: str
@@ -403,6 +398,29 @@ async def test_a_journal_deleted_or_replaced_under_the_server_gets_no_acknowledg
     assert response.status_code == 200, response.status_code
     assert journal.exists(), "acknowledged, and there is no journal at the path"
     assert "[[2],{}]" in [arguments for _, _, arguments, _, _ in rows(journal)]
+
+
+async def test_a_deleted_journal_is_one_error_in_the_log_however_many_requests_it_refuses(
+    tmp_path: Path, runs: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING, logger="rawbg")
+    journal = tmp_path / "tasks.db"
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        assert (await client.post("/work/1")).status_code == 200
+        await client.wait_for_background()  # its done-mark went into the open file
+        remove_journal(journal)
+        statuses = [(await client.post(f"/work/{n}")).status_code for n in range(2, 12)]
+        await client.wait_for_background()
+    assert statuses == [503] * 10
+    records = rawbg_records(caplog)
+    assert len(records) <= 4, records  # not one or two per refused request
+    moved = [r for r in records if r.startswith("ERROR") and "no longer the file" in r]
+    # the first refusal's error, then (at shutdown) the count of the nine like it
+    assert [r.split(":")[0] for r in moved] == [
+        "ERROR the task journal could not commit",
+        "ERROR ... and 9 more like it in the last 60 s",
+    ], moved
+    assert runs_of(runs) == ["run 1"]
 
 
 @contextlib.contextmanager

@@ -141,6 +141,8 @@ class SQLiteTaskStore:
         self._host = socket.gethostname()
         self._pid = 0
         self._started: str | None = None
+        #: (device, inode) of the file at `path` when it was opened
+        self._identity: tuple[int, int] | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -152,6 +154,7 @@ class SQLiteTaskStore:
 
     def open(self, *, owner: str, lease_until: float) -> None:
         db = self._connect()
+        self._identity = file_identity(self.path)
         try:
             db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
             db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -318,6 +321,8 @@ class SQLiteTaskStore:
         finished: Sequence[Outcome],
         attempts: Sequence[tuple[int, int]],
     ) -> list[list[int]]:
+        if groups:  # new entries go only into the file the path names
+            self._check_identity()
         try:
             return self._write(groups, owner=owner, finished=finished, attempts=attempts)
         except sqlite3.OperationalError as exc:
@@ -366,7 +371,24 @@ class SQLiteTaskStore:
         return ids
 
     def renew(self, *, owner: str, lease_until: float) -> None:
+        self._check_identity()
         self._register(owner, lease_until)
+
+    def _check_identity(self) -> None:
+        """Raise `JournalMoved` if `path` no longer names the file this store has open.
+
+        Deleted (``rm tasks.db*``) or replaced (``mv other.db tasks.db``) under
+        a running server, the file stays open and writable, and whatever is
+        written to it is lost: no restart reads it (issue 24 lost ~8,000
+        acknowledged tasks so). One ``stat`` per commit group, in the writer
+        thread. Entries already in the open file may still be marked done there.
+        """
+        if self._identity is not None and file_identity(self.path) != self._identity:
+            raise JournalMoved(
+                f"{self.path} is no longer the file this server opened (it was deleted or "
+                "replaced): new tasks are refused; restart the server to use the journal "
+                "at that path"
+            )
 
     def claim_orphans(self, *, owner: str, now: float) -> list[StoredEntry]:
         db = self.db
@@ -422,6 +444,19 @@ class SQLiteTaskStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class JournalMoved(Exception):
+    """The journal's path no longer names the file that is open (deleted or replaced)."""
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None if there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 SQLITE_FULL = 13  # "database or disk is full" (SQLite's primary result code)

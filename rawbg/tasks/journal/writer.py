@@ -265,11 +265,11 @@ class JournalWriter:
                     "the task journal could not commit: %s",
                     exc,
                 )
-                # keep the marks for the next commit; the new entries are refused
-                if finished or attempts:
+                # the new entries are refused; the marks need not wait for them
+                if (finished or attempts) and not (batch and self._write_marks(finished, attempts)):
+                    self._finished.extend(finished)  # kept for the next commit
+                    self._attempts.extend(attempts)
                     marked = False
-                self._finished.extend(finished)
-                self._attempts.extend(attempts)
                 results.extend((future, exc) for _, future in batch)
             else:
                 if batch:
@@ -279,6 +279,15 @@ class JournalWriter:
                 )
             finished, attempts = [], []
         return results, marked
+
+    def _write_marks(self, finished: list[Outcome], attempts: list[tuple[int, int]]) -> bool:
+        """Commit done-marks and attempts alone (their entries' group was refused); False
+        if that fails too."""
+        try:
+            self.store.write([], owner=self.owner, finished=finished, attempts=attempts)
+        except Exception:
+            return False
+        return True
 
     def _post(self, results: list[tuple[Future[list[int]], CommitResult]], marks: Marks) -> None:
         """Hand the outcome of a commit to the loop, in one wake-up."""
