@@ -17,6 +17,7 @@ event loop, for tests and embedding.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import gc
@@ -62,6 +63,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rawbg.server")
 
+# The recovered journal backlog is admitted while fewer than this share of
+# --max-pending-tasks are pending: the rest of the bound stays for requests,
+# which a connection reads only while the count is under it.
+RECOVERED_SHARE = 0.5
+
 # The kernel's accept queue: the Linux default somaxconn since 5.4 is 4096;
 # 2048 absorbs a burst of new connections without refusing them.
 LISTEN_BACKLOG = 2048
@@ -92,6 +98,9 @@ class Server:
         # it is active, so that `add_task` can refuse what it cannot journal
         self.journal: JournalWriter | None = None
         self._connection_context: contextvars.Context | None = None
+        #: recovered entries not admitted yet, and the task admitting them
+        self._backlog: collections.deque[RecoveredTask] = collections.deque()
+        self._admitting: asyncio.Task[None] | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -206,30 +215,55 @@ class Server:
         """Run journal entries again (left by this journal's last run, or a dead process).
 
         They are owned like a connection's work: by a task the shutdown waits
-        for, and counted in `PendingWork`.
+        for, and counted in `PendingWork`. They are admitted gradually, while
+        fewer than `RECOVERED_SHARE` of ``max_pending_tasks`` are pending, so
+        that a backlog larger than the bound never leaves requests waiting
+        for room: the server answers while it drains (issue 24: 20,000
+        recovered tasks kept it from answering anything for 8.6 s). What is not
+        admitted when the server stops stays in the journal for the next start.
         """
-        journal = self.journal
-        if journal is None or self._stopping:  # not run: they stay in the journal
+        if self.journal is None or self._stopping:  # not run: they stay in the journal
             return
+        self._backlog.extend(recovered)
+        if self._admitting is None:
+            task = asyncio.get_running_loop().create_task(
+                self._admit_recovered(), name="rawbg-recovered"
+            )
+            self._admitting = task
+            self._tasks.add(task)
+            task.add_done_callback(self._forget_task, context=self._callback_context)
+
+    async def _admit_recovered(self) -> None:
+        """Start the recovered backlog, a share of the pending bound at a time."""
+        journal, pending, backlog = self.journal, self.pending, self._backlog
+        assert journal is not None
+        share = max(1, int(pending.limit * RECOVERED_SHARE))
         trace = None
         if self.config.trace or self._trace_file is not None:
             trace = ConnectionTrace(log=self.config.trace, file=self._trace_file, label="journal")
         group = WorkGroup()
-        for entry in recovered:
-            call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
-            call.attempts = entry.attempts
-            work = AfterResponse([call], None, entry.label)
-            work.recovered(journal, entry.entry_id)
-            request_trace = trace.next_request() if trace is not None else None
-            if request_trace is not None:
-                request_trace.event(
-                    "recovered", task=call.name, entry=entry.entry_id, attempts=entry.attempts
-                )
-            work.reserve(self.pending, request_trace)
-            group.start(work)
-        task = asyncio.get_running_loop().create_task(group.wait(), name="rawbg-recovered")
-        self._tasks.add(task)
-        task.add_done_callback(self._forget_task, context=self._callback_context)
+        try:
+            while backlog and not self._stopping:
+                await pending.wait_below(share)
+                while backlog and pending.count < share and not self._stopping:
+                    entry = backlog.popleft()
+                    call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
+                    call.attempts = entry.attempts
+                    work = AfterResponse([call], None, entry.label)
+                    work.recovered(journal, entry.entry_id)
+                    request_trace = trace.next_request() if trace is not None else None
+                    if request_trace is not None:
+                        request_trace.event(
+                            "recovered",
+                            task=call.name,
+                            entry=entry.entry_id,
+                            attempts=entry.attempts,
+                        )
+                    work.reserve(pending, request_trace)
+                    group.start(work)
+        finally:
+            self._admitting = None
+            await group.wait()
 
     # -- called by protocols and connections -------------------------------------
 
@@ -293,7 +327,10 @@ class Server:
     # -- waiting and stopping ----------------------------------------------------
 
     async def wait_background_idle(self) -> None:
-        """Return once no background task is queued or running."""
+        """Return once no background task is queued or running (nor recovered, to admit)."""
+        admitting = self._admitting
+        if admitting is not None:
+            await asyncio.wait({admitting})
         await self.pending.wait_idle()
 
     def force_stop(self) -> None:

@@ -547,16 +547,12 @@ def leave_orphans(journal: Path, count: int) -> None:
     with contextlib.closing(sqlite3.connect(journal, isolation_level=None)) as db:
         db.execute("BEGIN")
         for n in range(count):
-            row = ("tests.journal_app:record_run", f"[[{n}],{{}}]", "POST /work/{n}", "gone", 0)
+            function = "tests.support.journal_app:record_run"
+            row = (function, f"[[{n}],{{}}]", "POST /work/{n}", "gone", 0)
             db.execute(INSERT, row)
         db.execute("COMMIT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 4: the whole backlog is admitted at once, over the bound",
-)
 async def test_a_recovered_backlog_over_the_pending_bound_leaves_the_server_answering(
     tmp_path: Path, runs: Path
 ):
