@@ -270,6 +270,8 @@ class Connection:
         self._stopping = False  # set by shutdown: finish the current request, then close
         #: set by shutdown: a body still being read must be complete by then
         self._stop_deadline: float | None = None
+        #: set by the server at its connection limit: this body is cut now (408)
+        self._cut_to_make_room = False
         #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
         self._fresh = True
         self._first_request_deadline = 0.0
@@ -289,6 +291,9 @@ class Connection:
         #: the head trickled in and a `HeadScanner` checked its bytes as they came
         self._head_scanned = False
         self._chunked = False  # the body is chunked: a `ChunkedScanner` follows it
+        #: the body being read: since when (loop time) and how much so far
+        self._body_started = 0.0
+        self._body_received = 0
         self._close_reason = ""  # said by `_closing`
 
     def _move(self, phase: Phase) -> None:
@@ -326,6 +331,23 @@ class Connection:
         else:
             timeout = self._config.timeout_keep_alive
             self._stop_deadline = asyncio.get_running_loop().time() + timeout
+
+    def body_lag(self, now: float) -> float:
+        """How many bytes the body being read is behind ``min_body_rate`` (0 if none is).
+
+        Counted from the end of its head, without the grace the rate rule
+        gives: a body trickled in far slower than the rate is far behind
+        long before the rule cuts it.
+        """
+        rate = self._config.min_body_rate
+        if self.phase is not READING_BODY or not rate or self._cut_to_make_room:
+            return 0.0
+        return (now - self._body_started) * rate - self._body_received
+
+    def cut_to_make_room(self) -> None:
+        """The server is at its connection limit: refuse this slow body now (408)."""
+        self._cut_to_make_room = True
+        self._io.wake()
 
     # -- the cycle ---------------------------------------------------------------
 
@@ -683,7 +705,8 @@ class Connection:
         chunks: list[bytes] = []
         size = 0
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._body_started = loop.time()
+        self._body_received = 0
         while True:
             if scanner is not None and scanner.error is not None:
                 raise MalformedRequest(scanner.error)
@@ -696,6 +719,7 @@ class Connection:
                     raise RequestTimeout(rule)
             elif type(event) is h11.Data:
                 size += len(event.data)
+                self._body_received = size
                 if size > limit:
                     raise BodyTooLarge(f"chunked body exceeds {limit} bytes")
                 chunks.append(event.data)
@@ -725,6 +749,11 @@ class Connection:
                     f"request body too slow: {received} bytes in {now - started:.1f} s, "
                     f"under {config.min_body_rate:g} bytes/s"
                 )
+        if self._cut_to_make_room:
+            return now, (
+                f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                f"cut to make room at the connection limit"
+            )
         stop_deadline = self._stop_deadline
         if stop_deadline is not None and stop_deadline < deadline:
             deadline = stop_deadline

@@ -302,7 +302,37 @@ class Server:
         self._open_transports -= 1
 
     def over_capacity(self) -> bool:
-        return self._open_transports > self.config.limit_concurrency
+        """More connections are open than ``limit_concurrency`` and none could make room.
+
+        At the limit a new connection is refused (503) only if no open one is
+        behind ``min_body_rate``: otherwise the one furthest behind is cut
+        (408, as the rate rule would cut it at the end of its grace) and the
+        new one is served. Idle keep-alive connections are kept: closing one
+        races with a request its client may be sending on it (a POST lost).
+        docs/server-behavior.md, "Concurrency limit".
+        """
+        if self._open_transports <= self.config.limit_concurrency:
+            return False
+        return not self._make_room()
+
+    def _make_room(self) -> bool:
+        """Cut the connection whose body is furthest behind the minimum rate; False if none is."""
+        now = asyncio.get_running_loop().time()
+        furthest: Connection | None = None
+        lag = 0.0
+        for connection in self._connections:
+            behind = connection.body_lag(now)
+            if behind > lag:
+                furthest, lag = connection, behind
+        if furthest is None:
+            return False
+        logger.info(
+            "at the connection limit (%d): cutting a body %.0f bytes behind the minimum rate",
+            self.config.limit_concurrency,
+            lag,
+        )
+        furthest.cut_to_make_room()
+        return True
 
     def register(self, connection: Connection) -> None:
         self._connections.add(connection)
