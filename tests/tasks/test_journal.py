@@ -447,6 +447,18 @@ def fill(path: Path) -> None:
             filler.write(bytes(4096))
 
 
+def fill_after_emptying_the_wal(journal: Path, filler: Path) -> None:
+    """A full disk with nothing in the journal's WAL to give back.
+
+    A journal that meets a full disk truncates its WAL and commits again in the
+    space that frees, so a WAL with frames in it would let the next commits
+    through: emptied first, it has none.
+    """
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    fill(filler)
+
+
 def rawbg_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         f"{r.levelname} {r.getMessage()}"
@@ -485,12 +497,7 @@ async def test_refusals_on_a_full_disk_are_logged_a_few_times_not_once_each(
     with small_filesystem(tmp_path / "small", "1m") as small:
         journal = small / "tasks.db"
         async with serve_app(journal_app.app, task_journal=str(journal)) as client:
-            # The WAL emptied first: a journal that meets a full disk truncates its WAL
-            # and commits again in the space that frees, so a WAL with frames to give
-            # back would let these commits through. Here there is nothing to give back.
-            with contextlib.closing(sqlite3.connect(journal)) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            fill(small / "filler")
+            fill_after_emptying_the_wal(journal, small / "filler")
             statuses = [(await client.post(f"/work/{n}")).status_code for n in range(40)]
             (small / "filler").unlink()
             await client.wait_for_background()
@@ -505,9 +512,7 @@ async def test_a_journal_on_a_full_disk_commits_again_as_soon_as_space_is_freed(
     with small_filesystem(tmp_path / "small", "1m") as small:
         journal = small / "tasks.db"
         async with serve_app(journal_app.app, task_journal=str(journal)) as client:
-            with contextlib.closing(sqlite3.connect(journal)) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            fill(small / "filler")
+            fill_after_emptying_the_wal(journal, small / "filler")
             refused = (await client.post("/work/1")).status_code
             (small / "filler").unlink()
             served = (await client.post("/work/2")).status_code
@@ -529,9 +534,7 @@ async def test_a_task_that_ends_on_a_full_disk_stays_pending_until_its_done_mark
         journal_app.GATE = asyncio.Event()
         async with serve_app(journal_app.app, task_journal=str(journal)) as client:
             assert (await client.post("/work/1")).status_code == 200
-            with contextlib.closing(sqlite3.connect(journal)) as db:  # nothing to give back
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            fill(small / "filler")
+            fill_after_emptying_the_wal(journal, small / "filler")
             journal_app.GATE.set()
             await until(lambda: runs_of(runs) == ["run 1"])
             await asyncio.sleep(0.5)  # its mark has failed by now, and been retried

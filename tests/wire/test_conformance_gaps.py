@@ -235,6 +235,16 @@ async def test_a_tab_and_obs_text_in_a_header_value_are_still_served(serve):
 # -- the same checks when the bytes do not come in one read ------------------------------------
 
 
+async def answer_in_pieces(port: int, data: bytes, piece: int, timeout: float) -> RawResponse:
+    """The response to `data` sent in pieces of `piece` bytes on a new connection."""
+    client = await RawClient.connect(port)
+    try:
+        await send_in_pieces(client, data, piece)
+        return await client.read_response(timeout=timeout)
+    finally:
+        await client.close()
+
+
 async def send_in_pieces(client: RawClient, data: bytes, piece: int) -> None:
     """`data` in pieces of `piece` bytes, each its own read on the server's side."""
     for start in range(0, len(data), piece):
@@ -257,24 +267,14 @@ async def test_a_head_that_trickles_in_is_checked_as_it_arrives(serve, head):
     # A head in pieces is checked by raw_input.HeadScanner, piece by piece, not from the
     # copy of the first read; the refusal comes as soon as the bad byte is in.
     async with serve(make_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await send_in_pieces(client, head, piece=3)
-            response = await client.read_response(timeout=QUICK)
-            assert response.status_code == 400, (response.status_code, response.body)
-        finally:
-            await client.close()
+        response = await answer_in_pieces(server.port, head, piece=3, timeout=QUICK)
+    assert response.status_code == 400, (response.status_code, response.body)
 
 
 async def test_a_trickled_head_that_is_well_formed_is_served(serve):
     head = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-test: a\tb \xe9\r\n\r\n"
     async with serve(make_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await send_in_pieces(client, head, piece=2)
-            response = await client.read_response()
-        finally:
-            await client.close()
+        response = await answer_in_pieces(server.port, head, piece=2, timeout=5.0)
     assert (response.status_code, response.body) == (200, b"OK")
 
 
@@ -301,13 +301,8 @@ async def test_a_control_character_in_a_pipelined_request_is_refused_after_the_f
 async def test_a_malformed_chunk_line_split_across_reads_gets_400(serve, piece):
     data = chunked_post(b"5;a=b c")
     async with serve(make_app()) as server:
-        client = await RawClient.connect(server.port)
-        try:
-            await send_in_pieces(client, data, piece=piece)
-            response = await client.read_response(timeout=QUICK)
-            assert response.status_code == 400, (response.status_code, response.body)
-        finally:
-            await client.close()
+        response = await answer_in_pieces(server.port, data, piece=piece, timeout=QUICK)
+    assert response.status_code == 400, (response.status_code, response.body)
 
 
 async def test_a_chunked_body_in_pieces_with_extensions_and_trailers_is_served(serve):

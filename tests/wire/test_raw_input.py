@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import TypeVar
 
 import pytest
 
@@ -13,6 +14,8 @@ from rawbg.wire.raw_input import (
     check_head_bytes,
     request_line_problem,
 )
+
+Scanner = TypeVar("Scanner", HeadScanner, ChunkedScanner)
 
 HEADS = {
     b"GET / HTTP/1.1\r\nhost: x\r\n\r\n": None,
@@ -25,13 +28,17 @@ HEADS = {
 }
 
 
-def scanned(data: bytes, cuts: list[int]) -> HeadScanner:
-    scanner = HeadScanner()
+def fed(scanner: Scanner, data: bytes, cuts: list[int]) -> Scanner:
+    """`scanner` after `data`, fed in the pieces that `cuts` makes."""
     start = 0
     for cut in [*cuts, len(data)]:
         scanner.feed(data[start:cut])
         start = cut
     return scanner
+
+
+def scanned(data: bytes, cuts: list[int]) -> HeadScanner:
+    return fed(HeadScanner(), data, cuts)
 
 
 @pytest.mark.parametrize("head", list(HEADS))
@@ -80,12 +87,7 @@ def test_a_method_one_byte_over_the_bound_is_refused():
 
 
 def chunked(data: bytes, cuts: list[int]) -> ChunkedScanner:
-    scanner = ChunkedScanner()
-    start = 0
-    for cut in [*cuts, len(data)]:
-        scanner.feed(data[start:cut])
-        start = cut
-    return scanner
+    return fed(ChunkedScanner(), data, cuts)
 
 
 def test_a_chunked_body_ends_where_its_trailer_section_does_however_it_is_cut():
