@@ -6,9 +6,9 @@ that. It takes any byte but LF after a chunk size's ``;`` and drops it. So
 rawbg looks at the bytes themselves, in three ways, each costing a request
 only where it needs it:
 
-* **A complete head** (`check_head_bytes`): one regular expression over the
-  copy of the input that the connection keeps once per head
-  (`Connection._next_event`), stopping at the head's blank line. It refuses
+* **A complete head** (`check_head_bytes`): a few searches over the copy of
+  the input that the connection keeps once per head
+  (`Connection._next_event`), up to the head's blank line. It refuses
   control characters (RFC 9110 5.5: a field value is VCHAR, obs-text, SP and
   HTAB; RFC 9112 3: no CTL in a request line) and obs-fold (RFC 9112 5.2
   lets a server refuse it or unfold it; rawbg refuses).
@@ -45,9 +45,7 @@ _VERSION_LINE = re.compile(rb"HTTP/[0-9]\.[0-9]\r?\n")
 # RFC 9110 5.5 and RFC 9112 3: no control character but HTAB (CR and LF end
 # lines, which h11 checks: a bare CR is its 400)
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# the first of: the head's end (a blank line, also after a bare LF, as h11
-# finds it), obs-fold (a line that begins with SP or HTAB), a control character
-_HEAD_END_OR_PROBLEM = re.compile(rb"\n\r?\n|\n[ \t]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CTL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 # A request method longer than this is refused as malformed (400), not left to
 # fill --max-head-size (431, which says the header fields were too large). The
@@ -94,16 +92,23 @@ def check_head_bytes(raw: bytes) -> str | Literal[False] | None:
 
     None: the head is fine. A string: why it is refused. False: `raw` does not
     hold the whole head (its end came later), so it cannot tell.
+
+    On every request: a few searches in C over the head, no regex over each
+    byte (an alternation tried at each byte cost ~14,000 instructions a request).
     """
-    found = _HEAD_END_OR_PROBLEM.search(raw)
-    if found is None:
+    end = raw.find(b"\n\r\n")  # the blank line, as h11 finds it
+    bare = raw.find(b"\n\n", 0, len(raw) if end < 0 else end)
+    if bare >= 0:
+        end = bare
+    if end < 0:
         return False
-    text = found.group()
-    if text[0] == LF:
-        if text[-1] == LF:
-            return None  # the blank line came first
+    head = raw[:end]
+    if b"\n " in head or b"\n\t" in head:
         return "obs-fold (a header line that begins with whitespace) is not accepted"
-    return f"control character {text!r} in the request head"
+    if len(head.translate(None, _CTL_BYTES)) != len(head):
+        found = _CTL.search(head)
+        return f"control character {found.group() if found else b'?'!r} in the request head"
+    return None
 
 
 def values_problem(fields: list[tuple[bytes, bytes]]) -> str | None:
