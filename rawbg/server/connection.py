@@ -190,7 +190,8 @@ class ConnectionHost(Protocol):
         ...
 
     def over_capacity(self) -> bool:
-        """More connections are open than ``limit_concurrency``: refuse this one."""
+        """More connections are open than ``limit_concurrency`` and no room could be
+        made (by cutting a body far behind ``min_body_rate``): refuse this one."""
         ...
 
 
