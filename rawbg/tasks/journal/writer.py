@@ -313,8 +313,13 @@ class JournalWriter:
     def _renew(self) -> None:
         try:
             self.store.renew(owner=self.owner, lease_until=time.time() + self.lease)
-        except Exception as exc:
-            logger.warning("the task journal could not renew this process's lease: %s", exc)
+        except Exception as exc:  # once a minute, with a count, as commit failures
+            journal_failures.log(
+                logging.WARNING,
+                f"the task journal could not renew this process's lease: {exc}",
+                "the task journal could not renew this process's lease: %s",
+                exc,
+            )
 
     def _claim(self) -> None:
         try:
