@@ -134,11 +134,12 @@ class RepeatedLines:
     """One log line per kind of event per `interval` seconds, then a count of the repeats.
 
     For failures that repeat with every request while their cause lasts: a
-    full disk makes every commit of the task journal fail and every request
-    with durable tasks be refused (issue 24 counted 7,433 lines in 6 s). The
+    full disk makes every request with durable tasks be refused, and each
+    refusal discards its tasks (issue 24 counted 7,433 lines in 6 s, with the
+    journal's failed commits, which the writer logs once per streak). The
     first of a kind is logged at once; the ones like it that follow within
     the interval are counted, and the count is logged with the next one after
-    it (or at `flush`). Thread-safe: the journal's writer thread logs here too.
+    it (or at `flush`). Thread-safe.
     """
 
     def __init__(self, logger: logging.Logger, *, interval: float = FAILURE_LOG_INTERVAL) -> None:
@@ -189,15 +190,12 @@ class RepeatedLines:
 task_failures = FailureLog(logging.getLogger("rawbg.background"))
 #: tasks discarded for the same reason, request after request (a full journal)
 discarded_tasks = RepeatedLines(logging.getLogger("rawbg.background"))
-#: the task journal's commit failures (`rawbg.tasks.journal.writer`)
-journal_failures = RepeatedLines(logging.getLogger("rawbg.journal"))
 
 
 def flush_all() -> None:
     """Write every count still open (at a server's shutdown, and at exit)."""
     task_failures.flush()
     discarded_tasks.flush()
-    journal_failures.flush()
 
 
 # counts still open when the process ends (without a server shutdown) are written too
