@@ -110,6 +110,7 @@ from rawbg.wire.raw_input import (
     HeadScanner,
     check_head_bytes,
     content_length_problem,
+    head_may_be_malformed,
     values_problem,
 )
 from rawbg.wire.response_bytes import events_to_bytes, response_start, send_whole_response
@@ -650,10 +651,14 @@ class Connection:
             elif name == b"host":
                 host = value  # h11 has refused two of them
         if not self._head_scanned:  # control characters, obs-fold (raw_input.py)
-            problem = check_head_bytes(self._raw_head)
-            if problem is False:  # no copy of this head (pipelined): its values
+            raw = self._raw_head
+            if not raw:  # no copy of this head (pipelined): its values
                 problem = values_problem(fields)
-            if problem:
+            elif head_may_be_malformed(raw):  # the cheap screen, then the exact check
+                problem = check_head_bytes(raw) or None  # (the copy holds the whole head)
+            else:
+                problem = None
+            if problem is not None:
                 raise MalformedRequest(problem)
         if size > self._config.max_head_size:
             if len(request.method) > MAX_METHOD_LENGTH:
