@@ -335,3 +335,13 @@ async def test_a_chunk_size_that_overflows_64_bits_gets_400(serve):
     # Http11Probe MAL-CHUNK-SIZE-OVERFLOW: h11 takes up to 20 hex digits
     async with serve(make_app()) as server:
         await assert_refused_at_once(server.port, chunked_post(b"FFFFFFFFFFFFFFFF0"))
+
+
+async def test_control_characters_and_indented_lines_in_a_body_sent_with_its_head_are_served(serve):
+    # The head check screens the whole copy of the first read, body included; what it
+    # flags in the body is then found to be outside the head.
+    body = b"line one\n indented\t\x01\x7f end"
+    data = request_bytes("POST", "/", headers={"content-length": str(len(body))}) + body
+    async with serve(make_app()) as server:
+        response = await answer_to(server.port, data)
+    assert (response.status_code, response.body) == (200, body)

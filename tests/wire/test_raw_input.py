@@ -12,6 +12,7 @@ from rawbg.wire.raw_input import (
     ChunkedScanner,
     HeadScanner,
     check_head_bytes,
+    head_may_be_malformed,
     request_line_problem,
 )
 
@@ -117,3 +118,12 @@ def test_a_chunk_line_longer_than_its_bound_is_refused_before_it_ends():
 
 def test_chunk_data_not_followed_by_crlf_is_refused():
     assert chunked(b"5\r\nhelloX\r\n0\r\n\r\n", []).error == "chunk data not followed by CRLF"
+
+
+def test_the_screen_passes_a_clean_head_and_flags_what_the_exact_check_must_look_at():
+    clean = b"GET / HTTP/1.1\r\nhost: x\r\nx: a\tb \xe9\r\n\r\n"
+    assert not head_may_be_malformed(clean)
+    assert head_may_be_malformed(clean + b"body \x01")  # flagged, and then found fine:
+    assert check_head_bytes(clean + b"body \x01") is None
+    assert head_may_be_malformed(b"GET / HTTP/1.1\r\nx: a\r\n\tb\r\n\r\n")
+    assert head_may_be_malformed(clean + b"x" * 5000)  # too long to screen: looked at
