@@ -423,10 +423,13 @@ def place(module: str, name: str) -> tuple[str, str]:
     return chapter, key
 
 
-def read_report(report: Path, results: Results | None = None) -> Results:
-    """chapter -> tutorial file (or test module) -> outcome of its tests."""
-    if results is None:
-        results = new_results()
+def junit_cases(report: Path) -> list[tuple[str, str, str | None]]:
+    """Each test of a pytest junit report that ran: (module, name, first line of why it failed).
+
+    The reason is None for a test that passed; skipped tests are left out. A
+    module that could not be imported is one failed test named ``import``.
+    """
+    cases = []
     for case in ET.parse(report).getroot().iter("testcase"):
         if case.find("skipped") is not None:
             continue
@@ -434,16 +437,28 @@ def read_report(report: Path, results: Results | None = None) -> Results:
         name = case.get("name", "")
         if not module:  # a module that failed to import: the whole file fails
             module, name = name, "import"
-        chapter, key = place(module, name)
-        outcome = results[chapter][key]
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
-        if problem is None:
+        why = None
+        if problem is not None:
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            why = message[0][:160] if message else "?"
+        cases.append((module, name, why))
+    return cases
+
+
+def read_report(report: Path, results: Results | None = None) -> Results:
+    """chapter -> tutorial file (or test module) -> outcome of its tests."""
+    if results is None:
+        results = new_results()
+    for module, name, why in junit_cases(report):
+        chapter, key = place(module, name)
+        outcome = results[chapter][key]
+        if why is None:
             outcome.passed += 1
         else:
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            outcome.failed.append((name, message[0][:160] if message else "?"))
+            outcome.failed.append((name, why))
     return results
 
 
