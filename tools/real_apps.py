@@ -71,6 +71,8 @@ class RealApp:
     pytest_args: tuple[str, ...] = ()
     #: tests that call the app as an ASGI callable, which rawbg is not: name -> why
     needs_asgi: dict[str, str] = field(default_factory=dict)
+    #: the Python version the app is written for ("3.12": PEP 695 generics)
+    python: str = "3.11"
 
 
 APPS = (
@@ -106,6 +108,9 @@ APPS = (
         name="url-shortener",
         repo="fabianfalon/url-shortener",
         requirements=("requirements-tests.txt",),
+        # Starlette's TestClient needs httpx, which its requirement files leave out
+        packages=("httpx",),
+        python="3.12",
     ),
 )
 
@@ -172,7 +177,7 @@ def venv_for(app: RealApp, app_dir: Path, cache: Path, python: str) -> Path:
 def run_suite(
     app: RealApp, app_dir: Path, venv: Path, *, on_rawbg: bool, scratch: Path, timeout: float
 ) -> dict[str, str | None]:
-    """Run the app's tests in `app_dir`; test id -> None if it passed, else the first line of why."""
+    """Run the app's tests in `app_dir`: test id -> None if passed, else the first line of why."""
     report = scratch / "junit.xml"
     path = [str(app_dir)]
     bin_path = [str(venv / "bin")]
@@ -211,10 +216,38 @@ def run_suite(
         )
     except subprocess.TimeoutExpired:
         return {"(the whole suite)": f"did not finish in {timeout:.0f} s"}
-    if not report.exists():  # pytest stopped before running anything (a conftest failed)
-        last = (done.stdout + done.stderr).strip().splitlines()
-        return {"(the whole suite)": last[-1] if last else f"pytest exited {done.returncode}"}
-    return {f"{module}::{name}": why for module, name, why in junit_cases(report)}
+    cases = junit_cases(report) if report.exists() else []
+    if not cases and done.returncode != 0:  # pytest stopped before any test (a conftest failed)
+        return {"(the whole suite)": first_error(done.stdout + done.stderr, done.returncode)}
+    return {f"{module}::{name}": why for module, name, why in cases}
+
+
+def first_error(output: str, status: int) -> str:
+    """The line of pytest's output that says why nothing ran (``E   ImportError: ...``)."""
+    lines = [line.strip() for line in output.splitlines()]
+    errors = [line.removeprefix("E").strip() for line in lines if line.startswith("E ")]
+    if errors:
+        return errors[-1]
+    return next((line for line in reversed(lines) if line), f"pytest exited with {status}")
+
+
+def python_for(version: str, default: str) -> str:
+    """A Python of `version`: `default` when it is one, else pyenv's newest, else on PATH."""
+    if (
+        f"{sys.version_info.major}.{sys.version_info.minor}" == version
+        and default == sys.executable
+    ):
+        return default
+    found = sorted(
+        (Path.home() / ".pyenv" / "versions").glob(f"{version}.*/bin/python{version}"),
+        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+    )
+    if found:
+        return str(found[-1])
+    on_path = shutil.which(f"python{version}")
+    if on_path is None:
+        raise SystemExit(f"no Python {version}: install it (pyenv install {version}) or on PATH")
+    return on_path
 
 
 @dataclass
@@ -237,7 +270,18 @@ class Comparison:
                 continue
             name = test.rpartition("::")[2].partition("[")[0]
             lost.append((test, ours, self.app.needs_asgi.get(name)))
+        if "(the whole suite)" in self.rawbg:  # nothing ran: one reason for every test
+            why = self.rawbg["(the whole suite)"]
+            lost = [(test, why or "", asgi) for test, _, asgi in lost]
         return lost
+
+    def gained(self) -> list[str]:
+        """Tests that pass on rawbg and fail on FastAPI."""
+        return sorted(
+            test
+            for test, why in self.rawbg.items()
+            if why is None and self.fastapi.get(test) is not None
+        )
 
 
 def print_report(comparisons: list[Comparison]) -> int:
@@ -255,6 +299,12 @@ def print_report(comparisons: list[Comparison]) -> int:
                 print(textwrap.indent(f"{test}: {why}", "    "))
             else:
                 print(textwrap.indent(f"{test}: needs ASGI: {asgi}", "    "))
+        for test in comparison.gained():
+            print(
+                textwrap.indent(
+                    f"{test}: passes on rawbg only ({comparison.fastapi[test]})", "    "
+                )
+            )
     print(f"{'total':18} {total_fastapi:>11}      {total_rawbg:>9}")
     return unexplained
 
@@ -269,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         default=Path.home() / ".cache" / "rawbg-real-apps",
         help="where the apps' venvs are kept",
     )
-    parser.add_argument("--python", default=sys.executable, help="the Python of the venvs")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python of the venvs of apps written for its version (others: pyenv's)",
+    )
     parser.add_argument("--keep", type=Path, help="copy the apps into this directory and keep it")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for each suite")
     args = parser.parse_args(argv)
@@ -289,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             for framework in ("fastapi", "rawbg"):
                 where = scratch / app.name / framework
                 app_dir = copy_app(source, app, where / "app")
-                venv = venv_for(app, app_dir, args.cache.resolve(), args.python)
+                python = python_for(app.python, args.python)
+                venv = venv_for(app, app_dir, args.cache.resolve(), python)
                 runs[framework] = run_suite(
                     app,
                     app_dir,
