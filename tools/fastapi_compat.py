@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rawbg.missing_modules import MISSING
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The chapters the compatibility work is measured on (issue 10's list).
@@ -247,8 +249,18 @@ def write_plugin(into: Path) -> None:
     (into / "rawbg_compat_plugin.py").write_text(PLUGIN)
 
 
+def shim_modules() -> dict[str, str]:
+    """`SHIM_MODULES`, and each FastAPI or Starlette module rawbg lacks answered by
+    ``rawbg.X``, whose import fails saying what to use instead (rawbg.missing_modules)."""
+    modules = dict(SHIM_MODULES)
+    for missing in MISSING:
+        for framework in ("fastapi", "starlette"):
+            modules.setdefault(f"{framework}.{missing.removeprefix('rawbg.')}", missing)
+    return modules
+
+
 def write_shim(into: Path) -> None:
-    for name, target in SHIM_MODULES.items():
+    for name, target in shim_modules().items():
         parts = name.split(".")
         package = into.joinpath(*parts)
         package.mkdir(parents=True, exist_ok=True)
