@@ -10,6 +10,7 @@ thread pool, so that the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import http.cookies
@@ -30,7 +31,7 @@ from collections.abc import (
 )
 from email.utils import format_datetime, formatdate
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import quote
 
 from rawbg.datastructures import URL, MutableHeaders
@@ -45,6 +46,7 @@ from rawbg.threadpool import run_in_thread
 FILE_CHUNK_SIZE = 64 * 1024
 
 Background = BackgroundTask | BackgroundTasks
+T = TypeVar("T")
 SameSite = Literal["lax", "strict", "none", "Lax", "Strict", "None"]
 
 
@@ -331,8 +333,14 @@ class StreamingResponse(Response):
     """A body produced piece by piece from an (async) iterable of bytes or str.
 
     A plain iterator (a generator reading a file, say) is advanced in the
-    thread pool, so it may block; a list or tuple is sent as it is.
+    thread pool, so it may block; a list or tuple is sent as it is. Once the
+    body ends, or the client leaves, the iterable is closed (``aclose`` or
+    ``close``), so that a generator's ``finally`` runs then, not at GC.
     """
+
+    #: the next piece may take as long as the app likes (the connection waits for
+    #: it against the client leaving); False for a file, whose reads are short
+    waits_on_app: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -353,20 +361,19 @@ class StreamingResponse(Response):
         content = self.body_iterator
         charset = self.charset
         if isinstance(content, AsyncIterable):
-            async for piece in content:
-                yield piece if isinstance(piece, bytes) else piece.encode(charset)
+            try:
+                async for piece in content:
+                    yield piece if isinstance(piece, bytes) else piece.encode(charset)
+            finally:
+                aclose = getattr(content, "aclose", None)  # an async generator's `finally`
+                if aclose is not None:
+                    await aclose()
         elif isinstance(content, (list, tuple)):
             for piece in content:
                 yield piece if isinstance(piece, bytes) else piece.encode(charset)
         else:
-            iterator = iter(content)
-            try:
-                while (item := await run_in_thread(_next_or_none, iterator)) is not None:
-                    yield item if isinstance(item, bytes) else item.encode(charset)
-            finally:
-                close = getattr(iterator, "close", None)  # a generator's `finally` runs now
-                if close is not None:
-                    await run_in_thread(close)
+            async for item in iterate_in_thread(content):
+                yield item if isinstance(item, bytes) else item.encode(charset)
 
 
 class FileResponse(StreamingResponse):
@@ -380,6 +387,7 @@ class FileResponse(StreamingResponse):
     """
 
     chunk_size: ClassVar[int] = FILE_CHUNK_SIZE
+    waits_on_app: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -446,8 +454,29 @@ class FileResponse(StreamingResponse):
             await run_in_thread(file.close)
 
 
-def _next_or_none(iterator: Iterator[bytes | str]) -> bytes | str | None:
-    return next(iterator, None)
+_DONE: Any = object()
+
+
+def _next_or_done(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _DONE)
+
+
+async def iterate_in_thread(iterable: Iterable[T]) -> AsyncGenerator[T, None]:
+    """A plain iterable's items, each `next` in the thread pool; closed at the end.
+
+    Closing runs the generator's ``finally`` now. If the client left while a
+    `next` was still running in its thread, the generator cannot be closed
+    from here (it is executing); it is left to finish that step and be collected.
+    """
+    iterator = iter(iterable)
+    try:
+        while (item := await run_in_thread(_next_or_done, iterator)) is not _DONE:
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(ValueError):  # "generator already executing"
+                await run_in_thread(close)
 
 
 def _disposition(kind: str, filename: str) -> str:

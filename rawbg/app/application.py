@@ -58,6 +58,7 @@ from rawbg.app.routing import (
     check_documentation_options,
     plan_route_dependencies,
 )
+from rawbg.app.streaming import StreamPlan, plan_stream, run_tasks_added_while_streaming
 from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
@@ -104,6 +105,8 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: a generator handler: how its items are streamed (`rawbg.app.streaming`)
+    stream: StreamPlan | None = None
 
 
 @dataclass(slots=True)
@@ -205,16 +208,24 @@ class App(RouteDecorators):
             exclude_defaults=response_model_exclude_defaults,
             exclude_none=response_model_exclude_none,
         )
+        stream: StreamPlan | None = None
+        serialize: ResponseSerializer | None = None
         try:
             plan = plan_call(handler, path_params=path_params)
-            serialize = plan_response_model(handler, response_model, options=response_options)
+            if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
+                if response_class is not None:
+                    _check_response_class(response_class, f"response_class of {label}")
+                stream = plan_stream(
+                    handler,
+                    response_class=response_class,
+                    response_model_given=response_model is not DEFAULT,
+                    options=response_options,
+                    where=plan.where,
+                )
+            else:
+                serialize = plan_response_model(handler, response_model, options=response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
-        if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
-            raise RouteDefinitionError(
-                f"handler {plan.where} is a generator; return a "
-                "StreamingResponse to send a body in pieces"
-            )
         route_dependencies = (
             *self.dependencies,
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
@@ -240,6 +251,7 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            stream=stream,
         )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
@@ -386,6 +398,11 @@ class App(RouteDecorators):
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
+        if endpoint.stream is not None and resolution.background is not None:
+            late = BackgroundTask(
+                run_tasks_added_while_streaming, resolution.background, len(tasks), endpoint.label
+            )
+            tasks = [*tasks, late]
         own = response.background
         if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
@@ -460,6 +477,10 @@ class App(RouteDecorators):
                 del kwargs[name]
         if plan.kind is CallKind.COROUTINE:
             result = await plan.call(**kwargs)
+        elif endpoint.stream is not None:  # made here, advanced as the body is sent
+            result = endpoint.stream.response(plan.call(**kwargs), status_code=endpoint.status_code)
+            if resolution.response is not None:
+                resolution.response.apply_to(result)
         else:
             result = await run_in_thread(plan.call, **kwargs)
         if resolution.trace is not None:
