@@ -409,8 +409,19 @@ class FileResponse(StreamingResponse):
         self.stat_result = stat_result
         #: the number of bytes to send, known once `prepare` has run
         self.size: int | None = None
+        #: where in the file the body starts (a range request's first byte)
+        self.offset = 0
+        self._range: tuple[int, int] | None = None
         if filename is not None:
             self.headers["content-disposition"] = _disposition(content_disposition_type, filename)
+
+    def send_range(self, first: int, last: int) -> None:
+        """Send bytes `first` to `last` (inclusive) only, with their ``content-range``.
+
+        The range must lie within the file (`rawbg.staticfiles` checks it against
+        the same stat); the status is the caller's (206).
+        """
+        self._range = (first, last)
 
     async def prepare(self) -> None:
         """Look at the file (in the thread pool): its size and modification time."""
@@ -425,6 +436,10 @@ class FileResponse(StreamingResponse):
             raise FileResponseError(f"FileResponse: {self.path} is not a regular file")
         self.size = self.stat_result.st_size
         headers = self.headers
+        if self._range is not None:
+            first, last = self._range
+            headers["content-range"] = f"bytes {first}-{last}/{self.size}"
+            self.offset, self.size = first, last - first + 1
         headers["content-length"] = str(self.size)
         if "last-modified" not in headers:
             headers["last-modified"] = formatdate(self.stat_result.st_mtime, usegmt=True)
@@ -441,6 +456,8 @@ class FileResponse(StreamingResponse):
             raise RuntimeError("FileResponse.prepare() must run before its body is sent")
         file = await run_in_thread(open, self.path, "rb")
         try:
+            if self.offset:
+                await run_in_thread(file.seek, self.offset)
             while remaining > 0:
                 piece = await run_in_thread(file.read, min(self.chunk_size, remaining))
                 if not piece:

@@ -44,6 +44,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.reason_phrases",
         "rawbg.security",
         "rawbg.sse",
+        "rawbg.staticfiles",
+        "rawbg.templating",
     ),
     ("rawbg.tasks",),
     ("rawbg.trace", "rawbg.threadpool", "rawbg.types", "rawbg.culprits"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import logging
 import re
 import warnings
@@ -31,6 +32,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import quote
 
 from rawbg.app.dependencies import (
     CallKind,
@@ -164,6 +166,10 @@ class App(RouteDecorators):
             self.add_exception_handler(key, handler)
         #: attributes the app keeps for the whole process: ``app.state.db = ...``
         self.state = State()
+        #: ``app.mount(path, ...)``: asked, in order, for a path no route matches
+        self.mounts: list[Mount] = []
+        #: a route's name (``name=``, else its function's) -> its path template
+        self.route_paths: dict[str, str] = {}
         #: called with each exception that ends in a 500 (after it is logged): no
         #: handler claimed it, a catch-all did, or a handler failed. A test client
         #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
@@ -264,6 +270,9 @@ class App(RouteDecorators):
                     plan.where,
                     path,
                 )
+        name = documentation.get("name") or getattr(handler, "__name__", None)
+        if isinstance(name, str):
+            self.route_paths.setdefault(name, path)  # the first wins, as Starlette's lookup
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -286,12 +295,37 @@ class App(RouteDecorators):
         return self.api_route(path, methods=methods, **options)
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
-        """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
-        raise NotImplementedError(
-            f"rawbg cannot mount {type(app).__name__} at {path!r}: it is not ASGI and serves "
-            "one App. Declare the sub-application's routes on an APIRouter and "
-            f"app.include_router(router, prefix={path!r})"
-        )
+        """Serve every path under `path` with `app`: another `App`, or `StaticFiles`.
+
+        A mounted app sees the request with `path` moved from its ``path`` to
+        its ``root_path``; mounts are asked, in the order mounted, for a path
+        no route of this app matches. `app` may be any object that answers
+        ``await app(request) -> Response``; an ASGI app cannot be mounted
+        (rawbg is not ASGI).
+        """
+        self.mounts.append(Mount(check_mount_path(path), check_mountable(app), name))
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path of the route (or mount) called `name`, with `path_params` filled in.
+
+        A route's name is its ``name=``, else its function's name; a mount's
+        is the ``name=`` it was mounted with, and takes ``path=`` (the file's
+        path under it); ``"mount:route"`` names a route of a mounted `App`.
+        """
+        template = self.route_paths.get(name)
+        if template is not None:
+            return fill_template(template, path_params, name)
+        for mount in self.mounts:
+            if mount.name == name and set(path_params) <= {"path"}:
+                return mount.prefix + "/" + str(path_params.get("path", "")).lstrip("/")
+            if (
+                mount.name is not None
+                and name.startswith(mount.name + ":")
+                and isinstance(mount.app, App)
+            ):
+                inner = name.removeprefix(mount.name + ":")
+                return mount.prefix + mount.app.url_path_for(inner, **path_params)
+        raise NoMatchFound(name, path_params)
 
     # -- lifecycle and middleware --------------------------------------------------
 
@@ -383,6 +417,10 @@ class App(RouteDecorators):
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
+            if self.mounts and isinstance(exc, NotFound):
+                mount = self._mount_for(request.path)
+                if mount is not None:
+                    return await self._handle_mounted(mount, request, trace)
             redirect = (
                 isinstance(exc, NotFound)
                 and self.redirect_slashes
@@ -411,6 +449,30 @@ class App(RouteDecorators):
             return Outcome(response)
         cleanup = stack.aclose if stack is not None else None
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
+
+    def _mount_for(self, path: str) -> Mount | None:
+        for mount in self.mounts:
+            prefix = mount.prefix
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return mount
+        return None
+
+    async def _handle_mounted(
+        self, mount: Mount, request: Request, trace: RequestTrace | None
+    ) -> Outcome:
+        """Hand `request` to what is mounted, as seen from under its prefix."""
+        inner = request.mounted_at(mount.prefix)
+        if isinstance(mount.app, App):
+            return await mount.app.handle(inner, trace)
+        label = f"{request.method} {mount.prefix}/..."
+        inner.app = self
+        try:
+            response = await mount.app(inner)
+            if isinstance(response, FileResponse):
+                await response.prepare()
+        except Exception as exc:
+            return error_outcome(await self._answer(request, exc, label, trace), label)
+        return Outcome(response)
 
     def _slash_redirect(self, request: Request) -> Response | None:
         """A 307 to the path with (or without) its trailing slash, if a route has that form."""
@@ -549,6 +611,63 @@ class App(RouteDecorators):
                 hook(exc)
             except Exception:
                 logger.exception("server error hook %r failed", hook)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """``app.mount(prefix, app, name)``: what serves the paths under `prefix`."""
+
+    prefix: str  # "/static"; "" for everything
+    app: Any  # an App, or ``await app(request) -> Response`` (StaticFiles)
+    name: str | None
+
+
+class NoMatchFound(LookupError):
+    """Raised by `App.url_path_for` (and ``request.url_for``) for a name it does not know."""
+
+    def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
+        given = ", ".join(sorted(path_params))
+        super().__init__(f'No route exists for name "{name}" and params "{given}".')
+
+
+def check_mount_path(path: str) -> str:
+    if path and not path.startswith("/"):
+        raise RouteDefinitionError(f"a mount path must start with '/', got {path!r}")
+    return path.rstrip("/")
+
+
+def check_mountable(app: Any) -> Any:
+    if isinstance(app, App):
+        return app
+    call = getattr(app, "__call__", None)  # noqa: B004 - an object's __call__ method
+    if call is None or not inspect.iscoroutinefunction(call):
+        raise RouteDefinitionError(
+            f"cannot mount {app!r}: mount an App, StaticFiles, or an object with "
+            "async def __call__(self, request) -> Response"
+        )
+    if len(inspect.signature(call).parameters) == 3:  # (scope, receive, send)
+        raise RouteDefinitionError(
+            f"cannot mount {type(app).__name__}: it looks like an ASGI app, and rawbg is not "
+            "ASGI. Mount a rawbg App (or StaticFiles), or include its routes with "
+            "include_router"
+        )
+    return app
+
+
+_TEMPLATE_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
+def fill_template(template: str, params: Mapping[str, Any], name: str) -> str:
+    """``/items/{id}`` with ``id=3`` -> ``/items/3``; every parameter must be given, no other."""
+    wanted = {m.group(1) for m in _TEMPLATE_PARAM.finditer(template)}
+    if wanted != set(params):
+        raise NoMatchFound(name, params)
+
+    def value(match: re.Match[str]) -> str:
+        safe = "/" if match.group(2) == "path" else ""
+        return quote(str(params[match.group(1)]), safe=safe)
+
+    return _TEMPLATE_PARAM.sub(value, template)
 
 
 def error_outcome(response: Response, label: str) -> Outcome:
