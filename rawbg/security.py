@@ -27,7 +27,7 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from rawbg.errors import HTTPException
 from rawbg.requests import Request
@@ -105,19 +105,22 @@ APIKeyIn = Literal["query", "header", "cookie"]
 
 
 class APIKeyBase(SecurityBase):
-    """A key the client sends under a name, in one place (`location`)."""
+    """A key the client sends under a name, in one place (the subclass's `location`)."""
+
+    location: ClassVar[APIKeyIn]
 
     def __init__(
         self,
         *,
-        location: APIKeyIn,
         name: str,
-        scheme_name: str | None,
-        description: str | None,
-        auto_error: bool,
+        scheme_name: str | None = None,
+        description: str | None = None,
+        auto_error: bool = True,
     ) -> None:
         self.name = name
-        self.model = _model(type="apiKey", description=description, **{"in": location}, name=name)
+        self.model = _model(
+            type="apiKey", description=description, **{"in": self.location}, name=name
+        )
         self.scheme_name = scheme_name or type(self).__name__
         self.auto_error = auto_error
 
@@ -134,21 +137,7 @@ class APIKeyBase(SecurityBase):
 class APIKeyQuery(APIKeyBase):
     """``APIKeyQuery(name="api_key")``: the key from the query string."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        scheme_name: str | None = None,
-        description: str | None = None,
-        auto_error: bool = True,
-    ) -> None:
-        super().__init__(
-            location="query",
-            name=name,
-            scheme_name=scheme_name,
-            description=description,
-            auto_error=auto_error,
-        )
+    location = "query"
 
     async def __call__(self, request: Request) -> str | None:
         return self.check_api_key(request.query_params.get(self.name))
@@ -157,21 +146,7 @@ class APIKeyQuery(APIKeyBase):
 class APIKeyHeader(APIKeyBase):
     """``APIKeyHeader(name="X-API-Key")``: the key from a request header."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        scheme_name: str | None = None,
-        description: str | None = None,
-        auto_error: bool = True,
-    ) -> None:
-        super().__init__(
-            location="header",
-            name=name,
-            scheme_name=scheme_name,
-            description=description,
-            auto_error=auto_error,
-        )
+    location = "header"
 
     async def __call__(self, request: Request) -> str | None:
         return self.check_api_key(request.headers.get(self.name))
@@ -180,21 +155,7 @@ class APIKeyHeader(APIKeyBase):
 class APIKeyCookie(APIKeyBase):
     """``APIKeyCookie(name="session")``: the key from a cookie."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        scheme_name: str | None = None,
-        description: str | None = None,
-        auto_error: bool = True,
-    ) -> None:
-        super().__init__(
-            location="cookie",
-            name=name,
-            scheme_name=scheme_name,
-            description=description,
-            auto_error=auto_error,
-        )
+    location = "cookie"
 
     async def __call__(self, request: Request) -> str | None:
         return self.check_api_key(request.cookies.get(self.name))
@@ -221,6 +182,9 @@ class HTTPAuthorizationCredentials:
 
 class HTTPBase(SecurityBase):
     """Any ``Authorization: <scheme> <credentials>``; the subclasses check the scheme."""
+
+    #: the scheme the header must name (case-insensitively); None: any
+    required_scheme: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -251,7 +215,7 @@ class HTTPBase(SecurityBase):
 
     async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:
         try:
-            return self._credentials(request, None)
+            return self._credentials(request, self.required_scheme)
         except HTTPException:
             if self.auto_error:
                 raise
@@ -300,6 +264,8 @@ class HTTPBasic(HTTPBase):
 class HTTPBearer(HTTPBase):
     """``Authorization: Bearer <token>``, as `HTTPAuthorizationCredentials`."""
 
+    required_scheme = "bearer"
+
     def __init__(
         self,
         *,
@@ -315,17 +281,11 @@ class HTTPBearer(HTTPBase):
             type="http", description=description, scheme="bearer", bearerFormat=bearerFormat
         )
 
-    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:
-        try:
-            return self._credentials(request, "bearer")
-        except HTTPException:
-            if self.auto_error:
-                raise
-            return None
-
 
 class HTTPDigest(HTTPBase):
     """``Authorization: Digest ...`` as `HTTPAuthorizationCredentials`; the app checks it."""
+
+    required_scheme = "digest"
 
     def __init__(
         self,
@@ -337,14 +297,6 @@ class HTTPDigest(HTTPBase):
         super().__init__(
             scheme="digest", scheme_name=scheme_name, description=description, auto_error=auto_error
         )
-
-    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:
-        try:
-            return self._credentials(request, "digest")
-        except HTTPException:
-            if self.auto_error:
-                raise
-            return None
 
 
 # -- OAuth2 and OpenID Connect --------------------------------------------------------
