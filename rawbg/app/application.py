@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import logging
 import re
 import warnings
@@ -32,7 +31,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote
 
 from rawbg.app.dependencies import (
     CallKind,
@@ -51,6 +49,7 @@ from rawbg.app.error_responses import (
 )
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
+from rawbg.app.mounts import Mount, NoMatchFound, check_mount_path, check_mountable, fill_template
 from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
 from rawbg.app.response_models import DEFAULT, plan_response_model
@@ -303,7 +302,9 @@ class App(RouteDecorators):
         ``await app(request) -> Response``; an ASGI app cannot be mounted
         (rawbg is not ASGI).
         """
-        self.mounts.append(Mount(check_mount_path(path), check_mountable(app), name))
+        self.mounts.append(
+            Mount(check_mount_path(path), check_mountable(app, is_app=isinstance(app, App)), name)
+        )
 
     def url_path_for(self, name: str, /, **path_params: Any) -> str:
         """The path of the route (or mount) called `name`, with `path_params` filled in.
@@ -611,63 +612,6 @@ class App(RouteDecorators):
                 hook(exc)
             except Exception:
                 logger.exception("server error hook %r failed", hook)
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    """``app.mount(prefix, app, name)``: what serves the paths under `prefix`."""
-
-    prefix: str  # "/static"; "" for everything
-    app: Any  # an App, or ``await app(request) -> Response`` (StaticFiles)
-    name: str | None
-
-
-class NoMatchFound(LookupError):
-    """Raised by `App.url_path_for` (and ``request.url_for``) for a name it does not know."""
-
-    def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
-        given = ", ".join(sorted(path_params))
-        super().__init__(f'No route exists for name "{name}" and params "{given}".')
-
-
-def check_mount_path(path: str) -> str:
-    if path and not path.startswith("/"):
-        raise RouteDefinitionError(f"a mount path must start with '/', got {path!r}")
-    return path.rstrip("/")
-
-
-def check_mountable(app: Any) -> Any:
-    if isinstance(app, App):
-        return app
-    call = getattr(app, "__call__", None)  # noqa: B004 - an object's __call__ method
-    if call is None or not inspect.iscoroutinefunction(call):
-        raise RouteDefinitionError(
-            f"cannot mount {app!r}: mount an App, StaticFiles, or an object with "
-            "async def __call__(self, request) -> Response"
-        )
-    if len(inspect.signature(call).parameters) == 3:  # (scope, receive, send)
-        raise RouteDefinitionError(
-            f"cannot mount {type(app).__name__}: it looks like an ASGI app, and rawbg is not "
-            "ASGI. Mount a rawbg App (or StaticFiles), or include its routes with "
-            "include_router"
-        )
-    return app
-
-
-_TEMPLATE_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
-
-
-def fill_template(template: str, params: Mapping[str, Any], name: str) -> str:
-    """``/items/{id}`` with ``id=3`` -> ``/items/3``; every parameter must be given, no other."""
-    wanted = {m.group(1) for m in _TEMPLATE_PARAM.finditer(template)}
-    if wanted != set(params):
-        raise NoMatchFound(name, params)
-
-    def value(match: re.Match[str]) -> str:
-        safe = "/" if match.group(2) == "path" else ""
-        return quote(str(params[match.group(1)]), safe=safe)
-
-    return _TEMPLATE_PARAM.sub(value, template)
 
 
 def error_outcome(response: Response, label: str) -> Outcome:

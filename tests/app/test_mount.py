@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from rawbg import App, BackgroundTasks, HTMLResponse, Request, RouteDefinitionError
-from rawbg.app.application import NoMatchFound
+from rawbg.app.mounts import NoMatchFound
 from rawbg.staticfiles import StaticFiles
 from rawbg.templating import Jinja2Templates
 from rawbg.testing import serve_app
