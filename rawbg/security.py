@@ -63,7 +63,7 @@ def get_authorization_scheme_param(authorization_header_value: str | None) -> tu
 
 
 def _model(**fields: Any) -> dict[str, Any]:
-    """A Security Scheme Object: the fields that are set, as OpenAPI names them."""
+    """An OpenAPI object (a Security Scheme, a flow): the fields that are set."""
     return {name: value for name, value in fields.items() if value is not None}
 
 
@@ -89,6 +89,14 @@ class SecurityBase:
     def authenticate_challenge(self) -> str:
         """The ``WWW-Authenticate`` value of the 401 (RFC 9110 11.6.1)."""
         raise NotImplementedError
+
+    def _whole_header(self, request: Request) -> str | None:
+        """The ``Authorization`` header as sent; missing, the 401 (or None)."""
+        authorization: str | None = request.headers.get("authorization")
+        if not authorization:
+            self._missing()
+            return None
+        return authorization
 
     def _missing(self) -> None:
         """No credentials: the 401, or None with ``auto_error=False``."""
@@ -325,11 +333,7 @@ class OAuth2(SecurityBase):
         return "Bearer"
 
     async def __call__(self, request: Request) -> str | None:
-        authorization: str | None = request.headers.get("authorization")
-        if not authorization:
-            self._missing()
-            return None
-        return authorization
+        return self._whole_header(request)
 
     def _bearer_token(self, request: Request) -> str | None:
         scheme, param = get_authorization_scheme_param(request.headers.get("authorization"))
@@ -337,10 +341,6 @@ class OAuth2(SecurityBase):
             self._missing()
             return None
         return param
-
-
-def _flow(**fields: Any) -> dict[str, Any]:
-    return {name: value for name, value in fields.items() if value is not None}
 
 
 class OAuth2PasswordBearer(OAuth2):
@@ -355,7 +355,7 @@ class OAuth2PasswordBearer(OAuth2):
         auto_error: bool = True,
         refreshUrl: str | None = None,
     ) -> None:
-        flow = _flow(tokenUrl=tokenUrl, refreshUrl=refreshUrl, scopes=dict(scopes or {}))
+        flow = _model(tokenUrl=tokenUrl, refreshUrl=refreshUrl, scopes=dict(scopes or {}))
         super().__init__(
             flows={"password": flow},
             scheme_name=scheme_name,
@@ -380,7 +380,7 @@ class OAuth2AuthorizationCodeBearer(OAuth2):
         description: str | None = None,
         auto_error: bool = True,
     ) -> None:
-        flow = _flow(
+        flow = _model(
             authorizationUrl=authorizationUrl,
             tokenUrl=tokenUrl,
             refreshUrl=refreshUrl,
@@ -418,11 +418,7 @@ class OpenIdConnect(SecurityBase):
         return "Bearer"
 
     async def __call__(self, request: Request) -> str | None:
-        authorization: str | None = request.headers.get("authorization")
-        if not authorization:
-            self._missing()
-            return None
-        return authorization
+        return self._whole_header(request)
 
 
 class SecurityScopes:
