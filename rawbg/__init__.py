@@ -7,10 +7,10 @@ Everything public is re-exported here; the modules underneath each have one job
 from rawbg import status
 from rawbg.app.application import App
 from rawbg.app.dependencies import Depends, Security
-from rawbg.app.routing import APIRouter
+from rawbg.app.routing import APIRoute, APIRouter
 from rawbg.datastructures import URL, State
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
-from rawbg.params import Body, Cookie, Header, Path, Query
+from rawbg.params import Body, Cookie, File, Form, Header, Path, Query
 from rawbg.requests import Request
 from rawbg.responses import (
     FileResponse,
@@ -26,9 +26,11 @@ from rawbg.responses import (
 from rawbg.server.server import Server, run, serving
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
 from rawbg.tasks.policy import task
+from rawbg.uploads import UploadFile
 
 __all__ = [
     "URL",
+    "APIRoute",
     "APIRouter",
     "App",
     "BackgroundTask",
@@ -36,7 +38,9 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "File",
     "FileResponse",
+    "Form",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -55,6 +59,7 @@ __all__ = [
     "State",
     "StreamingResponse",
     "UJSONResponse",
+    "UploadFile",
     "run",
     "serving",
     "status",

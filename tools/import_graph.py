@@ -42,6 +42,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.encoders",
         "rawbg.status",
         "rawbg.reason_phrases",
+        "rawbg.forms",
+        "rawbg.uploads",
         "rawbg.security",
         "rawbg.sse",
         "rawbg.staticfiles",

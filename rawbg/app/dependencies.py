@@ -16,6 +16,7 @@ default) after the response is flushed and the background tasks have run.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import AsyncIterator, Callable
@@ -25,9 +26,19 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 from rawbg.app.converters import Invalid
+from rawbg.app.form_params import (
+    NOT_SENT,
+    FormKind,
+    FormPlan,
+    is_form_param,
+    plan_form,
+    read_form_value,
+)
+from rawbg.app.param_models import ABSENT, ParamModel, gather, relocate
 from rawbg.app.sources import ValuePlan, located, missing, plan_value, read_body
 from rawbg.culprits import Part, names_frames
 from rawbg.errors import RequestValidationError, RouteDefinitionError
+from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.params import Param
 from rawbg.requests import Request
 from rawbg.responses import Response, ResponseParameter
@@ -38,6 +49,7 @@ from rawbg.types import Dependency
 
 if TYPE_CHECKING:
     from rawbg.trace import RequestTrace
+    from rawbg.uploads import FormData
 
 Scope = Literal["request", "function"]
 
@@ -104,6 +116,7 @@ class Source(enum.Enum):
     HEADER = "header"
     COOKIE = "cookie"
     BODY = "body"
+    FORM = "form"
     REQUEST = "request"
     RESPONSE = "response (headers, cookies, status)"
     BACKGROUND = "background tasks"
@@ -169,8 +182,27 @@ class InjectedParam:
         return self.default is inspect.Parameter.empty
 
 
+@dataclass(frozen=True, slots=True)
+class FormParam:
+    """A value read from the request's form (``Form()``, ``File()``, ``UploadFile``), and how."""
+
+    name: str
+    default: Any  # inspect.Parameter.empty when required
+    annotation: Any
+    form: FormPlan
+    source: ClassVar[Source] = Source.FORM
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty and self.form.default_factory is None
+
+    def default_value(self) -> Any:
+        factory = self.form.default_factory
+        return factory() if factory is not None else self.default
+
+
 #: a parameter's plan: one variant per kind of source
-ParamPlan: TypeAlias = ValueParam | DependencyParam | InjectedParam
+ParamPlan: TypeAlias = ValueParam | FormParam | DependencyParam | InjectedParam
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +385,17 @@ def _plan_param(
             return InjectedParam(param.name, Source.RESPONSE, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, SecurityScopes):
             return InjectedParam(param.name, Source.SECURITY_SCOPES, default, annotation)
+    if is_form_param(marker, annotation):
+        form, default = plan_form(
+            where=where,
+            name=param.name,
+            annotation=annotation,
+            default=default,
+            marker=marker,
+            in_annotated=in_annotated,
+            metadata=metadata,
+        )
+        return FormParam(param.name, default, annotation, form)
     value, default = plan_value(
         where=where,
         name=param.name,
@@ -407,6 +450,11 @@ def walk(plan: CallPlan) -> typing.Iterator[ParamPlan]:
             yield from walk(param.call)
 
 
+def form_params(plan: CallPlan) -> list[FormParam]:
+    """The plan's form parameters (its dependencies' too): a route with any reads a form."""
+    return [p for p in walk(plan) if isinstance(p, FormParam)]
+
+
 def count_body_params(plan: CallPlan) -> int:
     return len({p.name for p in walk(plan) if p.source is Source.BODY})
 
@@ -444,17 +492,35 @@ class Resolution:
         "background",
         "cache",
         "embed_body",
+        "form",
+        "form_limits",
         "function_stack",
+        "raw_body",
         "request",
         "request_stack",
         "response",
+        "strict_content_type",
         "trace",
     )
 
-    def __init__(self, request: Request, *, embed_body: bool, trace: RequestTrace | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        *,
+        embed_body: bool,
+        trace: RequestTrace | None,
+        strict_content_type: bool = True,
+        form_limits: FormLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.request = request
         self.embed_body = embed_body
+        #: the route's limits on its form, and the form once parsed
+        self.form_limits = form_limits
+        self.form: FormData | None = None
         self.trace = trace
+        self.strict_content_type = strict_content_type
+        #: the body as a `Request` subclass's own ``body()`` read it (a custom route's)
+        self.raw_body: bytes | None = None
         #: a dependency's value by `CallPlan.cache_key`
         self.cache: dict[Any, Any] = {}
         self.background: BackgroundTasks | None = None
@@ -487,6 +553,8 @@ class Resolution:
                     self._body_value(param, kwargs, errors)
                 case ValueParam():  # query, header, cookie
                     self._request_value(param, kwargs, errors)
+                case FormParam():
+                    await self._form_value(param, kwargs, errors)
                 case DependencyParam():
                     try:
                         kwargs[param.name] = await self.call_dependency(param.call)
@@ -523,6 +591,9 @@ class Resolution:
     ) -> None:
         """A query, header or cookie parameter: missing, its default, or validated."""
         plan = param.value
+        if plan.model is not None:
+            self._model_value(param, plan.model, kwargs, errors)
+            return
         key = plan.key
         source = param.source
         raw: Any
@@ -538,13 +609,34 @@ class Resolution:
             raw = None
         _place(param, raw, [plan.location, key], kwargs, errors)
 
+    def _model_value(
+        self,
+        param: ValueParam,
+        model: ParamModel,
+        kwargs: dict[str, Any],
+        errors: list[dict[str, Any]],
+    ) -> None:
+        """A parameter model: its fields gathered from the request, validated at once."""
+        values = gather(model, self.request)
+        loc = [model.location]
+        if values is ABSENT:
+            _default_or_missing(param, loc, kwargs, errors)
+            return
+        try:
+            kwargs[param.name] = param.value.validate(values)
+        except Invalid as exc:
+            errors.extend(located(loc, relocate(model, exc.errors)))
+
     def _body_value(
         self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
         plan = param.value
         if self._body is _UNREAD:
             self._body = _INVALID
-            self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
+            # raises for invalid JSON, a 422 of its own
+            self._body = read_body(
+                self.request, strict_content_type=self.strict_content_type, raw=self.raw_body
+            )
         document = self._body
         if document is _INVALID:  # already reported, by another body parameter
             return
@@ -561,6 +653,24 @@ class Resolution:
                 return
         _place(param, value, loc, kwargs, errors)
 
+    async def _form_value(
+        self, param: FormParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+    ) -> None:
+        """A form parameter: the form is parsed once, at the first of them."""
+        form = self.form
+        if form is None:
+            form = self.form = await self.request.read_form(self.form_limits)
+        plan = param.form
+        raw = await read_form_value(plan, form)
+        loc: list[Any] = ["body"] if plan.kind is FormKind.MODEL else ["body", plan.key]
+        if raw is NOT_SENT:
+            _default_or_missing(param, loc, kwargs, errors)
+            return
+        try:
+            kwargs[param.name] = plan.validate(raw)
+        except Invalid as exc:
+            errors.extend(located(loc, exc.errors))
+
     @names_frames(_name_dependency_frame)
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache
@@ -568,14 +678,20 @@ class Resolution:
             if self.trace is not None:
                 self.trace.event("dependency resolved", name=plan.name, cached="yes")
             return cache[plan.cache_key]
-        kwargs = await self.arguments(plan)
-        kind = plan.kind
+        overrides = getattr(self.request.app, "dependency_overrides", None)
+        run = plan
+        if overrides:
+            replacement = overrides.get(plan.call)
+            if replacement is not None:
+                run = override_plan(plan, replacement, frozenset(self.request.path_params))
+        kwargs = await self.arguments(run)
+        kind = run.kind
         if kind is CallKind.COROUTINE:
-            value = await plan.call(**kwargs)
+            value = await run.call(**kwargs)
         elif kind is CallKind.FUNCTION:
-            value = await run_in_thread(plan.call, **kwargs)
+            value = await run_in_thread(run.call, **kwargs)
         else:
-            value = await self._enter_generator(plan, kwargs)
+            value = await self._enter_generator(run, kwargs)
         cache[plan.cache_key] = value
         if self.trace is not None:
             self.trace.event("dependency resolved", name=plan.name, cached="no")
@@ -596,15 +712,56 @@ class Resolution:
         return await stack.enter_async_context(_in_thread_pool(sync_manager))
 
 
+def override_plan(
+    plan: CallPlan, replacement: Callable[..., Any], path_params: frozenset[str]
+) -> CallPlan:
+    """The plan of what ``app.dependency_overrides`` puts in place of `plan`'s call.
+
+    Planned at the first request that needs it, as FastAPI does (an override
+    is set by a test after the routes are registered), then kept: its own
+    parameters are read from the request like any dependency's. It keeps the
+    original's ``use_cache`` and ``scope``; its value is cached under the
+    original, so every use of the original in the request gets it.
+    """
+    return _override_plan(
+        replacement, path_params, plan.use_cache, plan.scope, plan.security_scopes
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _override_plan(
+    replacement: Callable[..., Any],
+    path_params: frozenset[str],
+    use_cache: bool,
+    scope: Scope,
+    scopes: tuple[str, ...],
+) -> CallPlan:
+    # the scopes asked of the original are asked of what replaces it (its SecurityScopes)
+    return plan_call(
+        replacement,
+        path_params=path_params,
+        use_cache=use_cache,
+        scope=scope,
+        parent_scopes=scopes,
+    )
+
+
+def _default_or_missing(
+    param: ValueParam | FormParam, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    """A value the request does not carry: `param`'s default, or a 422 ``missing``."""
+    if param.required:
+        errors.append(missing(loc))
+    else:
+        kwargs[param.name] = param.default_value()
+
+
 def _place(
     param: ValueParam, raw: Any, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
 ) -> None:
     """`param`'s value into `kwargs`: its default if `raw` is None, else `raw` checked; or a 422."""
     if raw is None:
-        if param.required:
-            errors.append(missing(loc))
-        else:
-            kwargs[param.name] = param.default_value()
+        _default_or_missing(param, loc, kwargs, errors)
     elif param.value.as_is:  # a str as it arrived (never a body: `sources.plan_value`)
         kwargs[param.name] = raw
     else:

@@ -1,4 +1,4 @@
-"""`APIRouter`: routes declared apart from the app, then included with a prefix.
+"""`APIRouter`: routes declared apart from the app, then included with a prefix; `APIRoute`.
 
 A router does not serve anything. It records each route it is given (path,
 handler, methods, options) as a `RouteSpec`; ``app.include_router(router)``
@@ -23,13 +23,23 @@ the others.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rawbg.app.dependencies import DependencyParam, Depends, ParamPlan, describe, plan_depends
+from rawbg.app.dependencies import (
+    DependencyParam,
+    Depends,
+    ParamPlan,
+    Resolution,
+    describe,
+    plan_depends,
+)
 from rawbg.errors import RouteDefinitionError
+from rawbg.requests import Request
+from rawbg.responses import Response
 from rawbg.types import Handler, HandlerT
 
 #: Route options FastAPI users pass that only shape the OpenAPI document,
@@ -108,12 +118,16 @@ class RouteDecorators:
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         """Add `router`'s routes under `prefix`, after `dependencies`: a snapshot.
 
         Each route goes through ``add_api_route`` as if declared here with the
         joined path, so this object's own prefix and dependencies apply too.
+        ``max_body_size`` and ``form_limits`` apply to the routes that (with
+        their router) do not set their own, as in FastAPI.
         """
         if not isinstance(router, APIRouter):
             raise TypeError(f"include_router takes an APIRouter, not {type(router).__name__}")
@@ -126,8 +140,78 @@ class RouteDecorators:
                 spec.handler,
                 methods=spec.methods,
                 dependencies=(*extra, *spec.dependencies),
-                **spec.options,
+                **inherit_limits(spec.options, max_body_size, form_limits),
             )
+
+
+#: the request's dependency walk, while a custom route's handler runs
+#: (`APIRoute.get_route_handler`): set by `App` around that handler only
+CURRENT_RESOLUTION: contextvars.ContextVar[Resolution] = contextvars.ContextVar("rawbg_resolution")
+
+#: what a route's handler is: ``await handler(request)`` is the response
+RouteHandler = Callable[[Request], Awaitable[Response]]
+
+
+class APIRoute:
+    """A route, as FastAPI's ``APIRoute``: subclass it to wrap each request's handling.
+
+    ``app.router.route_class = MyRoute`` (or ``APIRouter(route_class=MyRoute)``)
+    makes every route registered after it a ``MyRoute``. Override
+    `get_route_handler`: call ``super().get_route_handler()`` for the handler
+    that answers a request, and return your own ``async def handler(request)``
+    around it. It may hand that handler another request (a `Request`
+    subclass, ``MyRequest(request.scope, request.receive)``; its ``body()``
+    is what body parameters are read from), change the response, or catch what
+    it raises (`RequestValidationError`, `HTTPException`). What it lets out is
+    answered by the app's exception handlers.
+
+    Without ASGI there is no ``scope``/``receive``/``send`` to take over: the
+    handler gets a `Request` and returns a `Response`, the request's body is
+    read before it runs, and background tasks still start only after the
+    response is flushed. A route class that does not override
+    `get_route_handler` changes nothing, and costs nothing per request.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Handler,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.methods = {method.upper() for method in methods or ["GET"]}
+        #: "GET /items/{item_id}", for logs and traces
+        self.label = f"{'/'.join(method.upper() for method in methods or ['GET'])} {path}"
+        self.name = name if name is not None else getattr(endpoint, "__name__", repr(endpoint))
+        #: the route's other options, as given (``response_model``, ``status_code``...)
+        self.options = dict(options)
+        #: set by the app before it asks for the handler: answers one request
+        self.handle_request: RouteHandler | None = None
+
+    def get_route_handler(self) -> RouteHandler:
+        """The handler of one request: its dependencies resolved, the endpoint called,
+        the response made. It raises what they raise."""
+        handle = self.handle_request
+        if handle is None:
+            raise RuntimeError(
+                f"route {self.path}: get_route_handler() is answered once the route is "
+                "registered on an App"
+            )
+        return handle
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, methods={sorted(self.methods)!r})"
+
+
+def custom_route_class(route_class: type[APIRoute]) -> bool:
+    """Whether `route_class` changes how a request is handled (it overrides the handler)."""
+    if not (isinstance(route_class, type) and issubclass(route_class, APIRoute)):
+        raise RouteDefinitionError(f"route_class must be an APIRoute subclass, not {route_class!r}")
+    return route_class.get_route_handler is not APIRoute.get_route_handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +240,20 @@ class APIRouter(RouteDecorators):
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        route_class: type[APIRoute] = APIRoute,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_prefix(prefix)
         check_documentation_options(documentation, what="APIRouter()")
+        custom_route_class(route_class)  # refuses what is not an APIRoute
+        #: the class of the routes declared here (`APIRoute`: FastAPI's ``route_class``)
+        self.route_class = route_class
         self.prefix = prefix
+        #: for its routes that set none (the route's own wins, as in FastAPI)
+        self.max_body_size = max_body_size
+        self.form_limits = dict(form_limits or {})
         self.tags = list(tags or [])
         self.dependencies = check_dependencies(dependencies, where="APIRouter(dependencies=)")
         self.responses = dict(responses or {})
@@ -181,9 +274,27 @@ class APIRouter(RouteDecorators):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         full_path = join_paths(self.prefix, path, handler=handler)
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
+        options = inherit_limits(options, self.max_body_size, self.form_limits)
+        if self.route_class is not APIRoute:
+            options.setdefault("route_class", self.route_class)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
+
+
+def inherit_limits(
+    options: Mapping[str, Any],
+    max_body_size: int | None,
+    form_limits: Mapping[str, int] | None,
+) -> dict[str, Any]:
+    """A route's options with a router's limits under its own: its ``max_body_size`` if it
+    has one, else the router's; the router's ``form_limits`` updated with its own."""
+    inherited = dict(options)
+    if inherited.get("max_body_size") is None and max_body_size is not None:
+        inherited["max_body_size"] = max_body_size
+    if form_limits:
+        inherited["form_limits"] = {**form_limits, **(options.get("form_limits") or {})}
+    return inherited
 
 
 def check_prefix(prefix: str) -> None:

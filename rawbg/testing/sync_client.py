@@ -29,6 +29,9 @@ import base64
 import gzip
 import http.client
 import json as jsonlib
+import mimetypes
+import os
+import secrets
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -42,6 +45,8 @@ from rawbg.server.server import serving
 __all__ = ["TestClient", "TestResponse"]
 
 QueryParams = Mapping[str, Any] | Iterable[tuple[str, Any]]
+#: httpx's ``files=``: name -> a file, bytes, or (filename, content[, content type[, headers]])
+Files = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 # Redirect statuses a client follows, and how many in a row before it gives up
 # (httpx's default is 20).
@@ -49,9 +54,19 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Who the app sees as the client: Starlette's test client says ("testclient",
 # 50000), and FastAPI's tests expect it. The request really comes from
-# 127.0.0.1, a trusted proxy address by default (--forwarded-allow-ips), so an
-# X-Forwarded-For header names it; a test may send its own instead.
-TEST_CLIENT_ADDRESS = "testclient:50000"
+# 127.0.0.1; the test server reports this instead (ServerConfig.client_address),
+# with no header the app could see. A test may send its own X-Forwarded-For
+# (127.0.0.1 is a trusted proxy by default, --forwarded-allow-ips).
+TEST_CLIENT_ADDRESS = ("testclient", 50000)
+# The headers Starlette's test client (httpx's defaults, its own user agent)
+# sends with every request, in its order: what an app that reads every header
+# (a header parameter model) sees. ``client.headers.clear()`` drops them.
+DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "user-agent": "testclient",
+}
 MAX_REDIRECTS = 20
 
 
@@ -206,9 +221,8 @@ class TestClient:
     ) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
-        # Starlette's test client says who it is; tutorial code echoes it
         given = {name.lower(): value for name, value in (headers or {}).items()}
-        self.headers: dict[str, str] = {"user-agent": "testclient", **given}
+        self.headers: dict[str, str] = {**DEFAULT_HEADERS, **given}
         self.cookies = CookieJar(cookies or {})
         self.follow_redirects = follow_redirects
         self.wait_for_background = wait_for_background
@@ -217,6 +231,7 @@ class TestClient:
         self._server_errors: list[Exception] = []  # appended by the server's thread
         server_options.setdefault("port", 0)
         server_options.setdefault("access_log", False)
+        server_options.setdefault("client_address", TEST_CLIENT_ADDRESS)
         self._server_options = server_options
         self._server: _ServerThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -259,6 +274,7 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
         data: Mapping[str, Any] | bytes | str | None = None,
+        files: Files | None = None,
         json: Any = None,
         auth: tuple[str, str] | None = None,
         follow_redirects: bool | None = None,
@@ -271,8 +287,10 @@ class TestClient:
                 repeated.append((name.lower(), value))
             else:
                 fields[name.lower()] = value
-        fields.setdefault("x-forwarded-for", TEST_CLIENT_ADDRESS)
-        body = _encode_body(fields, content=content, data=data, json=json)
+        if files is not None:
+            body = encode_multipart(fields, data, files)
+        else:
+            body = _encode_body(fields, content=content, data=data, json=json)
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             fields.setdefault("authorization", f"Basic {token}")
@@ -319,8 +337,7 @@ class TestClient:
                 connection.putheader(name, value)
             if body or method in ("POST", "PUT", "PATCH"):
                 connection.putheader("content-length", str(len(body)))
-            connection.putheader("connection", "close")
-            connection.endheaders(body or None)
+            connection.endheaders(body or None)  # one connection per request: closed below
             answer = connection.getresponse()
             payload = answer.read()
             if (answer.getheader("content-encoding") or "").lower() == "gzip" and payload:
@@ -411,7 +428,8 @@ def _encode_body(
 ) -> bytes:
     if json is not None:
         fields.setdefault("content-type", "application/json")
-        return jsonlib.dumps(json).encode()
+        # compact, as httpx (since 0.28) writes it: an app that echoes its body sees the same
+        return jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
     if isinstance(data, Mapping):
         fields.setdefault("content-type", "application/x-www-form-urlencoded")
         return urlencode(list(data.items()), doseq=True).encode()
@@ -419,3 +437,63 @@ def _encode_body(
     if isinstance(raw, str):
         return raw.encode()
     return raw or b""
+
+
+def encode_multipart(fields: dict[str, str], data: Any, files: Files) -> bytes:
+    """A ``multipart/form-data`` body of `data`'s fields then `files`, as httpx encodes them.
+
+    A file is a file object (its name's last part is the filename), bytes or
+    a str, or a tuple ``(filename, content[, content_type[, headers]])``; a
+    filename of None makes a plain field. The content type of a named file
+    is guessed from its name, as httpx guesses it.
+    """
+    boundary = secrets.token_hex(16)
+    fields["content-type"] = f"multipart/form-data; boundary={boundary}"
+    parts: list[bytes] = []
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            for item in value if isinstance(value, list | tuple) else [value]:
+                parts.append(_part(boundary, name, None, None, {}, _param_text(item).encode()))
+    for name, value in files.items() if isinstance(files, Mapping) else files:
+        filename, content, content_type, headers = _file_tuple(value)
+        parts.append(_part(boundary, name, filename, content_type, headers, content))
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def _file_tuple(value: Any) -> tuple[str | None, bytes, str | None, dict[str, str]]:
+    if not isinstance(value, tuple):
+        name = getattr(value, "name", None)
+        value = (os.path.basename(name) if isinstance(name, str) else "upload", value)
+    filename, content, *rest = value
+    content_type = rest[0] if rest else None
+    headers = dict(rest[1]) if len(rest) > 1 else {}
+    if content_type is None and filename:
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    if hasattr(content, "read"):
+        content = content.read()
+    if isinstance(content, str):
+        content = content.encode()
+    return filename, bytes(content), content_type, headers
+
+
+def _part(
+    boundary: str,
+    name: str,
+    filename: str | None,
+    content_type: str | None,
+    headers: dict[str, str],
+    content: bytes,
+) -> bytes:
+    disposition = f'form-data; name="{_quoted(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_quoted(filename)}"'
+    lines = [f"--{boundary}", f"Content-Disposition: {disposition}"]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    lines.extend(f"{key}: {value}" for key, value in headers.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + content + b"\r\n"
+
+
+def _quoted(text: str) -> str:
+    """A name or filename inside double quotes, escaped as browsers and httpx do."""
+    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")

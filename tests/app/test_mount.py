@@ -68,6 +68,24 @@ async def test_a_mounted_app_answers_under_its_prefix_with_its_own_middleware_an
     assert done == ["item 3"]
 
 
+async def test_a_mounted_apps_route_reads_a_body_over_the_servers_limit_when_it_allows_it():
+    # the body goes to the sub-App's route unread: its own max_body_size decides, not the server's
+    sub = App()
+
+    @sub.post("/upload", max_body_size=64 * 1024)
+    async def upload(request: Request):
+        return {"size": len(await request.body())}
+
+    app = App()
+    app.mount("/sub", sub)
+    body = b"x" * (32 * 1024)
+    async with serve_app(app, max_body_size=1024) as client:
+        mounted = await client.post("/sub/upload", content=body)
+        over = await client.post("/sub/upload", content=body * 3)
+    assert (mounted.status_code, mounted.json()) == (200, {"size": len(body)})
+    assert over.status_code == 413
+
+
 def test_url_path_for_names_routes_and_mounts_and_refuses_unknown_ones(tmp_path):
     app = App()
 
