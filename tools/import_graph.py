@@ -44,6 +44,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.reason_phrases",
         "rawbg.forms",
         "rawbg.uploads",
+        "rawbg.security",
+        "rawbg.sse",
+        "rawbg.staticfiles",
+        "rawbg.templating",
     ),
     ("rawbg.tasks",),
     (
