@@ -27,8 +27,9 @@ line a user changes.
 Each app's requirements (its own files, pinned as the app pins them, or the
 packages its README names) are installed in a venv of the tool's own, kept in
 ``--cache`` (``~/.cache/rawbg-real-apps``) and made again only when they
-change. rawbg itself is taken from this checkout. PyPI must be reachable the
-first time.
+change. rawbg itself is taken from this checkout (``--rawbg`` names another
+copy of the package, to measure a before and after). PyPI must be reachable
+the first time.
 
 The report gives, per app, the tests passed on FastAPI and on rawbg, and
 each test that passes on FastAPI but not on rawbg with the first line of why;
@@ -98,6 +99,8 @@ APPS = (
         name="background-task",
         repo="44ai-labs/fastapi-pytest-background-task",
         requirements=("requirements.txt",),
+        # its AsyncClient(app=app) test was written for httpx before 0.28, which took `app=`
+        packages=("httpx<0.28",),
         pytest_args=("test.py",),
         needs_asgi={
             "test_async_not_working": "httpx.AsyncClient(app=app) calls the app as an "
@@ -108,8 +111,10 @@ APPS = (
         name="url-shortener",
         repo="fabianfalon/url-shortener",
         requirements=("requirements-tests.txt",),
-        # Starlette's TestClient needs httpx, which its requirement files leave out
-        packages=("httpx",),
+        # Starlette's TestClient needs httpx, which its requirement files leave out;
+        # motor 3.4 imports pymongo internals later pymongo releases removed (the
+        # pymongo of the app's time, April 2024)
+        packages=("httpx", "pymongo==4.6.3"),
         python="3.12",
     ),
 )
@@ -164,29 +169,36 @@ def venv_for(app: RealApp, app_dir: Path, cache: Path, python: str) -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     print(f"{app.name}: installing its requirements into {venv}", file=sys.stderr)
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    for requirement_file in app.requirements:
-        # from the app's directory: a file may name another (-r requirements.txt)
-        subprocess.run([*pip, "-r", requirement_file], cwd=app_dir, check=True)
-    if app.packages:
-        subprocess.run([*pip, *app.packages], check=True)
+    files = [argument for name in app.requirements for argument in ("-r", name)]
+    # one resolution for all; from the app's directory, as a file may name another
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *files, *app.packages],
+        cwd=app_dir,
+        check=True,
+    )
     ready.touch()
     return venv
 
 
 def run_suite(
-    app: RealApp, app_dir: Path, venv: Path, *, on_rawbg: bool, scratch: Path, timeout: float
+    app: RealApp,
+    app_dir: Path,
+    venv: Path,
+    *,
+    rawbg: Path | None,
+    scratch: Path,
+    timeout: float,
 ) -> dict[str, str | None]:
     """Run the app's tests in `app_dir`: test id -> None if passed, else the first line of why."""
     report = scratch / "junit.xml"
     path = [str(app_dir)]
     bin_path = [str(venv / "bin")]
-    if on_rawbg:
+    if rawbg is not None:
         shim, rawbg_only, bin_dir = scratch / "shim", scratch / "rawbg", scratch / "bin"
         write_shim(shim)
         # rawbg's package alone: this checkout's tests/ and tools/ would shadow the app's
         rawbg_only.mkdir()
-        (rawbg_only / "rawbg").symlink_to(ROOT / "rawbg")
+        (rawbg_only / "rawbg").symlink_to(rawbg)
         bin_dir.mkdir()
         uvicorn = bin_dir / "uvicorn"
         uvicorn.write_text(UVICORN_SHIM.format(python=venv / "bin" / "python"))
@@ -270,9 +282,6 @@ class Comparison:
                 continue
             name = test.rpartition("::")[2].partition("[")[0]
             lost.append((test, ours, self.app.needs_asgi.get(name)))
-        if "(the whole suite)" in self.rawbg:  # nothing ran: one reason for every test
-            why = self.rawbg["(the whole suite)"]
-            lost = [(test, why or "", asgi) for test, _, asgi in lost]
         return lost
 
     def gained(self) -> list[str]:
@@ -293,12 +302,15 @@ def print_report(comparisons: list[Comparison]) -> int:
         total_fastapi, total_rawbg = total_fastapi + theirs, total_rawbg + ours
         ran = max(len(comparison.fastapi), len(comparison.rawbg))
         print(f"{comparison.app.name:18} {theirs:>11} of {ran:<4} {ours:>9} of {ran:<4}")
-        for test, why, asgi in comparison.lost():
-            if asgi is None:
-                unexplained += 1
-                print(textwrap.indent(f"{test}: {why}", "    "))
-            else:
-                print(textwrap.indent(f"{test}: needs ASGI: {asgi}", "    "))
+        lost = comparison.lost()
+        unexplained += sum(1 for _, _, asgi in lost if asgi is None)
+        whole = comparison.rawbg.get("(the whole suite)")
+        if whole is not None:  # one reason for every test: said once
+            print(f"    no test ran on rawbg: {whole}")
+            lost = [entry for entry in lost if entry[2] is not None]
+        for test, why, asgi in lost:
+            reason = why if asgi is None else f"needs ASGI: {asgi}"
+            print(textwrap.indent(f"{test}: {reason}", "    "))
         for test in comparison.gained():
             print(
                 textwrap.indent(
@@ -323,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         "--python",
         default=sys.executable,
         help="the Python of the venvs of apps written for its version (others: pyenv's)",
+    )
+    parser.add_argument(
+        "--rawbg",
+        type=Path,
+        default=ROOT / "rawbg",
+        help="the rawbg package to try (default: this checkout's; another commit's, for a "
+        "before/after: git worktree add /tmp/before COMMIT, then /tmp/before/rawbg)",
     )
     parser.add_argument("--keep", type=Path, help="copy the apps into this directory and keep it")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for each suite")
@@ -349,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     app,
                     app_dir,
                     venv,
-                    on_rawbg=framework == "rawbg",
+                    rawbg=args.rawbg.resolve() if framework == "rawbg" else None,
                     scratch=where,
                     timeout=args.timeout,
                 )
