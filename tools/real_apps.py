@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,11 @@ APPS = (
     ),
 )
 
+#: rawbg's extras the apps need in place of FastAPI's optional dependencies: forms, for
+#: python-multipart (whose releases before 0.0.13 take the import name `multipart` from
+#: defnull's multipart, which rawbg's forms extra is)
+EXTRAS = ("forms",)
+
 UVICORN_SHIM = """\
 #!/bin/sh
 # tools/real_apps.py: the app's `uvicorn MODULE:APP ...` served by rawbg instead
@@ -180,6 +186,26 @@ def venv_for(app: RealApp, app_dir: Path, cache: Path, python: str) -> Path:
     return venv
 
 
+def extras_dir(cache: Path, python: str) -> Path:
+    """A directory holding rawbg's `EXTRAS` (pyproject.toml's), put first on the rawbg run's path.
+
+    The app's venv has FastAPI's optional dependencies; a user moving to rawbg
+    installs rawbg's extras instead. First on the path, they win over an old
+    python-multipart that would take the name ``multipart``.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = sorted(r for e in EXTRAS for r in project["optional-dependencies"][e])
+    key = hashlib.sha256("\n".join([python, *requirements]).encode()).hexdigest()[:12]
+    target = cache / f"rawbg-extras-{key}"
+    ready = target / "rawbg-real-apps-ready"
+    if not ready.exists():
+        shutil.rmtree(target, ignore_errors=True)
+        pip = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        subprocess.run([*pip, *requirements], check=True)
+        ready.touch()
+    return target
+
+
 def run_suite(
     app: RealApp,
     app_dir: Path,
@@ -188,6 +214,7 @@ def run_suite(
     rawbg: Path | None,
     scratch: Path,
     timeout: float,
+    extras: Path | None = None,
 ) -> dict[str, str | None]:
     """Run the app's tests in `app_dir`: test id -> None if passed, else the first line of why."""
     report = scratch / "junit.xml"
@@ -203,7 +230,7 @@ def run_suite(
         uvicorn = bin_dir / "uvicorn"
         uvicorn.write_text(UVICORN_SHIM.format(python=venv / "bin" / "python"))
         uvicorn.chmod(0o755)
-        path = [str(shim), str(rawbg_only), *path]
+        path = [str(shim), str(rawbg_only), *([str(extras)] if extras else []), *path]
         bin_path.insert(0, str(bin_dir))
     env = {
         **os.environ,
@@ -369,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                     app_dir,
                     venv,
                     rawbg=args.rawbg.resolve() if framework == "rawbg" else None,
+                    extras=extras_dir(args.cache.resolve(), python),
                     scratch=where,
                     timeout=args.timeout,
                 )
