@@ -461,7 +461,10 @@ def junit_cases(report: Path) -> list[tuple[str, str, str | None]]:
         why = None
         if problem is not None:
             message = (problem.get("message") or problem.text or "").strip().splitlines()
-            why = message[0][:160] if message else "?"
+            why = message[0] if message else "?"
+            if why.endswith(":") and len(message) > 1:  # "AssertionError:", the words below
+                why = f"{why} {message[1].strip()}"
+            why = why[:160]
         cases.append((module, name, why))
     return cases
 
