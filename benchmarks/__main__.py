@@ -296,6 +296,7 @@ class Runner:
                         "invalid": row["invalid"],
                     }
                 )
+                progress(f"    probe {probes[-1]}")
                 if kept_up:
                     passed = rate
                 else:

@@ -30,6 +30,8 @@
  *     server far behind would otherwise hold so many that connect() crawls through the
  *     ephemeral ports in use (3 ms a call with 15 000 open, measured) and the generator
  *     falls behind its own schedule.
+ *     --timing read: instead, wake for every response and time it when read, as a client in
+ *     user space sees it (to compare with generators that do; it costs a wake-up more).
  *  4. --batch-us B: the schedule itself is batched: request i is due at the first multiple
  *     of B after start + i / rate, and its latency runs from then. One wake-up per B instead
  *     of one per request; still open loop, but the server sees bursts. The precise schedule
@@ -165,12 +167,13 @@ typedef struct {
     double timeout;
     int watch_pid;
     int64_t batch_ns;
+    bool read_timing; /* --timing read: latency ends when this program read the response */
 } Settings;
 
 static void usage(void) {
     die("usage: loadgen open --port P --rate R --seconds S [--warmup W] "
         "[--mode keepalive|close] [--connections N] [--max-connections N] [--timeout S] "
-        "[--host H] [--watch-pid PID] [--batch-us B]");
+        "[--host H] [--watch-pid PID] [--batch-us B] [--timing kernel|read]");
 }
 
 static double number(const char *name, const char *text) {
@@ -198,7 +201,10 @@ static Settings parse(int argc, char **argv) {
         else if (!strcmp(name, "timeout")) s.timeout = number(name, value);
         else if (!strcmp(name, "watch-pid")) s.watch_pid = (int)number(name, value);
         else if (!strcmp(name, "batch-us")) s.batch_ns = (int64_t)(number(name, value) * 1000);
-        else if (!strcmp(name, "mode")) {
+        else if (!strcmp(name, "timing")) {
+            if (!strcmp(value, "read")) s.read_timing = true;
+            else if (strcmp(value, "kernel")) die("--timing: kernel or read, not %s", value);
+        } else if (!strcmp(name, "mode")) {
             if (!strcmp(value, "keepalive")) s.mode = KEEPALIVE;
             else if (!strcmp(value, "close")) s.mode = CLOSE;
             else die("--mode: keepalive or close, not %s", value);
@@ -296,8 +302,7 @@ static void finish(Run *run, int64_t scheduled, bool measured, int status, int64
     count_error(run, status >= 100 && status < 600 ? names[status / 100 - 1] : "status ?", true);
 }
 
-static void fail(Run *run, int64_t scheduled, bool measured, const char *kind) {
-    (void)scheduled;
+static void fail(Run *run, bool measured, const char *kind) {
     run->in_flight--;
     if (!measured) return;
     int64_t now = now_ns();
@@ -394,7 +399,7 @@ static void retire(Run *run, Conn *conn) {
 /* A request whose connection failed before it was answered. */
 static void broken(Run *run, Conn *conn, const char *kind) {
     if (conn->state == BUSY || conn->state == CONNECTING || conn->state == DONE)
-        fail(run, conn->scheduled, conn->measured, kind);
+        fail(run, conn->measured, kind);
     retire(run, conn);
 }
 
@@ -437,7 +442,7 @@ static void start(Run *run, int64_t scheduled, bool measured) {
         Conn *conn = open_conn(run);
         if (!conn) {
             run->live--;
-            fail(run, scheduled, measured, "connect");
+            fail(run, measured, "connect");
         } else if (!send_request(run, conn, scheduled, measured)) {
             broken(run, conn, "connect"); /* refused, most likely */
         }
@@ -540,7 +545,7 @@ static void readable(Run *run, Conn *conn) {
                 conn->data_ts = ts.tv_sec * NS + ts.tv_nsec - run->realtime_offset;
             }
         }
-        if (!conn->data_ts) conn->data_ts = now_ns(); /* no timestamp: when read */
+        if (!conn->data_ts || run->settings.read_timing) conn->data_ts = now_ns(); /* when read */
         if (conn->state == BUSY && (size_t)got < iov.iov_len && run->settings.mode == KEEPALIVE)
             break; /* a keep-alive response is usually all there: spare the EAGAIN read */
     }
@@ -642,7 +647,7 @@ static void expire(Run *run, int64_t now) {
     }
     while (run->waiting_count && now - run->waiting[run->waiting_head].scheduled > limit) {
         Waiting late = pop_waiting(run);
-        fail(run, late.scheduled, late.measured, "timeout");
+        fail(run, late.measured, "timeout");
     }
     refill(run);
 }
@@ -866,7 +871,7 @@ int main(int argc, char **argv) {
                 window = true;
             }
             int64_t next = due(&run, start, i);
-            if (run.waiting_count || run.connecting) {
+            if (run.waiting_count || run.connecting || s->read_timing) {
                 harvest(&run, next > now ? next - now : 0); /* wake for every event */
             } else {
                 if (next > now) {
@@ -912,8 +917,9 @@ int main(int argc, char **argv) {
 
     printf("{\"kind\": \"open\", \"generator\": \"c\", \"mode\": \"%s\", \"rate\": %g, ",
            s->mode == CLOSE ? "close" : "keepalive", s->rate);
-    printf("\"batch_us\": %g, \"sent\": %" PRIu64 ", \"ok\": %" PRIu64 ", \"errors\": {",
-           (double)s->batch_ns / 1000, run.sent, run.ok);
+    printf("\"timing\": \"%s\", \"batch_us\": %g, \"sent\": %" PRIu64 ", \"ok\": %" PRIu64
+           ", \"errors\": {",
+           s->read_timing ? "read" : "kernel", (double)s->batch_ns / 1000, run.sent, run.ok);
     for (int k = 0; k < run.error_kinds; k++)
         printf("%s\"%s\": %" PRIu64, k ? ", " : "", run.errors[k].name, run.errors[k].count);
     printf("}, \"error_count\": %" PRIu64 ", \"latency_ms\": {", errors);
