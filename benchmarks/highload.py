@@ -171,7 +171,7 @@ def cell_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     profile = dataclasses.replace(PROFILES["full"], warmup=args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(profile, args.out / "logs", use_wrk=False, generator=args.generator)
+    runner = Runner(profile, LOCAL_RESULTS / "logs", use_wrk=False, generator=args.generator)
     servers = [s for s in args.servers if not missing_modules(s)]
     notes = [f"{s} skipped: {', '.join(missing_modules(s))} missing" for s in args.servers]
     notes = [n for n, s in zip(notes, args.servers, strict=True) if s not in servers]

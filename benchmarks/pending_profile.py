@@ -12,10 +12,12 @@ and the timer heap's C code show by name). Prints per run:
   generation (count / longest ms / CPU ms), the loop's lag, the most timers
   and tasks alive;
 * the samples sorted into `CATEGORIES` by their innermost frame that matches
-  one, in µs of CPU per request;
+  one, each category's share of the samples times the server's CPU per
+  request (py-spy counts a thread waiting for a CPU as busy, /proc does not);
 
-then, per category and per function (the innermost frame of each sample),
-the median growth over the variant with no task: where the extra CPU goes.
+then, per category and per function (the innermost Python frame of each
+sample), the median growth over the variant with no task: where the extra
+CPU goes.
 py-spy must be allowed to ptrace the server (root).
 """
 
@@ -87,7 +89,7 @@ def category(frames: list[str]) -> str:
 
 
 def read_samples(raw: Path) -> tuple[collections.Counter[str], collections.Counter[str], int]:
-    """Samples per category and per innermost frame, and in all, from py-spy's raw output."""
+    """Samples per category and per innermost Python frame, and in all, from py-spy's output."""
     by_category: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
     total = 0
@@ -97,7 +99,8 @@ def read_samples(raw: Path) -> tuple[collections.Counter[str], collections.Count
             continue
         frames = stack.split(";")
         by_category[category(frames)] += int(count)
-        by_function[frames[-1]] += int(count)
+        python = [frame for frame in frames if ".py:" in frame]
+        by_function[python[-1] if python else frames[-1]] += int(count)
         total += int(count)
     return by_category, by_function, total
 
@@ -131,15 +134,17 @@ def one_run(
         sampled = max(1, round(args.seconds - 1))
         spy = ["py-spy", "record", "--pid", str(server.pid), "--duration", str(sampled)]
         spy += ["--rate", str(args.sample_rate), "--format", "raw", "--output", str(raw)]
-        spy += ["--nonblocking", *(["--native"] if args.native else [])]
+        # --native must stop the server for each sample (py-spy cannot unwind C stacks
+        # of a running process); Python frames alone are read without stopping it
+        spy += ["--native"] if args.native else ["--nonblocking"]
         subprocess.run(spy, check=True, capture_output=True)
         generator.join()
         time.sleep(1.2)  # the diagnostics' last dump covers the end of the run
         inside = json.loads(diagnostics.read_text())
     by_category, by_function, total = read_samples(raw)
-    requests = args.rate * sampled
-    per_request = 1e6 / args.sample_rate / requests  # µs of CPU per request, per sample
     row = summary(load, inside, task_seconds, None)
+    # py-spy counts a runnable thread as busy: the samples give the shares, /proc the CPU
+    per_request = row["server µs/req"] / max(total, 1)
     return {
         **row,
         "samples": total,
