@@ -40,6 +40,7 @@ from . import report
 from .highload import realtime
 from .highload_split import environment, summary
 from .loadgen import run_loadgen
+from .profile import stacks
 from .servers import running_server
 
 # (category, markers): a sample belongs to the first category one of whose
@@ -93,15 +94,11 @@ def read_samples(raw: Path) -> tuple[collections.Counter[str], collections.Count
     by_category: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        frames = stack.split(";")
-        by_category[category(frames)] += int(count)
+    for frames, count in stacks(raw):
+        by_category[category(frames)] += count
         python = [frame for frame in frames if ".py:" in frame]
-        by_function[python[-1] if python else frames[-1]] += int(count)
-        total += int(count)
+        by_function[python[-1] if python else frames[-1]] += count
+        total += count
     return by_category, by_function, total
 
 
