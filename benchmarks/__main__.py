@@ -260,30 +260,43 @@ class Runner:
         profile's bound (`KEEP_UP_P99_MS` but for the smoke run): a server
         falling behind builds a queue, which the p99 shows long before the
         probe ends. A probe the machine disturbed (`invalid_reasons`: the
-        generator over half a core, or the CPU wait over 10 %) is done again,
-        up to `PROBE_ATTEMPTS` times in all. Up until the first failure the
-        rate grows by a quarter; then the search bisects to within 5 %. One
-        fresh server serves all probes (no task is pending between them); each
-        probe keeps the server's and the generator's CPU.
+        generator over half a core or stopped, or the CPU wait over 10 %) is
+        done again, up to `PROBE_ATTEMPTS` times in all; so is a probe that
+        failed, once: on this VM one pause of 60-150 ms, which comes with or
+        without load, fails a 10 s probe by itself (its p99 is the pause),
+        while a server short of the rate fails every time. Up until the first
+        failure the rate grows by a quarter; then the search bisects to within
+        5 %. One fresh server serves all probes (no task is pending between
+        them); each probe keeps the server's and the generator's CPU.
         """
         p = self.profile
         passed, failed = 0.0, math.inf
         rate, probes = start, []
+
+        def sustained(row: dict[str, Any]) -> bool:
+            p99 = row["latency_ms"]["p99"]
+            return (
+                row["error_count"] == 0
+                and row["ok"] == row["sent"]
+                and p99 is not None
+                and p99 <= p.keep_up_p99_ms
+            )
+
         with running_server(server, 0.0, self.log_dir) as running:
             for _ in range(p.capacity_probes):
-                attempts = 0
+                attempts, failures = 0, 0
                 while True:
                     attempts += 1
                     row = self.load(running.port, running.pid, mode, rate, p.capacity_probe_seconds)
-                    if not row["invalid"] or attempts == PROBE_ATTEMPTS:
+                    kept_up = sustained(row)
+                    if attempts == PROBE_ATTEMPTS:
+                        break
+                    if row["invalid"]:
+                        continue
+                    failures += not kept_up
+                    if kept_up or failures == 2:
                         break
                 p99 = row["latency_ms"]["p99"]
-                kept_up = (
-                    row["error_count"] == 0
-                    and row["ok"] == row["sent"]
-                    and p99 is not None
-                    and p99 <= p.keep_up_p99_ms
-                )
                 probes.append(
                     {
                         "rate": round(rate, 1),
@@ -293,6 +306,7 @@ class Runner:
                         "client_cpu_pct": report.percent(row["client_cpu_s"], row["wall_s"]),
                         "cpu_wait_pct": row["cpu_wait_pct"],
                         "attempts": attempts,
+                        "send_lag_max_ms": row["send_lag_ms"]["max"],
                         "invalid": row["invalid"],
                     }
                 )
@@ -329,7 +343,8 @@ class Runner:
 # of the rate is 100 ms behind by the end of a 10 s probe, and its last few
 # per cent of requests show it.
 KEEP_UP_P99_MS = Profile.keep_up_p99_ms
-# A probe the machine disturbed is done again, at most this many times in all.
+# A probe the machine disturbed, or that failed once, is done again: at most
+# this many attempts in all.
 PROBE_ATTEMPTS = 3
 
 

@@ -361,9 +361,14 @@ class Window:
 # A row is not published when its generator used more than this share of a
 # core (it queues its own sends and reads: its latency is part of the figure)
 # or when something on the machine kept the server or the generator waiting
-# for a CPU more than this share of the run.
+# for a CPU more than this share of the run, or stopped the generator for
+# longer than this: loadgen.c sends within a fraction of a millisecond of its
+# schedule (p99), so a send this late means the machine paused it (this VM
+# pauses for 60-150 ms now and then, with or without load), and the server
+# most likely with it.
 MAX_CLIENT_CPU_PCT = 50.0
 MAX_CPU_WAIT_PCT = 10.0
+MAX_SEND_LAG_MS = 20.0
 
 
 def cpu_wait_pct(row: dict[str, Any]) -> float | None:
@@ -383,6 +388,8 @@ def invalid_reasons(row: dict[str, Any]) -> list[str]:
         reasons.append(f"generator at {client:.0f} % of a core")
     if (wait := cpu_wait_pct(row)) is not None and wait > MAX_CPU_WAIT_PCT:
         reasons.append(f"CPU wait {wait:.0f} %")
+    if (lag := row["send_lag_ms"]["max"]) is not None and lag > MAX_SEND_LAG_MS:
+        reasons.append(f"generator stopped: a send {lag:.0f} ms late")
     return reasons
 
 
