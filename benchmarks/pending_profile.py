@@ -69,7 +69,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
             "sleep (asyncio/tasks.py",
             "_set_result_unless_cancelled",
             "rawbg/background.py",
-            "rawbg/eager.py",
+            "rawbg/tasks/",
             "WorkGroup",
             "_release",
         ),

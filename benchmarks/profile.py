@@ -32,16 +32,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("socket send (kernel, via transport.write)", ("_SelectorSocketTransport.write ",)),
     ("socket receive + data_received", ("_read_ready",)),
     ("JSON encoding", ("(json/", "encode_json")),
-    ("routing", ("rawbg/routing.py",)),
-    ("dependency resolution + parameters", ("rawbg/dependencies.py", "rawbg/params.py")),
+    ("routing", ("rawbg/app/paths.py",)),
+    ("dependency resolution + parameters", ("rawbg/app/dependencies.py", "rawbg/params.py")),
     (
         "app: handler call, request and response objects",
-        ("rawbg/app.py", "rawbg/requests.py", "rawbg/responses.py", "rawbg_app.py"),
+        ("rawbg/app/application.py", "rawbg/requests.py", "rawbg/responses.py", "rawbg_app.py"),
     ),
     ("background task: start, run, release", ("rawbg/background.py",)),
     (
         "rawbg connection + protocol (the cycle, flow control)",
-        ("rawbg/connection.py", "rawbg/protocol.py"),
+        ("rawbg/server/connection.py", "rawbg/wire/protocol.py"),
     ),
     ("asyncio timers and timeouts", ("asyncio/timeouts.py",)),
 ]

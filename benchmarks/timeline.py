@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rawbg import App, BackgroundTasks
-from rawbg.server import serving
+from rawbg.server.server import serving
 
 CONNECTION_COLOUR = "#d9d9d9"
 REQUEST_COLOUR = "#1f77b4"

@@ -4,16 +4,15 @@ Everything public is re-exported here; the modules underneath each have one job
 (see docs/ARCHITECTURE.md).
 """
 
-from . import status
-from .app import App
-from .background import BackgroundTask, BackgroundTasks
-from .datastructures import URL, State
-from .dependencies import Depends
-from .errors import HTTPException, RequestValidationError, RouteDefinitionError
-from .param_functions import Body, Cookie, Header, Path, Query
-from .policy import task
-from .requests import Request
-from .responses import (
+from rawbg import status
+from rawbg.app.application import App
+from rawbg.app.dependencies import Depends
+from rawbg.app.routing import APIRoute, APIRouter
+from rawbg.datastructures import URL, State
+from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
+from rawbg.params import Body, Cookie, File, Form, Header, Path, Query
+from rawbg.requests import Request
+from rawbg.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
@@ -24,11 +23,14 @@ from .responses import (
     StreamingResponse,
     UJSONResponse,
 )
-from .routers import APIRouter
-from .server import Server, run, serving
+from rawbg.server.server import Server, run, serving
+from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
+from rawbg.tasks.policy import task
+from rawbg.uploads import UploadFile
 
 __all__ = [
     "URL",
+    "APIRoute",
     "APIRouter",
     "App",
     "BackgroundTask",
@@ -36,7 +38,9 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "File",
     "FileResponse",
+    "Form",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -54,6 +58,7 @@ __all__ = [
     "State",
     "StreamingResponse",
     "UJSONResponse",
+    "UploadFile",
     "run",
     "serving",
     "status",

@@ -13,11 +13,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import config as defaults
-from .app import App
-from .config import ServerConfig
-from .loops import LOOPS, loop_factory
-from .worker import WorkerLink
+from rawbg.app.application import App
+from rawbg.server import config as defaults
+from rawbg.server.config import ServerConfig
+from rawbg.server.loops import LOOPS, loop_factory
+from rawbg.server.worker import WorkerLink
 
 DEMO_APP = "rawbg.demo:app"
 
@@ -50,7 +50,12 @@ CONFIG_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Ser
 #: the "limits and timeouts" group of ``--help``
 LIMIT_FLAGS = (
     ConfigFlag("max_head_size", int, "BYTES", "largest request line + headers; larger gets 431"),
-    ConfigFlag("max_body_size", int, "BYTES", "largest request body; larger gets 413"),
+    ConfigFlag(
+        "max_body_size",
+        int,
+        "BYTES",
+        "largest request body unless its route sets max_body_size=; larger gets 413",
+    ),
     ConfigFlag(
         "timeout_keep_alive",
         float,
@@ -156,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
     ).add_to(parser)
     parser.add_argument(
+        "--no-serve-on-arrival",
+        dest="serve_on_arrival",
+        action="store_false",
+        help="serve every request from its connection task's wake-up, never from the "
+        "callback that received its bytes (for study and side-by-side benchmarks; "
+        "docs/ARCHITECTURE.md, 'Serving a request as it arrives')",
+    )
+    parser.add_argument(
         "--routes",
         action="store_true",
         help="print the routes and their dependency trees, then exit",
@@ -202,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     journal = parser.add_argument_group("task journal (durable background tasks)")
     journal.add_argument(
         "--task-journal",
-        metavar="PATH",
-        help="journal durable background tasks in this SQLite file before each response, "
-        "and run the unfinished ones again at start-up (default: no journal)",
+        metavar="PATH|URL",
+        help="journal durable background tasks before each response, and run the "
+        "unfinished ones again at start-up: in this SQLite file, or in the PostgreSQL "
+        "database of a postgresql://user@host:port/db URL, which several machines share "
+        "(the postgres extra) (default: no journal)",
     )
     journal.add_argument(
         "--task-journal-sync",
@@ -213,18 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal: entries survive a process crash; full: also a power loss, "
         "with an fsync per group commit (default: %(default)s)",
     )
-    ConfigFlag(
-        "task_journal_lease",
-        float,
-        "SECONDS",
-        "another process takes over this one's journaled tasks once it has not "
-        "renewed its lease for this long",
-    ).add_to(journal)
+    journal.add_argument(
+        "--task-journal-lease",
+        type=float,
+        metavar="SECONDS",
+        help="another process takes over this one's journaled tasks once it has not "
+        f"renewed its lease for this long (default: {defaults.DEFAULT_TASK_JOURNAL_LEASE:g} "
+        f"for a SQLite file, {defaults.DEFAULT_SHARED_JOURNAL_LEASE:g} for PostgreSQL)",
+    )
     ConfigFlag(
         "task_journal_busy_timeout",
         float,
         "SECONDS",
-        "how long a commit waits for a locked journal before the request gets 503",
+        "how long a commit may take (SQLite: waiting for a locked file; PostgreSQL: the "
+        "round trip) before the request gets 503",
     ).add_to(journal)
     journal.add_argument(
         "--task-journal-commit",
@@ -327,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop_block_warning=args.loop_block_warning,
             gc_interval=args.gc_interval,
             access_log=args.access_log,
+            serve_on_arrival=args.serve_on_arrival,
             trace=args.trace,
             task_journal=args.task_journal,
             task_journal_sync=args.task_journal_sync,
@@ -352,12 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return supervise(argv, args, config)
     app = load_app(args.app, args.app_dir)
     if args.routes:
-        from .routes_view import describe_routes
+        from rawbg.app.route_listing import describe_routes
 
         print(describe_routes(app), end="")
         return 0
-    from .journal import JournalError
-    from .server import serve
+    from rawbg.server.server import serve
+    from rawbg.tasks.journal.store import JournalError
 
     try:
         with asyncio.Runner(loop_factory=make_loop) as runner:
@@ -377,19 +395,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def journal_error(config: ServerConfig, exc: Exception) -> str:
     """The one line that says why the task journal cannot be used."""
-    return f"error: --task-journal {config.task_journal}: {exc}"
+    return f"error: --task-journal {config.journal_name}: {exc}"
 
 
 def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:
     """``--workers N`` / ``--reload``: the supervisor runs the workers; it never imports the app."""
-    from .supervisor import Supervisor
+    from rawbg.server.supervisor import Supervisor
 
     if args.fd is not None:
         raise SystemExit("error: --fd serves one process; the supervisor binds its own socket")
     workers = 1 if args.workers is None else args.workers
     if workers < 1:
         raise SystemExit(f"error: --workers must be at least 1, got {workers}")
-    from .journal import JournalError
+    from rawbg.tasks.journal.store import JournalError
 
     supervisor = Supervisor(
         argv=argv,

@@ -12,10 +12,10 @@ something and then hand over to the default:
 
 from __future__ import annotations
 
-from .encoders import jsonable_encoder
-from .errors import HTTPException, RequestValidationError
-from .requests import Request
-from .responses import JSONResponse, Response
+from rawbg.encoders import jsonable_encoder
+from rawbg.errors import HTTPException, RequestValidationError
+from rawbg.requests import Request
+from rawbg.responses import JSONResponse, Response
 
 
 def body_allowed(status_code: int) -> bool:

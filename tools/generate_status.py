@@ -6,7 +6,7 @@ The names are those of `http.HTTPStatus` (with its aliases), plus the RFC 9110
 names newer Pythons and Starlette use, so that code written against either
 spelling (``HTTP_422_UNPROCESSABLE_ENTITY`` or ``HTTP_422_UNPROCESSABLE_CONTENT``)
 runs. The module is written out rather than built at import time so that type
-checkers and editors see every constant. `tests/test_status.py` checks that it
+checkers and editors see every constant. `tests/app/test_status.py` checks that it
 still covers the running Python's `http.HTTPStatus`.
 """
 

@@ -21,11 +21,11 @@ import re
 from collections.abc import Collection, MutableMapping
 from typing import TYPE_CHECKING
 
-from ..responses import PlainTextResponse, Response
+from rawbg.responses import PlainTextResponse, Response
 
 if TYPE_CHECKING:
-    from ..requests import Request
-    from . import CallNext
+    from rawbg.middleware import CallNext
+    from rawbg.requests import Request
 
 #: what ``allow_methods=["*"]`` allows
 ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

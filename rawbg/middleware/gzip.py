@@ -13,12 +13,12 @@ from __future__ import annotations
 import gzip
 from typing import TYPE_CHECKING
 
-from ..responses import Response, StreamingResponse
-from .cors import add_vary, set_header
+from rawbg.middleware.cors import add_vary, set_header
+from rawbg.responses import Response, StreamingResponse
 
 if TYPE_CHECKING:
-    from ..requests import Request
-    from . import CallNext
+    from rawbg.middleware import CallNext
+    from rawbg.requests import Request
 
 
 class GZipMiddleware:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..responses import Response
+from rawbg.responses import Response
 
 if TYPE_CHECKING:
-    from ..requests import Request
-    from . import CallNext
+    from rawbg.middleware import CallNext
+    from rawbg.requests import Request
 
 
 class HTTPSRedirectMiddleware:

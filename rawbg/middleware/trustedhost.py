@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..responses import PlainTextResponse, Response
+from rawbg.responses import PlainTextResponse, Response
 
 if TYPE_CHECKING:
-    from ..requests import Request
-    from . import CallNext
+    from rawbg.middleware import CallNext
+    from rawbg.requests import Request
 
 
 class TrustedHostMiddleware:

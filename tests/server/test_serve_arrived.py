@@ -1,0 +1,223 @@
+"""A request that arrives while its connection task waits is served in data_received, as that task.
+
+`Connection.serve_arrived` (rawbg/server/arrival.py): what must hold is that nothing
+but the cost changes. The handler runs as the connection task, in its
+context; a request that has to wait is continued by the task, with its
+deadlines intact; pipelined requests, refusals and an EOF that comes during
+the hand-over are answered as before. In memory, a client's bytes arrive in a
+loop callback, as a socket's do, so the in-memory tests take this path too;
+one test checks that real sockets take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+
+import pytest
+
+from rawbg import App, Request, Response
+from rawbg.server import arrival as eager
+from rawbg.server.connection import Connection
+from rawbg.testing import serve_app
+from rawbg.wire.memory_transport import MemoryConnection
+from tests.server.test_cycle_in_memory import GET_PLAIN, WAIT, in_memory, status_and_body
+from tests.support.wire import RawClient, request_bytes
+
+requests_on_this_connection: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "requests_on_this_connection", default=0
+)
+
+
+def served_where_it_arrived() -> bool:
+    """True if the caller runs inside `Connection.serve_arrived` (called by data_received)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is Connection.serve_arrived.__code__:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def plain_app() -> App:
+    app = App()
+
+    @app.get("/plain")
+    async def plain() -> str:
+        return "plain"
+
+    return app
+
+
+def test_the_asyncio_functions_it_needs_are_there():
+    # if a Python release drops them, requests are served the usual way: say so here
+    assert eager.AVAILABLE
+
+
+async def test_a_request_is_answered_inside_the_callback_that_delivers_its_bytes():
+    loop = asyncio.get_running_loop()
+    async with in_memory(plain_app()) as server:
+        connection = MemoryConnection(server)
+        connection.send(GET_PLAIN)
+        await connection.receive(until=b"plain")
+        seen_in_the_callback: asyncio.Future[bytes] = loop.create_future()
+
+        def arrive() -> None:  # what a socket transport's read callback does
+            before = connection.received
+            connection.protocol.data_received(GET_PLAIN)
+            seen_in_the_callback.set_result(connection.received[len(before) :])
+
+        loop.call_soon(arrive)
+        written = await asyncio.wait_for(seen_in_the_callback, WAIT)
+    assert status_and_body(written) == (b"HTTP/1.1 200 OK", b'"plain"')
+
+
+async def test_over_a_socket_a_handler_runs_as_its_connection_task_in_its_context():
+    app = App()
+    seen: list[tuple[bool, asyncio.Task[object] | None, int]] = []
+
+    @app.get("/count")
+    async def count() -> int:
+        async with asyncio.timeout(WAIT):  # needs the current task
+            served_here = served_where_it_arrived()
+        requests_on_this_connection.set(requests_on_this_connection.get() + 1)
+        seen.append((served_here, asyncio.current_task(), requests_on_this_connection.get()))
+        return requests_on_this_connection.get()
+
+    async with serve_app(app) as client:
+        server = client.server
+        for _ in range(2):  # two connections, three keep-alive requests each
+            raw = await RawClient.connect(server.port)
+            for _ in range(3):
+                await raw.send(request_bytes("GET", "/count"))
+                assert (await raw.read_response()).status_code == 200
+            tasks = server.connection_tasks
+            await raw.close()
+            assert {task for _, task, _ in seen[-3:]} <= tasks
+    assert [n for _, _, n in seen] == [1, 2, 3, 1, 2, 3]  # the context is the connection's
+    assert len({task for _, task, _ in seen[:3]}) == 1
+    assert seen[0][1] is not seen[3][1]
+    # the second and third requests arrive while the task waits for them
+    assert [here for here, _, _ in seen] in ([True] * 6, [False, True, True] * 2)
+
+
+async def test_with_serving_on_arrival_off_every_request_is_served_by_the_woken_task():
+    # --no-serve-on-arrival: the same answers, the same task and context, never the callback
+    app = App()
+    seen: list[tuple[bool, asyncio.Task[object] | None, int]] = []
+
+    @app.get("/count")
+    async def count() -> int:
+        requests_on_this_connection.set(requests_on_this_connection.get() + 1)
+        seen.append(
+            (served_where_it_arrived(), asyncio.current_task(), requests_on_this_connection.get())
+        )
+        return requests_on_this_connection.get()
+
+    async with serve_app(app, serve_on_arrival=False) as client:
+        raw = await RawClient.connect(client.server.port)
+        for expected in (1, 2, 3):
+            await raw.send(request_bytes("GET", "/count"))
+            response = await raw.read_response()
+            assert (response.status_code, response.body) == (200, str(expected).encode())
+        await raw.close()
+    assert [(here, n) for here, _, n in seen] == [(False, 1), (False, 2), (False, 3)]
+    assert len({task for _, task, _ in seen}) == 1
+
+
+async def test_an_illegal_move_of_the_arrival_state_is_loud():
+    arrival = eager.Arrival(asyncio.current_task(), contextvars.copy_context())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="TASK_BUSY -> finished"):
+        arrival.finished(task_waits_on=False)  # nothing was being served here
+    arrival.task_waits()
+    assert arrival.task_woke() is False  # woken by input, nothing served meanwhile
+    assert arrival.state is eager.TASK_BUSY
+    assert arrival.take_handed_over() is None
+
+
+async def test_a_handler_that_waits_is_continued_by_the_connection_task():
+    app = App()
+    seen: list[tuple[str, bool, asyncio.Task[object] | None]] = []
+
+    @app.get("/slow")
+    async def slow() -> str:
+        seen.append(("before", served_where_it_arrived(), asyncio.current_task()))
+        await asyncio.sleep(0.01)
+        seen.append(("after", served_where_it_arrived(), asyncio.current_task()))
+        return "slow"
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        for _ in range(2):
+            connection.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+            response = await connection.receive(until=b'"slow"')
+            assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"slow"')
+        (task,) = server.connection_tasks
+    assert seen == [
+        ("before", True, task),
+        ("after", False, task),
+        ("before", True, task),
+        ("after", False, task),
+    ]
+
+
+async def test_a_body_still_arriving_is_finished_by_the_task_and_keeps_its_deadline():
+    app = App()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> Response:
+        return Response(await request.body())
+
+    head = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n"
+    async with in_memory(app, timeout_keep_alive=0.3) as server:
+        connection = MemoryConnection(server)
+        connection.send(head + b"01234")
+        await asyncio.sleep(0.05)
+        connection.send(b"56789")
+        response = await connection.receive(until=b"56789")
+        assert status_and_body(response) == (b"HTTP/1.1 200 OK", b"0123456789")
+        # now half a body, then nothing: the stall deadline still holds
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        connection.send(head + b"01234")
+        await connection.wait_closed(timeout=WAIT)
+        waited = loop.time() - started
+    status, body = status_and_body(connection.received[len(response) :])
+    assert status == b"HTTP/1.1 408 Request Timeout", connection.received
+    assert b"stalled" in body
+    assert 0.25 < waited < 2.0
+
+
+async def test_pipelined_requests_are_answered_in_order_whole_or_split_across_reads():
+    app = App()
+
+    @app.get("/n/{n}")
+    async def number(n: int) -> int:
+        return n
+
+    def get(n: int) -> bytes:
+        return f"GET /n/{n} HTTP/1.1\r\nhost: x\r\n\r\n".encode()
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        connection.send(get(1) + get(2) + get(3)[:10])
+        connection.send(get(3)[10:])
+        received = await connection.receive(until=b"\r\n\r\n3")
+        await asyncio.sleep(0.05)
+        connection.send(get(4))
+        received += await connection.receive(until=b"\r\n\r\n4")
+    bodies = [part.split(b"\r\n\r\n")[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"1", b"2", b"3", b"4"]
+
+
+async def test_a_refused_request_that_arrived_gets_its_refusal_and_the_connection_closes():
+    async with in_memory(plain_app()) as server:
+        connection = MemoryConnection(server)
+        connection.send(GET_PLAIN)
+        first = await connection.receive(until=b"plain")
+        connection.send(b"GET /plain HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n")
+        await connection.wait_closed()
+    refusal = connection.received[len(first) :]
+    assert status_and_body(refusal)[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"connection: close" in refusal.lower()
