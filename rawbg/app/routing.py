@@ -19,21 +19,38 @@ handler's own plan that the handler is not given (`plan_route_dependencies`),
 so they are resolved before its own parameters, share its per-request cache,
 report their 422 entries with its own, and their generator clean-up runs with
 the others.
+
+The options that only describe a route in the OpenAPI document (`DOCUMENTATION_OPTIONS`:
+``tags``, ``summary``, ``responses``, ...) are kept on its `APIRoute`, the record
+``app.routes`` lists and `rawbg.app.openapi` reads. A router's and an
+``include_router`` call's ``tags``, ``responses``, ``deprecated``,
+``include_in_schema``, ``callbacks`` and ``generate_unique_id_function`` are
+merged into each route's as FastAPI merges them (`merge_documentation`).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rawbg.app.dependencies import DependencyParam, Depends, ParamPlan, describe, plan_call
+from rawbg.app.dependencies import (
+    CallPlan,
+    DependencyParam,
+    Depends,
+    ParamPlan,
+    describe,
+    plan_call,
+)
+from rawbg.app.paths import openapi_path
 from rawbg.errors import RouteDefinitionError
+from rawbg.responses import Response
 from rawbg.types import Handler, HandlerT
 
-#: Route options FastAPI users pass that only shape the OpenAPI document,
-#: which rawbg does not generate: accepted so that their code registers.
+#: Route options that only shape the OpenAPI document (`rawbg.app.openapi`):
+#: kept on the route's `APIRoute`, never read per request.
 DOCUMENTATION_OPTIONS = frozenset(
     {
         "tags",
@@ -49,6 +66,16 @@ DOCUMENTATION_OPTIONS = frozenset(
         "callbacks",
         "generate_unique_id_function",
     }
+)
+
+#: the options a router or an ``include_router`` call passes down to its routes
+INHERITED_OPTIONS = (
+    "tags",
+    "responses",
+    "deprecated",
+    "include_in_schema",
+    "callbacks",
+    "generate_unique_id_function",
 )
 
 #: the prefix of the names under which route dependencies sit in a handler's
@@ -120,13 +147,14 @@ class RouteDecorators:
         check_prefix(prefix)
         check_documentation_options(documentation, what="include_router()")
         extra = check_dependencies(dependencies, where="include_router(dependencies=)")
+        outer = {**documentation, "tags": tags, "responses": responses}
         for spec in list(router.routes):  # a snapshot: later additions are not included
             self.add_api_route(
                 join_paths(prefix, spec.path, handler=spec.handler),
                 spec.handler,
                 methods=spec.methods,
                 dependencies=(*extra, *spec.dependencies),
-                **spec.options,
+                **merge_documentation(outer, spec.options),
             )
 
 
@@ -144,8 +172,9 @@ class RouteSpec:
 class APIRouter(RouteDecorators):
     """Routes declared apart from the app: ``router = APIRouter(prefix="/items")``.
 
-    ``tags`` and ``responses`` are accepted for FastAPI code and not used
-    (they only shape OpenAPI); ``dependencies`` run before every route's
+    ``tags``, ``responses`` (and ``deprecated``, ``include_in_schema``,
+    ``callbacks``, ``generate_unique_id_function``) are merged into each of its
+    routes' OpenAPI options; ``dependencies`` run before every route's
     handler, after those of the app and of the ``include_router`` call.
     """
 
@@ -164,6 +193,12 @@ class APIRouter(RouteDecorators):
         self.tags = list(tags or [])
         self.dependencies = check_dependencies(dependencies, where="APIRouter(dependencies=)")
         self.responses = dict(responses or {})
+        #: what the router passes down to its routes' documentation (`merge_documentation`)
+        self.documentation: dict[str, Any] = {
+            **{k: v for k, v in documentation.items() if k in INHERITED_OPTIONS},
+            "tags": self.tags,
+            "responses": self.responses,
+        }
         self.routes: list[RouteSpec] = []
 
     def add_api_route(
@@ -181,9 +216,127 @@ class APIRouter(RouteDecorators):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         full_path = join_paths(self.prefix, path, handler=handler)
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
+        options = merge_documentation(self.documentation, options)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
+
+
+def merge_documentation(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> dict[str, Any]:
+    """A route's options (`inner`) with those its router or include call passes down (`outer`).
+
+    As FastAPI: tags and callbacks are joined (the outer first), responses
+    merged (the route's win), ``deprecated`` if either says so,
+    ``include_in_schema`` only if both do, the route's own
+    ``generate_unique_id_function`` before the outer one.
+    """
+    merged = dict(inner)
+    if outer.get("tags") or inner.get("tags"):
+        merged["tags"] = [*(outer.get("tags") or ()), *(inner.get("tags") or ())]
+    if outer.get("responses"):
+        merged["responses"] = {**outer["responses"], **(inner.get("responses") or {})}
+    if outer.get("callbacks"):
+        merged["callbacks"] = [*outer["callbacks"], *(inner.get("callbacks") or ())]
+    if outer.get("deprecated"):
+        merged["deprecated"] = True
+    if outer.get("include_in_schema") is False:
+        merged["include_in_schema"] = False
+    if "generate_unique_id_function" not in inner and "generate_unique_id_function" in outer:
+        merged["generate_unique_id_function"] = outer["generate_unique_id_function"]
+    return merged
+
+
+@dataclass(slots=True, eq=False)
+class APIRoute:
+    """A route as the app registered it: what ``app.routes`` lists and OpenAPI describes.
+
+    The names are FastAPI's (``path``, ``endpoint``, ``methods``, ``name``,
+    ``tags``, ``unique_id``, ...), so that ``get_openapi(routes=app.routes)`` and
+    a ``generate_unique_id_function(route)`` written for FastAPI work. Serving a
+    request never reads it: the router holds the hot path's own `Endpoint`.
+    """
+
+    path: str
+    endpoint: Handler
+    methods: set[str]
+    #: the handler's plan, route dependencies first (`plan_route_dependencies`)
+    plan: CallPlan
+    status_code: int | None
+    response_class: type[Response]
+    #: the type the response is described (and, with pydantic, validated) as, or None
+    response_model: Any
+    #: several body parameters (or ``Body(embed=True)``): one JSON object of them
+    embed_body: bool
+    name: str = ""
+    tags: list[Any] = field(default_factory=list)
+    summary: str | None = None
+    description: str = ""
+    response_description: str = "Successful Response"
+    responses: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    deprecated: bool | None = None
+    operation_id: str | None = None
+    include_in_schema: bool = True
+    openapi_extra: dict[str, Any] | None = None
+    #: routes of an `APIRouter` (its ``.routes``) describing requests this route makes
+    callbacks: list[Any] = field(default_factory=list)
+    unique_id: str = ""
+
+    @property
+    def path_format(self) -> str:
+        """The template as OpenAPI writes it (``/files/{name}`` for ``/files/{name:path}``)."""
+        return openapi_path(self.path)
+
+
+def make_api_route(
+    path: str,
+    handler: Handler,
+    *,
+    methods: Sequence[str],
+    plan: CallPlan,
+    embed_body: bool,
+    status_code: int | None,
+    response_class: type[Response],
+    response_model: Any,
+    documentation: Mapping[str, Any],
+) -> APIRoute:
+    """The `APIRoute` of a route, with its name, description and operationId as FastAPI's."""
+    name = str(documentation.get("name") or getattr(handler, "__name__", type(handler).__name__))
+    route = APIRoute(
+        path,
+        handler,
+        {method.upper() for method in methods},
+        plan,
+        int(status_code) if status_code is not None else None,
+        response_class,
+        response_model,
+        embed_body,
+        name=name,
+        tags=list(documentation.get("tags") or ()),
+        summary=documentation.get("summary"),
+        description=route_description(handler, documentation.get("description")),
+        response_description=documentation.get("response_description", "Successful Response"),
+        responses=dict(documentation.get("responses") or {}),
+        deprecated=documentation.get("deprecated"),
+        operation_id=documentation.get("operation_id"),
+        include_in_schema=documentation.get("include_in_schema", True),
+        openapi_extra=documentation.get("openapi_extra"),
+        callbacks=list(documentation.get("callbacks") or ()),
+    )
+    unique_id = documentation.get("generate_unique_id_function") or generate_unique_id
+    route.unique_id = route.operation_id or unique_id(route)
+    return route
+
+
+def generate_unique_id(route: APIRoute) -> str:
+    """FastAPI's operationId: the name and path, non-word characters as ``_``, the method."""
+    operation_id = re.sub(r"\W", "_", f"{route.name}{route.path_format}")
+    return f"{operation_id}_{sorted(route.methods)[0].lower()}"
+
+
+def route_description(handler: Handler, description: str | None) -> str:
+    """FastAPI's: the given text, or the handler's docstring, up to a form feed."""
+    text = description or inspect.cleandoc(handler.__doc__ or "")
+    return text.split("\f")[0].strip()
 
 
 def check_prefix(prefix: str) -> None:

@@ -1,0 +1,580 @@
+"""The OpenAPI 3.1 document of an app, built from the routes' plans: FastAPI's ``get_openapi``.
+
+Nothing here runs at registration or per request. ``app.openapi()`` calls
+`get_openapi` once, on the first ``GET /openapi.json`` (or ``--openapi``), and
+the app keeps the result. It reads what registration already planned
+(`rawbg.app.routing.APIRoute`: the path, the methods, the handler's `CallPlan`
+with its dependencies, the response class and model, the documentation options)
+and writes it as FastAPI does, key for key:
+
+1. For each route (and each of its callbacks, and each webhook), every value
+   the request carries becomes a `SchemaField`: the parameters of the handler
+   and of its whole dependency tree, each dependency once (path, then query,
+   header, cookie), the body (one parameter, or an object ``Body_<operationId>``
+   of several), the response model (``Response_<operationId>``) and the models
+   of ``responses=``.
+2. One `SchemaEngine` (`rawbg.app.openapi.fields`) describes them all at once:
+   each field's schema and the shared ``components/schemas``.
+3. Each operation is assembled: ``summary`` (or the handler's name, titled),
+   ``description`` (or its docstring up to a form feed), ``operationId``,
+   ``parameters``, ``requestBody``, ``responses`` (the route's status with its
+   media type and model, the ``responses=`` merged in, and a 422 with
+   ``HTTPValidationError`` when anything is validated), then ``openapi_extra``.
+
+A type the engine cannot describe is an `OpenAPIError` naming the route, the
+parameter and the function's file:line, raised to the caller of ``app.openapi()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import inspect
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rawbg.app.dependencies import CallPlan, DependencyParam, Source, ValueParam
+from rawbg.app.openapi.fields import (
+    REF_PREFIX,
+    BodyModel,
+    FieldOptions,
+    Indescribable,
+    JsonSchema,
+    SchemaEngine,
+    SchemaField,
+)
+from rawbg.app.pydantic_support import load_pydantic
+from rawbg.app.routing import APIRoute
+from rawbg.encoders import jsonable_encoder
+from rawbg.errors import OpenAPIError
+from rawbg.params import UNSET, Body
+from rawbg.responses import JSONResponse
+
+#: the methods FastAPI gives a ``requestBody``
+METHODS_WITH_BODY = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+PARAMETER_ORDER = ("path", "query", "header", "cookie")
+
+VALIDATION_ERROR: JsonSchema = {
+    "title": "ValidationError",
+    "type": "object",
+    "properties": {
+        "loc": {
+            "title": "Location",
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        },
+        "msg": {"title": "Message", "type": "string"},
+        "type": {"title": "Error Type", "type": "string"},
+        "input": {"title": "Input"},
+        "ctx": {"title": "Context", "type": "object"},
+    },
+    "required": ["loc", "msg", "type"],
+}
+HTTP_VALIDATION_ERROR: JsonSchema = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {
+            "title": "Detail",
+            "type": "array",
+            "items": {"$ref": REF_PREFIX + "ValidationError"},
+        }
+    },
+}
+STATUS_RANGES = {
+    "1XX": "Information",
+    "2XX": "Success",
+    "3XX": "Redirection",
+    "4XX": "Client Error",
+    "5XX": "Server Error",
+    "DEFAULT": "Default Response",
+}
+
+
+@dataclass(slots=True)
+class Parameter:
+    """A path, query, header or cookie parameter, with its field."""
+
+    location: str
+    key: str
+    required: bool
+    schema_field: SchemaField
+    documentation: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class Draft:
+    """One route's fields, registered with the engine before any schema exists."""
+
+    route: APIRoute
+    label: str
+    parameters: list[Parameter] = field(default_factory=list)
+    #: every parameter the request is validated for, shown or not (it decides the 422)
+    validated: int = 0
+    body: SchemaField | None = None
+    body_media_type: str = "application/json"
+    body_documentation: Mapping[str, Any] = field(default_factory=dict)
+    response: SchemaField | None = None
+    extra_responses: dict[Any, SchemaField] = field(default_factory=dict)
+    callbacks: list[Draft] = field(default_factory=list)
+
+
+def get_openapi(
+    *,
+    title: str,
+    version: str,
+    openapi_version: str = "3.1.0",
+    summary: str | None = None,
+    description: str | None = None,
+    routes: Sequence[Any],
+    webhooks: Sequence[Any] | None = None,
+    tags: list[dict[str, Any]] | None = None,
+    servers: list[dict[str, Any]] | None = None,
+    terms_of_service: str | None = None,
+    contact: dict[str, Any] | None = None,
+    license_info: dict[str, Any] | None = None,
+    separate_input_output_schemas: bool = True,
+    external_docs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI document of `routes` (``app.routes``; what is not an `APIRoute` is skipped)."""
+    info: dict[str, Any] = {"title": title, "version": version}
+    for key, value in (
+        ("summary", summary),
+        ("description", description),
+        ("termsOfService", terms_of_service),
+        ("contact", contact),
+        ("license", license_info),
+    ):
+        if value:
+            info[key] = value
+    output: dict[str, Any] = {"openapi": openapi_version, "info": info}
+    if servers:
+        output["servers"] = servers
+    engine = make_engine()
+    drafts = [_draft(r, engine) for r in _routes(routes) if r.include_in_schema]
+    hooks = [_draft(r, engine) for r in _routes(webhooks or ()) if r.include_in_schema]
+    try:
+        schemas, definitions = engine.generate(
+            separate_input_output_schemas=separate_input_output_schemas
+        )
+    except Indescribable as exc:
+        raise _culprit([*drafts, *hooks], exc) from None
+    operation_ids: set[str] = set()
+    paths: dict[str, dict[str, Any]] = {}
+    for draft in drafts:
+        paths.setdefault(draft.route.path_format, {}).update(
+            _operations(draft, schemas, definitions, operation_ids)
+        )
+    webhook_paths: dict[str, dict[str, Any]] = {}
+    for draft in hooks:
+        webhook_paths.setdefault(draft.route.path_format, {}).update(
+            _operations(draft, schemas, definitions, operation_ids)
+        )
+    if definitions:
+        output["components"] = {"schemas": {k: definitions[k] for k in sorted(definitions)}}
+    output["paths"] = paths
+    if webhook_paths:
+        output["webhooks"] = webhook_paths
+    if tags:
+        output["tags"] = tags
+    if external_docs:
+        output["externalDocs"] = external_docs
+    return jsonable_encoder(without_none(output))  # type: ignore[no-any-return]
+
+
+def make_engine() -> SchemaEngine:
+    """pydantic's generator when pydantic is installed, else rawbg's own."""
+    pydantic = load_pydantic()
+    if pydantic is not None:
+        from rawbg.app.openapi.pydantic_schemas import PydanticEngine
+
+        return PydanticEngine(pydantic)
+    from rawbg.app.openapi.own_schemas import OwnEngine
+
+    return OwnEngine()
+
+
+def _routes(routes: Sequence[Any]) -> Iterator[APIRoute]:
+    from rawbg.app.openapi.callbacks import as_api_route
+
+    for route in routes:
+        described = as_api_route(route)
+        if described is not None:
+            yield described
+
+
+# -- 1. the fields of a route -------------------------------------------------------
+
+
+def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
+    label = f"{'/'.join(sorted(route.methods))} {route.path}"
+    draft = Draft(route, label)
+    values, bodies = flatten(route.plan)
+    for param, owner in values:
+        plan = param.value
+        draft.validated += 1
+        documentation = plan.marker.documentation if plan.marker is not None else {}
+        schema_field = _value_field(param, mode="validation")
+        _add(engine, schema_field, route, label, f"parameter {param.name!r} of {owner.where}")
+        if documentation.get("include_in_schema", True) is False:
+            continue
+        draft.parameters.append(
+            Parameter(plan.location, plan.key, param.required, schema_field, documentation)
+        )
+    if bodies:
+        _draft_body(draft, bodies, engine)
+    if route.response_model is not None:
+        response = SchemaField(
+            f"Response_{route.unique_id}", route.response_model, mode="serialization"
+        )
+        _add(engine, response, route, label, "its response model")
+        draft.response = response
+    for status, answer in route.responses.items():
+        model = answer.get("model") if isinstance(answer, dict) else None
+        if model:
+            extra = SchemaField(f"Response_{status}_{route.unique_id}", model, "serialization")
+            _add(engine, extra, route, label, f"the model of its {status} response")
+            draft.extra_responses[status] = extra
+    from rawbg.app.openapi.callbacks import as_api_route
+
+    for callback in route.callbacks:
+        described = as_api_route(callback)
+        if described is not None:
+            draft.callbacks.append(_draft(described, engine))
+    return draft
+
+
+def _add(
+    engine: SchemaEngine, schema_field: SchemaField, route: APIRoute, label: str, what: str
+) -> None:
+    try:
+        engine.add(schema_field)
+    except Indescribable as exc:
+        raise OpenAPIError(f"route {label}: {what} cannot be described in OpenAPI: {exc}") from None
+
+
+def flatten(plan: CallPlan) -> tuple[list[tuple[ValueParam, CallPlan]], list[ValueParam]]:
+    """The plan's request values, as FastAPI lists them: (parameter, its function), and bodies.
+
+    Parameters: each function once, depth first, the function's own before its
+    dependencies'; bodies: the same, each name once.
+    """
+    values: list[tuple[ValueParam, CallPlan]] = []
+    visited: set[Any] = set()
+    stack = [plan]
+    while stack:
+        current = stack.pop()
+        if current.call in visited:
+            continue
+        visited.add(current.call)
+        for param in current.params:
+            if isinstance(param, ValueParam) and param.source is not Source.BODY:
+                values.append((param, current))
+        stack.extend(reversed([p.call for p in current.params if isinstance(p, DependencyParam)]))
+    values.sort(key=lambda pair: PARAMETER_ORDER.index(pair[0].value.location))
+    bodies: dict[str, ValueParam] = {}
+    _bodies(plan, bodies, set())
+    return values, list(bodies.values())
+
+
+def _bodies(plan: CallPlan, found: dict[str, ValueParam], visited: set[Any]) -> None:
+    if plan.call in visited:
+        return
+    visited.add(plan.call)
+    for param in plan.params:
+        if isinstance(param, ValueParam) and param.source is Source.BODY:
+            found.setdefault(param.name, param)
+    for param in plan.params:
+        if isinstance(param, DependencyParam):
+            _bodies(param.call, found, visited)
+
+
+def field_options(param: ValueParam) -> FieldOptions:
+    """What pydantic's ``Field(...)`` would be given for `param`."""
+    plan = param.value
+    documentation = plan.marker.documentation if plan.marker is not None else {}
+    return FieldOptions(
+        required=param.required,
+        default=param.default,
+        default_factory=plan.default_factory,
+        alias=plan.key,
+        title=documentation.get("title"),
+        description=documentation.get("description"),
+        examples=documentation.get("examples"),
+        deprecated=documentation.get("deprecated"),
+        json_schema_extra=documentation.get("json_schema_extra"),
+        constraints=plan.constraints,
+        pydantic_options=dict(plan.marker.pydantic_options) if plan.marker is not None else {},
+    )
+
+
+def _value_field(param: ValueParam, *, mode: Any) -> SchemaField:
+    plan = param.value
+    return SchemaField(param.name, plan.annotation, mode, plan.metadata, field_options(param))
+
+
+def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) -> None:
+    route = draft.route
+    if not route.embed_body:
+        (param,) = bodies
+        draft.body = _value_field(param, mode="validation")
+        marker = param.value.marker
+        if isinstance(marker, Body):
+            draft.body_media_type = marker.media_type
+            draft.body_documentation = marker.documentation
+        _add(engine, draft.body, route, draft.label, f"the body parameter {param.name!r}")
+        return
+    members = [_value_field(param, mode="validation") for param in bodies]
+    required = any(param.required for param in bodies)
+    draft.body = SchemaField(
+        "body", None, "validation", options=FieldOptions(required=required, alias="body")
+    )
+    media_types = {p.value.marker.media_type for p in bodies if isinstance(p.value.marker, Body)}
+    if len(media_types) == 1:
+        draft.body_media_type = media_types.pop()
+    names = ", ".join(repr(p.name) for p in bodies)
+    try:
+        engine.add_body_model(draft.body, BodyModel(f"Body_{route.unique_id}", members))
+    except Indescribable as exc:
+        raise OpenAPIError(
+            f"route {draft.label}: the body parameters {names} cannot be described in "
+            f"OpenAPI: {exc}"
+        ) from None
+
+
+def _culprit(drafts: list[Draft], exc: Indescribable) -> OpenAPIError:
+    """The route and field that pydantic could not describe, found by describing each alone."""
+    for draft in drafts:
+        for schema_field, what in _fields_of(draft):
+            engine = make_engine()
+            try:
+                engine.add(schema_field)
+                engine.generate(separate_input_output_schemas=True)
+            except Indescribable as alone:
+                return OpenAPIError(
+                    f"route {draft.label}: {what} cannot be described in OpenAPI: {alone}"
+                )
+    return OpenAPIError(f"the OpenAPI document cannot be built: {exc}")
+
+
+def _fields_of(draft: Draft) -> Iterator[tuple[SchemaField, str]]:
+    for parameter in draft.parameters:
+        yield parameter.schema_field, f"parameter {parameter.schema_field.name!r}"
+    if draft.body is not None and draft.body.annotation is not None:
+        yield draft.body, f"the body parameter {draft.body.name!r}"
+    if draft.response is not None:
+        yield draft.response, "its response model"
+    for status, extra in draft.extra_responses.items():
+        yield extra, f"the model of its {status} response"
+    for callback in draft.callbacks:
+        yield from _fields_of(callback)
+
+
+# -- 3. the operations --------------------------------------------------------------
+
+
+def _schema_of(
+    schema_field: SchemaField, schemas: Mapping[SchemaField, JsonSchema], alias: str
+) -> JsonSchema:
+    schema = dict(schemas[schema_field])
+    if "$ref" not in schema:
+        schema["title"] = schema_field.options.title or alias.title().replace("_", " ")
+    return schema
+
+
+def _operations(
+    draft: Draft,
+    schemas: Mapping[SchemaField, JsonSchema],
+    definitions: dict[str, JsonSchema],
+    operation_ids: set[str],
+) -> dict[str, Any]:
+    route = draft.route
+    operations: dict[str, Any] = {}
+    for method in sorted(route.methods):
+        operation = _metadata(route, operation_ids)
+        parameters = _parameters(draft, schemas)
+        if parameters:
+            operation["parameters"] = parameters
+        if method in METHODS_WITH_BODY and draft.body is not None:
+            operation["requestBody"] = _request_body(draft, schemas)
+        if draft.callbacks:
+            operation["callbacks"] = {
+                callback.route.name: {
+                    callback.route.path_format: _operations(
+                        callback, schemas, definitions, operation_ids
+                    )
+                }
+                for callback in draft.callbacks
+            }
+        operation["responses"] = _responses(draft, schemas)
+        if (draft.validated or draft.body is not None) and not any(
+            status in operation["responses"] for status in ("422", "4XX", "default")
+        ):
+            operation["responses"]["422"] = {
+                "description": "Validation Error",
+                "content": {
+                    "application/json": {"schema": {"$ref": REF_PREFIX + "HTTPValidationError"}}
+                },
+            }
+            definitions.setdefault("ValidationError", VALIDATION_ERROR)
+            definitions.setdefault("HTTPValidationError", HTTP_VALIDATION_ERROR)
+        if route.openapi_extra:
+            deep_update(operation, route.openapi_extra)
+        operations[method.lower()] = operation
+    return operations
+
+
+def _metadata(route: APIRoute, operation_ids: set[str]) -> dict[str, Any]:
+    operation: dict[str, Any] = {}
+    if route.tags:
+        operation["tags"] = list(route.tags)
+    operation["summary"] = route.summary or route.name.replace("_", " ").title()
+    if route.description:
+        operation["description"] = route.description
+    operation_id = route.operation_id or route.unique_id
+    if operation_id in operation_ids:
+        message = f"Duplicate Operation ID {operation_id} for function {route.name}"
+        if inspect.isfunction(route.endpoint):
+            message += f" at {route.endpoint.__code__.co_filename}"
+        warnings.warn(message, stacklevel=1)
+    operation_ids.add(operation_id)
+    operation["operationId"] = operation_id
+    if route.deprecated:
+        operation["deprecated"] = route.deprecated
+    return operation
+
+
+def _parameters(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> list[dict[str, Any]]:
+    described: dict[tuple[str, str], dict[str, Any]] = {}
+    required: dict[tuple[str, str], dict[str, Any]] = {}
+    for parameter in draft.parameters:
+        documentation = parameter.documentation
+        entry: dict[str, Any] = {
+            "name": parameter.key,
+            "in": parameter.location,
+            "required": parameter.required,
+            "schema": _schema_of(parameter.schema_field, schemas, parameter.key),
+        }
+        if documentation.get("description"):
+            entry["description"] = documentation["description"]
+        if documentation.get("openapi_examples"):
+            entry["examples"] = jsonable_encoder(documentation["openapi_examples"])
+        elif documentation.get("example", UNSET) is not UNSET:
+            entry["example"] = jsonable_encoder(documentation["example"])
+        if documentation.get("deprecated"):
+            entry["deprecated"] = True
+        key = (parameter.location, parameter.key)
+        described[key] = entry
+        if parameter.required:
+            required[key] = entry
+    described.update(required)  # a required declaration wins over an optional one
+    return list(described.values())
+
+
+def _request_body(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> dict[str, Any]:
+    assert draft.body is not None
+    body = draft.body
+    content: dict[str, Any] = {"schema": _schema_of(body, schemas, body.options.alias or body.name)}
+    documentation = draft.body_documentation
+    if documentation.get("openapi_examples"):
+        content["examples"] = jsonable_encoder(documentation["openapi_examples"])
+    elif documentation.get("example", UNSET) is not UNSET:
+        content["example"] = jsonable_encoder(documentation["example"])
+    request_body: dict[str, Any] = {}
+    if body.options.required:
+        request_body["required"] = True
+    request_body["content"] = {draft.body_media_type: content}
+    return request_body
+
+
+def body_allowed(status: Any) -> bool:
+    """Whether a response with `status` may have a body (not 1xx, 204, 304)."""
+    if status is None:
+        return True
+    if str(status).upper() in STATUS_RANGES or str(status) == "default":
+        return True
+    code = int(status)
+    return not (code < 200 or code in (204, 304))
+
+
+def _responses(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> dict[str, Any]:
+    route = draft.route
+    response_class = route.response_class
+    if route.status_code is not None:
+        status = str(route.status_code)
+    else:
+        default = inspect.signature(response_class.__init__).parameters.get("status_code")
+        status = "200"
+        if default is not None and isinstance(default.default, int):
+            status = str(default.default)
+    responses: dict[str, Any] = {status: {"description": route.response_description}}
+    media_type = response_class.media_type
+    if body_allowed(route.status_code) and media_type:
+        schema: JsonSchema = {"type": "string"}
+        if issubclass(response_class, JSONResponse):
+            schema = {}
+            if draft.response is not None:
+                schema = _schema_of(draft.response, schemas, draft.response.name)
+        responses[status]["content"] = {media_type: {"schema": schema}}
+    for code, answer in route.responses.items():
+        extra = copy.deepcopy(answer)
+        extra.pop("model", None)
+        key = str(code).upper()
+        if key == "DEFAULT":
+            key = "default"
+        existing = responses.setdefault(key, {})
+        model = draft.extra_responses.get(code)
+        if model is not None:
+            model_schema = _schema_of(model, schemas, model.name)
+            target = (
+                extra.setdefault("content", {})
+                .setdefault(media_type or "application/json", {})
+                .setdefault("schema", {})
+            )
+            deep_update(target, model_schema)
+        status_text = STATUS_RANGES.get(str(code).upper()) or (
+            http.client.responses.get(int(code)) if str(code).isdigit() else None
+        )
+        description = (
+            extra.get("description")
+            or existing.get("description")
+            or status_text
+            or "Additional Response"
+        )
+        deep_update(existing, extra)
+        existing["description"] = description
+    return responses
+
+
+def deep_update(target: dict[Any, Any], update: Mapping[Any, Any]) -> None:
+    """Merge `update` into `target`: dicts key by key, lists joined, the rest replaced."""
+    for key, value in update.items():
+        current = target.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            deep_update(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            target[key] = current + value
+        else:
+            target[key] = value
+
+
+#: keys whose value is data (a default, an example), where a None is kept
+_VALUE_KEYS = frozenset({"default", "const", "enum", "examples", "example", "value"})
+
+
+def without_none(node: Any) -> Any:
+    """`node` with every ``None``-valued key dropped, as FastAPI's ``exclude_none`` does.
+
+    Values that are data (``default``, ``example``, ...) are kept as they are.
+    """
+    if isinstance(node, dict):
+        return {
+            key: value if key in _VALUE_KEYS else without_none(value)
+            for key, value in node.items()
+            if value is not None
+        }
+    if isinstance(node, list):
+        return [without_none(item) for item in node]
+    return node
