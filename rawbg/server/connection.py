@@ -25,8 +25,7 @@ from the connection task:
 4. **Request body.** The body is read whole (`_read_body`), sending
    ``100 Continue`` first if the client asked for it, and refusing with 413 what
    is larger than ``max_body_size``, and with 408 a body that stalls or arrives
-   slower than ``min_body_rate`` (`_body_deadline`). Then the `Request`
-   (`_make_request`).
+   slower than ``min_body_rate`` (`_body_deadline`). Then the `Request`.
 5. **Middleware, route and dependencies.** `App.handle` runs the middleware,
    routes the request and walks the handler's dependency plan.
 6. **Handler.** `App.handle` calls the handler and returns an `Outcome`: the
@@ -88,7 +87,7 @@ from rawbg.errors import (
 from rawbg.reason_phrases import reason
 from rawbg.requests import Headers, Request, client_label
 from rawbg.responses import PlainTextResponse, Response, StreamingResponse
-from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, TASK_WAITING, Arrival, hand_over
+from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, Arrival, hand_over
 from rawbg.tasks.journal.store import JournalUnavailable
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, RequestTrace
@@ -400,9 +399,7 @@ class Connection:
         docs/ARCHITECTURE.md, "Serving a request as it arrives".
         """
         arrival = self._arrival
-        if arrival is None or arrival.state is not TASK_WAITING:
-            return False
-        if self._stopping or not self._pending.has_room:
+        if arrival is None or self._stopping or not self._pending.has_room:
             return False
         if not arrival.serve(self._serve_one):
             return False  # handed over (or not begun): the task is woken
@@ -411,7 +408,7 @@ class Connection:
             arrival.finished(task_waits_on=False)
             return False
         arrival.finished(task_waits_on=True)
-        self._idle_deadline = asyncio.get_running_loop().time() + self._config.timeout_keep_alive
+        self._idle_deadline = arrival.loop.time() + self._config.timeout_keep_alive
         self._io.extend_wait(self._idle_deadline)
         return True
 
@@ -464,8 +461,9 @@ class Connection:
         """Wait for the next request and read it whole; None when the connection should close.
 
         Steps 3 and 4 of the module's docstring: wait while the connection is
-        idle (`_wait_for_request`), then the head (its deadline, its checks),
-        then the body (`_read_body`), then the `Request` (`_make_request`).
+        idle (`_wait_for_request`), then the head (its deadline, `_check_head`),
+        then the body (`_read_body`), then the `Request` (with what trusted
+        proxy headers say of the client).
         """
         event = self._next_event()
         if event is h11.NEED_DATA:
@@ -491,8 +489,22 @@ class Connection:
         )
         self._move(READING_BODY)
         body = await self._read_body()
-        self._io.request_received()
-        return Exchange(self._make_request(event, fields, body), trace, started)
+        io = self._io
+        io.request_received()
+        client, scheme = io.client, "http"
+        if io.proxy is not None:
+            client, scheme = forwarded(io.proxy, fields, client)
+        request = Request(
+            method=event.method.decode("ascii"),
+            target=event.target.decode("latin-1"),
+            headers=Headers(fields),
+            body=body,
+            http_version=event.http_version.decode("ascii"),
+            client=client,
+            scheme=scheme,
+            root_path=self._config.root_path,
+        )
+        return Exchange(request, trace, started)
 
     async def _wait_for_request(self) -> bool:
         """While not one byte of a request has arrived: wait for one, at most
@@ -534,25 +546,6 @@ class Connection:
             await self._wait_for_room()
             io.restart_head_clock()  # the wait was ours, not the client's
         return True
-
-    def _make_request(
-        self, head: h11.Request, fields: list[tuple[bytes, bytes]], body: bytes
-    ) -> Request:
-        """The `Request` a handler sees: the head's fields, the body, who sent it (proxies)."""
-        io = self._io
-        client, scheme = io.client, "http"
-        if io.proxy is not None:
-            client, scheme = forwarded(io.proxy, fields, client)
-        return Request(
-            method=head.method.decode("ascii"),
-            target=head.target.decode("latin-1"),
-            headers=Headers(fields),
-            body=body,
-            http_version=head.http_version.decode("ascii"),
-            client=client,
-            scheme=scheme,
-            root_path=self._config.root_path,
-        )
 
     async def _complete_head(self, first_byte_at: float) -> h11.Event:
         """Read until h11 has the whole head; it must arrive by first byte + keep-alive timeout.

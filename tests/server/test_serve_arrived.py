@@ -128,7 +128,7 @@ async def test_with_serving_on_arrival_off_every_request_is_served_by_the_woken_
 
 async def test_an_illegal_move_of_the_arrival_state_is_loud():
     arrival = eager.Arrival(asyncio.current_task(), contextvars.copy_context())  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="TASK_BUSY -> SERVED"):
+    with pytest.raises(RuntimeError, match="TASK_BUSY -> finished"):
         arrival.finished(task_waits_on=False)  # nothing was being served here
     arrival.task_waits()
     assert arrival.task_woke() is False  # woken by input, nothing served meanwhile
