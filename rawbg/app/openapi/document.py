@@ -119,6 +119,8 @@ class Draft:
     response: SchemaField | None = None
     extra_responses: dict[Any, SchemaField] = field(default_factory=dict)
     callbacks: list[Draft] = field(default_factory=list)
+    #: every field given to the engine, with what it is ("parameter 'q' of f (file:line)")
+    described: list[tuple[SchemaField, str]] = field(default_factory=list)
 
 
 def get_openapi(
@@ -217,7 +219,7 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         draft.validated += 1
         documentation = plan.marker.documentation if plan.marker is not None else {}
         schema_field = _value_field(param, mode="validation")
-        _add(engine, schema_field, route, label, f"parameter {param.name!r} of {owner.where}")
+        _add(engine, draft, schema_field, f"parameter {param.name!r} of {owner.where}")
         if documentation.get("include_in_schema", True) is False:
             continue
         draft.parameters.append(
@@ -229,13 +231,13 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         response = SchemaField(
             f"Response_{route.unique_id}", route.response_model, mode="serialization"
         )
-        _add(engine, response, route, label, "its response model")
+        _add(engine, draft, response, f"the response model of {route.plan.where}")
         draft.response = response
     for status, answer in route.responses.items():
         model = answer.get("model") if isinstance(answer, dict) else None
         if model:
             extra = SchemaField(f"Response_{status}_{route.unique_id}", model, "serialization")
-            _add(engine, extra, route, label, f"the model of its {status} response")
+            _add(engine, draft, extra, f"the model of the {status} response of {route.plan.where}")
             draft.extra_responses[status] = extra
     from rawbg.app.openapi.callbacks import as_api_route
 
@@ -246,13 +248,16 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
     return draft
 
 
-def _add(
-    engine: SchemaEngine, schema_field: SchemaField, route: APIRoute, label: str, what: str
-) -> None:
+def _add(engine: SchemaEngine, draft: Draft, schema_field: SchemaField, what: str) -> None:
+    draft.described.append((schema_field, what))
     try:
         engine.add(schema_field)
     except Indescribable as exc:
-        raise OpenAPIError(f"route {label}: {what} cannot be described in OpenAPI: {exc}") from None
+        raise _cannot(draft, what, exc) from None
+
+
+def _cannot(draft: Draft, what: str, exc: Exception) -> OpenAPIError:
+    return OpenAPIError(f"route {draft.label}: {what} cannot be described in OpenAPI: {exc}")
 
 
 def flatten(plan: CallPlan) -> tuple[list[tuple[ValueParam, CallPlan]], list[ValueParam]]:
@@ -324,7 +329,8 @@ def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) ->
         if isinstance(marker, Body):
             draft.body_media_type = marker.media_type
             draft.body_documentation = marker.documentation
-        _add(engine, draft.body, route, draft.label, f"the body parameter {param.name!r}")
+        where = _owner(route.plan, param).where
+        _add(engine, draft, draft.body, f"the body parameter {param.name!r} of {where}")
         return
     members = [_value_field(param, mode="validation") for param in bodies]
     required = any(param.required for param in bodies)
@@ -334,42 +340,44 @@ def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) ->
     media_types = {p.value.marker.media_type for p in bodies if isinstance(p.value.marker, Body)}
     if len(media_types) == 1:
         draft.body_media_type = media_types.pop()
-    names = ", ".join(repr(p.name) for p in bodies)
+    for param, member in zip(bodies, members, strict=True):
+        where = _owner(route.plan, param).where
+        draft.described.append((member, f"the body parameter {param.name!r} of {where}"))
     try:
         engine.add_body_model(draft.body, BodyModel(f"Body_{route.unique_id}", members))
     except Indescribable as exc:
-        raise OpenAPIError(
-            f"route {draft.label}: the body parameters {names} cannot be described in "
-            f"OpenAPI: {exc}"
-        ) from None
+        raise _culprit([draft], exc) from None
+
+
+def _owner(plan: CallPlan, param: ValueParam) -> CallPlan:
+    """The function in `plan`'s tree that declares `param`."""
+    if any(p is param for p in plan.params):
+        return plan
+    for sub in plan.params:
+        if isinstance(sub, DependencyParam):
+            found = _owner(sub.call, param)
+            if any(p is param for p in found.params):
+                return found
+    return plan
 
 
 def _culprit(drafts: list[Draft], exc: Indescribable) -> OpenAPIError:
     """The route and field that pydantic could not describe, found by describing each alone."""
-    for draft in drafts:
-        for schema_field, what in _fields_of(draft):
+    for draft in _with_callbacks(drafts):
+        for schema_field, what in draft.described:
             engine = make_engine()
             try:
                 engine.add(schema_field)
                 engine.generate(separate_input_output_schemas=True)
             except Indescribable as alone:
-                return OpenAPIError(
-                    f"route {draft.label}: {what} cannot be described in OpenAPI: {alone}"
-                )
+                return _cannot(draft, what, alone)
     return OpenAPIError(f"the OpenAPI document cannot be built: {exc}")
 
 
-def _fields_of(draft: Draft) -> Iterator[tuple[SchemaField, str]]:
-    for parameter in draft.parameters:
-        yield parameter.schema_field, f"parameter {parameter.schema_field.name!r}"
-    if draft.body is not None and draft.body.annotation is not None:
-        yield draft.body, f"the body parameter {draft.body.name!r}"
-    if draft.response is not None:
-        yield draft.response, "its response model"
-    for status, extra in draft.extra_responses.items():
-        yield extra, f"the model of its {status} response"
-    for callback in draft.callbacks:
-        yield from _fields_of(callback)
+def _with_callbacks(drafts: list[Draft]) -> Iterator[Draft]:
+    for draft in drafts:
+        yield draft
+        yield from _with_callbacks(draft.callbacks)
 
 
 # -- 3. the operations --------------------------------------------------------------

@@ -258,13 +258,35 @@ class OwnEngine:
 
     # -- names
 
+    def _differing(self) -> set[Any]:
+        """The classes described both ways whose schemas differ, counting what they refer to."""
+        both = [
+            ref.target
+            for ref in self.definitions
+            if ref.mode == "validation" and _Ref(ref.target, "serialization") in self.definitions
+        ]
+        differ: set[Any] = set()
+        changed = True
+        while changed:  # a class differs if it refers to one that differs
+            changed = False
+            for target in both:
+                if target in differ:
+                    continue
+                sent = _unmoded(self.definitions[_Ref(target, "validation")], differ)
+                returned = _unmoded(self.definitions[_Ref(target, "serialization")], differ)
+                if sent != returned:
+                    differ.add(target)
+                    changed = True
+        return differ
+
     def _names(self, separate: bool) -> dict[_Ref, str]:
         by_name: dict[str, set[Any]] = {}
         for ref in self.definitions:
             name = ref.target if isinstance(ref.target, str) else ref.target.__name__
             by_name.setdefault(name, set()).add(ref.target)
+        differ = self._differing()
         names: dict[_Ref, str] = {}
-        for ref, schema in self.definitions.items():
+        for ref in self.definitions:
             target = ref.target
             if isinstance(target, str):
                 name = target
@@ -272,11 +294,21 @@ class OwnEngine:
                 name = f"{target.__module__}__{target.__qualname__}".replace(".", "__")
             else:
                 name = target.__name__
-            other = _Ref(target, "serialization" if ref.mode == "validation" else "validation")
-            if other in self.definitions and self.definitions[other] != schema:
+            if target in differ:
                 name += "-Input" if ref.mode == "validation" else "-Output"
             names[ref] = re.sub(r"[^a-zA-Z0-9.\-_]", "_", name)
         return names
+
+
+def _unmoded(node: Any, differ: set[Any]) -> Any:
+    """`node` with each reference to a class that is the same both ways made mode-less."""
+    if isinstance(node, _Ref):
+        return (node.target, node.mode if node.target in differ else None)
+    if isinstance(node, dict):
+        return {key: _unmoded(value, differ) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_unmoded(item, differ) for item in node]
+    return node
 
 
 def _titled(schema: JsonSchema) -> bool:
