@@ -175,7 +175,9 @@ def get_openapi(
             _operations(draft, schemas, definitions, operation_ids)
         )
     if definitions:
-        output["components"] = {"schemas": {k: definitions[k] for k in sorted(definitions)}}
+        output["components"] = {
+            "schemas": {k: float_bounds(definitions[k]) for k in sorted(definitions)}
+        }
     output["paths"] = paths
     if webhook_paths:
         output["webhooks"] = webhook_paths
@@ -568,21 +570,35 @@ def deep_update(target: dict[Any, Any], update: Mapping[Any, Any]) -> None:
             target[key] = value
 
 
-#: keys whose value is data (a default, an example), where a None is kept
-_VALUE_KEYS = frozenset({"default", "const", "enum", "examples", "example", "value"})
-
-
 def without_none(node: Any) -> Any:
-    """`node` with every ``None``-valued key dropped, as FastAPI's ``exclude_none`` does.
-
-    Values that are data (``default``, ``example``, ...) are kept as they are.
-    """
+    """`node` with every ``None``-valued key dropped, at any depth, as FastAPI's encoder
+    (``exclude_none``) drops them, in defaults and examples too; list items stay."""
     if isinstance(node, dict):
-        return {
-            key: value if key in _VALUE_KEYS else without_none(value)
-            for key, value in node.items()
-            if value is not None
-        }
+        return {key: without_none(value) for key, value in node.items() if value is not None}
     if isinstance(node, list):
         return [without_none(item) for item in node]
     return node
+
+
+#: keys whose value is data (a default, an example), not a schema
+_VALUE_KEYS = frozenset({"default", "const", "enum", "examples", "example"})
+#: the bounds FastAPI's ``Schema`` model holds as floats: in components, ``0`` is ``0.0``
+_FLOAT_KEYWORDS = frozenset(
+    {"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum"}
+)
+
+
+def float_bounds(schema: Any) -> Any:
+    """`schema` (a component) with its numeric bounds as floats, as FastAPI writes them."""
+    if isinstance(schema, dict):
+        return {
+            key: value
+            if key in _VALUE_KEYS
+            else float(value)
+            if key in _FLOAT_KEYWORDS and type(value) is int
+            else float_bounds(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [float_bounds(item) for item in schema]
+    return schema
