@@ -10,7 +10,7 @@ from rawbg.app.dependencies import Depends
 from rawbg.app.routing import APIRouter
 from rawbg.datastructures import URL, State
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
-from rawbg.params import Body, Cookie, Header, Path, Query
+from rawbg.params import Body, Cookie, File, Form, Header, Path, Query
 from rawbg.requests import Request
 from rawbg.responses import (
     FileResponse,
@@ -26,6 +26,7 @@ from rawbg.responses import (
 from rawbg.server.server import Server, run, serving
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
 from rawbg.tasks.policy import task
+from rawbg.uploads import UploadFile
 
 __all__ = [
     "URL",
@@ -36,7 +37,9 @@ __all__ = [
     "Body",
     "Cookie",
     "Depends",
+    "File",
     "FileResponse",
+    "Form",
     "HTMLResponse",
     "HTTPException",
     "Header",
@@ -54,6 +57,7 @@ __all__ = [
     "State",
     "StreamingResponse",
     "UJSONResponse",
+    "UploadFile",
     "run",
     "serving",
     "status",

@@ -50,7 +50,12 @@ CONFIG_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Ser
 #: the "limits and timeouts" group of ``--help``
 LIMIT_FLAGS = (
     ConfigFlag("max_head_size", int, "BYTES", "largest request line + headers; larger gets 431"),
-    ConfigFlag("max_body_size", int, "BYTES", "largest request body; larger gets 413"),
+    ConfigFlag(
+        "max_body_size",
+        int,
+        "BYTES",
+        "largest request body unless its route sets max_body_size=; larger gets 413",
+    ),
     ConfigFlag(
         "timeout_keep_alive",
         float,

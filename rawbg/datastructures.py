@@ -1,10 +1,11 @@
-"""Small value types a handler meets: `URL`, `State` and `MutableHeaders`.
+"""Small value types a handler meets: `URL`, `State`, `Headers` and `MutableHeaders`.
 
 `URL` is what ``request.url`` and ``request.base_url`` return: the URL as a
 string, split into its parts on demand. `State` is the attribute bag behind
 ``app.state`` (the app's, for the whole process) and ``request.state`` (one
 per request, for middleware and dependencies to pass values on).
-`MutableHeaders` is ``response.headers``.
+`Headers` is ``request.headers`` (read-only), `MutableHeaders` is
+``response.headers``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,50 @@ class State:
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
         return f"State({fields})"
+
+
+class Headers(Mapping[str, str]):
+    """Request headers: case-insensitive, in arrival order, with repeated names kept.
+
+    ``headers["x"]`` is the first value; `getlist` returns them all.
+    """
+
+    __slots__ = ("_dict", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        #: the headers as h11 gives them: lower-case names, raw values
+        self.raw = raw
+        self._dict: dict[str, str] | None = None
+
+    def _mapping(self) -> dict[str, str]:
+        if self._dict is None:
+            mapping: dict[str, str] = {}
+            for name, value in self.raw:
+                mapping.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+            self._dict = mapping
+        return self._dict
+
+    def __getitem__(self, name: str) -> str:
+        return self._mapping()[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._mapping().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._mapping()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def getlist(self, name: str) -> list[str]:
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for n, value in self.raw if n == key]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self.items())!r})"
 
 
 class MutableHeaders(MutableMapping[str, str]):

@@ -1,4 +1,5 @@
-"""`Query`, `Path`, `Header`, `Cookie`, `Body`: where a parameter's value comes from, its checks.
+"""`Query`, `Path`, `Header`, `Cookie`, `Body`, `Form`, `File`: where a parameter's value
+comes from, its checks.
 
 Used as FastAPI uses them, in either spelling::
 
@@ -85,7 +86,7 @@ PYDANTIC_ONLY_OPTIONS = ("strict", "allow_inf_nan", "max_digits", "decimal_place
 class Param:
     """A parameter's source, name and checks. Subclassed once per source."""
 
-    #: where the value is read: "query", "path", "header", "cookie" or "body"
+    #: where the value is read: "query", "path", "header", "cookie", "body" or "form"
     source: ClassVar[str] = ""
 
     def __init__(
@@ -225,3 +226,34 @@ class Body(Param):
         super().__init__(default, **options)
         self.embed = bool(embed)
         self.media_type = media_type
+
+
+class Form(Body):
+    """Read from a field of a form body (``application/x-www-form-urlencoded`` or
+    ``multipart/form-data``), by the parameter's name or ``alias``.
+
+    ``Annotated[Model, Form()]`` fills a pydantic model from the form's fields.
+    Needs the ``forms`` extra (``pip install 'rawbg[forms]'``), as FastAPI
+    needs python-multipart: without it, registering the route is an error.
+    """
+
+    source = "form"
+
+    def __init__(
+        self,
+        default: Any = UNSET,
+        *,
+        media_type: str = "application/x-www-form-urlencoded",
+        **options: Any,
+    ):
+        super().__init__(default, media_type=media_type, **options)
+
+
+class File(Form):
+    """Read from a file part of a ``multipart/form-data`` body: as ``bytes``, or as an
+    `rawbg.uploads.UploadFile` (a parameter annotated ``UploadFile`` needs no marker)."""
+
+    def __init__(
+        self, default: Any = UNSET, *, media_type: str = "multipart/form-data", **options: Any
+    ):
+        super().__init__(default, media_type=media_type, **options)

@@ -1,19 +1,28 @@
 """`Request`: what a handler sees of one HTTP request.
 
-The connection task builds it from h11's `Request` event and the body it has
-already read (bodies are read whole, up to ``max_body_size``, before the handler
-runs), so everything here is plain data: no I/O, no reference to the socket.
+The connection task builds it from h11's `Request` event. Its head is plain
+data. Its body is either bytes already there, or a `BodySource` (the
+connection, which reads it as it arrives, under flow control, within the
+route's ``max_body_size``): `body` and `json` read it whole, `stream` gives the
+chunks as they come, `form` parses them (`rawbg.forms`). A source is read
+once; the whole body, once read, is kept.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, unquote
 
-from rawbg.datastructures import URL, State
+from rawbg.datastructures import (
+    URL,
+    Headers as Headers,  # its old home: still importable here
+    State,
+)
 from rawbg.errors import HTTPException
+from rawbg.forms import DEFAULT_LIMITS, FormLimits, parse_form
+from rawbg.uploads import FormData
 
 # How deeply a JSON request body may nest arrays and objects. json.loads
 # recurses once per level and fails with RecursionError near Python's
@@ -33,50 +42,6 @@ class Address(NamedTuple):
 
     host: str
     port: int
-
-
-class Headers(Mapping[str, str]):
-    """Request headers: case-insensitive, in arrival order, with repeated names kept.
-
-    ``headers["x"]`` is the first value; `getlist` returns them all.
-    """
-
-    __slots__ = ("_dict", "raw")
-
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        #: the headers as h11 gives them: lower-case names, raw values
-        self.raw = raw
-        self._dict: dict[str, str] | None = None
-
-    def _mapping(self) -> dict[str, str]:
-        if self._dict is None:
-            mapping: dict[str, str] = {}
-            for name, value in self.raw:
-                mapping.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-            self._dict = mapping
-        return self._dict
-
-    def __getitem__(self, name: str) -> str:
-        return self._mapping()[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._mapping().get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._mapping()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._mapping())
-
-    def __len__(self) -> int:
-        return len(self._mapping())
-
-    def getlist(self, name: str) -> list[str]:
-        key = name.lower().encode("latin-1")
-        return [value.decode("latin-1") for n, value in self.raw if n == key]
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self.items())!r})"
 
 
 class QueryParams(Mapping[str, str]):
@@ -104,14 +69,38 @@ class QueryParams(Mapping[str, str]):
         return f"QueryParams({self._items!r})"
 
 
+class BodySource(Protocol):
+    """A request body still arriving: what a `Request` reads its body from.
+
+    The connection implements it (rawbg/server/request_body.py): each chunk
+    is read from the socket when asked for, never ahead, so a body is never
+    held whole unless the app asks for it whole.
+    """
+
+    #: the most bytes the body may have: `receive` raises past it
+    limit: int
+
+    async def receive(self) -> bytes:
+        """The next piece of the body; ``b""`` once it is complete.
+
+        Raises `rawbg.errors.BodyTooLarge` (413) past `limit`,
+        `rawbg.errors.RequestTimeout` (408) for a body that stalls or trickles,
+        `rawbg.errors.ClientDisconnected` if the client went away.
+        """
+        ...
+
+
 class Request:
-    """One HTTP request, with its body already received."""
+    """One HTTP request: its head, and its body (received, or still arriving)."""
 
     __slots__ = (
         "_body",
         "_cookies",
+        "_form",
         "_query_params",
+        "_source",
         "_state",
+        "_stream_consumed",
         "_url",
         "app",
         "client",
@@ -137,6 +126,7 @@ class Request:
         client: tuple[str, int] | None = None,
         scheme: str = "http",
         root_path: str = "",
+        source: BodySource | None = None,
     ) -> None:
         self.method = method
         #: the request target as sent, e.g. ``/items/3?q=x``
@@ -159,7 +149,11 @@ class Request:
         self.app: Any = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
-        self._body = body
+        #: the whole body; None while it is still to be read from `_source`
+        self._body: bytes | None = body if source is None else None
+        self._source = source
+        self._stream_consumed = False
+        self._form: FormData | None = None
         self._query_params: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
         self._state: State | None = None
@@ -211,26 +205,131 @@ class Request:
         return self._state
 
     async def body(self) -> bytes:
-        return self._body
+        """The whole body, read now if it was not yet (and kept)."""
+        body = self._body
+        if body is None:
+            if self._stream_consumed:
+                raise RuntimeError("the request body was already read by request.stream()")
+            self._stream_consumed = True
+            source = self._source
+            assert source is not None  # no body bytes without a source
+            chunks = []
+            while chunk := await source.receive():
+                chunks.append(chunk)
+            body = self._body = b"".join(chunks)
+        return body
 
     @property
     def body_bytes(self) -> bytes:
-        """The whole body, as received: rawbg reads it before the handler runs.
+        """The whole body, once read (`body`): the door for code that runs synchronously.
 
-        `body` is the same, awaitable as in Starlette; this is the door for
-        code that runs synchronously (reading body parameters).
+        rawbg reads the body of most routes before the handler runs; a route
+        that streams it (forms, uploads, a `Request` parameter) has it only
+        after ``await request.body()``.
         """
+        if self._body is None:
+            raise RuntimeError("the request body has not been read: await request.body() first")
         return self._body
+
+    @property
+    def body_pending(self) -> bool:
+        """The body is still to be read from the connection (no part of it taken yet)."""
+        return self._body is None and not self._stream_consumed
+
+    def limit_body(self, max_size: int) -> None:
+        """The body may have at most `max_size` bytes (the route's ``max_body_size``)."""
+        if self._source is not None:
+            self._source.limit = max_size
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body's pieces as they arrive, then ``b""``; read once (Starlette's API).
+
+        Nothing is kept: a body streamed cannot be read again by `body`.
+        """
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            yield b""
+            return
+        if self._stream_consumed:
+            raise RuntimeError("the request body was already read")
+        self._stream_consumed = True
+        source = self._source
+        assert source is not None
+        while chunk := await source.receive():
+            yield chunk
+        yield b""
+
+    def form(
+        self,
+        *,
+        max_files: int = DEFAULT_LIMITS.max_files,
+        max_fields: int = DEFAULT_LIMITS.max_fields,
+        max_part_size: int = DEFAULT_LIMITS.max_part_size,
+        limits: FormLimits | None = None,
+    ) -> FormReading:
+        """The body parsed as a form: ``await request.form()``, or ``async with`` it.
+
+        Parsed once, as the body arrives (`rawbg.forms`); later calls give the
+        same `FormData`. The three limits are Starlette's arguments; `limits`
+        (rawbg's `FormLimits`, every limit) replaces them. ``async with``
+        closes the form's files at its end; otherwise they are closed once
+        the response is sent and the request's background tasks have run.
+        """
+        if limits is None:
+            limits = FormLimits(
+                max_files=max_files, max_fields=max_fields, max_part_size=max_part_size
+            )
+        return FormReading(self, limits)
+
+    async def read_form(self, limits: FormLimits) -> FormData:
+        """The form (parsed now, with `limits`, if it was not yet)."""
+        form = self._form
+        if form is None:
+            form = await parse_form(self.headers.get("content-type"), self.stream(), limits)
+            self._form = form
+        return form
+
+    @property
+    def parsed_form(self) -> FormData | None:
+        """The form, if something parsed it: its files are closed after the response."""
+        return self._form
+
+    async def close(self) -> None:
+        """Close the files of the form, if one was parsed."""
+        if self._form is not None:
+            await self._form.close()
 
     async def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is a 400 with the reason."""
+        body = await self.body()
         try:
-            return decode_json(self._body)
+            return decode_json(body)
         except InvalidJSON as exc:
             raise HTTPException(400, f"request body is not valid JSON: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+class FormReading:
+    """What `Request.form` returns: awaited, the form; used with ``async with``, the form,
+    its files closed at the block's end (Starlette's ``AwaitableOrContextManager``)."""
+
+    __slots__ = ("_limits", "_request")
+
+    def __init__(self, request: Request, limits: FormLimits) -> None:
+        self._request = request
+        self._limits = limits
+
+    def __await__(self) -> Generator[Any, None, FormData]:
+        return self._request.read_form(self._limits).__await__()
+
+    async def __aenter__(self) -> FormData:
+        return await self._request.read_form(self._limits)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._request.close()
 
 
 class InvalidJSON(ValueError):

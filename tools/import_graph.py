@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.encoders",
         "rawbg.status",
         "rawbg.reason_phrases",
+        "rawbg.forms",
+        "rawbg.uploads",
     ),
     ("rawbg.tasks",),
     ("rawbg.trace", "rawbg.threadpool", "rawbg.types", "rawbg.culprits"),

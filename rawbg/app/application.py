@@ -37,8 +37,11 @@ from rawbg.app.dependencies import (
     CallPlan,
     Depends,
     Resolution,
+    Source,
+    form_params,
     plan_call,
     should_embed_body,
+    walk,
 )
 from rawbg.app.error_responses import (
     ExceptionHandler,
@@ -67,12 +70,15 @@ from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
+    ClientDisconnected,
     DependencySwallowedError,
     HTTPException,
+    RequestRejected,
     RequestValidationError,
     RouteDefinitionError,
 )
 from rawbg.exception_handlers import http_exception_handler, request_validation_exception_handler
+from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.middleware import BaseHTTPMiddleware, Middleware, check_middleware_class
 from rawbg.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from rawbg.tasks.after_response import AfterResponse
@@ -109,6 +115,13 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: the limits on the route's form (``form_limits=``), if it reads one
+    form_limits: FormLimits = DEFAULT_LIMITS
+    #: the most bytes its body may have (``max_body_size=``); None: the server's
+    max_body_size: int | None = None
+    #: its handler reads the body piece by piece (a form, an upload, the `Request`);
+    #: otherwise the body is read whole before the handler runs
+    streams_body: bool = False
 
 
 @dataclass(slots=True)
@@ -141,6 +154,8 @@ class App(RouteDecorators, OpenAPISettings):
         lifespan: Lifespan | None = None,
         default_response_class: type[Response] = JSONResponse,
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         #: what every route inherits of the OpenAPI options (`merge_documentation`)
@@ -148,6 +163,14 @@ class App(RouteDecorators, OpenAPISettings):
             key: documentation.pop(key) for key in INHERITED_OPTIONS if key in documentation
         }
         self.configure_openapi(**documentation)
+        #: every route's body limit, unless a router or the route sets one; None:
+        #: the server's (``--max-body-size``)
+        self.max_body_size = check_max_body_size(max_body_size, where="App(max_body_size=)")
+        #: the largest limit a route (or the app) sets: the server refuses a declared
+        #: Content-Length over it, and over its own, before routing
+        self.largest_max_body_size = self.max_body_size or 0
+        #: every route's form limits, unless a router or the route changes some
+        self.form_limits = DEFAULT_LIMITS.merged(form_limits)
         self.router: Router[Endpoint] = Router()
         #: every route in registration order, as FastAPI's ``app.routes`` (what OpenAPI reads)
         self.routes: list[APIRoute] = []
@@ -197,6 +220,8 @@ class App(RouteDecorators, OpenAPISettings):
         response_model_exclude_unset: bool = False,
         response_model_exclude_defaults: bool = False,
         response_model_exclude_none: bool = False,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         app_dependencies: bool = True,
         **documentation: Any,
     ) -> None:
@@ -209,6 +234,10 @@ class App(RouteDecorators, OpenAPISettings):
         (``tags``, ``summary``, ...), kept on the route's `APIRoute`.
         ``response_model`` (by default the handler's return annotation) and its
         ``response_model_*`` options: see `rawbg.app.response_models`.
+        ``max_body_size`` is the most bytes this route's body may have (FastAPI's
+        option; by default the app's, else the server's ``--max-body-size``).
+        ``form_limits`` changes some of the app's `FormLimits` for this route
+        (FastAPI's dict: ``{"max_fields": 5}``).
         """
         if isinstance(methods, str):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
@@ -235,6 +264,12 @@ class App(RouteDecorators, OpenAPISettings):
                 f"handler {plan.where} is a generator; return a "
                 "StreamingResponse to send a body in pieces"
             )
+        _check_one_body_kind(plan, label)
+        limits = self.form_limits.merged(form_limits)
+        body_limit = check_max_body_size(max_body_size, where=f"max_body_size of {label}")
+        if body_limit is None:
+            body_limit = self.max_body_size
+        self.largest_max_body_size = max(self.largest_max_body_size, body_limit or 0)
         route_dependencies = (
             *(self.dependencies if app_dependencies else ()),
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
@@ -260,6 +295,9 @@ class App(RouteDecorators, OpenAPISettings):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            form_limits=limits,
+            max_body_size=body_limit,
+            streams_body=streams_body(plan),
         )
         self.routes.append(
             make_api_route(
@@ -397,13 +435,23 @@ class App(RouteDecorators, OpenAPISettings):
         *,
         through_middleware: bool = True,
     ) -> Outcome:
-        """Route `request`, resolve its dependencies, call its handler. Never raises."""
+        """Route `request`, resolve its dependencies, call its handler.
+
+        Every error of the app becomes a response. What it raises is the
+        server's to answer: a body the request could not deliver
+        (`RequestRejected`: too large, too slow, malformed) or a client gone
+        (`ClientDisconnected`).
+        """
         request.app = self
         if through_middleware and self.user_middleware:
             return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
+            if request.body_pending:  # read whole, as a route that does not stream it
+                if self.max_body_size is not None:
+                    request.limit_body(self.max_body_size)
+                await request.body()
             redirect = (
                 isinstance(exc, NotFound)
                 and self.redirect_slashes
@@ -413,9 +461,19 @@ class App(RouteDecorators, OpenAPISettings):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
-        resolution = Resolution(request, embed_body=endpoint.embed_body, trace=trace)
+        if request.body_pending:
+            if endpoint.max_body_size is not None:
+                request.limit_body(endpoint.max_body_size)
+            if not endpoint.streams_body:
+                await request.body()  # whole, before the handler: bounded by its limit
+        resolution = Resolution(
+            request, embed_body=endpoint.embed_body, trace=trace, form_limits=endpoint.form_limits
+        )
         try:
             response = await self._call_endpoint(endpoint, resolution)
+        except (RequestRejected, ClientDisconnected) as exc:
+            await self._abandon(endpoint, resolution, exc)
+            raise
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
@@ -423,9 +481,12 @@ class App(RouteDecorators, OpenAPISettings):
         if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
         stack = resolution.request_stack
-        if not tasks and stack is None:
+        form = request.parsed_form
+        if not tasks and stack is None and form is None:
             return Outcome(response)
         cleanup = stack.aclose if stack is not None else None
+        if form is not None:  # its files outlive the response for the tasks, then close
+            cleanup = _chain([form.close] if cleanup is None else [cleanup, form.close])
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
 
     def _slash_redirect(self, request: Request) -> Response | None:
@@ -463,6 +524,10 @@ class App(RouteDecorators, OpenAPISettings):
         result = await stack(request, trace)
         afters = [o.after for o in result.outcomes if o.after is not None]
         response = result.response
+        if isinstance(result.error, (RequestRejected, ClientDisconnected)):
+            for after in afters:  # the server answers: nothing of the app's runs
+                after.discard("the request's body failed")
+            raise result.error
         if response is None:  # a middleware raised
             logger.error(
                 "middleware raised while handling %s", request.target, exc_info=result.error
@@ -479,6 +544,9 @@ class App(RouteDecorators, OpenAPISettings):
             if own is not None and all(own is not o.response.background for o in result.outcomes):
                 tasks.extend(own.tasks if isinstance(own, BackgroundTasks) else [own])
         cleanups = [after.cleanup for after in afters if after.cleanup is not None]
+        form = request.parsed_form
+        if form is not None:  # parsed by a middleware, say: closing twice is harmless
+            cleanups.append(form.close)
         if not tasks and not cleanups:
             return Outcome(response)
         label = afters[0].label if afters else f"{request.method} {request.path}"
@@ -526,6 +594,16 @@ class App(RouteDecorators, OpenAPISettings):
             resolution.response.apply_to(response)
         return response
 
+    async def _abandon(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> None:
+        """The request's body failed (the server answers that): unwind, close, drop the tasks."""
+        if resolution.trace is not None:
+            resolution.trace.event("handler raised", error=repr(exc))
+        await unwind(resolution.function_stack, exc, endpoint.label)
+        await unwind(resolution.request_stack, exc, endpoint.label)
+        form = resolution.request.parsed_form
+        if form is not None:
+            await form.close()
+
     async def _failed(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> Outcome:
         if resolution.trace is not None:
             resolution.trace.event("handler raised", error=repr(exc))
@@ -533,6 +611,9 @@ class App(RouteDecorators, OpenAPISettings):
         # Unwind the dependencies first: one may answer with another exception.
         exc = await unwind(resolution.function_stack, exc, label)
         exc = await unwind(resolution.request_stack, exc, label)
+        form = resolution.request.parsed_form
+        if form is not None:  # no task will read its files: close them now
+            await form.close()
         response = await self._answer(resolution.request, exc, label, resolution.trace)
         if resolution.background is not None and resolution.background.tasks:
             logger.warning(
@@ -588,10 +669,40 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
         return cleanups[0]
 
     async def run_all() -> None:
-        for cleanup in cleanups:
-            await cleanup()
+        failed: Exception | None = None
+        for cleanup in cleanups:  # each runs, whatever an earlier one did
+            try:
+                await cleanup()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     return run_all
+
+
+def streams_body(plan: CallPlan) -> bool:
+    """Whether the handler reads its body itself, as it arrives: a form (its files spooled
+    to disk as they come), or the `Request` (``request.stream()``, ``request.form()``)."""
+    return any(p.source in (Source.FORM, Source.REQUEST) for p in walk(plan))
+
+
+def check_max_body_size(value: int | None, *, where: str) -> int | None:
+    """A body limit as given: a non-negative int, or None (the next one out decides)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{where} must be a non-negative int or None, got {value!r}")
+    return value
+
+
+def _check_one_body_kind(plan: CallPlan, label: str) -> None:
+    """A body is a JSON document or a form, not both: refuse a route that asks for both."""
+    forms = form_params(plan)
+    bodies = [p for p in walk(plan) if p.source is Source.BODY]
+    if forms and bodies:
+        raise RouteDefinitionError(
+            f"route {label}: {bodies[0].name!r} is read from a JSON body and {forms[0].name!r} "
+            "from a form; a body is one or the other (make both Form() fields, or both Body())"
+        )
 
 
 def _check_response_class(response_class: object, where: str) -> None:

@@ -25,9 +25,18 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from rawbg.app.converters import Invalid
+from rawbg.app.form_params import (
+    NOT_SENT,
+    FormKind,
+    FormPlan,
+    is_form_param,
+    plan_form,
+    read_form_value,
+)
 from rawbg.app.sources import ValuePlan, located, missing, plan_value, read_body
 from rawbg.culprits import Part, names_frames
 from rawbg.errors import RequestValidationError, RouteDefinitionError
+from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.params import Param
 from rawbg.requests import Request
 from rawbg.responses import Response, ResponseParameter
@@ -37,6 +46,7 @@ from rawbg.types import Dependency
 
 if TYPE_CHECKING:
     from rawbg.trace import RequestTrace
+    from rawbg.uploads import FormData
 
 Scope = Literal["request", "function"]
 
@@ -79,6 +89,7 @@ class Source(enum.Enum):
     HEADER = "header"
     COOKIE = "cookie"
     BODY = "body"
+    FORM = "form"
     REQUEST = "request"
     RESPONSE = "response (headers, cookies, status)"
     BACKGROUND = "background tasks"
@@ -142,8 +153,27 @@ class InjectedParam:
         return self.default is inspect.Parameter.empty
 
 
+@dataclass(frozen=True, slots=True)
+class FormParam:
+    """A value read from the request's form (``Form()``, ``File()``, ``UploadFile``), and how."""
+
+    name: str
+    default: Any  # inspect.Parameter.empty when required
+    annotation: Any
+    form: FormPlan
+    source: ClassVar[Source] = Source.FORM
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty and self.form.default_factory is None
+
+    def default_value(self) -> Any:
+        factory = self.form.default_factory
+        return factory() if factory is not None else self.default
+
+
 #: a parameter's plan: one variant per kind of source
-ParamPlan: TypeAlias = ValueParam | DependencyParam | InjectedParam
+ParamPlan: TypeAlias = ValueParam | FormParam | DependencyParam | InjectedParam
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +298,17 @@ def _plan_param(
             return InjectedParam(param.name, Source.BACKGROUND, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, Response):
             return InjectedParam(param.name, Source.RESPONSE, default, annotation)
+    if is_form_param(marker, annotation):
+        form, default = plan_form(
+            where=where,
+            name=param.name,
+            annotation=annotation,
+            default=default,
+            marker=marker,
+            in_annotated=in_annotated,
+            metadata=metadata,
+        )
+        return FormParam(param.name, default, annotation, form)
     value, default = plan_value(
         where=where,
         name=param.name,
@@ -287,6 +328,11 @@ def walk(plan: CallPlan) -> typing.Iterator[ParamPlan]:
         yield param
         if isinstance(param, DependencyParam):
             yield from walk(param.call)
+
+
+def form_params(plan: CallPlan) -> list[FormParam]:
+    """The plan's form parameters (its dependencies' too): a route with any reads a form."""
+    return [p for p in walk(plan) if isinstance(p, FormParam)]
 
 
 def count_body_params(plan: CallPlan) -> int:
@@ -326,6 +372,8 @@ class Resolution:
         "background",
         "cache",
         "embed_body",
+        "form",
+        "form_limits",
         "function_stack",
         "request",
         "request_stack",
@@ -333,9 +381,19 @@ class Resolution:
         "trace",
     )
 
-    def __init__(self, request: Request, *, embed_body: bool, trace: RequestTrace | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        *,
+        embed_body: bool,
+        trace: RequestTrace | None,
+        form_limits: FormLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.request = request
         self.embed_body = embed_body
+        #: the route's limits on its form, and the form once parsed
+        self.form_limits = form_limits
+        self.form: FormData | None = None
         self.trace = trace
         self.cache: dict[Callable[..., Any], Any] = {}
         self.background: BackgroundTasks | None = None
@@ -368,6 +426,8 @@ class Resolution:
                     self._body_value(param, kwargs, errors)
                 case ValueParam():  # query, header, cookie
                     self._request_value(param, kwargs, errors)
+                case FormParam():
+                    await self._form_value(param, kwargs, errors)
                 case DependencyParam():
                     try:
                         kwargs[param.name] = await self.call_dependency(param.call)
@@ -439,6 +499,27 @@ class Resolution:
                 errors.append(missing(loc))
                 return
         _place(param, value, loc, kwargs, errors)
+
+    async def _form_value(
+        self, param: FormParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
+    ) -> None:
+        """A form parameter: the form is parsed once, at the first of them."""
+        form = self.form
+        if form is None:
+            form = self.form = await self.request.read_form(self.form_limits)
+        plan = param.form
+        raw = await read_form_value(plan, form)
+        loc: list[Any] = ["body"] if plan.kind is FormKind.MODEL else ["body", plan.key]
+        if raw is NOT_SENT:
+            if param.required:
+                errors.append(missing(loc))
+            else:
+                kwargs[param.name] = param.default_value()
+            return
+        try:
+            kwargs[param.name] = plan.validate(raw)
+        except Invalid as exc:
+            errors.extend(located(loc, exc.errors))
 
     @names_frames(_name_dependency_frame)
     async def call_dependency(self, plan: CallPlan) -> Any:

@@ -135,12 +135,16 @@ class RouteDecorators:
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         """Add `router`'s routes under `prefix`, after `dependencies`: a snapshot.
 
         Each route goes through ``add_api_route`` as if declared here with the
         joined path, so this object's own prefix and dependencies apply too.
+        ``max_body_size`` and ``form_limits`` apply to the routes that (with
+        their router) do not set their own, as in FastAPI.
         """
         if not isinstance(router, APIRouter):
             raise TypeError(f"include_router takes an APIRouter, not {type(router).__name__}")
@@ -154,7 +158,9 @@ class RouteDecorators:
                 spec.handler,
                 methods=spec.methods,
                 dependencies=(*extra, *spec.dependencies),
-                **merge_documentation(outer, spec.options),
+                **inherit_limits(
+                    merge_documentation(outer, spec.options), max_body_size, form_limits
+                ),
             )
 
 
@@ -185,11 +191,16 @@ class APIRouter(RouteDecorators):
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        max_body_size: int | None = None,
+        form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_prefix(prefix)
         check_documentation_options(documentation, what="APIRouter()")
         self.prefix = prefix
+        #: for its routes that set none (the route's own wins, as in FastAPI)
+        self.max_body_size = max_body_size
+        self.form_limits = dict(form_limits or {})
         self.tags = list(tags or [])
         self.dependencies = check_dependencies(dependencies, where="APIRouter(dependencies=)")
         self.responses = dict(responses or {})
@@ -217,6 +228,7 @@ class APIRouter(RouteDecorators):
         full_path = join_paths(self.prefix, path, handler=handler)
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
         options = merge_documentation(self.documentation, options)
+        options = inherit_limits(options, self.max_body_size, self.form_limits)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
@@ -337,6 +349,21 @@ def route_description(handler: Handler, description: str | None) -> str:
     """FastAPI's: the given text, or the handler's docstring, up to a form feed."""
     text = description or inspect.cleandoc(handler.__doc__ or "")
     return text.split("\f")[0].strip()
+
+
+def inherit_limits(
+    options: Mapping[str, Any],
+    max_body_size: int | None,
+    form_limits: Mapping[str, int] | None,
+) -> dict[str, Any]:
+    """A route's options with a router's limits under its own: its ``max_body_size`` if it
+    has one, else the router's; the router's ``form_limits`` updated with its own."""
+    inherited = dict(options)
+    if inherited.get("max_body_size") is None and max_body_size is not None:
+        inherited["max_body_size"] = max_body_size
+    if form_limits:
+        inherited["form_limits"] = {**form_limits, **(options.get("form_limits") or {})}
+    return inherited
 
 
 def check_prefix(prefix: str) -> None:

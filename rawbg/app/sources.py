@@ -119,7 +119,7 @@ def plan_value(
         )
     constraints = marker.constraints if marker is not None else NO_CONSTRAINTS
     options = marker.pydantic_options if marker is not None else {}
-    validate, via_pydantic = _validator(where, annotation, metadata, constraints, options)
+    validate, via_pydantic = value_validator(where, annotation, metadata, constraints, options)
     embed = isinstance(marker, Body) and marker.embed
     as_is = validate is to_str and location != "body"  # a path, query... value is a str
     plan = ValuePlan(
@@ -157,7 +157,7 @@ def _key(name: str, marker: Param | None) -> str:
     return name
 
 
-def _validator(
+def value_validator(
     where: str,
     annotation: Any,
     metadata: list[Any],

@@ -418,6 +418,11 @@ def _sequence(kind: type, item: Validator) -> Validator:
     return validate
 
 
+def list_of(item: Validator) -> Validator:
+    """A validator of a list, each element checked by `item` (its errors under its index)."""
+    return _sequence(list, item)
+
+
 def _mapping(keys: Validator, values: Validator) -> Validator:
     def validate(value: Any) -> dict[Any, Any]:
         if not isinstance(value, dict):

@@ -25,8 +25,10 @@ MiB = 1024 * KiB
 # wild; 64 KiB leaves room for them while keeping a head well below one read.
 DEFAULT_MAX_HEAD_SIZE = 64 * KiB
 
-# 1 MiB: the same default as nginx's client_max_body_size. The body is read into
-# memory before the handler runs, so this bounds memory per request.
+# 1 MiB: the same default as nginx's client_max_body_size. Most routes have their
+# body read into memory before the handler runs, so this bounds memory per
+# request; a route that streams an upload to disk sets its own max_body_size=
+# (docs/forms.md), and only that route takes more.
 DEFAULT_MAX_BODY_SIZE = 1 * MiB
 
 # 5 s: uvicorn's default keep-alive, long enough for a browser to reuse the

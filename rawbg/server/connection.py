@@ -22,10 +22,15 @@ from the connection task:
    first byte is in, the whole head must arrive within ``timeout_keep_alive``
    of it, or it answers 408 (`_complete_head`). The head is checked
    (`_check_head`): size, version, Host, ambiguous length, declared body size.
-4. **Request body.** The body is read whole (`_read_body`), sending
-   ``100 Continue`` first if the client asked for it, and refusing with 413 what
-   is larger than ``max_body_size``, and with 408 a body that stalls or arrives
-   slower than ``min_body_rate`` (`_body_deadline`). Then the `Request`.
+4. **Request body.** Not read here: the `Request` gets a
+   `BodyReader` (rawbg/server/request_body.py) that reads it from h11 as the
+   app asks (most routes read it whole before their handler; forms, uploads
+   and ``request.stream()`` piece by piece), sending ``100 Continue`` at the
+   first read, refusing with 413 what is larger than the route's
+   ``max_body_size``, and with 408 a body that stalls or arrives slower than
+   ``min_body_rate`` (`_body_deadline`). A request with no body has no reader.
+   After the response, the rest of a body the app left is dropped if small,
+   or the connection closes (`_finish_body`).
 5. **Middleware, route and dependencies.** `App.handle` runs the middleware,
    routes the request and walks the handler's dependency plan.
 6. **Handler.** `App.handle` calls the handler and returns an `Outcome`: the
@@ -88,6 +93,7 @@ from rawbg.reason_phrases import reason
 from rawbg.requests import Headers, Request, client_label
 from rawbg.responses import PlainTextResponse, Response, StreamingResponse
 from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, Arrival, hand_over
+from rawbg.server.request_body import BodyReader
 from rawbg.tasks.journal.store import JournalUnavailable
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, RequestTrace
@@ -135,7 +141,7 @@ class Phase(enum.Enum):
 
     IDLE = "waiting for a request"
     READING_HEAD = "reading a request head"
-    READING_BODY = "reading a request body"
+    READING_BODY = "reading a request body"  # the app waits for more of it
     HANDLING = "running the handler"
     RESPONDING = "sending the response"
     CLOSING = "closing"
@@ -152,7 +158,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     IDLE: frozenset({READING_HEAD, CLOSING}),
     READING_HEAD: frozenset({READING_BODY, CLOSING}),
     READING_BODY: frozenset({HANDLING, CLOSING}),
-    HANDLING: frozenset({RESPONDING, CLOSING}),
+    HANDLING: frozenset({READING_BODY, RESPONDING, CLOSING}),
     RESPONDING: frozenset({IDLE, CLOSING}),
     CLOSING: frozenset(),
 }
@@ -188,11 +194,12 @@ class ConnectionHost(Protocol):
 
 @dataclass(slots=True)
 class Exchange:
-    """Per-request state: the request, its trace, and when its head was parsed."""
+    """Per-request state: the request, its trace, when its head was parsed, its body."""
 
     request: Request
     trace: RequestTrace | None
     started: float  # time.perf_counter() when the head was parsed, for the access log
+    body: BodyReader | None  # None: the request has no body
 
 
 @names_frames(lambda frame: STOP)  # the loop-block watchdog: no user code beyond here
@@ -274,6 +281,7 @@ class Connection:
             self._arrival = Arrival(task, context)
         # Per-request state
         self._request_method: bytes | None = None  # once the head is parsed
+        self._content_length: int | None = None  # the head's Content-Length, if any
         self._head_kept = False  # `_next_event` has copied the input of this head
         self._close_reason = ""  # said by `_closing`
 
@@ -429,6 +437,7 @@ class Connection:
         """Keep-alive: h11 and the per-request state start over for the next request."""
         self._h11.start_next_cycle()
         self._request_method = None
+        self._content_length = None
         self._head_kept = False
         self._move(IDLE)
         if self._trace is not None:
@@ -462,8 +471,8 @@ class Connection:
 
         Steps 3 and 4 of the module's docstring: wait while the connection is
         idle (`_wait_for_request`), then the head (its deadline, `_check_head`),
-        then the body (`_read_body`), then the `Request` (with what trusted
-        proxy headers say of the client).
+        then the body's reader (`_start_body`), then the `Request` (with what
+        trusted proxy headers say of the client).
         """
         event = self._next_event()
         if event is h11.NEED_DATA:
@@ -488,9 +497,8 @@ class Connection:
             None if self._trace is None else self._trace.request_started(event.method, event.target)
         )
         self._move(READING_BODY)
-        body = await self._read_body()
+        body = self._start_body()
         io = self._io
-        io.request_received()
         client, scheme = io.client, "http"
         if io.proxy is not None:
             client, scheme = forwarded(io.proxy, fields, client)
@@ -498,13 +506,13 @@ class Connection:
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(fields),
-            body=body,
+            source=body,
             http_version=event.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
             root_path=self._config.root_path,
         )
-        return Exchange(request, trace, started)
+        return Exchange(request, trace, started, body)
 
     async def _wait_for_request(self) -> bool:
         """While not one byte of a request has arrived: wait for one, at most
@@ -600,40 +608,80 @@ class Connection:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
         if content_length is not None and content_length > self._config.max_body_size:
-            raise BodyTooLarge(
-                f"body of {content_length} bytes exceeds {self._config.max_body_size}"
-            )
+            # no route takes that much; what a route takes is checked when it reads
+            ceiling = max(self._config.max_body_size, self._app.largest_max_body_size)
+            if content_length > ceiling:
+                raise BodyTooLarge(f"body of {content_length} bytes exceeds {ceiling}")
+        self._content_length = content_length
         return fields
 
-    async def _read_body(self) -> bytes:
-        """Read the whole body (its declared size was checked with the head)."""
-        limit = self._config.max_body_size
+    def _start_body(self) -> BodyReader | None:
+        """The request's body: None when it has none, else a reader the app reads it with.
+
+        The body bytes that came with the head go to the reader; nothing more
+        is read here (`BodyReader`).
+        """
+        h = self._h11
+        expects_continue = h.they_are_waiting_for_100_continue
+        event = self._next_event()
+        if type(event) is h11.EndOfMessage:
+            self._io.request_received()
+            return None  # the common case: no body at all
+        first = event.data if type(event) is h11.Data else b""
+        if event is not h11.NEED_DATA and not first:
+            raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
+        return BodyReader(
+            self,
+            first,
+            limit=self._config.max_body_size,
+            declared=self._content_length,
+            expects_continue=expects_continue,
+        )
+
+    # -- what a BodyReader asks of its connection (rawbg.server.request_body.BodyWire) --
+
+    def next_body_event(self) -> h11.Event | type[h11.NEED_DATA]:
+        return self._next_event()
+
+    async def wait_for_body(self, deadline: float) -> bool:
+        if self.phase is not HANDLING:  # draining after the response: no phase of its own
+            return await self._receive_until(deadline)
+        self._move(READING_BODY)  # the handler waits for the client
+        try:
+            return await self._receive_until(deadline)
+        finally:
+            if self.phase is READING_BODY:
+                self._move(HANDLING)
+
+    def body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        return self._body_deadline(started, received, now)
+
+    def send_continue(self) -> None:
         h = self._h11
         if h.they_are_waiting_for_100_continue:
             go_on = h11.InformationalResponse(status_code=100, headers=[], reason=reason(100))
             self._io.write(events_to_bytes(h, go_on))
-        event = self._next_event()
-        if type(event) is h11.EndOfMessage:
-            return b""  # the common case: no body at all
-        chunks: list[bytes] = []
-        size = 0
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while type(event) is not h11.EndOfMessage:
-            if event is h11.NEED_DATA:
-                now = loop.time()
-                deadline, rule = self._body_deadline(started, size, now)
-                if now >= deadline or not await self._receive_until(deadline):
-                    raise RequestTimeout(rule)
-            elif type(event) is h11.Data:
-                size += len(event.data)
-                if size > limit:
-                    raise BodyTooLarge(f"chunked body exceeds {limit} bytes")
-                chunks.append(event.data)
-            else:
-                raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
-            event = self._next_event()
-        return b"".join(chunks)
+
+    def body_complete(self) -> None:
+        self._io.request_received()
+
+    async def _finish_body(self, body: BodyReader) -> None:
+        """After the response: the rest of a body the app did not read.
+
+        A small rest is read and dropped, so that the connection can carry the
+        next request; otherwise (too much left, too slow, malformed, or a
+        client still waiting for ``100 Continue``) the connection closes,
+        lingering so that the client reads the response first.
+        """
+        if body.end():
+            return
+        try:
+            drained = await body.drain()
+        except RequestRejected:
+            drained = False
+        if not drained:
+            self._closing("request body not read by the app")
+            await self._io.close_gracefully()
 
     def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
         """When the body being read must have grown by, and the rule that says so.
@@ -688,6 +736,8 @@ class Connection:
             sent = await self._send(exchange, response)
             if trace is not None:
                 trace.event("response flushed", status=response.status_code, bytes=sent)
+            if exchange.body is not None:
+                await self._finish_body(exchange.body)
         except ClientDisconnected:
             self._closing("client went away before the response was sent")
         except Exception:
@@ -702,7 +752,9 @@ class Connection:
                 self._last_work = after  # `cancel_work` releases it and cleans up
             raise
         else:
-            if self._stopping:
+            if self.phase is CLOSING:
+                pass  # `_finish_body` closed it
+            elif self._stopping:
                 self._closing("server shutting down")
             elif not http_allows_another(self._h11):
                 self._closing("no keep-alive")
@@ -769,7 +821,7 @@ class Connection:
         fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
-        if self._stopping:
+        if self._stopping or (exchange.body is not None and exchange.body.will_not_drain()):
             fields.append(CLOSE_HEADER)
         status = response.status_code
         streaming = isinstance(response, StreamingResponse)

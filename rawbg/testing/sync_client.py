@@ -29,6 +29,9 @@ import base64
 import gzip
 import http.client
 import json as jsonlib
+import mimetypes
+import os
+import secrets
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -42,6 +45,8 @@ from rawbg.server.server import serving
 __all__ = ["TestClient", "TestResponse"]
 
 QueryParams = Mapping[str, Any] | Iterable[tuple[str, Any]]
+#: httpx's ``files=``: name -> a file, bytes, or (filename, content[, content type[, headers]])
+Files = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 # Redirect statuses a client follows, and how many in a row before it gives up
 # (httpx's default is 20).
@@ -259,6 +264,7 @@ class TestClient:
         cookies: Mapping[str, str] | None = None,
         content: bytes | str | None = None,
         data: Mapping[str, Any] | bytes | str | None = None,
+        files: Files | None = None,
         json: Any = None,
         auth: tuple[str, str] | None = None,
         follow_redirects: bool | None = None,
@@ -272,7 +278,10 @@ class TestClient:
             else:
                 fields[name.lower()] = value
         fields.setdefault("x-forwarded-for", TEST_CLIENT_ADDRESS)
-        body = _encode_body(fields, content=content, data=data, json=json)
+        if files is not None:
+            body = encode_multipart(fields, data, files)
+        else:
+            body = _encode_body(fields, content=content, data=data, json=json)
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             fields.setdefault("authorization", f"Basic {token}")
@@ -419,3 +428,63 @@ def _encode_body(
     if isinstance(raw, str):
         return raw.encode()
     return raw or b""
+
+
+def encode_multipart(fields: dict[str, str], data: Any, files: Files) -> bytes:
+    """A ``multipart/form-data`` body of `data`'s fields then `files`, as httpx encodes them.
+
+    A file is a file object (its name's last part is the filename), bytes or
+    a str, or a tuple ``(filename, content[, content_type[, headers]])``; a
+    filename of None makes a plain field. The content type of a named file
+    is guessed from its name, as httpx guesses it.
+    """
+    boundary = secrets.token_hex(16)
+    fields["content-type"] = f"multipart/form-data; boundary={boundary}"
+    parts: list[bytes] = []
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            for item in value if isinstance(value, list | tuple) else [value]:
+                parts.append(_part(boundary, name, None, None, {}, _param_text(item).encode()))
+    for name, value in files.items() if isinstance(files, Mapping) else files:
+        filename, content, content_type, headers = _file_tuple(value)
+        parts.append(_part(boundary, name, filename, content_type, headers, content))
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def _file_tuple(value: Any) -> tuple[str | None, bytes, str | None, dict[str, str]]:
+    if not isinstance(value, tuple):
+        name = getattr(value, "name", None)
+        value = (os.path.basename(name) if isinstance(name, str) else "upload", value)
+    filename, content, *rest = value
+    content_type = rest[0] if rest else None
+    headers = dict(rest[1]) if len(rest) > 1 else {}
+    if content_type is None and filename:
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    if hasattr(content, "read"):
+        content = content.read()
+    if isinstance(content, str):
+        content = content.encode()
+    return filename, bytes(content), content_type, headers
+
+
+def _part(
+    boundary: str,
+    name: str,
+    filename: str | None,
+    content_type: str | None,
+    headers: dict[str, str],
+    content: bytes,
+) -> bytes:
+    disposition = f'form-data; name="{_quoted(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_quoted(filename)}"'
+    lines = [f"--{boundary}", f"Content-Disposition: {disposition}"]
+    if content_type is not None:
+        lines.append(f"Content-Type: {content_type}")
+    lines.extend(f"{key}: {value}" for key, value in headers.items())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + content + b"\r\n"
+
+
+def _quoted(text: str) -> str:
+    """A name or filename inside double quotes, escaped as browsers and httpx do."""
+    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")

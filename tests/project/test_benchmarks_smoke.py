@@ -100,3 +100,34 @@ def test_a_failed_load_generator_is_reported_by_its_first_traceback_not_its_last
     assert first_error("usage: loadgen [-h]\nerror: bad option\n") == (
         "usage: loadgen [-h]\nerror: bad option\n"
     )
+
+
+def test_the_upload_benchmark_runs_and_writes_its_figures(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.uploads",
+            "--servers",
+            "rawbg",
+            "--sizes",
+            "10M",
+            "--count",
+            "1",
+            "--rounds",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads((tmp_path / "uploads.json").read_text())
+    (round_,) = figures["rounds"]
+    measured = round_["servers"]["rawbg"]["10M"]
+    assert measured["uploads"] == 1
+    assert measured["MBps"] > 0
