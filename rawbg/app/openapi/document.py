@@ -35,7 +35,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rawbg.app.dependencies import CallPlan, DependencyParam, Source, ValueParam
+from rawbg.app.dependencies import CallPlan, DependencyParam, FormParam, Source, ValueParam
+from rawbg.app.form_params import FormKind
 from rawbg.app.openapi.fields import (
     REF_PREFIX,
     BodyModel,
@@ -262,7 +263,9 @@ def _cannot(draft: Draft, what: str, exc: Exception) -> OpenAPIError:
     return OpenAPIError(f"route {draft.label}: {what} cannot be described in OpenAPI: {exc}")
 
 
-def flatten(plan: CallPlan) -> tuple[list[tuple[ValueParam, CallPlan]], list[ValueParam]]:
+def flatten(
+    plan: CallPlan,
+) -> tuple[list[tuple[ValueParam, CallPlan]], list[ValueParam | FormParam]]:
     """The plan's request values, as FastAPI lists them: (parameter, its function), and bodies.
 
     Parameters: each function once, depth first, the function's own before its
@@ -281,17 +284,19 @@ def flatten(plan: CallPlan) -> tuple[list[tuple[ValueParam, CallPlan]], list[Val
                 values.append((param, current))
         stack.extend(reversed([p.call for p in current.params if isinstance(p, DependencyParam)]))
     values.sort(key=lambda pair: PARAMETER_ORDER.index(pair[0].value.location))
-    bodies: dict[str, ValueParam] = {}
+    bodies: dict[str, ValueParam | FormParam] = {}
     _bodies(plan, bodies, set())
     return values, list(bodies.values())
 
 
-def _bodies(plan: CallPlan, found: dict[str, ValueParam], visited: set[Any]) -> None:
+def _bodies(plan: CallPlan, found: dict[str, ValueParam | FormParam], visited: set[Any]) -> None:
     if plan.call in visited:
         return
     visited.add(plan.call)
     for param in plan.params:
-        if isinstance(param, ValueParam) and param.source is Source.BODY:
+        if isinstance(param, FormParam) or (
+            isinstance(param, ValueParam) and param.source is Source.BODY
+        ):
             found.setdefault(param.name, param)
     for param in plan.params:
         if isinstance(param, DependencyParam):
@@ -317,15 +322,51 @@ def field_options(param: ValueParam) -> FieldOptions:
     )
 
 
-def _value_field(param: ValueParam, *, mode: Any) -> SchemaField:
+def _value_field(param: ValueParam | FormParam, *, mode: Any) -> SchemaField:
+    if isinstance(param, FormParam):
+        return _form_field(param)
     plan = param.value
     return SchemaField(param.name, plan.annotation, mode, plan.metadata, field_options(param))
 
 
-def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) -> None:
+#: what an uploaded file is described as: bytes (FastAPI's UploadFile schema is bytes')
+_FILE_TYPES = {FormKind.FILE: bytes, FormKind.FILES: list[bytes]}
+
+
+def _form_field(param: FormParam) -> SchemaField:
+    """A form field: its type, an upload described as bytes, as FastAPI does."""
+    form = param.form
+    annotation = _FILE_TYPES.get(form.kind, param.annotation)
+    if annotation is inspect.Parameter.empty:
+        annotation = str
+    options = FieldOptions(
+        required=param.required,
+        default=param.default,
+        default_factory=form.default_factory,
+        alias=form.key,
+    )
+    return SchemaField(param.name, annotation, "validation", (), options)
+
+
+def _is_form_body(bodies: list[ValueParam | FormParam]) -> bool:
+    return any(isinstance(param, FormParam) for param in bodies)
+
+
+def _draft_body(draft: Draft, bodies: list[ValueParam | FormParam], engine: SchemaEngine) -> None:
     route = draft.route
-    if not route.embed_body:
+    forms = [param for param in bodies if isinstance(param, FormParam)]
+    if forms:  # as FastAPI: multipart if any part is, a form model is the body itself
+        media_types = {param.form.media_type for param in forms}
+        multipart = "multipart/form-data"
+        draft.body_media_type = multipart if multipart in media_types else media_types.pop()
+        if len(forms) == 1 and forms[0].form.kind is FormKind.MODEL:
+            draft.body = _form_field(forms[0])
+            where = _owner(route.plan, forms[0]).where
+            _add(engine, draft, draft.body, f"the form parameter {forms[0].name!r} of {where}")
+            return
+    elif not route.embed_body:
         (param,) = bodies
+        assert isinstance(param, ValueParam)
         draft.body = _value_field(param, mode="validation")
         marker = param.value.marker
         if isinstance(marker, Body):
@@ -339,9 +380,14 @@ def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) ->
     draft.body = SchemaField(
         "body", None, "validation", options=FieldOptions(required=required, alias="body")
     )
-    media_types = {p.value.marker.media_type for p in bodies if isinstance(p.value.marker, Body)}
-    if len(media_types) == 1:
-        draft.body_media_type = media_types.pop()
+    if not forms:
+        media_types = {
+            p.value.marker.media_type
+            for p in bodies
+            if isinstance(p, ValueParam) and isinstance(p.value.marker, Body)
+        }
+        if len(media_types) == 1:
+            draft.body_media_type = media_types.pop()
     for param, member in zip(bodies, members, strict=True):
         where = _owner(route.plan, param).where
         draft.described.append((member, f"the body parameter {param.name!r} of {where}"))
@@ -351,7 +397,7 @@ def _draft_body(draft: Draft, bodies: list[ValueParam], engine: SchemaEngine) ->
         raise _culprit([draft], exc) from None
 
 
-def _owner(plan: CallPlan, param: ValueParam) -> CallPlan:
+def _owner(plan: CallPlan, param: ValueParam | FormParam) -> CallPlan:
     """The function in `plan`'s tree that declares `param`."""
     if any(p is param for p in plan.params):
         return plan
