@@ -5,8 +5,11 @@ machine is noisy and only ratios between runs made in the same minutes mean
 anything:
 
 * peak req/s (closed loop, wrk if found) of rawbg without a journal, with one
-  (``--task-journal-sync normal`` and ``full``), and with one commit per
-  request instead of per group;
+  (``--task-journal-sync normal`` and ``full``), with one commit per
+  request instead of per group, and with the journal in PostgreSQL
+  (``rawbg-journal-pg``: a local cluster started for the run, on disk, with
+  PostgreSQL's durable defaults, ``fsync`` and ``synchronous_commit`` on: a
+  commit is on disk before its response);
 * p99 at 500 req/s, keep-alive and new connections: rawbg with a journal and
   1 s tasks against the same with 0 s tasks, and against rawbg without a
   journal;
@@ -19,6 +22,8 @@ anything:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import time
@@ -28,9 +33,13 @@ from typing import Any
 from .loadgen import MODES, run_loadgen
 from .memory import pending_task_memory
 from .peak import peak_throughput, wrk_available
-from .servers import running_server
+from .servers import PG_JOURNAL, PG_URL_ENV, running_server
 
 PEAK_SERVERS = ("rawbg", "rawbg-journal", "rawbg-journal-full", "rawbg-journal-per-request")
+# The PostgreSQL cluster of the run: PostgreSQL's own defaults for what the
+# tests' clusters turn off (tests/support/postgres_server.py), on disk.
+PG_SETTINGS = {"fsync": "on", "full_page_writes": "on", "shared_buffers": "128MB"}
+PG_DIRECTORY = "/var/tmp"
 
 
 def progress(message: str) -> None:
@@ -92,14 +101,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-tasks", type=int, default=10_000)
     parser.add_argument("--only", choices=("peak", "latency", "memory", "commit"), action="append")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "journal")
+    parser.add_argument(
+        "--no-pg", action="store_true", help="without rawbg-journal-pg (no PostgreSQL here)"
+    )
     args = parser.parse_args(argv)
     only = set(args.only or ("peak", "latency", "memory", "commit"))
     log_dir = args.out / "logs"
+    with contextlib.ExitStack() as stack:
+        if not args.no_pg:
+            from tests.support.postgres_server import postgres_server
+
+            pg = stack.enter_context(postgres_server(settings=PG_SETTINGS, base=PG_DIRECTORY))
+            os.environ[PG_URL_ENV] = pg.url
+        return compare(args, only, log_dir, with_pg=not args.no_pg)
+
+
+def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg: bool) -> int:
+    peak_servers = (*PEAK_SERVERS, PG_JOURNAL) if with_pg else PEAK_SERVERS
+    print(f"load average at the start: {load_average()}")
 
     if "peak" in only:
-        peaks: dict[str, list[float]] = {name: [] for name in PEAK_SERVERS}
+        peaks: dict[str, list[float]] = {name: [] for name in peak_servers}
         for round_ in range(args.rounds):
-            for name in PEAK_SERVERS:
+            for name in peak_servers if round_ % 2 == 0 else reversed(peak_servers):
                 peaks[name].append(peak(name, args.peak_seconds, log_dir))
             progress(
                 f"peak round {round_ + 1}: "
@@ -116,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         single = peaks["rawbg-journal-per-request"]
         pairs = [g / s for g, s in zip(group, single, strict=True)]
         print(f"  group commit / one commit per request per round: {[round(x, 2) for x in pairs]}")
+        if with_pg:
+            ratios = [j / r for j, r in zip(peaks[PG_JOURNAL], peaks["rawbg"], strict=True)]
+            print(f"  {PG_JOURNAL} / rawbg per round: {[round(x, 2) for x in ratios]}")
 
     if "latency" in only:
         cases = [
@@ -124,27 +151,32 @@ def main(argv: list[str] | None = None) -> int:
             ("rawbg-journal", 1.0),
             ("rawbg-journal-full", 1.0),
         ]
+        if with_pg:
+            cases += [(PG_JOURNAL, 0.0), (PG_JOURNAL, 1.0)]
         for mode in MODES:
             results: dict[tuple[str, float], list[float]] = {case: [] for case in cases}
             for round_ in range(args.rounds):
-                for server, task_seconds in cases:
+                for server, task_seconds in cases if round_ % 2 == 0 else reversed(cases):
                     results[(server, task_seconds)].append(
                         p99(server, task_seconds, mode, args.latency_seconds, log_dir)
                     )
                 progress(f"latency {mode} round {round_ + 1}: {[v[-1] for v in results.values()]}")
-            base = statistics.median(results[("rawbg-journal", 0.0)])
             plain = statistics.median(results[("rawbg", 0.0)])
             print(f"p99 ms at 500 req/s, {mode}, median of {args.rounds} alternating runs:")
             for (server, task_seconds), values in results.items():
                 med = statistics.median(values)
+                same = statistics.median(
+                    results.get((server, 0.0), results[("rawbg-journal", 0.0)])
+                )
                 print(
                     f"  {server:20} tasks {task_seconds:3} s  p99 {med:6.2f}  "
-                    f"{med / base:.2f}x journal 0 s, {med / plain:.2f}x rawbg 0 s   runs {values}"
+                    f"{med / same:.2f}x its 0 s, {med / plain:.2f}x rawbg 0 s   "
+                    f"runs {[round(v, 2) for v in values]}"
                 )
 
     if "memory" in only:
         print(f"memory per pending task, {args.memory_tasks} pending:")
-        for server in ("rawbg", "rawbg-journal"):
+        for server in ("rawbg", "rawbg-journal", *((PG_JOURNAL,) if with_pg else ())):
             for mode in MODES:
                 row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
                 print(f"  {server:14} {mode:9} {row['bytes_per_task']} bytes/task ({row['ok']} ok)")
@@ -156,7 +188,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"  sync {sync:6}: one transaction per request {each:7.1f} us, "
                 f"one for all 32 {grouped:6.1f} us ({each / grouped:.1f}x less)"
             )
+    print(f"load average at the end: {load_average()}")
     return 0
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as loadavg:
+        return loadavg.read().strip()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # rawbg with a task journal (a fresh file per start): --task-journal-sync
 # normal and full, and normal with one commit per request instead of per group
 JOURNAL_VARIANTS = ("rawbg-journal", "rawbg-journal-full", "rawbg-journal-per-request")
+# rawbg with the task journal in PostgreSQL: a fresh database per start, in the
+# cluster whose URL is in $BENCH_PG_URL (benchmarks.journal_compare starts one).
+# Not in SERVERS: the main harness starts no database.
+PG_JOURNAL = "rawbg-journal-pg"
+PG_URL_ENV = "BENCH_PG_URL"
 # rawbg on asyncio's loop and on uvloop; the bare asyncio + h11 ceiling; and
 # what people deploy instead: FastAPI on uvicorn with h11 (pure Python, like
 # rawbg), on uvicorn[standard] (httptools + uvloop), on granian (Rust HTTP),
@@ -116,6 +121,8 @@ def command(name: str, port: int) -> list[str]:
             f"--task-journal {journal} --task-journal-sync {sync} --task-journal-commit {commit}"
         )
         return [*command("rawbg", port), *options.split()]
+    if name == PG_JOURNAL:
+        return [*command("rawbg", port), "--task-journal", fresh_database()]
     if name == DEMO:
         return [*python, "rawbg", "--loop", "asyncio", "--no-access-log", "--port", str(port)]
     if name == "ceiling":
@@ -142,6 +149,21 @@ def command(name: str, port: int) -> list[str]:
             "benchmarks.apps.fastapi_app:app",
         ]
     raise ValueError(f"unknown server {name!r}")
+
+
+def fresh_database() -> str:
+    """A new, empty database in the cluster at $BENCH_PG_URL: its URL."""
+    import uuid
+
+    import psycopg
+
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        raise ServerError(f"{PG_JOURNAL} needs a PostgreSQL cluster's URL in ${PG_URL_ENV}")
+    name = f"rawbg_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return url.rsplit("/", 1)[0] + "/" + name
 
 
 @dataclass

@@ -221,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     journal = parser.add_argument_group("task journal (durable background tasks)")
     journal.add_argument(
         "--task-journal",
-        metavar="PATH",
-        help="journal durable background tasks in this SQLite file before each response, "
-        "and run the unfinished ones again at start-up (default: no journal)",
+        metavar="PATH|URL",
+        help="journal durable background tasks before each response, and run the "
+        "unfinished ones again at start-up: in this SQLite file, or in the PostgreSQL "
+        "database of a postgresql://user@host:port/db URL, which several machines share "
+        "(the postgres extra) (default: no journal)",
     )
     journal.add_argument(
         "--task-journal-sync",
@@ -232,18 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal: entries survive a process crash; full: also a power loss, "
         "with an fsync per group commit (default: %(default)s)",
     )
-    ConfigFlag(
-        "task_journal_lease",
-        float,
-        "SECONDS",
-        "another process takes over this one's journaled tasks once it has not "
-        "renewed its lease for this long",
-    ).add_to(journal)
+    journal.add_argument(
+        "--task-journal-lease",
+        type=float,
+        metavar="SECONDS",
+        help="another process takes over this one's journaled tasks once it has not "
+        f"renewed its lease for this long (default: {defaults.DEFAULT_TASK_JOURNAL_LEASE:g} "
+        f"for a SQLite file, {defaults.DEFAULT_SHARED_JOURNAL_LEASE:g} for PostgreSQL)",
+    )
     ConfigFlag(
         "task_journal_busy_timeout",
         float,
         "SECONDS",
-        "how long a commit waits for a locked journal before the request gets 503",
+        "how long a commit may take (SQLite: waiting for a locked file; PostgreSQL: the "
+        "round trip) before the request gets 503",
     ).add_to(journal)
     journal.add_argument(
         "--task-journal-commit",
@@ -418,7 +422,7 @@ def write_openapi(app: App) -> int:
 
 def journal_error(config: ServerConfig, exc: Exception) -> str:
     """The one line that says why the task journal cannot be used."""
-    return f"error: --task-journal {config.task_journal}: {exc}"
+    return f"error: --task-journal {config.journal_name}: {exc}"
 
 
 def supervise(argv: list[str], args: argparse.Namespace, config: ServerConfig) -> int:

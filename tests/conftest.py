@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -10,6 +10,12 @@ import pytest
 from rawbg import App, Server, serving
 from rawbg.server.loops import LoopFactory, loop_factory
 from tests.support.event_loop import TEST_LOOP
+from tests.support.postgres_server import (
+    PostgresMissing,
+    PostgresServer,
+    binaries,
+    postgres_server,
+)
 from tests.support.services import in_ci
 
 ServeFactory = Callable[..., AbstractAsyncContextManager[Server]]
@@ -55,3 +61,20 @@ def in_tmp_dir(tmp_path: Any) -> AsyncIterator[Any]:
         yield tmp_path
     finally:
         os.chdir(old)
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own (tests/support/postgres_server.py).
+
+    Without PostgreSQL the test is skipped, saying how to install it; under
+    ``CI=true`` it fails. Mark the test ``service``.
+    """
+    try:
+        binaries()
+    except PostgresMissing as exc:
+        if in_ci():
+            pytest.fail(f"{exc} (CI=true)")
+        pytest.skip(f"{exc} (skipped outside CI)")
+    with postgres_server() as server:
+        yield server

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from rawbg.server.loops import LOOPS
 from rawbg.tasks.journal.sqlite import SQLiteTaskStore
+from rawbg.tasks.journal.store import TaskStore
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -82,6 +84,17 @@ DEFAULT_GC_INTERVAL = 0.01
 # gone is taken over at once). Renewed every third of it, so a loaded process
 # has two chances to renew; a takeover is rare, and it is what bounds it.
 DEFAULT_TASK_JOURNAL_LEASE = 30.0
+
+# 10 s with PostgreSQL, where the other processes are on other machines and
+# a dead one's tasks wait for its lease to end: renewed every 2 s, so a node
+# is taken over only after 8 s without one successful renewal, longer than
+# five TCP retransmissions of a lost packet (6.2 s) or any pause a healthy
+# process makes; and a dead node's tasks run elsewhere 8-10 s after its
+# death. A database restart costs no takeover at all (a node is taken over
+# only once another has renewed without a gap for a whole lease).
+DEFAULT_SHARED_JOURNAL_LEASE = 10.0
+#: what ``--task-journal`` starts with to name a PostgreSQL database, not a file
+SHARED_JOURNAL_SCHEMES = ("postgresql://", "postgres://")
 
 # 1 s: how long a commit waits for a journal locked by another process
 # before the request gets a 503. A response held much longer than this is
@@ -196,10 +209,12 @@ class ServerConfig:
     forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
     #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
     root_path: str = ""
-    #: the SQLite task journal's path; None: tasks live in memory only
+    #: the task journal: a SQLite file's path, or a ``postgresql://`` URL;
+    #: None: tasks live in memory only
     task_journal: str | None = None
     task_journal_sync: str = DEFAULT_TASK_JOURNAL_SYNC
-    task_journal_lease: float = DEFAULT_TASK_JOURNAL_LEASE
+    #: None: 30 s for a SQLite file, 10 s for PostgreSQL (`journal_lease`)
+    task_journal_lease: float | None = None
     task_journal_busy_timeout: float = DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT
     #: False: one commit per request instead of per group (to measure what grouping saves)
     task_journal_group_commit: bool = True
@@ -211,7 +226,7 @@ class ServerConfig:
             "timeout_keep_alive": self.timeout_keep_alive,
             "limit_concurrency": self.limit_concurrency,
             "max_pending_tasks": self.max_pending_tasks,
-            "task_journal_lease": self.task_journal_lease,
+            "task_journal_lease": self.journal_lease,
             "task_journal_busy_timeout": self.task_journal_busy_timeout,
         }
         for name, value in positive.items():
@@ -231,7 +246,9 @@ class ServerConfig:
             sync = self.task_journal_sync
             raise ValueError(f"task_journal_sync must be 'normal' or 'full', got {sync!r}")
         if self.task_journal == "":
-            raise ValueError("task_journal must be a file path (or None for no journal)")
+            raise ValueError(
+                "task_journal must be a file path or a postgresql:// URL (or None for no journal)"
+            )
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {self.loop!r}")
         from rawbg.wire.proxy import TrustedProxies  # raises ValueError naming a bad entry
@@ -246,11 +263,56 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
 
+    @property
+    def journal_is_shared(self) -> bool:
+        """Whether the task journal is a PostgreSQL database (shared by several machines)."""
+        return self.task_journal is not None and self.task_journal.startswith(
+            SHARED_JOURNAL_SCHEMES
+        )
 
-def configured_store(config: ServerConfig) -> SQLiteTaskStore:
-    """The store that ``--task-journal`` and its options name (not opened yet)."""
+    @property
+    def journal_lease(self) -> float:
+        """The task journal's lease: as set, else the default for its kind."""
+        if self.task_journal_lease is not None:
+            return self.task_journal_lease
+        if self.journal_is_shared:
+            return DEFAULT_SHARED_JOURNAL_LEASE
+        return DEFAULT_TASK_JOURNAL_LEASE
+
+    @property
+    def journal_name(self) -> str:
+        """The task journal as the log and errors show it: a URL's password hidden."""
+        return shown_journal(self.task_journal or "")
+
+
+def shown_journal(target: str) -> str:
+    """A file path as it is; a URL with its password, if any, replaced by ``***``."""
+    if not target.startswith(SHARED_JOURNAL_SCHEMES):
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def configured_store(config: ServerConfig) -> TaskStore:
+    """The store that ``--task-journal`` and its options name (not opened yet).
+
+    A ``postgresql://`` URL needs the ``postgres`` extra (psycopg 3): without
+    it, the store raises a `JournalError` that says how to install it.
+    """
     if config.task_journal is None:
         raise ValueError("no task journal is configured")
+    if config.journal_is_shared:
+        from rawbg.tasks.journal.postgres import PostgresTaskStore
+
+        return PostgresTaskStore(
+            config.task_journal,
+            lease=config.journal_lease,
+            commit_deadline=config.task_journal_busy_timeout,
+        )
     return SQLiteTaskStore(
         config.task_journal,
         sync=config.task_journal_sync,

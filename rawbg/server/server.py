@@ -135,7 +135,7 @@ class Server:
         if self.journal is not None:
             logger.info(
                 "task journal %s: %d unfinished task(s) recovered, running them again",
-                config.task_journal,
+                config.journal_name,
                 len(recovered),
             )
         if recovered:
@@ -191,9 +191,18 @@ class Server:
         config = self.config
         journal = JournalWriter(
             configured_store(config),
-            lease=config.task_journal_lease,
+            lease=config.journal_lease,
             group_commit=config.task_journal_group_commit,
         )
+        pending = self.pending
+        journal.room = lambda: config.max_pending_tasks - pending.count
+        if config.trace or self._trace_file is not None:
+            trace = ConnectionTrace(log=config.trace, file=self._trace_file, label="journal")
+
+            def counts(counts: dict[str, int]) -> None:
+                trace.event("journal counts", **counts)
+
+            journal.on_counts = counts
         recovered = journal.open()  # blocking, once, before serving
         journal.on_orphans = self.run_recovered
         journal.start(loop)
@@ -230,6 +239,8 @@ class Server:
         task = asyncio.get_running_loop().create_task(group.wait(), name="rawbg-recovered")
         self._tasks.add(task)
         task.add_done_callback(self._forget_task, context=self._callback_context)
+        # room was made: a store that claims in batches takes the next one
+        task.add_done_callback(lambda _: journal.claim_soon(), context=self._callback_context)
 
     # -- called by protocols and connections -------------------------------------
 
@@ -309,6 +320,8 @@ class Server:
         """
         self._stopping = True
         self._stop_listening()
+        if self.journal is not None:  # a shared journal's other nodes take what has not started
+            self.journal.release_unstarted()
         if isinstance(self._listener, Acceptor) and self._listener.connecting:
             # accepted a moment ago: they register as connections, then stop like the rest
             await asyncio.wait(set(self._listener.connecting))

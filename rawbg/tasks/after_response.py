@@ -169,7 +169,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         if dropped:
             logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
             for index in range(dropped):  # already journaled: dropped there too, not run later
-                self._mark_finished(index, failed=False)
+                self._mark_finished(index, failed=False, started=False)
             self._entry_ids = None
             self._calls = ()
             self._release(dropped)
@@ -228,6 +228,17 @@ class AfterResponse(Coroutine[Any, Any, None]):
         if not calls:  # discarded before it started
             return _done()
         call = calls[0]
+        journal, entry_id = self._journal, self._entry_ids
+        if journal is not None and type(entry_id) is int:
+            admitted = journal.admit(entry_id)
+            if admitted is False:  # another process's now: not run, not marked
+                self._entry_ids = None
+                return _done()
+            if admitted is None:  # not yet: the general path waits for the lease
+                self._calls = calls
+                waiting = self._run_all(None)
+                self._running = waiting
+                return waiting
         try:
             running = call.start()
         except Exception as exc:
@@ -250,7 +261,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._running = waiting = _until_committed(committing)
         return waiting.send(None)  # suspends: marks are committed in a later loop iteration
 
-    def _mark_finished(self, index: int, *, failed: bool) -> asyncio.Future[None] | None:
+    def _mark_finished(
+        self, index: int, *, failed: bool, started: bool = True
+    ) -> asyncio.Future[None] | None:
         """Tell the journal the task at `index` ended (not when it was cancelled: it stays).
 
         Returns the future of the mark's commit, if the task is journaled: its
@@ -259,7 +272,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         """
         entry_id = self._entry_id(index)
         if entry_id is not None and self._journal is not None:
-            return self._journal.finished(entry_id, failed=failed)
+            return self._journal.finished(entry_id, failed=failed, started=started)
         return None
 
     def _entry_id(self, index: int) -> int | None:
@@ -279,13 +292,16 @@ class AfterResponse(Coroutine[Any, Any, None]):
         """Each task in order, then the clean-up; a failure never stops the rest."""
         label = self.label
         try:
+            ran = False
             # read when it starts: `discard` may have emptied it
             for index, task in enumerate(self._calls):
                 try:
-                    failed = await self._attempts(index, task, trace)
-                    committing = self._mark_finished(index, failed=failed)
-                    if committing is not None:
-                        await committing
+                    failed = await self._attempts(index, task, trace, continuing=ran)
+                    if failed is not None:  # it ran (None: another process's to run)
+                        ran = True
+                        committing = self._mark_finished(index, failed=failed)
+                        if committing is not None:
+                            await committing
                 finally:
                     self._release(1)
             self._entry_ids = None  # each was marked as it ended
@@ -303,11 +319,33 @@ class AfterResponse(Coroutine[Any, Any, None]):
                     trace.event("dependency clean-up done", route=label)
 
     @names_frames(_name_task_frame)
-    async def _attempts(self, index: int, task: BackgroundTask, trace: RequestTrace | None) -> bool:
-        """Run `task` until it succeeds or its policy's attempts are spent; True if it failed."""
-        attempt = task.attempts + 1
+    async def _attempts(
+        self, index: int, task: BackgroundTask, trace: RequestTrace | None, *, continuing: bool
+    ) -> bool | None:
+        """Run `task` until it succeeds or its policy's attempts are spent; True if it failed.
+
+        None if it did not run: its journal entry is another process's now
+        (`JournalWriter.admit`). `continuing`: an earlier task of this work ran.
+        """
+        first = attempt = task.attempts + 1
         last = max(task.policy.attempts, attempt)  # a recovered entry gets at least one more
+        entry_id = self._entry_id(index)
+        journal = self._journal if entry_id is not None else None
         while True:
+            if journal is not None and entry_id is not None:
+                again = attempt > first
+                admitted = journal.admit(
+                    entry_id, continuing=continuing or again, first_attempt=not again
+                )
+                while admitted is None:  # its lease is to be renewed first
+                    await journal.lease_changed()
+                    admitted = journal.admit(
+                        entry_id, continuing=continuing or again, first_attempt=not again
+                    )
+                if not admitted:
+                    if trace is not None:
+                        trace.event("background task left to another node", task=task.name)
+                    return None
             started = (
                 0.0 if trace is None else trace.event("background task started", task=task.name)
             )

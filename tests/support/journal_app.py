@@ -18,8 +18,12 @@ RUNS = os.environ.get("JOURNAL_TEST_RUNS", "runs.txt")
 TASK_SECONDS = float(os.environ.get("JOURNAL_TEST_TASK_SECONDS", "0"))
 #: a file whose existence lets the tasks finish (tests across processes)
 RELEASE = os.environ.get("JOURNAL_TEST_RELEASE")
+#: also note ``start N PID`` when a task starts (tests that must know it runs)
+NOTE_STARTS = bool(os.environ.get("JOURNAL_TEST_NOTE_STARTS"))
 #: set by in-process tests: tasks wait for it before finishing
 GATE: asyncio.Event | None = None
+#: set by in-process tests: /work-later waits for it before it queues its task
+HANDLER_GATE: asyncio.Event | None = None
 #: attempts seen by `flaky`, per key
 ATTEMPTS: dict[str, int] = {}
 
@@ -32,6 +36,8 @@ def note(kind: str, n: object) -> None:
 
 
 async def record_run(n: int) -> None:
+    if NOTE_STARTS:
+        note("start", n)
     if GATE is not None:
         await GATE.wait()
     await asyncio.sleep(TASK_SECONDS)
@@ -58,6 +64,19 @@ async def not_durable(n: int) -> None:
 async def work(n: int, background_tasks: BackgroundTasks):
     background_tasks.add_task(record_run, n)
     return {"queued": n}
+
+
+@app.post("/work-later/{n}")
+async def work_later(n: int, background_tasks: BackgroundTasks):
+    """A request still being handled when the test does something else (a stop)."""
+    if HANDLER_GATE is not None:
+        await HANDLER_GATE.wait()
+    background_tasks.add_task(record_run, n)
+    return {"queued": n}
+
+
+async def nothing(n: int) -> None:
+    """A task that does nothing: what a test of many entries runs."""
 
 
 @app.post("/work-twice/{n}")

@@ -38,15 +38,15 @@ Upgrade every process that shares a journal together.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from rawbg.tasks.journal.liveness import process_alive as _alive, process_start
 from rawbg.tasks.journal.store import FORMAT_VERSION, JournalError, NewEntry, Outcome, StoredEntry
 
 logger = logging.getLogger("rawbg.journal")
@@ -119,6 +119,13 @@ _owners_here_lock = threading.Lock()
 
 class SQLiteTaskStore:
     """`rawbg.tasks.journal.store.TaskStore` on one SQLite file."""
+
+    # One host: a process that is gone is known at once by its pid (module
+    # docstring); one that is only slow keeps its lease. No fencing.
+    fencing = False
+    renewals_per_lease = 3  # a loaded process has two chances to renew
+    claim_batch = None  # orphans are claimed all at once
+    commit_deadline = None  # the busy timeout bounds a commit's wait for the lock
 
     def __init__(self, path: str, *, sync: str, busy_timeout: float) -> None:
         if sync not in ("normal", "full"):
@@ -324,10 +331,13 @@ class SQLiteTaskStore:
             raise
         return ids
 
-    def renew(self, *, owner: str, lease_until: float) -> None:
+    def renew(self, *, owner: str, lease_until: float) -> float | None:
         self._register(owner, lease_until)
+        return None
 
-    def claim_orphans(self, *, owner: str, now: float) -> list[StoredEntry]:
+    def claim_orphans(
+        self, *, owner: str, now: float, limit: int | None = None
+    ) -> list[StoredEntry]:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -373,6 +383,18 @@ class SQLiteTaskStore:
     def retire(self, *, owner: str) -> None:
         self.db.execute("DELETE FROM rawbg_owners WHERE owner = ?", (owner,))
 
+    # Without fencing, every entry this process holds stays its own, and a
+    # stop gives up the lease (`retire`) rather than single entries.
+
+    def holds(self, entry_id: int) -> bool:
+        return True
+
+    def release(self, entry_ids: Sequence[int]) -> None:
+        return None
+
+    def on_release(self, wake: Callable[[], None]) -> None:
+        return None
+
     def close(self) -> None:
         if self._owner is not None:
             with _owners_here_lock:
@@ -381,62 +403,3 @@ class SQLiteTaskStore:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` of this host is running.
-
-    A zombie is not: it was killed (or exited) and only waits for its parent to
-    reap it, which, when the parent was killed too, may take long or never
-    happen. ``kill(pid, 0)`` cannot tell; Linux's ``/proc`` can. Elsewhere a
-    zombie counts as alive until its lease expires.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] == b"Z"
-
-
-def process_start(pid: int) -> str | None:
-    """What tells process `pid` from any other that has or had the same pid.
-
-    ``BOOT:TICKS``: the kernel's boot id, and the process's start time in clock
-    ticks since that boot (field 22 of ``/proc/PID/stat``). None where
-    ``/proc`` cannot tell (not Linux, or the process is not visible).
-    """
-    fields = _stat_fields(pid)
-    if fields is None or len(fields) < 20:
-        return None
-    return f"{_boot_id()}:{fields[19].decode('ascii', 'replace')}"
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """The fields of ``/proc/PID/stat`` from the third (the state) on; None without it.
-
-    The line is "pid (command) state ...", and the command may itself
-    contain ")" and spaces: the fields start after the last ")".
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields or None
-
-
-@functools.cache
-def _boot_id() -> str:
-    """This boot's id: start times count from the boot, so they repeat after a reboot."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as boot_id:
-            return boot_id.read().strip()
-    except OSError:
-        return ""

@@ -6,9 +6,10 @@ A process that crashes leaves its entries behind; the next process to open
 the journal (or another live one, once the dead one's lease has expired)
 claims and runs them: at least once.
 
-`TaskStore` is the interface, a `typing.Protocol`, so that a store shared by
-several machines (Redis Streams, PostgreSQL) can implement it later;
-`rawbg.tasks.journal.sqlite.SQLiteTaskStore` is the embedded default. Its methods
+`TaskStore` is the interface, a `typing.Protocol`:
+`rawbg.tasks.journal.sqlite.SQLiteTaskStore` is the embedded default (one
+host), `rawbg.tasks.journal.postgres.PostgresTaskStore` a store that several
+machines share (``--task-journal postgresql://...``). Its methods
 are blocking and are only ever called from one thread at a time: at start-up,
 then from the journal's writer thread (`rawbg.tasks.journal.writer.JournalWriter`),
 which batches them so that the event loop never waits on the disk.
@@ -23,13 +24,21 @@ gave up its lease at a graceful shutdown, are claimed by the next process
 that looks (`claim_orphans`): so a live process's tasks never run twice, and
 a dead one's are taken over.
 
+A store shared by several machines also *fences* (`TaskStore.fencing`): a
+process that was paused, or cut off from the store, for longer than its
+lease may have been taken over meanwhile, so it starts a task only while its
+lease holds by its own clock (`JournalWriter.admit`), learns at its next
+renewal that it lost the lease (`LeaseLost`), and from then on runs none of
+the entries it held (`TaskStore.holds`); its late done-marks count for
+nothing.
+
 The store's format has a version (`FORMAT_VERSION`): an older journal is
 migrated when it is opened, a newer one refused with a `JournalError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +58,16 @@ class JournalUnavailable(Exception):
     """Raised when the journal cannot record a request's tasks (disk full, I/O error, locked).
 
     The request gets a 503 and its tasks are not queued.
+    """
+
+
+class LeaseLost(JournalUnavailable):
+    """Raised by a fencing store when another process took over this one's entries.
+
+    This process was paused, or cut off from the store, for longer than its
+    lease. The store has registered it again (a new owner, with no entries)
+    before raising; the entries it held are another process's now, and
+    `TaskStore.holds` says so for each of them.
     """
 
 
@@ -83,6 +102,25 @@ class Outcome:
 class TaskStore(Protocol):
     """A durable store of background tasks (see the module docstring for the model)."""
 
+    @property
+    def fencing(self) -> bool:
+        """Whether a lost lease can be detected (`LeaseLost`): tasks then start only
+        while the lease holds by this process's clock, and a stop releases the
+        tasks that have not started (`release`)."""
+
+    @property
+    def renewals_per_lease(self) -> int:
+        """How many times per lease the lease is renewed (and orphans looked for)."""
+
+    @property
+    def claim_batch(self) -> int | None:
+        """The most entries one `claim_orphans` takes (None: every orphan at once)."""
+
+    @property
+    def commit_deadline(self) -> float | None:
+        """Seconds a commit may take before its requests are answered 503 (None: no
+        deadline of the writer's; the store bounds its own waits)."""
+
     def open(self, *, owner: str, lease_until: float) -> None:
         """Create or check the store and register `owner`; `JournalError` if unusable."""
 
@@ -107,11 +145,26 @@ class TaskStore(Protocol):
         written nothing.
         """
 
-    def renew(self, *, owner: str, lease_until: float) -> None:
-        """Extend `owner`'s lease."""
+    def renew(self, *, owner: str, lease_until: float) -> float | None:
+        """Extend `owner`'s lease; `LeaseLost` if it was taken over.
 
-    def claim_orphans(self, *, owner: str, now: float) -> list[StoredEntry]:
-        """Claim for `owner` the unfinished entries of owners that are gone; return them."""
+        Returns the seconds until another owner's lease ends, when the store
+        knows (the writer looks for orphans then), else None.
+        """
+
+    def claim_orphans(
+        self, *, owner: str, now: float, limit: int | None = None
+    ) -> list[StoredEntry]:
+        """Claim for `owner` unfinished entries of owners that are gone (at most `limit`)."""
+
+    def holds(self, entry_id: int) -> bool:
+        """Whether entry `entry_id` is still this process's to run (called from any thread)."""
+
+    def release(self, entry_ids: Sequence[int]) -> None:
+        """Give entries this process will not start to other processes, at once (a stop)."""
+
+    def on_release(self, wake: Callable[[], None]) -> None:
+        """Call `wake` (from any thread) when another process releases entries."""
 
     def set_aside(self, entry_id: int, why: str) -> None:
         """Keep an entry that cannot run (its function is gone, its row corrupt); never delete."""
