@@ -54,6 +54,10 @@ class PydanticEngine:
     def __init__(self, pydantic: ModuleType) -> None:
         self.pydantic = pydantic
         self.adapters: dict[SchemaField, Any] = {}
+        #: fields described alike (a dependency's parameter on every route) share one
+        #: adapter and one input of the generator: the first such field stands for the rest
+        self.same_as: dict[SchemaField, SchemaField] = {}
+        self._firsts: dict[Any, SchemaField] = {}
         #: every field's annotation, to find the models and enums under them
         self.annotations: list[tuple[Mode, Any]] = []
         #: the fields' own types: not added again as models found under them
@@ -74,6 +78,20 @@ class PydanticEngine:
         return Annotated[(schema_field.annotation, *schema_field.metadata, field_info)]
 
     def add(self, schema_field: SchemaField) -> None:
+        arguments = field_arguments(schema_field.options)
+        try:
+            key: Any = (
+                schema_field.annotation,
+                schema_field.metadata,
+                schema_field.mode,
+                tuple(sorted(arguments.items())),
+            )
+            first = self._firsts.setdefault(key, schema_field)
+        except TypeError:  # an unhashable default or example: described on its own
+            first = schema_field
+        if first is not schema_field:
+            self.same_as[schema_field] = first
+            return
         self.adapters[schema_field] = self._adapter(self._field_type(schema_field))
         self.annotations.append((schema_field.mode, schema_field.annotation))
         if isinstance(schema_field.annotation, type):
@@ -150,6 +168,8 @@ class PydanticEngine:
             for (key, _), schema in mapping.items()
             if isinstance(key, SchemaField)
         }
+        for alike, first in self.same_as.items():
+            schemas[alike] = schemas[first]
         result: dict[str, JsonSchema] = {}
         for name, definition in definitions.items():
             definition = dict(definition)
