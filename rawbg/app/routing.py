@@ -1,4 +1,4 @@
-"""`APIRouter`: routes declared apart from the app, then included with a prefix.
+"""`APIRouter`: routes declared apart from the app, then included with a prefix; `APIRoute`.
 
 A router does not serve anything. It records each route it is given (path,
 handler, methods, options) as a `RouteSpec`; ``app.include_router(router)``
@@ -30,9 +30,10 @@ merged into each route's as FastAPI merges them (`merge_documentation`).
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,14 @@ from rawbg.app.dependencies import (
     DependencyParam,
     Depends,
     ParamPlan,
+    Resolution,
     describe,
     plan_call,
 )
 from rawbg.app.paths import openapi_path
 from rawbg.errors import RouteDefinitionError
-from rawbg.responses import Response
+from rawbg.requests import Request
+from rawbg.responses import JSONResponse, Response
 from rawbg.types import Handler, HandlerT
 
 #: Route options that only shape the OpenAPI document (`rawbg.app.openapi`):
@@ -164,6 +167,127 @@ class RouteDecorators:
             )
 
 
+#: the request's dependency walk, while a custom route's handler runs
+#: (`APIRoute.get_route_handler`): set by `App` around that handler only
+CURRENT_RESOLUTION: contextvars.ContextVar[Resolution] = contextvars.ContextVar("rawbg_resolution")
+
+#: what a route's handler is: ``await handler(request)`` is the response
+RouteHandler = Callable[[Request], Awaitable[Response]]
+
+
+class APIRoute:
+    """A route, as FastAPI's ``APIRoute``: what ``app.routes`` lists and OpenAPI describes;
+    subclass it to wrap each request's handling.
+
+    Its names are FastAPI's (``path``, ``endpoint``, ``methods``, ``name``,
+    ``tags``, ``unique_id``, ...), so that ``get_openapi(routes=app.routes)`` and
+    a ``generate_unique_id_function(route)`` written for FastAPI work. The app
+    gives it the handler's plan (`plan`, route dependencies first) when it
+    registers the route; serving a request never reads it (the router holds the
+    hot path's own ``Endpoint``), unless its class overrides `get_route_handler`.
+
+    ``app.router.route_class = MyRoute`` (or ``APIRouter(route_class=MyRoute)``)
+    makes every route registered after it a ``MyRoute``. Override
+    `get_route_handler`: call ``super().get_route_handler()`` for the handler
+    that answers a request, and return your own ``async def handler(request)``
+    around it. It may hand that handler another request (a `Request`
+    subclass, ``MyRequest(request.scope, request.receive)``; its ``body()``
+    is what body parameters are read from), change the response, or catch what
+    it raises (`RequestValidationError`, `HTTPException`). What it lets out is
+    answered by the app's exception handlers.
+
+    Without ASGI there is no ``scope``/``receive``/``send`` to take over: the
+    handler gets a `Request` and returns a `Response`, the request's body is
+    read before it runs, and background tasks still start only after the
+    response is flushed. A route class that does not override
+    `get_route_handler` changes nothing, and costs nothing per request.
+    """
+
+    #: the handler's plan, route dependencies first (`plan_route_dependencies`);
+    #: set by the app that registers the route (`make_api_route`)
+    plan: CallPlan
+    #: several body parameters (or ``Body(embed=True)``): one JSON object of them
+    embed_body: bool = False
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Handler,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        status_code: int | None = None,
+        response_model: Any = None,
+        response_class: type[Response] = JSONResponse,
+        tags: Sequence[Any] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        response_description: str = "Successful Response",
+        responses: Mapping[Any, dict[str, Any]] | None = None,
+        deprecated: bool | None = None,
+        operation_id: str | None = None,
+        include_in_schema: bool = True,
+        openapi_extra: dict[str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        generate_unique_id_function: Callable[[APIRoute], str] | None = None,
+        **options: Any,
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.methods = {method.upper() for method in methods or ["GET"]}
+        #: "GET /items/{item_id}", for logs and traces
+        self.label = f"{'/'.join(method.upper() for method in methods or ['GET'])} {path}"
+        self.name = (
+            name if name is not None else getattr(endpoint, "__name__", type(endpoint).__name__)
+        )
+        self.status_code = int(status_code) if status_code is not None else None
+        #: the type the response is described (and, with pydantic, validated) as, or None
+        self.response_model = response_model
+        self.response_class = response_class
+        self.tags = list(tags or ())
+        self.summary = summary
+        self.description = route_description(endpoint, description)
+        self.response_description = response_description
+        self.responses = dict(responses or {})
+        self.deprecated = deprecated
+        self.operation_id = operation_id
+        self.include_in_schema = include_in_schema
+        self.openapi_extra = openapi_extra
+        #: routes of an `APIRouter` (its ``.routes``) describing requests this route makes
+        self.callbacks = list(callbacks or ())
+        #: the route's other options, as given (``max_body_size``, ...)
+        self.options = dict(options)
+        self.unique_id = operation_id or (generate_unique_id_function or generate_unique_id)(self)
+        #: set by the app before it asks for the handler: answers one request
+        self.handle_request: RouteHandler | None = None
+
+    @property
+    def path_format(self) -> str:
+        """The template as OpenAPI writes it (``/files/{name}`` for ``/files/{name:path}``)."""
+        return openapi_path(self.path)
+
+    def get_route_handler(self) -> RouteHandler:
+        """The handler of one request: its dependencies resolved, the endpoint called,
+        the response made. It raises what they raise."""
+        handle = self.handle_request
+        if handle is None:
+            raise RuntimeError(
+                f"route {self.path}: get_route_handler() is answered once the route is "
+                "registered on an App"
+            )
+        return handle
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, methods={sorted(self.methods)!r})"
+
+
+def custom_route_class(route_class: type[APIRoute]) -> bool:
+    """Whether `route_class` changes how a request is handled (it overrides the handler)."""
+    if not (isinstance(route_class, type) and issubclass(route_class, APIRoute)):
+        raise RouteDefinitionError(f"route_class must be an APIRoute subclass, not {route_class!r}")
+    return route_class.get_route_handler is not APIRoute.get_route_handler
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     """A route as a router recorded it, to be registered when the router is included."""
@@ -191,12 +315,16 @@ class APIRouter(RouteDecorators):
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        route_class: type[APIRoute] = APIRoute,
         max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_prefix(prefix)
         check_documentation_options(documentation, what="APIRouter()")
+        custom_route_class(route_class)  # refuses what is not an APIRoute
+        #: the class of the routes declared here (`APIRoute`: FastAPI's ``route_class``)
+        self.route_class = route_class
         self.prefix = prefix
         #: for its routes that set none (the route's own wins, as in FastAPI)
         self.max_body_size = max_body_size
@@ -229,6 +357,8 @@ class APIRouter(RouteDecorators):
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
         options = merge_documentation(self.documentation, options)
         options = inherit_limits(options, self.max_body_size, self.form_limits)
+        if self.route_class is not APIRoute:
+            options.setdefault("route_class", self.route_class)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
@@ -258,48 +388,8 @@ def merge_documentation(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> d
     return merged
 
 
-@dataclass(slots=True, eq=False)
-class APIRoute:
-    """A route as the app registered it: what ``app.routes`` lists and OpenAPI describes.
-
-    The names are FastAPI's (``path``, ``endpoint``, ``methods``, ``name``,
-    ``tags``, ``unique_id``, ...), so that ``get_openapi(routes=app.routes)`` and
-    a ``generate_unique_id_function(route)`` written for FastAPI work. Serving a
-    request never reads it: the router holds the hot path's own `Endpoint`.
-    """
-
-    path: str
-    endpoint: Handler
-    methods: set[str]
-    #: the handler's plan, route dependencies first (`plan_route_dependencies`)
-    plan: CallPlan
-    status_code: int | None
-    response_class: type[Response]
-    #: the type the response is described (and, with pydantic, validated) as, or None
-    response_model: Any
-    #: several body parameters (or ``Body(embed=True)``): one JSON object of them
-    embed_body: bool
-    name: str = ""
-    tags: list[Any] = field(default_factory=list)
-    summary: str | None = None
-    description: str = ""
-    response_description: str = "Successful Response"
-    responses: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    deprecated: bool | None = None
-    operation_id: str | None = None
-    include_in_schema: bool = True
-    openapi_extra: dict[str, Any] | None = None
-    #: routes of an `APIRouter` (its ``.routes``) describing requests this route makes
-    callbacks: list[Any] = field(default_factory=list)
-    unique_id: str = ""
-
-    @property
-    def path_format(self) -> str:
-        """The template as OpenAPI writes it (``/files/{name}`` for ``/files/{name:path}``)."""
-        return openapi_path(self.path)
-
-
 def make_api_route(
+    route_class: type[APIRoute],
     path: str,
     handler: Handler,
     *,
@@ -311,31 +401,18 @@ def make_api_route(
     response_model: Any,
     documentation: Mapping[str, Any],
 ) -> APIRoute:
-    """The `APIRoute` of a route, with its name, description and operationId as FastAPI's."""
-    name = str(documentation.get("name") or getattr(handler, "__name__", type(handler).__name__))
-    route = APIRoute(
+    """The `APIRoute` (of `route_class`) of a planned route, as the app registers it."""
+    route = route_class(
         path,
         handler,
-        {method.upper() for method in methods},
-        plan,
-        int(status_code) if status_code is not None else None,
-        response_class,
-        response_model,
-        embed_body,
-        name=name,
-        tags=list(documentation.get("tags") or ()),
-        summary=documentation.get("summary"),
-        description=route_description(handler, documentation.get("description")),
-        response_description=documentation.get("response_description", "Successful Response"),
-        responses=dict(documentation.get("responses") or {}),
-        deprecated=documentation.get("deprecated"),
-        operation_id=documentation.get("operation_id"),
-        include_in_schema=documentation.get("include_in_schema", True),
-        openapi_extra=documentation.get("openapi_extra"),
-        callbacks=list(documentation.get("callbacks") or ()),
+        methods=methods,
+        status_code=status_code,
+        response_class=response_class,
+        response_model=response_model,
+        **documentation,
     )
-    unique_id = documentation.get("generate_unique_id_function") or generate_unique_id
-    route.unique_id = route.operation_id or unique_id(route)
+    route.plan = plan
+    route.embed_body = embed_body
     return route
 
 

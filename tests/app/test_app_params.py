@@ -2,12 +2,13 @@
 
 import dataclasses
 import enum
+import sys
 import uuid
-from typing import Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 import pytest
 
-from rawbg import App, Request
+from rawbg import App, Query, Request
 from rawbg.testing import serve_app
 
 INT_MSG = "Input should be a valid integer, unable to parse string as an integer"
@@ -165,12 +166,13 @@ def query_app() -> App:
     async def flag(flag: bool = False):
         return flag
 
+    # a list is read from repeated query keys with Query(); without, from the body (FastAPI)
     @app.get("/tags")
-    async def tags(tags: list[str]):
+    async def tags(tags: Annotated[list[str], Query()]):
         return tags
 
     @app.get("/ids")
-    async def ids(ids: list[int] | None = None):
+    async def ids(ids: Annotated[list[int] | None, Query()] = None):
         return ids
 
     @app.get("/float")
@@ -431,7 +433,7 @@ def body_app() -> App:
         return {"payload": payload, "type": type(payload).__name__}
 
     @app.post("/list")
-    async def take_list(values: list):
+    async def take_list(values: list[Any]):  # a bare list is uploaded files to FastAPI
         return {"values": values, "type": type(values).__name__}
 
     @app.post("/item")
@@ -603,12 +605,20 @@ async def test_a_missing_body_for_a_required_body_parameter_is_a_422():
 
 JSON = {"content-type": "application/json"}
 
+# Position and reason are json.loads's own, as in FastAPI; Python 3.13 names a
+# trailing comma, at the comma, where earlier versions expect a name after it.
+TRAILING_COMMA = (
+    (14, "Illegal trailing comma before end of object")
+    if sys.version_info >= (3, 13)
+    else (15, "Expecting property name enclosed in double quotes")
+)
+
 
 @pytest.mark.parametrize(
     ("content", "position", "reason"),
     [
         ("{bad", 1, "Expecting property name enclosed in double quotes"),
-        ('{"name": "pen",}', 15, "Expecting property name enclosed in double quotes"),
+        ('{"name": "pen",}', *TRAILING_COMMA),
     ],
     ids=["truncated", "trailing-comma"],
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rawbg import App, Depends, HTTPException, Query
+from rawbg import App, Body, Depends, HTTPException, Query
 from rawbg.app.openapi import assets
 from rawbg.openapi.docs import get_redoc_html, get_swagger_ui_html
 from rawbg.openapi.utils import get_openapi
@@ -186,7 +186,7 @@ def test_a_document_that_cannot_be_built_is_a_500_with_a_log_line_naming_the_rou
 ) -> None:
     app = App()
 
-    async def add(thing: pydantic.InstanceOf[Opaque]) -> None:
+    async def add(thing: pydantic.InstanceOf[Opaque] = Body()) -> None:
         return None
 
     app.add_route("/things", add, methods=["POST"])

@@ -404,7 +404,7 @@ async def test_a_negative_gc_interval_is_named_by_its_flag(tmp_path):
 
 OPENAPI_APP = """
 from pydantic import InstanceOf
-from rawbg import App
+from rawbg import App, Body
 
 app = App(title="Shop")
 
@@ -420,7 +420,7 @@ async def read_item(item_id: int):
 
 if OPAQUE:
     @app.post("/things")
-    async def add_thing(thing: InstanceOf[Opaque]):
+    async def add_thing(thing: InstanceOf[Opaque] = Body()):
         return None
 """
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -71,12 +72,11 @@ def journal_with_one_task_of(path: Path, pid: int) -> None:
         )
     finally:
         store.close()
-    with sqlite3.connect(path) as db:  # the row process `pid` would have written
+    with closing(sqlite3.connect(path)) as db, db:  # the row process `pid` would have written
         db.execute(
             "UPDATE rawbg_owners SET pid = ?, started = ? WHERE owner = 'killed'",
             (pid, process_start(pid)),
         )
-    db.close()
 
 
 def test_the_tasks_of_a_killed_process_not_yet_reaped_are_taken_over_at_once(
@@ -151,7 +151,7 @@ def journaling_child(path: Path, then: str) -> subprocess.Popen[str]:
 
 
 def owner_row(path: Path) -> tuple[int, str | None]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         pid, started = db.execute(
             "SELECT pid, started FROM rawbg_owners WHERE owner = 'child'"
         ).fetchone()
@@ -169,7 +169,7 @@ def test_the_tasks_of_a_dead_process_whose_pid_now_runs_another_are_taken_over_a
     # the pid is reused: by the process that ran pytest, alive, started earlier
     reused_by = os.getppid()
     assert started is not None and started != process_start(reused_by)
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE rawbg_owners SET pid = ? WHERE owner = 'child'", (reused_by,))
     assert claimed_by_a_new_owner(path) == ["tests.support.journal_app:record"]
 

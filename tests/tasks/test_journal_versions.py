@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ PRAGMA journal_mode = WAL;
 
 def version_1_journal(path: Path, *, pending: list[int]) -> None:
     """A version-1 journal left by a killed process: its owner row, its unfinished tasks."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.executescript(V1_SCHEMA)
         # its lease has expired: a version-1 row says nothing else about it
         db.execute(
@@ -59,14 +60,12 @@ def version_1_journal(path: Path, *, pending: list[int]) -> None:
             "VALUES ('tests.support.journal_app:record_run', ?, 'POST /work', 'killed', 0)",
             [(f"[[{n}],{{}}]",) for n in pending],
         )
-    db.close()
 
 
 def version_and_owner_columns(path: Path) -> tuple[str, list[str]]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         (version,) = db.execute("SELECT value FROM rawbg_meta WHERE key = 'version'").fetchone()
         columns = [row[1] for row in db.execute("PRAGMA table_info(rawbg_owners)")]
-    db.close()
     return version, columns
 
 

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -98,11 +99,10 @@ def unusable_journal(tmp_path: Path, kind: str) -> Path:
         store.open(owner="newer", lease_until=time.time())
         store.retire(owner="newer")
         store.close()
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute(
                 "UPDATE rawbg_meta SET value = ? WHERE key = 'version'", (str(FORMAT_VERSION + 1),)
             )
-        db.close()
     return path
 
 

@@ -16,7 +16,13 @@ from typing import Any
 from rawbg.app.dependencies import plan_call, should_embed_body
 from rawbg.app.paths import parameter_names
 from rawbg.app.response_models import DEFAULT, resolve_response_model
-from rawbg.app.routing import APIRoute, RouteSpec, make_api_route, plan_route_dependencies
+from rawbg.app.routing import (
+    DOCUMENTATION_OPTIONS,
+    APIRoute,
+    RouteSpec,
+    make_api_route,
+    plan_route_dependencies,
+)
 from rawbg.errors import RouteDefinitionError
 from rawbg.responses import JSONResponse
 
@@ -24,7 +30,7 @@ from rawbg.responses import JSONResponse
 def as_api_route(route: Any) -> APIRoute | None:
     """`route` as an `APIRoute`: itself, a `RouteSpec` planned, or None for anything else."""
     if isinstance(route, APIRoute):
-        return route
+        return route if hasattr(route, "plan") else None  # made, never registered: no plan
     if not isinstance(route, RouteSpec):
         return None
     return _plan_spec(route)
@@ -42,7 +48,9 @@ def _plan_spec(spec: RouteSpec) -> APIRoute:
     except RouteDefinitionError as exc:
         raise RouteDefinitionError(f"{exc} [route {label}]") from None
     response_class = options.get("response_class") or JSONResponse
+    route_class = options.get("route_class") or APIRoute
     return make_api_route(
+        route_class,
         spec.path,
         spec.handler,
         methods=spec.methods,
@@ -51,5 +59,5 @@ def _plan_spec(spec: RouteSpec) -> APIRoute:
         status_code=options.get("status_code"),
         response_class=response_class,
         response_model=resolve_response_model(spec.handler, options.get("response_model", DEFAULT)),
-        documentation=options,
+        documentation={k: v for k, v in options.items() if k in DOCUMENTATION_OPTIONS},
     )

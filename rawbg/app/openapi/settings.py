@@ -29,6 +29,9 @@ class OpenAPISettings:
     """FastAPI's OpenAPI and docs options, and ``openapi()``; mixed into `App`."""
 
     routes: list[APIRoute]
+    #: ``App(root_path=)`` and ``App(root_path_in_servers=)``, kept by `App` itself
+    root_path: str
+    root_path_in_servers: bool
 
     def add_route(
         self, path: str, handler: Handler, *, methods: Sequence[str], **options: Any
@@ -57,8 +60,6 @@ class OpenAPISettings:
         license_info: dict[str, Any] | None = None,
         openapi_external_docs: dict[str, Any] | None = None,
         separate_input_output_schemas: bool = True,
-        root_path: str = "",
-        root_path_in_servers: bool = True,
         webhooks: APIRouter | None = None,
         debug: bool = False,
     ) -> None:
@@ -83,8 +84,6 @@ class OpenAPISettings:
         self.license_info = license_info
         self.openapi_external_docs = openapi_external_docs
         self.separate_input_output_schemas = separate_input_output_schemas
-        self.root_path = root_path
-        self.root_path_in_servers = root_path_in_servers
         #: ``@app.webhooks.post("new-subscription")``: requests the app sends, described
         self.webhooks = webhooks if webhooks is not None else APIRouter()
         self.debug = debug
