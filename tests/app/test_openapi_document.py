@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import pytest
 
-from rawbg import App, Body, Depends, Query
+from rawbg import APIRoute, App, Body, Depends, File, Form, Query, UploadFile
 from rawbg.app.openapi import document
 from rawbg.app.openapi.fields import FieldOptions, SchemaField
 from rawbg.app.openapi.own_schemas import OwnEngine
@@ -48,7 +48,8 @@ FASTAPI_IMPORTS = (
 
 # A shop: every kind of parameter, bodies (one, embedded, several, a dataclass, a
 # model), response models, routers with tags and responses, route dependencies,
-# docstrings, status codes, other response classes, callbacks and a webhook.
+# docstrings, status codes, other response classes, callbacks, a webhook, parameter
+# models.
 SHOP = '''
 import dataclasses, datetime, decimal, enum, uuid
 from typing import Annotated, Literal
@@ -187,6 +188,27 @@ async def order(
     total: Annotated[decimal.Decimal | None, Query(ge=1)] = None,
 ) -> Message:
     return Message(message="ok")
+
+
+class Filters(BaseModel):
+    model_config = {{"extra": "forbid"}}
+
+    limit: int = Field(100, gt=0, le=100, description="How many")
+    tags: list[str] = []
+    order_by: Literal["created_at", "updated_at"] = Field("created_at", alias="orderBy")
+
+
+class Tracing(BaseModel):
+    traceparent: str | None = None
+    x_request_id: str = Field(deprecated=True)
+
+
+@app.get("/search/")
+async def search(
+    filters: Annotated[Filters, Query()],
+    tracing: Annotated[Tracing | None, Header()] = None,
+):
+    return filters
 
 
 @app.get("/page", response_class=HTMLResponse, tags=["pages"])
@@ -466,3 +488,51 @@ def test_without_pydantic_a_return_type_rawbg_cannot_describe_is_an_error_naming
     app.openapi_schema = None
     with pytest.raises(OpenAPIError, match=r"route GET /q: the response model of .*\.q \("):
         app.openapi()
+
+
+def test_a_form_fields_marker_is_in_its_schema_and_an_optional_upload_may_be_null() -> None:
+    app = App()
+
+    @app.post("/uploads/")
+    async def upload(
+        report: Annotated[bytes, File(description="The report, as bytes")],
+        photo: Annotated[UploadFile | None, File(description="A photo, if any")] = None,
+        note: Annotated[str, Form(max_length=20, title="Short note")] = "",
+    ) -> None:
+        return None
+
+    body = app.openapi()["components"]["schemas"]["Body_upload_uploads__post"]
+    assert body["properties"] == {
+        "report": {
+            "type": "string",
+            "contentMediaType": "application/octet-stream",
+            "title": "Report",
+            "description": "The report, as bytes",
+        },
+        "photo": {
+            "anyOf": [
+                {"type": "string", "contentMediaType": "application/octet-stream"},
+                {"type": "null"},
+            ],
+            "title": "Photo",
+            "description": "A photo, if any",
+        },
+        "note": {"type": "string", "maxLength": 20, "title": "Short note", "default": ""},
+    }
+    assert body["required"] == ["report"]
+
+
+def test_app_webhooks_lists_planned_routes_whose_endpoint_is_the_handler() -> None:
+    app = App()
+
+    @app.webhooks.post("new-subscription")
+    def new_subscription(body: dict[str, Any]) -> None:
+        """A subscription was made."""
+
+    (route,) = app.webhooks.routes
+    assert isinstance(route, APIRoute)
+    assert route.endpoint is new_subscription
+    assert route.name == "new_subscription"
+    operation = app.openapi()["webhooks"]["new-subscription"]["post"]
+    assert operation["description"] == "A subscription was made."
+    assert operation["requestBody"]["required"] is True

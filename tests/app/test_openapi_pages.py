@@ -58,6 +58,7 @@ def test_the_document_and_both_pages_are_served_and_point_at_it() -> None:
         ({"redoc_url": None}, {"/openapi.json", "/docs", "/docs/oauth2-redirect"}),
         ({"swagger_ui_oauth2_redirect_url": None}, {"/openapi.json", "/docs", "/redoc"}),
         ({"openapi_url": None}, set()),
+        ({"openapi_url": ""}, set()),  # FastAPI's conditional_openapi: an empty setting
         (  # the redirect page keeps its own URL, as in FastAPI
             {"docs_url": "/documentation", "redoc_url": None},
             {"/openapi.json", "/documentation", "/docs/oauth2-redirect"},

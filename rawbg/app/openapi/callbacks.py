@@ -1,17 +1,19 @@
 """Routes that are described but never served: callbacks and webhooks.
 
-``callbacks=router.routes`` on a route, and ``@app.webhooks.post(...)``, give
-`rawbg.app.routing.RouteSpec` records: what an `APIRouter` keeps until it is
-included. The document plans them here, when it is built, the way `App.add_route`
-plans a served route (the handler's `CallPlan`, its route dependencies, its
-response model), into an `APIRoute`. A webhook's path is a name (``new-subscription``)
+``callbacks=router.routes`` on a route gives `rawbg.app.routing.RouteSpec`
+records: what an `APIRouter` keeps until it is included. The document plans them
+here, when it is built, the way `App.add_route` plans a served route (the
+handler's `CallPlan`, its route dependencies, its response model), into an
+`APIRoute`. ``app.webhooks`` is a `WebhookRouter`, which plans each route as it
+is declared, so that its ``routes`` are `APIRoute` objects, as in FastAPI. A webhook's path is a name (``new-subscription``)
 and needs no leading slash.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from rawbg.app.dependencies import plan_call, should_embed_body
 from rawbg.app.paths import parameter_names
@@ -19,12 +21,27 @@ from rawbg.app.response_models import DEFAULT, resolve_response_model
 from rawbg.app.routing import (
     DOCUMENTATION_OPTIONS,
     APIRoute,
+    APIRouter,
     RouteSpec,
     make_api_route,
     plan_route_dependencies,
 )
 from rawbg.errors import RouteDefinitionError
 from rawbg.responses import JSONResponse
+from rawbg.types import Handler
+
+
+class WebhookRouter(APIRouter):
+    """``app.webhooks``: each route is planned as it is declared, into an `APIRoute`, so
+    that ``app.webhooks.routes`` lists `APIRoute` objects, as FastAPI's does (a webhook is
+    described, never served nor included)."""
+
+    def add_api_route(
+        self, path: str, handler: Handler, *, methods: Sequence[str] | None = None, **options: Any
+    ) -> None:
+        super().add_api_route(path, handler, methods=methods, **options)
+        spec = self.routes.pop()
+        self.routes.append(cast(Any, _plan_spec(spec)))
 
 
 def as_api_route(route: Any) -> APIRoute | None:

@@ -46,11 +46,13 @@ from rawbg.app.openapi.fields import (
     SchemaEngine,
     SchemaField,
 )
+from rawbg.app.param_models import model_of
 from rawbg.app.pydantic_support import load_pydantic
 from rawbg.app.routing import APIRoute
+from rawbg.app.validation import strip_optional
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import OpenAPIError
-from rawbg.params import UNSET, Body
+from rawbg.params import NO_CONSTRAINTS, UNSET, Body, Param
 from rawbg.responses import JSONResponse
 
 #: the methods FastAPI gives a ``requestBody``
@@ -103,6 +105,8 @@ class Parameter:
     required: bool
     schema_field: SchemaField
     documentation: Mapping[str, Any]
+    #: the name its schema's title is made of, when not `key` (a parameter model's field)
+    title_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -221,6 +225,9 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         plan = param.value
         draft.validated += 1
         documentation = plan.marker.documentation if plan.marker is not None else {}
+        if plan.model is not None:  # a parameter model: each field is a parameter
+            _model_parameters(engine, draft, param, owner, documentation)
+            continue
         schema_field = _value_field(param, mode="validation")
         _add(engine, draft, schema_field, f"parameter {param.name!r} of {owner.where}")
         if documentation.get("include_in_schema", True) is False:
@@ -249,6 +256,38 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         if described is not None:
             draft.callbacks.append(_draft(described, engine))
     return draft
+
+
+def _model_parameters(
+    engine: SchemaEngine,
+    draft: Draft,
+    param: ValueParam,
+    owner: CallPlan,
+    documentation: Mapping[str, Any],
+) -> None:
+    """A parameter model's fields, each a parameter of the model's place, as FastAPI lists
+    them: under the key the request carries it by, required unless the model is optional."""
+    plan = param.value
+    assert plan.model is not None
+    model: Any = model_of(plan.annotation)
+    optional = plan.annotation is not model and not param.required
+    for model_field in plan.model.fields:
+        info = model.model_fields[model_field.name]
+        alias, key = model_field.keys[0]
+        schema_field = SchemaField(
+            model_field.name, info.annotation, "validation", (info,), FieldOptions(title=info.title)
+        )
+        what = (
+            f"the field {model_field.name!r} of the parameter model {param.name!r} of {owner.where}"
+        )
+        _add(engine, draft, schema_field, what)
+        if documentation.get("include_in_schema", True) is False:
+            continue
+        field_documentation = {"description": info.description, "deprecated": info.deprecated}
+        required = info.is_required() and not optional
+        draft.parameters.append(
+            Parameter(plan.location, key, required, schema_field, field_documentation, alias)
+        )
 
 
 def _add(engine: SchemaEngine, draft: Draft, schema_field: SchemaField, what: str) -> None:
@@ -306,19 +345,31 @@ def _bodies(plan: CallPlan, found: dict[str, ValueParam | FormParam], visited: s
 def field_options(param: ValueParam) -> FieldOptions:
     """What pydantic's ``Field(...)`` would be given for `param`."""
     plan = param.value
-    documentation = plan.marker.documentation if plan.marker is not None else {}
+    return _options(param.required, param.default, plan.default_factory, plan.key, plan.marker)
+
+
+def _options(
+    required: bool,
+    default: Any,
+    default_factory: Any,
+    key: str,
+    marker: Param | None,
+    *,
+    checks: bool = True,
+) -> FieldOptions:
+    documentation = marker.documentation if marker is not None else {}
     return FieldOptions(
-        required=param.required,
-        default=param.default,
-        default_factory=plan.default_factory,
-        alias=plan.key,
+        required=required,
+        default=default,
+        default_factory=default_factory,
+        alias=key,
         title=documentation.get("title"),
         description=documentation.get("description"),
         examples=documentation.get("examples"),
         deprecated=documentation.get("deprecated"),
         json_schema_extra=documentation.get("json_schema_extra"),
-        constraints=plan.constraints,
-        pydantic_options=dict(plan.marker.pydantic_options) if plan.marker is not None else {},
+        constraints=marker.constraints if marker is not None and checks else NO_CONSTRAINTS,
+        pydantic_options=dict(marker.pydantic_options) if marker is not None and checks else {},
     )
 
 
@@ -330,22 +381,30 @@ def _value_field(param: ValueParam | FormParam, *, mode: Any) -> SchemaField:
 
 
 #: what an uploaded file is described as: bytes (FastAPI's UploadFile schema is bytes')
-_FILE_TYPES = {FormKind.FILE: bytes, FormKind.FILES: list[bytes]}
+_FILE_TYPES: dict[FormKind, Any] = {FormKind.FILE: bytes, FormKind.FILES: list[bytes]}
 
 
 def _form_field(param: FormParam) -> SchemaField:
-    """A form field: its type, an upload described as bytes, as FastAPI does."""
+    """A form field: its type (an upload described as bytes, as FastAPI does), with what
+    its ``Form()``/``File()`` says (``description``, ``title``, checks, ...)."""
     form = param.form
-    annotation = _FILE_TYPES.get(form.kind, param.annotation)
+    annotation = param.annotation
     if annotation is inspect.Parameter.empty:
         annotation = str
-    options = FieldOptions(
-        required=param.required,
-        default=param.default,
-        default_factory=form.default_factory,
-        alias=form.key,
+    upload = _FILE_TYPES.get(form.kind)
+    if upload is not None:
+        optional = strip_optional(annotation)[1]
+        annotation = upload | None if optional else upload
+    options = _options(
+        param.required,
+        param.default,
+        form.default_factory,
+        form.key,
+        form.marker,
+        checks=upload is None,
     )
-    return SchemaField(param.name, annotation, "validation", (), options)
+    metadata = form.metadata if upload is None else ()
+    return SchemaField(param.name, annotation, "validation", metadata, options)
 
 
 def _is_form_body(bodies: list[ValueParam | FormParam]) -> bool:
@@ -511,7 +570,9 @@ def _parameters(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> list
             "name": parameter.key,
             "in": parameter.location,
             "required": parameter.required,
-            "schema": _schema_of(parameter.schema_field, schemas, parameter.key),
+            "schema": _schema_of(
+                parameter.schema_field, schemas, parameter.title_from or parameter.key
+            ),
         }
         if documentation.get("description"):
             entry["description"] = documentation["description"]

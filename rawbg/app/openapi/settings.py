@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rawbg.app.openapi.callbacks import WebhookRouter
 from rawbg.app.routing import APIRoute, APIRouter
 from rawbg.requests import Request
 from rawbg.responses import HTMLResponse, JSONResponse, Response
@@ -64,7 +65,7 @@ class OpenAPISettings:
         debug: bool = False,
     ) -> None:
         """Keep the options (`App` passes its OpenAPI keywords here)."""
-        if openapi_url is not None and not openapi_url.startswith("/"):
+        if openapi_url and not openapi_url.startswith("/"):  # "" or None: no document
             raise ValueError(f"openapi_url must start with '/': {openapi_url!r}")
         self.title = title
         self.summary = summary
@@ -85,7 +86,7 @@ class OpenAPISettings:
         self.openapi_external_docs = openapi_external_docs
         self.separate_input_output_schemas = separate_input_output_schemas
         #: ``@app.webhooks.post("new-subscription")``: requests the app sends, described
-        self.webhooks = webhooks if webhooks is not None else APIRouter()
+        self.webhooks = webhooks if webhooks is not None else WebhookRouter()
         self.debug = debug
         #: the document, once built (``app.openapi()``); assign to replace it
         self.openapi_schema: dict[str, Any] | None = None
