@@ -5,8 +5,8 @@ records: what an `APIRouter` keeps until it is included. The document plans them
 here, when it is built, the way `App.add_route` plans a served route (the
 handler's `CallPlan`, its route dependencies, its response model), into an
 `APIRoute`. ``app.webhooks`` is a `WebhookRouter`, which plans each route as it
-is declared, so that its ``routes`` are `APIRoute` objects, as in FastAPI. A webhook's path is a name (``new-subscription``)
-and needs no leading slash.
+is declared, so that its ``routes`` are `APIRoute` objects, as in FastAPI. A
+webhook's path is a name (``new-subscription``) and needs no leading slash.
 """
 
 from __future__ import annotations
