@@ -371,6 +371,7 @@ class App(RouteDecorators, OpenAPISettings):
             response_model=model,
             documentation=documentation,
         )
+        route.stream_kind = stream.kind if stream is not None else None
         self.routes.append(route)
         if custom:
             route.handle_request = self._request_handler(endpoint)

@@ -208,6 +208,8 @@ class APIRoute:
     plan: CallPlan
     #: several body parameters (or ``Body(embed=True)``): one JSON object of them
     embed_body: bool = False
+    #: a generator handler's `rawbg.app.streaming.StreamKind`; None for any other
+    stream_kind: Any = None
 
     def __init__(
         self,

@@ -30,12 +30,21 @@ from __future__ import annotations
 import copy
 import http.client
 import inspect
+import typing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rawbg.app.dependencies import CallPlan, DependencyParam, FormParam, Source, ValueParam
+from rawbg.app.dependencies import (
+    CallPlan,
+    DependencyParam,
+    FormParam,
+    SecurityRequirement,
+    Source,
+    ValueParam,
+    security_requirements,
+)
 from rawbg.app.form_params import FormKind
 from rawbg.app.openapi.fields import (
     REF_PREFIX,
@@ -49,11 +58,13 @@ from rawbg.app.openapi.fields import (
 from rawbg.app.param_models import model_of
 from rawbg.app.pydantic_support import load_pydantic
 from rawbg.app.routing import APIRoute
+from rawbg.app.streaming import StreamKind, stream_item_type
 from rawbg.app.validation import strip_optional
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import OpenAPIError
 from rawbg.params import NO_CONSTRAINTS, UNSET, Body, Param
 from rawbg.responses import JSONResponse
+from rawbg.sse import ServerSentEvent
 
 #: the methods FastAPI gives a ``requestBody``
 METHODS_WITH_BODY = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
@@ -122,8 +133,12 @@ class Draft:
     body_media_type: str = "application/json"
     body_documentation: Mapping[str, Any] = field(default_factory=dict)
     response: SchemaField | None = None
+    #: a streamed response's item (``-> AsyncIterable[Item]``)
+    stream_item: SchemaField | None = None
     extra_responses: dict[Any, SchemaField] = field(default_factory=dict)
     callbacks: list[Draft] = field(default_factory=list)
+    #: the schemes the route depends on, with their scopes (``security``)
+    security: list[SecurityRequirement] = field(default_factory=list)
     #: every field given to the engine, with what it is ("parameter 'q' of f (file:line)")
     described: list[tuple[SchemaField, str]] = field(default_factory=list)
 
@@ -179,10 +194,18 @@ def get_openapi(
         webhook_paths.setdefault(draft.route.path_format, {}).update(
             _operations(draft, schemas, definitions, operation_ids)
         )
+    components: dict[str, Any] = {}
+    schemes = {
+        requirement.scheme.scheme_name: requirement.scheme.model
+        for draft in [*drafts, *hooks]  # a callback's are left out, as FastAPI leaves them
+        for requirement in draft.security
+    }
+    if schemes:
+        components["securitySchemes"] = schemes
     if definitions:
-        output["components"] = {
-            "schemas": {k: float_bounds(definitions[k]) for k in sorted(definitions)}
-        }
+        components["schemas"] = {k: float_bounds(definitions[k]) for k in sorted(definitions)}
+    if components:
+        output["components"] = components
     output["paths"] = paths
     if webhook_paths:
         output["webhooks"] = webhook_paths
@@ -219,7 +242,7 @@ def _routes(routes: Sequence[Any]) -> Iterator[APIRoute]:
 
 def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
     label = f"{'/'.join(sorted(route.methods))} {route.path}"
-    draft = Draft(route, label)
+    draft = Draft(route, label, security=security_requirements(route.plan))
     values, bodies = flatten(route.plan)
     for param, owner in values:
         plan = param.value
@@ -243,6 +266,10 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         )
         _add(engine, draft, response, f"the response model of {route.plan.where}")
         draft.response = response
+    item = _stream_item(route)
+    if item is not None:
+        draft.stream_item = SchemaField(f"StreamItem_{route.unique_id}", item, "serialization")
+        _add(engine, draft, draft.stream_item, f"the stream's item type of {route.plan.where}")
     for status, answer in route.responses.items():
         model = answer.get("model") if isinstance(answer, dict) else None
         if model:
@@ -256,6 +283,20 @@ def _draft(route: APIRoute, engine: SchemaEngine) -> Draft:
         if described is not None:
             draft.callbacks.append(_draft(described, engine))
     return draft
+
+
+def _stream_item(route: APIRoute) -> Any:
+    """The item type of a JSON Lines or events stream, as FastAPI describes it, or None."""
+    if route.stream_kind not in (StreamKind.JSON_LINES, StreamKind.EVENTS):
+        return None
+    try:
+        annotation = typing.get_type_hints(route.endpoint).get("return")
+    except (NameError, TypeError):
+        return None
+    item = stream_item_type(annotation)
+    if isinstance(item, type) and issubclass(item, ServerSentEvent):
+        return None  # the events' envelope, not their data
+    return item
 
 
 def _model_parameters(
@@ -509,6 +550,11 @@ def _operations(
     operations: dict[str, Any] = {}
     for method in sorted(route.methods):
         operation = _metadata(route, operation_ids)
+        if draft.security:
+            operation["security"] = [
+                {requirement.scheme.scheme_name: list(requirement.scopes)}
+                for requirement in draft.security
+            ]
         parameters = _parameters(draft, schemas)
         if parameters:
             operation["parameters"] = parameters
@@ -616,6 +662,18 @@ def body_allowed(status: Any) -> bool:
     return not (code < 200 or code in (204, 304))
 
 
+#: an event of a server-sent events stream, as FastAPI describes it
+SSE_EVENT_SCHEMA: JsonSchema = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 def _responses(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> dict[str, Any]:
     route = draft.route
     response_class = route.response_class
@@ -628,7 +686,27 @@ def _responses(draft: Draft, schemas: Mapping[SchemaField, JsonSchema]) -> dict[
             status = str(default.default)
     responses: dict[str, Any] = {status: {"description": route.response_description}}
     media_type = response_class.media_type
-    if body_allowed(route.status_code) and media_type:
+    stream = route.stream_kind
+    item = (
+        _schema_of(draft.stream_item, schemas, draft.stream_item.name)
+        if draft.stream_item
+        else None
+    )
+    if not body_allowed(route.status_code):
+        pass
+    elif stream is StreamKind.JSON_LINES:
+        responses[status]["content"] = {"application/jsonl": {"itemSchema": item or {}}}
+    elif stream is StreamKind.EVENTS:
+        event = copy.deepcopy(SSE_EVENT_SCHEMA)
+        if item is not None:
+            event["required"] = ["data"]
+            event["properties"]["data"] = {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": item,
+            }
+        responses[status]["content"] = {"text/event-stream": {"itemSchema": event}}
+    elif media_type:
         schema: JsonSchema = {"type": "string"}
         if issubclass(response_class, JSONResponse):
             schema = {}
