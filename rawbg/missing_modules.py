@@ -39,9 +39,6 @@ MISSING: dict[str, str] = {
     "thread pool; in async code, `await asyncio.to_thread(func, ...)` does what "
     "`run_in_threadpool` does",
     "rawbg.logger": "rawbg logs under `rawbg.` loggers (`logging.getLogger('rawbg')`)",
-    "rawbg.openapi": "rawbg does not generate OpenAPI: there is no `/openapi.json` or "
-    "`/docs`, and `docs_url=`, `openapi_url=` and the routes' documentation options are "
-    "accepted and unused",
     "rawbg.websockets": "rawbg serves HTTP/1.1 requests only: there are no WebSockets",
     "rawbg.endpoints": "class-based endpoints (`HTTPEndpoint`) are not supported: "
     "declare a function per method",

@@ -228,3 +228,20 @@ def test_a_status_code_is_the_very_int_object_rawbg_status_holds() -> None:
         assert unprocessable is status.HTTP_422_UNPROCESSABLE_CONTENT
         assert unprocessable is status.HTTP_422_UNPROCESSABLE_ENTITY
         assert client.get("/status/299").status_code == 299  # no constant: still the number
+
+
+def test_a_root_path_is_the_apps_and_a_url_under_it_reaches_the_app_without_it() -> None:
+    app = App()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str, request: Request) -> list[str]:
+        return [item_id, request.path, request.root_path, str(request.url_for("item", item_id=1))]
+
+    with TestClient(app, root_path="/api/v1") as client:
+        under = client.get("/api/v1/items/a?x=1")
+        plain = client.get("/items/b")
+        beside = client.get("/api/v10/items/c")
+    url = "http://testserver/api/v1/items/1"
+    assert under.json() == ["a", "/items/a", "/api/v1", url]
+    assert plain.json() == ["b", "/items/b", "/api/v1", url]
+    assert beside.status_code == 404
