@@ -128,6 +128,7 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
             progress(
                 f"peak round {round_ + 1}: "
                 + ", ".join(f"{n} {v[-1]:.0f}" for n, v in peaks.items())
+                + f"; load {load_average()}"
             )
         base = statistics.median(peaks["rawbg"])
         print("peak req/s, median of alternating rounds (ratio to rawbg without a journal):")
@@ -160,7 +161,10 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
                     results[(server, task_seconds)].append(
                         p99(server, task_seconds, mode, args.latency_seconds, log_dir)
                     )
-                progress(f"latency {mode} round {round_ + 1}: {[v[-1] for v in results.values()]}")
+                progress(
+                    f"latency {mode} round {round_ + 1}: {[v[-1] for v in results.values()]}; "
+                    f"load {load_average()}"
+                )
             plain = statistics.median(results[("rawbg", 0.0)])
             print(f"p99 ms at 500 req/s, {mode}, median of {args.rounds} alternating runs:")
             for (server, task_seconds), values in results.items():
