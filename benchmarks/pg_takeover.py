@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import collections
 import itertools
+import random
 import signal
 import statistics
 import sys
@@ -33,6 +34,8 @@ from pathlib import Path
 
 import psycopg
 
+from rawbg.server.config import DEFAULT_SHARED_JOURNAL_LEASE
+from rawbg.tasks.journal.postgres import RENEWALS_PER_LEASE
 from tests.support.journal_nodes import entry_count, keep_posting, leave_entries, node, runs
 from tests.support.netns import covering, hosts
 from tests.support.postgres_server import PostgresServer, postgres_server
@@ -67,7 +70,10 @@ async def kill_rounds(
                         for host, n in ((host_a, victim), (host_b, survivor))
                         for _ in range(CLIENTS_PER_NODE)
                     ]
-                    await asyncio.sleep(load_seconds)
+                    # The kill falls anywhere in the victim's renewal cycle: with a
+                    # fixed delay it falls at the same phase of it in every round.
+                    renewal = (lease or DEFAULT_SHARED_JOURNAL_LEASE) / RENEWALS_PER_LEASE
+                    await asyncio.sleep(load_seconds + random.uniform(0.0, renewal))
                     seen = len(survivor.lines)
                     victim.signal(signal.SIGKILL)
                     killed = time.monotonic()
