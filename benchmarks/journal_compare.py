@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-pg", action="store_true", help="without rawbg-journal-pg (no PostgreSQL here)"
     )
+    parser.add_argument(
+        "--servers",
+        help="comma-separated: only these servers (rawbg is always in: the ratios' base)",
+    )
     args = parser.parse_args(argv)
     only = set(args.only or ("peak", "latency", "memory", "commit"))
     log_dir = args.out / "logs"
@@ -117,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg: bool) -> int:
-    peak_servers = (*PEAK_SERVERS, PG_JOURNAL) if with_pg else PEAK_SERVERS
+    every = (*PEAK_SERVERS, PG_JOURNAL) if with_pg else PEAK_SERVERS
+    chosen = set(args.servers.split(",")) | {"rawbg"} if args.servers else set(every)
+    peak_servers = tuple(name for name in every if name in chosen)
     print(f"load average at the start: {load_average()}")
 
     if "peak" in only:
@@ -135,25 +141,28 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
         for name, values in peaks.items():
             med = statistics.median(values)
             print(f"  {name:27} {med:7.0f}  {med / base:.2f}x   runs {[round(v) for v in values]}")
-        ratios = [j / r for j, r in zip(peaks["rawbg-journal"], peaks["rawbg"], strict=True)]
-        print(f"  rawbg-journal / rawbg per round: {[round(x, 2) for x in ratios]}")
-        group = peaks["rawbg-journal"]
-        single = peaks["rawbg-journal-per-request"]
-        pairs = [g / s for g, s in zip(group, single, strict=True)]
-        print(f"  group commit / one commit per request per round: {[round(x, 2) for x in pairs]}")
-        if with_pg:
-            ratios = [j / r for j, r in zip(peaks[PG_JOURNAL], peaks["rawbg"], strict=True)]
-            print(f"  {PG_JOURNAL} / rawbg per round: {[round(x, 2) for x in ratios]}")
+        for name in peak_servers[1:]:
+            ratios = [j / r for j, r in zip(peaks[name], peaks["rawbg"], strict=True)]
+            print(f"  {name} / rawbg per round: {[round(x, 2) for x in ratios]}")
+        if "rawbg-journal-per-request" in peaks and "rawbg-journal" in peaks:
+            group = peaks["rawbg-journal"]
+            single = peaks["rawbg-journal-per-request"]
+            pairs = [g / s for g, s in zip(group, single, strict=True)]
+            print(
+                f"  group commit / one commit per request per round: {[round(x, 2) for x in pairs]}"
+            )
 
     if "latency" in only:
         cases = [
             ("rawbg", 0.0),
+            ("rawbg", 1.0),
             ("rawbg-journal", 0.0),
             ("rawbg-journal", 1.0),
             ("rawbg-journal-full", 1.0),
         ]
         if with_pg:
             cases += [(PG_JOURNAL, 0.0), (PG_JOURNAL, 1.0)]
+        cases = [case for case in cases if case[0] in chosen]
         for mode in MODES:
             results: dict[tuple[str, float], list[float]] = {case: [] for case in cases}
             for round_ in range(args.rounds):
@@ -170,17 +179,22 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
             for (server, task_seconds), values in results.items():
                 med = statistics.median(values)
                 same = statistics.median(
-                    results.get((server, 0.0), results[("rawbg-journal", 0.0)])
+                    results.get((server, 0.0))
+                    or results.get(("rawbg-journal", 0.0))
+                    or results[("rawbg", 0.0)]
                 )
                 print(
                     f"  {server:20} tasks {task_seconds:3} s  p99 {med:6.2f}  "
-                    f"{med / same:.2f}x its 0 s, {med / plain:.2f}x rawbg 0 s   "
+                    f"{med / same:.2f}x its 0 s, {med / plain:.2f}x rawbg 0 s, "
+                    f"{med / statistics.median(results[('rawbg', task_seconds)]):.2f}x rawbg "
+                    f"{task_seconds:g} s   "
                     f"runs {[round(v, 2) for v in values]}"
                 )
 
     if "memory" in only:
         print(f"memory per pending task, {args.memory_tasks} pending:")
-        for server in ("rawbg", "rawbg-journal", *((PG_JOURNAL,) if with_pg else ())):
+        servers = ("rawbg", "rawbg-journal", *((PG_JOURNAL,) if with_pg else ()))
+        for server in (name for name in servers if name in chosen):
             for mode in MODES:
                 row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
                 print(f"  {server:14} {mode:9} {row['bytes_per_task']} bytes/task ({row['ok']} ok)")
