@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import procstat
 from .loadgen import MODES, run_loadgen
 from .memory import pending_task_memory
 from .peak import peak_throughput, wrk_available
@@ -46,10 +47,24 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def peak(server: str, seconds: float, log_dir: Path) -> float:
+#: the PostgreSQL cluster's postmaster, while one runs (its backends' CPU is the journal's too)
+DATABASE_PID: int | None = None
+
+
+def peak(server: str, seconds: float, log_dir: Path) -> tuple[float, float, float]:
+    """req/s, and CPU microseconds per request of the server and of the database.
+
+    CPU per request moves much less than req/s when other work shares the
+    cores: it says what a request costs, req/s how much CPU the run was given.
+    """
     with running_server(server, 0.0, log_dir) as running:
+        database = DATABASE_PID if server == PG_JOURNAL else None
+        before = procstat.cpu_seconds(database) if database else 0.0
         row = peak_throughput(running.pid, running.port, seconds, 32, wrk_available(), "keepalive")
-    return float(row["throughput_rps"])
+        database_cpu = procstat.cpu_seconds(database) - before if database else 0.0
+    requests = max(1, int(row.get("sent", 0)))
+    server_us = 1e6 * float(row.get("server_cpu_s", 0.0)) / requests
+    return float(row["throughput_rps"]), server_us, 1e6 * database_cpu / requests
 
 
 def p99(server: str, task_seconds: float, mode: str, seconds: float, log_dir: Path) -> float:
@@ -117,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
             pg = stack.enter_context(postgres_server(settings=PG_SETTINGS, base=PG_DIRECTORY))
             os.environ[PG_URL_ENV] = pg.url
+            global DATABASE_PID
+            DATABASE_PID = pg.pid()
         return compare(args, only, log_dir, with_pg=not args.no_pg)
 
 
@@ -128,12 +145,18 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
 
     if "peak" in only:
         peaks: dict[str, list[float]] = {name: [] for name in peak_servers}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in peak_servers}
         for round_ in range(args.rounds):
             for name in peak_servers if round_ % 2 == 0 else reversed(peak_servers):
-                peaks[name].append(peak(name, args.peak_seconds, log_dir))
+                rps, server_us, database_us = peak(name, args.peak_seconds, log_dir)
+                peaks[name].append(rps)
+                cpu[name].append((server_us, database_us))
             progress(
                 f"peak round {round_ + 1}: "
-                + ", ".join(f"{n} {v[-1]:.0f}" for n, v in peaks.items())
+                + ", ".join(
+                    f"{n} {v[-1]:.0f} ({cpu[n][-1][0]:.0f}+{cpu[n][-1][1]:.0f} us CPU)"
+                    for n, v in peaks.items()
+                )
                 + f"; load {load_average()}"
             )
         base = statistics.median(peaks["rawbg"])
@@ -144,6 +167,17 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
         for name in peak_servers[1:]:
             ratios = [j / r for j, r in zip(peaks[name], peaks["rawbg"], strict=True)]
             print(f"  {name} / rawbg per round: {[round(x, 2) for x in ratios]}")
+        print("CPU microseconds per request at peak (server + database), median of rounds:")
+        base_cpu = statistics.median(s + d for s, d in cpu["rawbg"])
+        for name, costs in cpu.items():
+            server_us = statistics.median(s for s, _ in costs)
+            database_us = statistics.median(d for _, d in costs)
+            total = statistics.median(s + d for s, d in costs)
+            print(
+                f"  {name:27} {server_us:6.0f} + {database_us:4.0f} = {total:6.0f}  "
+                f"rawbg's / this: {base_cpu / total:.2f}   "
+                f"runs {[round(s + d) for s, d in costs]}"
+            )
         if "rawbg-journal-per-request" in peaks and "rawbg-journal" in peaks:
             group = peaks["rawbg-journal"]
             single = peaks["rawbg-journal-per-request"]
