@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -230,7 +231,11 @@ def compare(args: argparse.Namespace, only: set[str], log_dir: Path, *, with_pg:
         servers = ("rawbg", "rawbg-journal", *((PG_JOURNAL,) if with_pg else ()))
         for server in (name for name in servers if name in chosen):
             for mode in MODES:
-                row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
+                try:
+                    row = pending_task_memory(server, mode, args.memory_tasks, 500, 1.0, log_dir)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # the next may run
+                    print(f"  {server:14} {mode:9} failed: {str(exc).splitlines()[0]}")
+                    continue
                 print(f"  {server:14} {mode:9} {row['bytes_per_task']} bytes/task ({row['ok']} ok)")
     if "commit" in only:
         print("commit cost per request, 32 requests (median of 20):")
