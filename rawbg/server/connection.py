@@ -555,6 +555,7 @@ class Connection:
             client=client,
             scheme=scheme,
             root_path=config.root_path,
+            body_limit=config.max_body_size,
         )
         return Exchange(request, trace, started, reader)
 
