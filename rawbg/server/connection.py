@@ -499,9 +499,9 @@ class Connection:
         self._move(READING_BODY)
         body = self._start_body()
         io = self._io
-        client, scheme = io.client, "http"
+        client, scheme = io.client, io.scheme
         if io.proxy is not None:
-            client, scheme = forwarded(io.proxy, fields, client)
+            client, scheme = forwarded(io.proxy, fields, client, scheme)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
