@@ -31,11 +31,20 @@ from .apps import TASK_SECONDS_ENV
 from .servers import child_env
 
 REQUEST = b"POST /send-notification/bench@example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+#: the same request with a chunked body of two chunks, one with an extension
+#: (``--request chunked``: what rawbg.wire.raw_input.ChunkedScanner costs)
+CHUNKED_REQUEST = (
+    b"POST /send-notification/bench@example.com HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5;ext=value\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+)
+REQUESTS = {"plain": REQUEST, "chunked": CHUNKED_REQUEST}
 WARM_REQUESTS = 300
 MEASURED_REQUESTS = 2000
 
 
-async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> list[bytes]:
+async def feed(
+    make_protocol: Callable[[], asyncio.Protocol], requests: int, request: bytes = REQUEST
+) -> list[bytes]:
     """One keep-alive connection: each request is fed once the previous one was answered.
 
     Returns what the protocol wrote (one response per write, for both servers).
@@ -48,7 +57,7 @@ async def feed(make_protocol: Callable[[], asyncio.Protocol], requests: int) -> 
     protocol.connection_made(transport)
     for _ in range(requests):
         transport.written = loop.create_future()
-        loop.call_soon(protocol.data_received, REQUEST)  # type: ignore[attr-defined]
+        loop.call_soon(protocol.data_received, request)  # type: ignore[attr-defined]
         await transport.written
         await asyncio.sleep(0)  # let the request's background task run, as under load
         del transport.writes[:-1]  # keep the last response only: memory stays flat
@@ -72,7 +81,7 @@ def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
     return rawbg_server.make_protocol
 
 
-def count_instructions(server: str, requests: int) -> int:
+def count_instructions(server: str, requests: int, request: str = "plain") -> int:
     """Instructions of one process that feeds `requests` requests to `server`."""
     argv = [
         "valgrind",
@@ -84,6 +93,8 @@ def count_instructions(server: str, requests: int) -> int:
         "--feed",
         server,
         str(requests),
+        "--request",
+        request,
     ]
     env = child_env(**{TASK_SECONDS_ENV: "0", "PYTHONHASHSEED": "0"})
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
@@ -93,13 +104,13 @@ def count_instructions(server: str, requests: int) -> int:
     return int(match.group(1))
 
 
-def measure(requests: int = MEASURED_REQUESTS) -> dict[str, float]:
+def measure(requests: int = MEASURED_REQUESTS, request: str = "plain") -> dict[str, float]:
     """Instructions per request of each of `SERVERS` (rawbg-uvloop only with uvloop)."""
     servers = [s for s in SERVERS if s != "rawbg-uvloop" or importlib.util.find_spec("uvloop")]
     per_request = {}
     for server in servers:
-        base = count_instructions(server, WARM_REQUESTS)
-        more = count_instructions(server, WARM_REQUESTS + requests)
+        base = count_instructions(server, WARM_REQUESTS, request)
+        more = count_instructions(server, WARM_REQUESTS + requests, request)
         per_request[server] = round((more - base) / requests)
     return per_request
 
@@ -116,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--feed", nargs=2, metavar=("SERVER", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=MEASURED_REQUESTS)
+    parser.add_argument(
+        "--request",
+        choices=sorted(REQUESTS),
+        default="plain",
+        help="the benchmark request (plain), or the same with a chunked body (chunked)",
+    )
     args = parser.parse_args(argv)
     if args.feed:  # the measured process itself
         server, requests = args.feed[0], int(args.feed[1])
@@ -125,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
             make_loop = uvloop.new_event_loop
         with asyncio.Runner(loop_factory=make_loop) as runner:
-            runner.run(feed(protocol_factory(server), requests))
+            runner.run(feed(protocol_factory(server), requests, REQUESTS[args.request]))
         return 0
     if not valgrind_available():
         parser.error("valgrind is not on PATH")
-    per_request = measure(args.requests)
+    per_request = measure(args.requests, args.request)
     for server, count in per_request.items():
         print(f"{server:12} {count:10,.0f} instructions per request")
     for server in sorted(per_request.keys() - {"ceiling"}):

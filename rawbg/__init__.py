@@ -7,7 +7,7 @@ Everything public is re-exported here; the modules underneath each have one job
 from rawbg import status
 from rawbg.app.application import App
 from rawbg.app.dependencies import Depends
-from rawbg.app.routing import APIRouter
+from rawbg.app.routing import APIRoute, APIRouter
 from rawbg.datastructures import URL, State
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
 from rawbg.params import Body, Cookie, File, Form, Header, Path, Query
@@ -30,6 +30,7 @@ from rawbg.uploads import UploadFile
 
 __all__ = [
     "URL",
+    "APIRoute",
     "APIRouter",
     "App",
     "BackgroundTask",

@@ -5,14 +5,18 @@ string, split into its parts on demand. `State` is the attribute bag behind
 ``app.state`` (the app's, for the whole process) and ``request.state`` (one
 per request, for middleware and dependencies to pass values on).
 `Headers` is ``request.headers`` (read-only), `MutableHeaders` is
-``response.headers``.
+``response.headers``; `header_field` is the one rule every header the app
+sets must pass before it is sent.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
+
+from rawbg.errors import InvalidResponseHead
 
 
 class URL:
@@ -155,17 +159,15 @@ class MutableHeaders(MutableMapping[str, str]):
 
     ``headers["x-a"] = "1"`` replaces every ``x-a`` there was; ``append`` adds
     one more (``set-cookie`` is sent once per cookie). Names are sent as given.
-    A name or value a header cannot carry (not latin-1) is a `ValueError` when
-    it is set, in the handler, rather than when the response is sent.
+    Names and values are kept as given: whether HTTP can carry them is
+    decided once, for every header of the response, when its head is made
+    (`header_field`, called by ``Response.head_fields``).
     """
 
     __slots__ = ("_items",)
 
     def __init__(self, initial: Mapping[str, str] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        if initial:
-            for name, value in initial.items():
-                self._items.append(_checked(name, value))
+        self._items: list[tuple[str, str]] = list(initial.items()) if initial else []
 
     def __getitem__(self, name: str) -> str:
         key = name.lower()
@@ -175,10 +177,9 @@ class MutableHeaders(MutableMapping[str, str]):
         raise KeyError(name)
 
     def __setitem__(self, name: str, value: str) -> None:
-        item = _checked(name, value)
         key = name.lower()
         self._items = [kept for kept in self._items if kept[0].lower() != key]
-        self._items.append(item)
+        self._items.append((name, value))
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -204,7 +205,7 @@ class MutableHeaders(MutableMapping[str, str]):
 
     def append(self, name: str, value: str) -> None:
         """Add a header line, keeping the ones of the same name."""
-        self._items.append(_checked(name, value))
+        self._items.append((name, value))
 
     def getlist(self, name: str) -> list[str]:
         key = name.lower()
@@ -218,13 +219,53 @@ class MutableHeaders(MutableMapping[str, str]):
         return f"MutableHeaders({self._items!r})"
 
 
-def _checked(name: str, value: str) -> tuple[str, str]:
-    try:
-        name.encode("latin-1")
-        value.encode("latin-1")
-    except (UnicodeEncodeError, AttributeError) as exc:
-        raise ValueError(
-            f"header {name!r}: {value!r} cannot be sent (a header name and value are "
-            f"latin-1 strings): {exc}"
-        ) from None
-    return name, value
+# The one rule for a header field the app sets (RFC 9110 5.1 and 5.5): the
+# name is a token; the value is visible characters (latin-1's upper half, the
+# obs-text of RFC 9110, included) with spaces and tabs only between them. No
+# CR or LF (they would end the field and start another: header injection), no
+# other control character, nothing beyond latin-1 (a header is bytes).
+# Stricter than h11's own check, which lets the other control characters
+# through; the connection hands h11 these fields without a second check.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(
+    r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
+)
+_CONTROL_NAMES = {"\r": "CR", "\n": "LF", "\x00": "NUL", "\t": "a tab"}
+
+
+def header_field(name: str, value: str) -> tuple[bytes, bytes]:
+    """A header field the app set, as bytes, if it passes the one rule; else `InvalidResponseHead`.
+
+    Every header a response carries that rawbg did not write itself goes
+    through here (``headers=``, ``response.headers``, the ``response``
+    parameter, middleware, cookies, the media type), when the response's head
+    is made: before any byte of it is sent.
+    """
+    if (
+        isinstance(name, str)
+        and isinstance(value, str)
+        and _TOKEN.fullmatch(name)
+        and _FIELD_VALUE.fullmatch(value)
+    ):
+        return name.encode("latin-1"), value.encode("latin-1")
+    raise InvalidResponseHead(f"header {name!r}: {value!r} cannot be sent: {_why(name, value)}")
+
+
+def _why(name: object, value: object) -> str:
+    """What `header_field` found wrong, in words."""
+    if not isinstance(name, str):
+        return f"a header name is a str, not {type(name).__name__}"
+    if not _TOKEN.fullmatch(name):
+        bad = next((c for c in name if not _TOKEN.fullmatch(c)), "")
+        what = _CONTROL_NAMES.get(bad, repr(bad)) if name else "it is empty"
+        return f"the name holds {what}, which a header name (a token) cannot"
+    if not isinstance(value, str):
+        return f"a header value is a str, not {type(value).__name__}"
+    if value != value.strip(" \t"):
+        return "a value cannot begin or end with a space or a tab"
+    for at, char in enumerate(value):
+        if ord(char) > 0xFF:
+            return f"{char!r} at {at} is not latin-1 (a header is bytes)"
+        if char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
+            return f"{_CONTROL_NAMES.get(char, repr(char))} at {at} is a control character"
+    return "it is not a field value (RFC 9110 5.5)"

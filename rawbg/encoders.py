@@ -156,7 +156,14 @@ def _encode(obj: Any, include: set[str] | None, exclude: set[str] | None, opts: 
     encoder = _lookup(type(obj), ENCODERS_BY_TYPE)
     if encoder is not None:
         return encoder(obj)
+    if type(obj).__module__ in _PYDANTIC_STRINGS:  # HttpUrl, AnyUrl, NameEmail...: as text
+        return str(obj)
     return _encode(_as_dict(obj), include, exclude, opts)
+
+
+#: where pydantic's types that are written as their text live (its URLs and names),
+#: found without importing pydantic, as FastAPI's encoder writes them
+_PYDANTIC_STRINGS = frozenset({"pydantic.networks", "pydantic_core._pydantic_core"})
 
 
 def _lookup(cls: type[Any], table: Mapping[Any, Encoder]) -> Encoder | None:

@@ -101,6 +101,27 @@ class FileResponseError(RuntimeError):
     """
 
 
+class FastAPIDeprecationWarning(UserWarning):
+    """Warned for an option FastAPI deprecates that rawbg honours the same way.
+
+    ``App(root_path=...)``: configure the server's root path instead
+    (``python -m rawbg --root-path``). FastAPI's class, under FastAPI's name,
+    so that a warnings filter written for FastAPI applies here too.
+    """
+
+
+class InvalidResponseHead(ValueError):
+    """Raised when a response's head cannot be sent as the app made it.
+
+    A header name that is not a token, a value HTTP cannot carry (CR, LF or
+    another control character, a character beyond latin-1), a status outside
+    200-999, a ``content-length`` that is not the body's
+    (`rawbg.datastructures.header_field`, the one rule). `App.handle` checks
+    the head of every response before a byte of it is sent: the client gets a
+    500 instead, and the log names the route and the header.
+    """
+
+
 class RouteDefinitionError(TypeError):
     """Raised when a route is registered whose handler or dependencies cannot work.
 

@@ -173,28 +173,39 @@ async def _parse_urlencoded(chunks: AsyncIterator[bytes], limits: FormLimits) ->
 
 
 class UrlencodedReader:
-    """``a=1&b=2`` parsed as it arrives: complete pieces now, the last one when it ends."""
+    """``a=1&b=2`` parsed as it arrives: complete pieces now, the last one when it ends.
 
-    __slots__ = ("_count", "_limits", "_size", "_tail", "items")
+    The field still arriving is kept as its pieces, joined once its ``&``
+    (or the end) comes: a long field costs one copy, not one per chunk.
+    """
+
+    __slots__ = ("_count", "_limits", "_size", "_tail", "_tail_size", "items")
 
     def __init__(self, limits: FormLimits) -> None:
         self._limits = limits
-        self._tail = b""  # the field still arriving
+        self._tail: list[bytes] = []  # the field still arriving
+        self._tail_size = 0
         self._count = 0
         self._size = 0
         self.items: list[tuple[str, FormValue]] = []
 
     def feed(self, chunk: bytes) -> None:
-        complete, separator, self._tail = (self._tail + chunk).rpartition(b"&")
-        # A field's raw form is at most 3x its value (every byte as %XX), plus its name.
-        if len(self._tail) > 3 * self._limits.max_part_size + self._limits.max_part_header_size:
-            raise FormError(f"a form field is over {self._limits.max_part_size} bytes")
-        if separator:
-            self._add(complete)
+        last = chunk.rfind(b"&")
+        if last < 0:
+            self._tail.append(chunk)
+            self._tail_size += len(chunk)
+            # A field's raw form is at most 3x its value (every byte as %XX), plus its name.
+            limits = self._limits
+            if self._tail_size > 3 * limits.max_part_size + limits.max_part_header_size:
+                raise FormError(f"a form field is over {limits.max_part_size} bytes")
+            return
+        self._add(b"".join([*self._tail, chunk[:last]]))
+        rest = chunk[last + 1 :]
+        self._tail, self._tail_size = [rest], len(rest)
 
     def finish(self) -> list[tuple[str, FormValue]]:
-        self._add(self._tail)
-        self._tail = b""
+        self._add(b"".join(self._tail))
+        self._tail, self._tail_size = [], 0
         return self.items
 
     def _add(self, raw: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, unquote
 
@@ -65,6 +66,10 @@ class QueryParams(Mapping[str, str]):
     def getlist(self, key: str) -> list[str]:
         return [value for k, value in self._items if k == key]
 
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every (key, value) pair in order, repeated keys included (Starlette's name)."""
+        return list(self._items)
+
     def __repr__(self) -> str:
         return f"QueryParams({self._items!r})"
 
@@ -111,16 +116,19 @@ class Request:
         "path_params",
         "query_string",
         "root_path",
+        "route",
         "scheme",
         "target",
     )
 
     def __init__(
         self,
+        scope: Mapping[str, Any] | None = None,
+        receive: Any = None,
         *,
-        method: str,
-        target: str,
-        headers: Headers,
+        method: str = "GET",
+        target: str = "/",
+        headers: Headers | None = None,
         body: bytes = b"",
         http_version: str = "1.1",
         client: tuple[str, int] | None = None,
@@ -128,6 +136,9 @@ class Request:
         root_path: str = "",
         source: BodySource | None = None,
     ) -> None:
+        if scope is not None:  # ``Request(request.scope, request.receive)``, as in Starlette
+            self._copy(scope)
+            return
         self.method = method
         #: the request target as sent, e.g. ``/items/3?q=x``
         self.target = target
@@ -136,7 +147,7 @@ class Request:
             # absolute-form (RFC 9112 3.2.2): keep only the path
             raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
         self.path = unquote(raw_path) if "%" in raw_path else raw_path
-        self.headers = headers
+        self.headers = headers if headers is not None else Headers([])
         self.http_version = http_version
         #: None over a Unix socket (no peer address) unless a trusted proxy said who it is
         self.client = client if client is None or type(client) is Address else Address(*client)
@@ -149,6 +160,8 @@ class Request:
         self.app: Any = None
         #: the values of the route's ``{name}`` segments, filled in by the router
         self.path_params: dict[str, str] = {}
+        #: the route that matched (set by `App.handle`), None until then or if none did
+        self.route: Any = None
         #: the whole body; None while it is still to be read from `_source`
         self._body: bytes | None = body if source is None else None
         self._source = source
@@ -158,6 +171,27 @@ class Request:
         self._cookies: dict[str, str] | None = None
         self._state: State | None = None
         self._url: URL | None = None
+
+    def _copy(self, scope: Mapping[str, Any]) -> None:
+        """This request, made from another's `scope`: the same request, in another class.
+
+        A custom route's handler wraps the request in a subclass of its own
+        (``GzipRequest(request.scope, request.receive)``). The copy reads its
+        body from the original; its own ``_body`` starts unset, so that a
+        subclass keeping what its ``body()`` made there (Starlette's idiom)
+        finds nothing there yet.
+        """
+        source = scope.get("rawbg.request")
+        if not isinstance(source, Request):
+            raise TypeError(
+                "Request(scope, receive) takes the scope of a rawbg request (request.scope); "
+                "rawbg is not ASGI and makes no request from a scope of its own"
+            )
+        for name in Request.__slots__:
+            if name not in ("_body", "_source", "_stream_consumed") and hasattr(source, name):
+                setattr(self, name, getattr(source, name))
+        self._source = _Replay(source)
+        self._stream_consumed = False
 
     @property
     def query_params(self) -> QueryParams:
@@ -204,9 +238,63 @@ class Request:
             self._state = State(**app.lifespan_state) if app is not None else State()
         return self._state
 
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        """The request as an ASGI scope reads, for code written against one: read-only.
+
+        ``type`` (``"http"``), ``http_version``, ``method``, ``scheme``,
+        ``path`` (the root path and the decoded path, as uvicorn gives it),
+        ``raw_path``, ``query_string`` (bytes), ``root_path``, ``headers``
+        (``(name, value)`` bytes, names in lower case), ``client``,
+        ``server`` (from the ``Host`` header: rawbg does not look up its
+        socket's address), ``path_params``, ``app``, ``route``. rawbg is not
+        ASGI: changing it changes nothing, so it cannot be changed. Made anew
+        at each use (kept, it would hold the request that holds it: a cycle
+        only the garbage collector frees).
+        """
+        raw_path = self.target.partition("?")[0]
+        if not raw_path.startswith("/"):
+            raw_path = self.path
+        scope = {
+            "type": "http",
+            "http_version": self.http_version,
+            "method": self.method,
+            "scheme": self.scheme,
+            "path": self.root_path + self.path,
+            "raw_path": (self.root_path + raw_path).encode("latin-1"),
+            "query_string": self.query_string.encode("latin-1"),
+            "root_path": self.root_path,
+            "headers": list(self.headers.raw),
+            "client": self.client,
+            "server": self._server(),
+            "path_params": self.path_params,
+            "app": self.app,
+            "route": self.route,
+            "rawbg.request": self,  # what ``Request(request.scope, ...)`` copies
+        }
+        return MappingProxyType(scope)
+
+    def _server(self) -> tuple[str, int] | None:
+        """(host, port) the client asked for, from ``Host``; None without one."""
+        host = self.headers.get("host")
+        if not host:
+            return None
+        url = URL(f"{self.scheme}://{host}/")
+        try:
+            port = url.port
+        except ValueError:  # not a port: not an address to report
+            return None
+        if url.hostname is None:
+            return None
+        return url.hostname, port if port is not None else (443 if self.scheme == "https" else 80)
+
+    async def receive(self) -> dict[str, Any]:
+        """The whole body as ASGI's one ``http.request`` message."""
+        return {"type": "http.request", "body": await self.body(), "more_body": False}
+
     async def body(self) -> bytes:
         """The whole body, read now if it was not yet (and kept)."""
-        body = self._body
+        body = getattr(self, "_body", None)  # a copy (`_copy`) starts without it
         if body is None:
             if self._stream_consumed:
                 raise RuntimeError("the request body was already read by request.stream()")
@@ -230,6 +318,11 @@ class Request:
         if self._body is None:
             raise RuntimeError("the request body has not been read: await request.body() first")
         return self._body
+
+    @property
+    def body_received(self) -> int:
+        """Bytes of the body the request holds (all of it, once read)."""
+        return len(self._body) if self._body is not None else 0
 
     @property
     def body_pending(self) -> bool:
@@ -310,6 +403,23 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+class _Replay:
+    """The body source of a copied request (`Request._copy`): the original's body, once."""
+
+    __slots__ = ("_done", "_original", "limit")
+
+    def __init__(self, original: Request) -> None:
+        self._original = original
+        self._done = False
+        self.limit = getattr(original._source, "limit", 0)
+
+    async def receive(self) -> bytes:
+        if self._done:
+            return b""
+        self._done = True
+        return await self._original.body()
 
 
 class FormReading:

@@ -17,7 +17,6 @@ import importlib
 import json
 import mimetypes
 import os
-import re
 import stat
 from collections.abc import (
     AsyncGenerator,
@@ -33,9 +32,9 @@ from types import ModuleType
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from rawbg.datastructures import URL, MutableHeaders
+from rawbg.datastructures import URL, MutableHeaders, header_field
 from rawbg.encoders import jsonable_encoder
-from rawbg.errors import FileResponseError
+from rawbg.errors import FileResponseError, InvalidResponseHead
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
 from rawbg.threadpool import run_in_thread
 
@@ -85,33 +84,79 @@ class Response:
         return bytes(content)
 
     @property
-    def fields_checked(self) -> bool:
-        """True when `head_fields` holds only fields rawbg built and checked itself.
+    def own_fields_only(self) -> bool:
+        """True when `head_fields` holds only fields rawbg wrote itself, and the status is an int.
 
-        Then h11 need not validate them again (its ``_parsed`` shortcut, as for
-        the fields its own parser produced): 38k of the 608k instructions per
-        request of the benchmark endpoint. Headers the app set are checked by h11.
+        Then the connection may write the whole response in one join
+        (`rawbg.wire.response_bytes.send_whole_response`): no field of the
+        app's can change its framing or the connection's keep-alive.
         """
         return not self._headers and type(self.status_code) is int
 
     def head_fields(self) -> list[tuple[bytes, bytes]]:
-        """The header fields to send, with ``content-type`` and ``content-length``."""
+        """The header fields to send, with ``content-type`` and ``content-length``.
+
+        Every field the app set, and the media type, pass the one rule here
+        (`rawbg.datastructures.header_field`), with the status and the
+        framing fields: `InvalidResponseHead` says which and why. `App.handle`
+        calls this once for the response that leaves the app, before a byte
+        of it is sent; h11 is then handed the fields without a second check.
+        """
+        status = self.status_code
+        if not (isinstance(status, int) and 200 <= status <= 999):
+            raise InvalidResponseHead(
+                f"status {status!r} cannot end a request: a response's status is an int "
+                "of 200-999 (1xx are interim responses, which rawbg sends itself)"
+            )
         headers = self._headers
+        given: Iterable[str]
         if headers:
-            items = headers.items_all()
-            fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items]
-            given: Iterable[str] = {k.lower() for k, _ in items}
+            fields = [header_field(k, v) for k, v in headers.items_all()]
+            given = {k.lower() for k, _ in headers.items_all()}
+            self._check_framing(fields)
         else:
             fields, given = [], ()
         if self.media_type is not None and "content-type" not in given:
             fields.append(_content_type(self.media_type, self.charset))
         if (
             "content-length" not in given
-            and self.status_code >= 200
-            and self.status_code not in (204, 304)
+            and "transfer-encoding" not in given
+            and status not in (204, 304)
         ):
             fields.append((b"content-length", b"%d" % len(self.body)))
         return fields
+
+    def _check_framing(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """The app's own ``content-length`` is the body's; ``transfer-encoding`` is chunked.
+
+        h11 frames the body by them; a content-length that is not the body's
+        would be a broken response on the wire. A body sent in pieces is
+        counted by h11 as it goes (`StreamingResponse`); 204 and 304 have none
+        (a 304's content-length is the representation's).
+        """
+        for name, value in fields:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                if not value.isdigit():
+                    raise InvalidResponseHead(
+                        f"header 'content-length': {value.decode('latin-1')!r} cannot be sent: "
+                        "not a number of bytes"
+                    )
+                if self.counts_its_body and int(value) != len(self.body):
+                    raise InvalidResponseHead(
+                        f"header 'content-length': {value.decode('latin-1')!r} cannot be sent: "
+                        f"the body has {len(self.body)} bytes"
+                    )
+            elif lowered == b"transfer-encoding" and value.lower() != b"chunked":
+                raise InvalidResponseHead(
+                    f"header 'transfer-encoding': {value.decode('latin-1')!r} cannot be sent: "
+                    "rawbg frames a body with chunked only (h11)"
+                )
+
+    @property
+    def counts_its_body(self) -> bool:
+        """Whether the whole body is known here, so a content-length must equal it."""
+        return self.status_code not in (204, 304)
 
     def set_cookie(
         self,
@@ -345,6 +390,9 @@ class StreamingResponse(Response):
         super().__init__(b"", status_code, headers, media_type, background)
         self.body_iterator = content
 
+    #: the body is counted by h11 as it is sent, not here
+    counts_its_body = False
+
     def head_fields(self) -> list[tuple[bytes, bytes]]:
         # no content-length: h11 picks chunked (HTTP/1.1) or close-delimited (1.0)
         return [(k, v) for k, v in super().head_fields() if k != b"content-length"]
@@ -457,23 +505,16 @@ def _disposition(kind: str, filename: str) -> str:
     return f"{kind}; filename*=utf-8''{quoted}"
 
 
-# What RFC 9110 5.5 allows in a field value: visible characters, spaces, tabs
-_FIELD_VALUE = re.compile(r"[\x21-\x7e\x80-\xff]([\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?")
-
-
 @functools.lru_cache(maxsize=64)
 def _content_type(media_type: str, charset: str) -> tuple[bytes, bytes]:
-    """The ``content-type`` field, checked here once per media type.
-
-    Checked because the connection hands h11 a response's fields unchecked
-    when they are all rawbg's own (`Response.fields_checked`), and a media type
-    is the app's: a CR or LF in it would otherwise inject a header.
-    """
-    if media_type.startswith("text/") and "charset=" not in media_type:
+    """The ``content-type`` field, checked by the one rule once per media type."""
+    if (
+        isinstance(media_type, str)
+        and media_type.startswith("text/")
+        and "charset=" not in media_type
+    ):
         media_type += f"; charset={charset}"
-    if not _FIELD_VALUE.fullmatch(media_type):
-        raise ValueError(f"media type {media_type!r} is not a valid header value")
-    return (b"content-type", media_type.encode("latin-1"))
+    return header_field("content-type", media_type)
 
 
 def _json_default(value: Any) -> Any:

@@ -22,7 +22,6 @@ client gets, as in FastAPI). The request's background tasks are discarded
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import re
 import warnings
@@ -49,6 +48,7 @@ from rawbg.app.error_responses import (
     answer_exception,
     check_handler,
     check_handler_key,
+    internal_error,
 )
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
@@ -56,18 +56,25 @@ from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
 from rawbg.app.response_models import DEFAULT, plan_response_model
 from rawbg.app.routing import (
+    CURRENT_RESOLUTION,
+    APIRoute,
     RouteDecorators,
+    RouteHandler,
     check_dependencies,
     check_documentation_options,
+    custom_route_class,
     plan_route_dependencies,
 )
 from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
 from rawbg.errors import (
+    BodyTooLarge,
     ClientDisconnected,
     DependencySwallowedError,
+    FastAPIDeprecationWarning,
     HTTPException,
+    InvalidResponseHead,
     RequestRejected,
     RequestValidationError,
     RouteDefinitionError,
@@ -75,6 +82,7 @@ from rawbg.errors import (
 from rawbg.exception_handlers import http_exception_handler, request_validation_exception_handler
 from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.middleware import BaseHTTPMiddleware, Middleware, check_middleware_class
+from rawbg.requests import Request
 from rawbg.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask, BackgroundTasks
@@ -82,7 +90,6 @@ from rawbg.threadpool import run_in_thread
 from rawbg.types import Handler, HandlerT
 
 if TYPE_CHECKING:
-    from rawbg.requests import Request
     from rawbg.trace import RequestTrace
 
 logger = logging.getLogger("rawbg.app")
@@ -117,6 +124,11 @@ class Endpoint:
     #: its handler reads the body piece by piece (a form, an upload, the `Request`);
     #: otherwise the body is read whole before the handler runs
     streams_body: bool = False
+    #: False: a body with no ``Content-Type`` is read as JSON (``strict_content_type``)
+    strict_content_type: bool = True
+    #: a custom `APIRoute` (``route_class``) and the handler it made; None: the plain path
+    route: APIRoute | None = None
+    route_handler: RouteHandler | None = None
 
 
 @dataclass(slots=True)
@@ -125,6 +137,8 @@ class Outcome:
 
     response: Response
     after: AfterResponse | None = None
+    #: the response's head fields, checked (`Response.head_fields`), once it leaves the app
+    fields: list[tuple[bytes, bytes]] | None = None
 
 
 class App(RouteDecorators):
@@ -148,6 +162,9 @@ class App(RouteDecorators):
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
         max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
+        root_path: str = "",
+        root_path_in_servers: bool = True,
+        strict_content_type: bool = True,
         **documentation: Any,
     ) -> None:
         check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
@@ -159,6 +176,26 @@ class App(RouteDecorators):
         self.largest_max_body_size = self.max_body_size or 0
         #: every route's form limits, unless a router or the route changes some
         self.form_limits = DEFAULT_LIMITS.merged(form_limits)
+        if root_path:
+            warnings.warn(
+                "The `root_path` parameter is deprecated. Configure the server's root path "
+                "instead, for example with `python -m rawbg --root-path /api/v1` (FastAPI: "
+                "`fastapi run --root-path /api/v1`).",
+                FastAPIDeprecationWarning,
+                stacklevel=2,
+            )
+        #: every request's root path (``request.scope["root_path"]``), in place of the
+        #: server's ``--root-path``: FastAPI's deprecated ``FastAPI(root_path=...)``
+        self.root_path = root_path
+        #: the OpenAPI document's ``servers`` start with the request's root path
+        #: (FastAPI's option, for the OpenAPI document)
+        self.root_path_in_servers = root_path_in_servers
+        #: False: a body without a JSON ``Content-Type`` (none at all) is parsed as JSON
+        #: too, as FastAPI's ``strict_content_type=False``; another type still is not
+        self.strict_content_type = strict_content_type
+        #: ``app.dependency_overrides[original] = replacement``: each request calls the
+        #: replacement wherever the original is a dependency (FastAPI's, for tests)
+        self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.router: Router[Endpoint] = Router()
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
@@ -207,6 +244,8 @@ class App(RouteDecorators):
         response_model_exclude_none: bool = False,
         max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
+        strict_content_type: bool | None = None,
+        route_class: type[APIRoute] | None = None,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
@@ -278,7 +317,17 @@ class App(RouteDecorators):
             form_limits=limits,
             max_body_size=body_limit,
             streams_body=streams_body(plan),
+            strict_content_type=(
+                self.strict_content_type if strict_content_type is None else strict_content_type
+            ),
         )
+        route_class = route_class or self.router.route_class or APIRoute
+        if custom_route_class(route_class):
+            route = route_class(path, handler, methods=methods, **documentation)
+            route.handle_request = self._request_handler(endpoint)
+            endpoint = dataclasses.replace(
+                endpoint, route=route, route_handler=route.get_route_handler()
+            )
         if not path_params:
             for template in self.router.templates_matching(path, methods):
                 logger.warning(
@@ -395,30 +444,37 @@ class App(RouteDecorators):
         check_handler(key, handler)
         self.exception_handlers[key] = handler
 
-    async def handle(
-        self,
-        request: Request,
-        trace: RequestTrace | None = None,
-        *,
-        through_middleware: bool = True,
-    ) -> Outcome:
+    async def handle(self, request: Request, trace: RequestTrace | None = None) -> Outcome:
         """Route `request`, resolve its dependencies, call its handler.
 
         Every error of the app becomes a response. What it raises is the
         server's to answer: a body the request could not deliver
         (`RequestRejected`: too large, too slow, malformed) or a client gone
-        (`ClientDisconnected`).
+        (`ClientDisconnected`). The response that leaves the app (through its
+        middleware) has its head made and checked here, before a byte of it
+        is sent: one the app made that HTTP cannot carry becomes a 500
+        (`_unsendable`).
         """
+        if self.root_path:
+            request.root_path = self.root_path
+        if self.user_middleware:
+            outcome = await self._handle_with_middleware(request, trace)
+        else:
+            outcome = await self._handle_here(request, trace)
+        try:
+            outcome.fields = outcome.response.head_fields()
+        except InvalidResponseHead as exc:
+            return self._unsendable(request, outcome, exc)
+        return outcome
+
+    async def _handle_here(self, request: Request, trace: RequestTrace | None) -> Outcome:
+        """`handle`, without the middleware and without checking the head."""
         request.app = self
-        if through_middleware and self.user_middleware:
-            return await self._handle_with_middleware(request, trace)
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
-            if request.body_pending:  # read whole, as a route that does not stream it
-                if self.max_body_size is not None:
-                    request.limit_body(self.max_body_size)
-                await request.body()
+            if self.max_body_size is not None or request.body_pending:
+                await read_whole(request, self.max_body_size)
             redirect = (
                 isinstance(exc, NotFound)
                 and self.redirect_slashes
@@ -428,16 +484,21 @@ class App(RouteDecorators):
                 return Outcome(redirect)
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
-        if request.body_pending:
-            if endpoint.max_body_size is not None:
-                request.limit_body(endpoint.max_body_size)
-            if not endpoint.streams_body:
-                await request.body()  # whole, before the handler: bounded by its limit
+        request.route = endpoint if endpoint.route is None else endpoint.route
+        if endpoint.max_body_size is not None or request.body_pending:
+            await self._take_body(request, endpoint)
         resolution = Resolution(
-            request, embed_body=endpoint.embed_body, trace=trace, form_limits=endpoint.form_limits
+            request,
+            embed_body=endpoint.embed_body,
+            trace=trace,
+            strict_content_type=endpoint.strict_content_type,
+            form_limits=endpoint.form_limits,
         )
         try:
-            response = await self._call_endpoint(endpoint, resolution)
+            if endpoint.route_handler is None:
+                response = await self._call_endpoint(endpoint, resolution)
+            else:
+                response = await self._call_route_handler(endpoint, resolution)
         except (RequestRejected, ClientDisconnected) as exc:
             await self._abandon(endpoint, resolution, exc)
             raise
@@ -484,7 +545,7 @@ class App(RouteDecorators):
         stack = self._middleware_stack
         if stack is None:
             stack = self._middleware_stack = MiddlewareStack(
-                functools.partial(self.handle, through_middleware=False),
+                self._handle_here,
                 _response_of,
                 self.user_middleware,
             )
@@ -518,6 +579,62 @@ class App(RouteDecorators):
             return Outcome(response)
         label = afters[0].label if afters else f"{request.method} {request.path}"
         return Outcome(response, AfterResponse(tasks, _chain(cleanups), label))
+
+    def _unsendable(self, request: Request, outcome: Outcome, exc: InvalidResponseHead) -> Outcome:
+        """A 500 in place of a response whose head HTTP cannot carry; the log says why.
+
+        The request's tasks are dropped (the request failed, as for any 500);
+        the clean-up of its dependencies still runs.
+        """
+        route = request.route
+        label = route.label if route is not None else f"{request.method} {request.path}"
+        logger.error(
+            "%s: its response cannot be sent, answered 500 instead: %s", label, exc, exc_info=exc
+        )
+        self._server_error(exc)
+        after = outcome.after
+        if after is not None:
+            if after.tasks:
+                logger.warning(
+                    "discarding %d background task(s) of %s: its response could not be sent",
+                    len(after.tasks),
+                    after.label,
+                )
+            after = None if after.cleanup is None else AfterResponse((), after.cleanup, label)
+        response = internal_error()
+        return Outcome(response, after, response.head_fields())
+
+    async def _call_route_handler(self, endpoint: Endpoint, resolution: Resolution) -> Response:
+        """A custom route's handler (`APIRoute.get_route_handler`), given the request."""
+        assert endpoint.route_handler is not None
+        token = CURRENT_RESOLUTION.set(resolution)
+        try:
+            response = await endpoint.route_handler(resolution.request)
+        finally:
+            CURRENT_RESOLUTION.reset(token)
+        if not isinstance(response, Response):
+            raise TypeError(
+                f"the route handler of {endpoint.label} returned {response!r}, not a Response"
+            )
+        return response
+
+    def _request_handler(self, endpoint: Endpoint) -> RouteHandler:
+        """What `APIRoute.get_route_handler` gives: one request, dependencies to response.
+
+        It works on the request's `Resolution`, which the app puts in
+        `CURRENT_RESOLUTION` while the custom handler runs. The request it is
+        given may be another (a `Request` subclass made from the first): the
+        parameters are read from that one, and the body through its ``body()``.
+        """
+
+        async def handle_request(request: Request) -> Response:
+            resolution = CURRENT_RESOLUTION.get()
+            if request is not resolution.request:  # another, made from it: read through it
+                resolution.request = request
+                resolution.raw_body = await request.body()
+            return await self._call_endpoint(endpoint, resolution)
+
+        return handle_request
 
     @names_frames(_name_endpoint_frame)
     async def _call_endpoint(self, endpoint: Endpoint, resolution: Resolution) -> Response:
@@ -560,6 +677,15 @@ class App(RouteDecorators):
         if resolution.response is not None:  # a `response: Response` parameter was used
             resolution.response.apply_to(response)
         return response
+
+    @staticmethod
+    async def _take_body(request: Request, endpoint: Endpoint) -> None:
+        """The route's body limit applied; the body read whole unless the route streams it."""
+        if endpoint.streams_body:
+            if endpoint.max_body_size is not None:
+                limit_body(request, endpoint.max_body_size)
+        else:
+            await read_whole(request, endpoint.max_body_size)
 
     async def _abandon(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> None:
         """The request's body failed (the server answers that): unwind, close, drop the tasks."""
@@ -635,7 +761,6 @@ APP_DOCUMENTATION_OPTIONS = frozenset(
         "terms_of_service",
         "contact",
         "license_info",
-        "root_path",
         "debug",
     }
 )
@@ -666,6 +791,24 @@ def _chain(cleanups: list[Callable[[], Any]]) -> Callable[[], Any] | None:
             raise failed
 
     return run_all
+
+
+def limit_body(request: Request, max_size: int) -> None:
+    """The body may have at most `max_size` bytes: 413 (the server's refusal) if the part
+    already received is over it, else the limit goes to the reader of the rest."""
+    if request.body_pending:
+        request.limit_body(max_size)
+    elif request.body_received > max_size:
+        raise BodyTooLarge(f"body of {request.body_received} bytes exceeds {max_size}")
+
+
+async def read_whole(request: Request, max_size: int | None) -> None:
+    """The body read whole now (within `max_size`, if given), as a route that does not
+    stream it has it before its handler."""
+    if max_size is not None:
+        limit_body(request, max_size)
+    if request.body_pending:
+        await request.body()
 
 
 def streams_body(plan: CallPlan) -> bool:

@@ -16,6 +16,7 @@ default) after the response is flushed and the background tasks have run.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from rawbg.app.form_params import (
     plan_form,
     read_form_value,
 )
+from rawbg.app.param_models import ABSENT, ParamModel, gather, relocate
 from rawbg.app.sources import ValuePlan, located, missing, plan_value, read_body
 from rawbg.culprits import Part, names_frames
 from rawbg.errors import RequestValidationError, RouteDefinitionError
@@ -375,9 +377,11 @@ class Resolution:
         "form",
         "form_limits",
         "function_stack",
+        "raw_body",
         "request",
         "request_stack",
         "response",
+        "strict_content_type",
         "trace",
     )
 
@@ -387,6 +391,7 @@ class Resolution:
         *,
         embed_body: bool,
         trace: RequestTrace | None,
+        strict_content_type: bool = True,
         form_limits: FormLimits = DEFAULT_LIMITS,
     ) -> None:
         self.request = request
@@ -395,6 +400,9 @@ class Resolution:
         self.form_limits = form_limits
         self.form: FormData | None = None
         self.trace = trace
+        self.strict_content_type = strict_content_type
+        #: the body as a `Request` subclass's own ``body()`` read it (a custom route's)
+        self.raw_body: bytes | None = None
         self.cache: dict[Callable[..., Any], Any] = {}
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
@@ -462,6 +470,9 @@ class Resolution:
     ) -> None:
         """A query, header or cookie parameter: missing, its default, or validated."""
         plan = param.value
+        if plan.model is not None:
+            self._model_value(param, plan.model, kwargs, errors)
+            return
         key = plan.key
         source = param.source
         raw: Any
@@ -477,13 +488,34 @@ class Resolution:
             raw = None
         _place(param, raw, [plan.location, key], kwargs, errors)
 
+    def _model_value(
+        self,
+        param: ValueParam,
+        model: ParamModel,
+        kwargs: dict[str, Any],
+        errors: list[dict[str, Any]],
+    ) -> None:
+        """A parameter model: its fields gathered from the request, validated at once."""
+        values = gather(model, self.request)
+        loc = [model.location]
+        if values is ABSENT:
+            _default_or_missing(param, loc, kwargs, errors)
+            return
+        try:
+            kwargs[param.name] = param.value.validate(values)
+        except Invalid as exc:
+            errors.extend(located(loc, relocate(model, exc.errors)))
+
     def _body_value(
         self, param: ValueParam, kwargs: dict[str, Any], errors: list[dict[str, Any]]
     ) -> None:
         plan = param.value
         if self._body is _UNREAD:
             self._body = _INVALID
-            self._body = read_body(self.request)  # raises for invalid JSON, a 422 of its own
+            # raises for invalid JSON, a 422 of its own
+            self._body = read_body(
+                self.request, strict_content_type=self.strict_content_type, raw=self.raw_body
+            )
         document = self._body
         if document is _INVALID:  # already reported, by another body parameter
             return
@@ -511,10 +543,7 @@ class Resolution:
         raw = await read_form_value(plan, form)
         loc: list[Any] = ["body"] if plan.kind is FormKind.MODEL else ["body", plan.key]
         if raw is NOT_SENT:
-            if param.required:
-                errors.append(missing(loc))
-            else:
-                kwargs[param.name] = param.default_value()
+            _default_or_missing(param, loc, kwargs, errors)
             return
         try:
             kwargs[param.name] = plan.validate(raw)
@@ -528,14 +557,20 @@ class Resolution:
             if self.trace is not None:
                 self.trace.event("dependency resolved", name=plan.name, cached="yes")
             return cache[plan.call]
-        kwargs = await self.arguments(plan)
-        kind = plan.kind
+        overrides = getattr(self.request.app, "dependency_overrides", None)
+        run = plan
+        if overrides:
+            replacement = overrides.get(plan.call)
+            if replacement is not None:
+                run = override_plan(plan, replacement, frozenset(self.request.path_params))
+        kwargs = await self.arguments(run)
+        kind = run.kind
         if kind is CallKind.COROUTINE:
-            value = await plan.call(**kwargs)
+            value = await run.call(**kwargs)
         elif kind is CallKind.FUNCTION:
-            value = await run_in_thread(plan.call, **kwargs)
+            value = await run_in_thread(run.call, **kwargs)
         else:
-            value = await self._enter_generator(plan, kwargs)
+            value = await self._enter_generator(run, kwargs)
         cache[plan.call] = value
         if self.trace is not None:
             self.trace.event("dependency resolved", name=plan.name, cached="no")
@@ -556,15 +591,43 @@ class Resolution:
         return await stack.enter_async_context(_in_thread_pool(sync_manager))
 
 
+def override_plan(
+    plan: CallPlan, replacement: Callable[..., Any], path_params: frozenset[str]
+) -> CallPlan:
+    """The plan of what ``app.dependency_overrides`` puts in place of `plan`'s call.
+
+    Planned at the first request that needs it, as FastAPI does (an override
+    is set by a test after the routes are registered), then kept: its own
+    parameters are read from the request like any dependency's. It keeps the
+    original's ``use_cache`` and ``scope``; its value is cached under the
+    original, so every use of the original in the request gets it.
+    """
+    return _override_plan(replacement, path_params, plan.use_cache, plan.scope)
+
+
+@functools.lru_cache(maxsize=256)
+def _override_plan(
+    replacement: Callable[..., Any], path_params: frozenset[str], use_cache: bool, scope: Scope
+) -> CallPlan:
+    return plan_call(replacement, path_params=path_params, use_cache=use_cache, scope=scope)
+
+
+def _default_or_missing(
+    param: ValueParam | FormParam, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    """A value the request does not carry: `param`'s default, or a 422 ``missing``."""
+    if param.required:
+        errors.append(missing(loc))
+    else:
+        kwargs[param.name] = param.default_value()
+
+
 def _place(
     param: ValueParam, raw: Any, loc: list[Any], kwargs: dict[str, Any], errors: list[Any]
 ) -> None:
     """`param`'s value into `kwargs`: its default if `raw` is None, else `raw` checked; or a 422."""
     if raw is None:
-        if param.required:
-            errors.append(missing(loc))
-        else:
-            kwargs[param.name] = param.default_value()
+        _default_or_missing(param, loc, kwargs, errors)
     elif param.value.as_is:  # a str as it arrived (never a body: `sources.plan_value`)
         kwargs[param.name] = raw
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rawbg.errors import HTTPException
 
@@ -66,6 +66,9 @@ class Route(Generic[E]):
 
 class Router(Generic[E]):
     def __init__(self) -> None:
+        #: FastAPI's ``app.router.route_class``: the class of the routes registered
+        #: from now on (read by ``App.add_route``); None is ``APIRoute``
+        self.route_class: Any = None
         self._routes: dict[str, Route[E]] = {}
         self._static: dict[str, Route[E]] = {}
         self._dynamic: list[Route[E]] = []

@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rawbg.app.application import App, Endpoint
-from rawbg.app.dependencies import CallPlan, DependencyParam, ParamPlan, Source, ValueParam
+from rawbg.app.dependencies import (
+    CallPlan,
+    DependencyParam,
+    FormParam,
+    ParamPlan,
+    Source,
+    ValueParam,
+)
 from rawbg.responses import JSONResponse
 
 
@@ -40,6 +47,9 @@ def _describe_param(param: ParamPlan, computed: set[Callable[..., Any]], embed: 
             sharing = "computed, then cached for the request"
         scope = f", clean-up scope={plan.scope}" if "generator" in plan.kind.value else ""
         return f"{head}  <- Depends({plan.name}) [{plan.kind.value}{scope}; {sharing}]"
+    if isinstance(param, FormParam):
+        form = param.form
+        return f"{head}  <- {form.kind.value} {form.key!r} ({form.media_type})"
     if source is Source.BACKGROUND:
         return f"{head}  <- background tasks (one instance per request, shared)"
     if not isinstance(param, ValueParam):
@@ -93,6 +103,11 @@ def describe_routes(app: App) -> str:
             lines.append(f"  handler {plan.where}  [{plan.kind.value}]{returns}")
             if endpoint.serialize is not None:
                 lines.append(f"  response model: {endpoint.serialize.model_name}")
+            if endpoint.max_body_size is not None or endpoint.streams_body:
+                limit = endpoint.max_body_size
+                size = "the server's limit" if limit is None else f"at most {limit} bytes"
+                how = "read as it arrives" if endpoint.streams_body else "read whole"
+                lines.append(f"  body: {size}, {how}")
             lines.extend(_tree(plan, set(), "  ", endpoint.embed_body))
             lines.append("")
     if app.user_middleware:  # outermost first, the order a request meets them

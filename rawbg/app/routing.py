@@ -1,4 +1,4 @@
-"""`APIRouter`: routes declared apart from the app, then included with a prefix.
+"""`APIRouter`: routes declared apart from the app, then included with a prefix; `APIRoute`.
 
 A router does not serve anything. It records each route it is given (path,
 handler, methods, options) as a `RouteSpec`; ``app.include_router(router)``
@@ -23,13 +23,23 @@ the others.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rawbg.app.dependencies import DependencyParam, Depends, ParamPlan, describe, plan_call
+from rawbg.app.dependencies import (
+    DependencyParam,
+    Depends,
+    ParamPlan,
+    Resolution,
+    describe,
+    plan_call,
+)
 from rawbg.errors import RouteDefinitionError
+from rawbg.requests import Request
+from rawbg.responses import Response
 from rawbg.types import Handler, HandlerT
 
 #: Route options FastAPI users pass that only shape the OpenAPI document,
@@ -134,6 +144,76 @@ class RouteDecorators:
             )
 
 
+#: the request's dependency walk, while a custom route's handler runs
+#: (`APIRoute.get_route_handler`): set by `App` around that handler only
+CURRENT_RESOLUTION: contextvars.ContextVar[Resolution] = contextvars.ContextVar("rawbg_resolution")
+
+#: what a route's handler is: ``await handler(request)`` is the response
+RouteHandler = Callable[[Request], Awaitable[Response]]
+
+
+class APIRoute:
+    """A route, as FastAPI's ``APIRoute``: subclass it to wrap each request's handling.
+
+    ``app.router.route_class = MyRoute`` (or ``APIRouter(route_class=MyRoute)``)
+    makes every route registered after it a ``MyRoute``. Override
+    `get_route_handler`: call ``super().get_route_handler()`` for the handler
+    that answers a request, and return your own ``async def handler(request)``
+    around it. It may hand that handler another request (a `Request`
+    subclass, ``MyRequest(request.scope, request.receive)``; its ``body()``
+    is what body parameters are read from), change the response, or catch what
+    it raises (`RequestValidationError`, `HTTPException`). What it lets out is
+    answered by the app's exception handlers.
+
+    Without ASGI there is no ``scope``/``receive``/``send`` to take over: the
+    handler gets a `Request` and returns a `Response`, the request's body is
+    read before it runs, and background tasks still start only after the
+    response is flushed. A route class that does not override
+    `get_route_handler` changes nothing, and costs nothing per request.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Handler,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.path = path
+        self.endpoint = endpoint
+        self.methods = {method.upper() for method in methods or ["GET"]}
+        #: "GET /items/{item_id}", for logs and traces
+        self.label = f"{'/'.join(method.upper() for method in methods or ['GET'])} {path}"
+        self.name = name if name is not None else getattr(endpoint, "__name__", repr(endpoint))
+        #: the route's other options, as given (``response_model``, ``status_code``...)
+        self.options = dict(options)
+        #: set by the app before it asks for the handler: answers one request
+        self.handle_request: RouteHandler | None = None
+
+    def get_route_handler(self) -> RouteHandler:
+        """The handler of one request: its dependencies resolved, the endpoint called,
+        the response made. It raises what they raise."""
+        handle = self.handle_request
+        if handle is None:
+            raise RuntimeError(
+                f"route {self.path}: get_route_handler() is answered once the route is "
+                "registered on an App"
+            )
+        return handle
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, methods={sorted(self.methods)!r})"
+
+
+def custom_route_class(route_class: type[APIRoute]) -> bool:
+    """Whether `route_class` changes how a request is handled (it overrides the handler)."""
+    if not (isinstance(route_class, type) and issubclass(route_class, APIRoute)):
+        raise RouteDefinitionError(f"route_class must be an APIRoute subclass, not {route_class!r}")
+    return route_class.get_route_handler is not APIRoute.get_route_handler
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     """A route as a router recorded it, to be registered when the router is included."""
@@ -160,12 +240,16 @@ class APIRouter(RouteDecorators):
         tags: Sequence[Any] | None = None,
         dependencies: Sequence[Depends] | None = None,
         responses: Mapping[Any, Any] | None = None,
+        route_class: type[APIRoute] = APIRoute,
         max_body_size: int | None = None,
         form_limits: Mapping[str, int] | None = None,
         **documentation: Any,
     ) -> None:
         check_prefix(prefix)
         check_documentation_options(documentation, what="APIRouter()")
+        custom_route_class(route_class)  # refuses what is not an APIRoute
+        #: the class of the routes declared here (`APIRoute`: FastAPI's ``route_class``)
+        self.route_class = route_class
         self.prefix = prefix
         #: for its routes that set none (the route's own wins, as in FastAPI)
         self.max_body_size = max_body_size
@@ -191,6 +275,8 @@ class APIRouter(RouteDecorators):
         full_path = join_paths(self.prefix, path, handler=handler)
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
         options = inherit_limits(options, self.max_body_size, self.form_limits)
+        if self.route_class is not APIRoute:
+            options.setdefault("route_class", self.route_class)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )

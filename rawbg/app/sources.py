@@ -7,10 +7,12 @@ that is not a dependency, the `Request` or `BackgroundTasks`. It decides,
 as FastAPI does:
 
 1. the location: the marker's (``Query()``, ``Header()``, ...); else the path
-   if the route's template has ``{name}``; else the query for a type read
-   from one string (str, int, an Enum, ``X | None``, ...) or a list of those
-   (rawbg reads a bare ``list[str]`` from repeated query keys; FastAPI
-   needs ``Query()`` for it); else the JSON body;
+   if the route's template has ``{name}``; else, by FastAPI's own rule
+   (`rawbg.app.validation.is_complex`), the JSON body for a model, a mapping,
+   a sequence (a bare ``list[str]`` too) or a dataclass, and the query for
+   anything else (a URL, an e-mail address...). A pydantic model with
+   ``Query()``, ``Header()`` or ``Cookie()`` is a parameter model, its fields
+   read one by one (`rawbg.app.param_models`);
 2. the key: the ``alias``, else the name (a header's name with ``_`` as
    ``-``, unless ``convert_underscores=False``);
 3. the validator: rawbg's own (`rawbg.app.validation.build`) when it knows the
@@ -21,20 +23,24 @@ as FastAPI does:
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import json
 import logging
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from rawbg.app.converters import to_str
+from rawbg.app.param_models import ParamModel, model_of, plan_model
 from rawbg.app.pydantic_support import load_pydantic, missing_pydantic, pydantic_validator
 from rawbg.app.validation import (
     Refusal,
     Unsupported,
     Validator,
     build,
+    is_complex,
     is_scalar,
     is_scalar_sequence,
     strip_optional,
@@ -67,6 +73,8 @@ class ValuePlan:
     embed: bool  # Body(embed=True)
     constraints: Constraints
     via_pydantic: bool
+    #: a parameter model (``Annotated[Model, Query()]``): its fields, read one by one
+    model: ParamModel | None = None
 
 
 def plan_value(
@@ -94,7 +102,24 @@ def plan_value(
     if annotation is EMPTY:
         annotation = Any if isinstance(marker, Body) else str
     location = _location(name, annotation, marker, path_params)
+    if marker is None and location == "body" and _bare_sequence(annotation):
+        raise RouteDefinitionError(
+            f"{where}: a bare {annotation!r} without a marker is, to FastAPI, a list of "
+            "uploaded files; say what it holds (list[str] for a JSON body) or mark it: "
+            "Body(), Query() or File()"
+        )
     key = _key(name, marker)
+    if location in ("query", "header", "cookie"):
+        model = model_of(annotation)
+        if model is not None:
+            return _plan_param_model(where, model, annotation, marker, default, default_factory)
+        sequence = is_scalar_sequence(annotation) or strip_optional(annotation)[0] in SEQUENCES
+        if location == "query" and is_complex(annotation) and not sequence:
+            raise RouteDefinitionError(
+                f"{where}: a query parameter is one value or a list of values, not "
+                f"{annotation!r}; a pydantic model of query parameters is "
+                "Annotated[Model, Query()] (as in FastAPI, which refuses this too)"
+            )
     if location == "path":
         if key not in path_params:
             raise RouteDefinitionError(
@@ -121,13 +146,62 @@ def plan_value(
 
 
 def _location(name: str, annotation: Any, marker: Param | None, path_params: frozenset[str]) -> str:
+    """Where FastAPI reads the parameter: its marker's place; a ``{name}`` of the path;
+    the body for a model, a mapping, a sequence or a dataclass; else the query."""
     if marker is not None:
         return marker.source
     if name in path_params:
         return "path"
-    if is_scalar(annotation) or is_scalar_sequence(annotation):
-        return "query"
-    return "body"
+    return "body" if is_complex(annotation) else "query"
+
+
+def _bare_sequence(annotation: Any) -> bool:
+    """``list``, ``set``, ``Sequence``... with no item type (or such ``| None``)."""
+    inner, _ = strip_optional(annotation)
+    return (
+        isinstance(inner, type)
+        and not typing.get_args(inner)
+        and issubclass(inner, (list, set, frozenset, tuple, collections.abc.Sequence))
+        and not issubclass(inner, (str, bytes))
+    )
+
+
+def _plan_param_model(
+    where: str,
+    model: type,
+    annotation: Any,
+    marker: Param | None,
+    default: Any,
+    default_factory: Callable[[], Any] | None,
+) -> tuple[ValuePlan, Any]:
+    """A query, header or cookie parameter model (`rawbg.app.param_models`)."""
+    assert marker is not None  # a model without a marker is the body (`_location`)
+    if marker.constraints.given() or marker.pydantic_options or marker.alias:
+        raise RouteDefinitionError(
+            f"{where}: {type(marker).__name__}() of a parameter model takes no checks and no "
+            "alias: declare them on the model's fields"
+        )
+    pydantic = load_pydantic()
+    if pydantic is None:  # a model class was made, so pydantic is there; kept for mypy
+        raise RouteDefinitionError(f"{where}: {missing_pydantic('a parameter model')}")
+    convert = marker.convert_underscores if isinstance(marker, Header) else True
+    model_plan = plan_model(
+        model, annotation=annotation, location=marker.source, convert_underscores=convert
+    )
+    validate = pydantic_validator(pydantic, annotation, NO_CONSTRAINTS, {})
+    plan = ValuePlan(
+        marker.source,
+        marker.source,
+        validate,
+        False,
+        False,
+        default_factory,
+        False,
+        NO_CONSTRAINTS,
+        True,
+        model_plan,
+    )
+    return plan, default
 
 
 def _key(name: str, marker: Param | None) -> str:
@@ -219,21 +293,29 @@ def is_json_media_type(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-def read_body(request: Request) -> Any:
+def read_body(
+    request: Request, *, strict_content_type: bool = True, raw: bytes | None = None
+) -> Any:
     """The body for body parameters, read as FastAPI reads it.
 
     None when empty; the parsed JSON when the ``Content-Type`` says JSON
-    (``application/json``, ``application/*+json``); otherwise the raw bytes,
-    which fail validation as "not a dictionary" (a form posted to a JSON
-    endpoint, ``text/plain``, or no ``Content-Type`` at all: FastAPI's
+    (``application/json``, ``application/*+json``), or when there is no
+    ``Content-Type`` at all and not `strict_content_type`; otherwise the raw
+    bytes, which fail validation as "not a dictionary" (a form posted to a
+    JSON endpoint, ``text/plain``, no ``Content-Type`` under FastAPI's default
     ``strict_content_type``). Invalid JSON is a 422 ``json_invalid``; bytes
-    that are not text in any JSON encoding are a 400.
+    that are not text in any JSON encoding are a 400. `raw`: the body as a
+    custom route's request read it, instead of as received.
     """
-    raw = request.body_bytes
+    if raw is None:
+        raw = request.body_bytes
     if not raw:
         return None
     content_type = request.headers.get("content-type")
-    if not content_type or not is_json_media_type(content_type):
+    if content_type is None:
+        if strict_content_type:
+            return raw
+    elif not is_json_media_type(content_type):
         return raw
     try:
         return decode_json(raw)

@@ -18,6 +18,8 @@ refuses the route.
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import contextlib
 import dataclasses
 import datetime
@@ -127,6 +129,42 @@ def is_scalar(annotation: Any) -> bool:
     if is_union(inner):
         return all(is_scalar(member) for member in typing.get_args(inner))
     return False
+
+
+#: what FastAPI takes for a sequence (fastapi._compat): read from the body without a marker
+_FASTAPI_SEQUENCES = (list, tuple, set, frozenset, collections.deque, collections.abc.Sequence)
+
+
+def is_complex(annotation: Any) -> bool:
+    """Whether FastAPI reads a parameter of this type, declared without a marker, from the body.
+
+    FastAPI's own rule, so that rawbg puts every parameter where FastAPI
+    does: a pydantic model, a mapping, a sequence (not str or bytes), a
+    dataclass, or a union with one of those is the body; anything else (a
+    URL, an e-mail address, a scalar, a class pydantic validates from a
+    string) is the query.
+    """
+    if is_union(annotation):
+        return any(is_complex(member) for member in typing.get_args(annotation))
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return is_complex(typing.get_args(annotation)[0])
+    return (
+        _complex_kind(annotation)
+        or _complex_kind(origin)
+        or hasattr(origin, "__pydantic_core_schema__")
+        or hasattr(origin, "__get_pydantic_core_schema__")
+    )
+
+
+def _complex_kind(kind: Any) -> bool:
+    if dataclasses.is_dataclass(kind):
+        return True
+    if not isinstance(kind, type) or issubclass(kind, (str, bytes)):
+        return False
+    return issubclass(kind, (collections.abc.Mapping, *_FASTAPI_SEQUENCES)) or _is_pydantic_class(
+        kind
+    )
 
 
 def is_scalar_sequence(annotation: Any) -> bool:

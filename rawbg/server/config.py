@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from rawbg.requests import Address
 from rawbg.server.loops import LOOPS
 from rawbg.tasks.journal.sqlite import SQLiteTaskStore
 from rawbg.tasks.journal.store import TaskStore
@@ -213,6 +214,9 @@ class ServerConfig:
     forwarded_allow_ips: str = field(default_factory=default_forwarded_allow_ips)
     #: the path prefix a proxy strips before forwarding (``/api``), for building URLs
     root_path: str = ""
+    #: every request's client, unless a trusted proxy names another; None: the peer's
+    #: address. rawbg.testclient sets Starlette's test client's ("testclient", 50000)
+    client_address: Address | None = None
     #: the task journal: a SQLite file's path, or a ``postgresql://`` URL;
     #: None: tasks live in memory only
     task_journal: str | None = None
@@ -293,6 +297,8 @@ class ServerConfig:
                 "ssl_cert_reqs must be 0 (no client certificate), 1 (optional) or 2 (required), "
                 f"got {self.ssl_cert_reqs!r}"
             )
+        if self.client_address is not None and type(self.client_address) is not Address:
+            object.__setattr__(self, "client_address", Address(*self.client_address))
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
 

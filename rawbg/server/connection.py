@@ -104,6 +104,15 @@ from rawbg.wire.conformance import (
     parse_error_rejection,
 )
 from rawbg.wire.proxy import forwarded
+from rawbg.wire.raw_input import (
+    MAX_METHOD_LENGTH,
+    ChunkedScanner,
+    HeadScanner,
+    check_head_bytes,
+    content_length_problem,
+    head_may_be_malformed,
+    values_problem,
+)
 from rawbg.wire.response_bytes import events_to_bytes, response_start, send_whole_response
 
 if TYPE_CHECKING:
@@ -188,7 +197,8 @@ class ConnectionHost(Protocol):
         ...
 
     def over_capacity(self) -> bool:
-        """More connections are open than ``limit_concurrency``: refuse this one."""
+        """More connections are open than ``limit_concurrency`` and no room could be
+        made (by cutting a body far behind ``min_body_rate``): refuse this one."""
         ...
 
 
@@ -268,6 +278,8 @@ class Connection:
         self._stopping = False  # set by shutdown: finish the current request, then close
         #: set by shutdown: a body still being read must be complete by then
         self._stop_deadline: float | None = None
+        #: set by the server at its connection limit: this body is cut now (408)
+        self._cut_to_make_room = False
         #: no request yet: at shutdown it gets SHUTDOWN_FIRST_REQUEST_GRACE to send one
         self._fresh = True
         self._first_request_deadline = 0.0
@@ -283,6 +295,16 @@ class Connection:
         self._request_method: bytes | None = None  # once the head is parsed
         self._content_length: int | None = None  # the head's Content-Length, if any
         self._head_kept = False  # `_next_event` has copied the input of this head
+        #: that copy (raw_input.check_head_bytes reads the head in it)
+        self._raw_head = b""
+        #: the head trickled in and a `HeadScanner` checked its bytes as they came
+        self._head_scanned = False
+        self._chunked = False  # the body is chunked: a `ChunkedScanner` follows it
+        self._chunk_scanner: ChunkedScanner | None = None
+        #: the body being read, as the rate rule last saw it: its start (loop
+        #: time, less what the app spent) and how much so far (`body_lag`)
+        self._body_started = 0.0
+        self._body_received = 0
         self._close_reason = ""  # said by `_closing`
 
     def _move(self, phase: Phase) -> None:
@@ -320,6 +342,23 @@ class Connection:
         else:
             timeout = self._config.timeout_keep_alive
             self._stop_deadline = asyncio.get_running_loop().time() + timeout
+
+    def body_lag(self, now: float) -> float:
+        """How many bytes the body being read is behind ``min_body_rate`` (0 if none is).
+
+        Counted from the end of its head, without the grace the rate rule
+        gives: a body trickled in far slower than the rate is far behind
+        long before the rule cuts it.
+        """
+        rate = self._config.min_body_rate
+        if self.phase is not READING_BODY or not rate or self._cut_to_make_room:
+            return 0.0
+        return (now - self._body_started) * rate - self._body_received
+
+    def cut_to_make_room(self) -> None:
+        """The server is at its connection limit: refuse this slow body now (408)."""
+        self._cut_to_make_room = True
+        self._io.wake()
 
     # -- the cycle ---------------------------------------------------------------
 
@@ -439,6 +478,9 @@ class Connection:
         self._request_method = None
         self._content_length = None
         self._head_kept = False
+        self._raw_head = b""
+        self._head_scanned = False
+        self._end_chunk_scan()
         self._move(IDLE)
         if self._trace is not None:
             self._trace.event("keep-alive: next cycle")
@@ -454,17 +496,17 @@ class Connection:
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA]:
         """h11's next event; the one place where whatever h11 raises becomes a refusal."""
         h = self._h11
-        head = b""
         if not self._head_kept and (
             self.phase is READING_HEAD or (self.phase is IDLE and self._io.has_input)
         ):
-            # for `conformance.transfer_coding_rejection`: 400 or 501 (once per head)
-            head = h.trailing_data[0]
+            # for `check_head_bytes`, and `conformance.transfer_coding_rejection`
+            # (400 or 501): once per head
+            self._raw_head = h.trailing_data[0]
             self._head_kept = True
         try:
             return h.next_event()  # type: ignore[return-value]
         except Exception as exc:  # RemoteProtocolError, or anything else h11 lets out
-            raise parse_error_rejection(exc, head) from exc
+            raise parse_error_rejection(exc, self._raw_head) from exc
 
     async def _receive_request(self) -> Exchange | None:
         """Wait for the next request and read it whole; None when the connection should close.
@@ -497,22 +539,23 @@ class Connection:
             None if self._trace is None else self._trace.request_started(event.method, event.target)
         )
         self._move(READING_BODY)
-        body = self._start_body()
-        io = self._io
-        client, scheme = io.client, io.scheme
+        body, reader = self._start_body()
+        io, config = self._io, self._config
+        client, scheme = config.client_address or io.client, io.scheme
         if io.proxy is not None:
             client, scheme = forwarded(io.proxy, fields, client, scheme)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=Headers(fields),
-            source=body,
+            body=body,
+            source=reader,
             http_version=event.http_version.decode("ascii"),
             client=client,
             scheme=scheme,
-            root_path=self._config.root_path,
+            root_path=config.root_path,
         )
-        return Exchange(request, trace, started, body)
+        return Exchange(request, trace, started, reader)
 
     async def _wait_for_request(self) -> bool:
         """While not one byte of a request has arrived: wait for one, at most
@@ -565,12 +608,24 @@ class Connection:
         timeout = self._config.timeout_keep_alive
         deadline = first_byte_at + timeout
         loop = asyncio.get_running_loop()
-        while True:
-            event = self._next_event()
-            if event is not h11.NEED_DATA:
-                return event  # type: ignore[return-value]
-            if loop.time() >= deadline or not await self._receive_until(deadline):
-                raise RequestTimeout(f"request head not received within {timeout} s")
+        # What is here, then each piece as it comes, is checked as it comes:
+        # bytes that cannot begin a request are refused now, not at the deadline.
+        scanner = HeadScanner()
+        scanner.feed(self._h11.trailing_data[0])
+        self._head_scanned = True
+        io = self._io
+        io.scanner = scanner
+        try:
+            while True:
+                if scanner.error is not None:
+                    raise MalformedRequest(scanner.error)
+                event = self._next_event()
+                if event is not h11.NEED_DATA:
+                    return event  # type: ignore[return-value]
+                if loop.time() >= deadline or not await self._receive_until(deadline):
+                    raise RequestTimeout(f"request head not received within {timeout} s")
+        finally:
+            io.scanner = None
 
     def _check_head(self, request: h11.Request) -> list[tuple[bytes, bytes]]:
         """Limits h11 does not enforce on a complete head, and the declared body size.
@@ -596,7 +651,19 @@ class Connection:
                 chunked = True
             elif name == b"host":
                 host = value  # h11 has refused two of them
+        if not self._head_scanned:  # control characters, obs-fold (raw_input.py)
+            raw = self._raw_head
+            if not raw:  # no copy of this head (pipelined): its values
+                problem = values_problem(fields)
+            elif head_may_be_malformed(raw):  # the cheap screen, then the exact check
+                problem = check_head_bytes(raw) or None  # (the copy holds the whole head)
+            else:
+                problem = None
+            if problem is not None:
+                raise MalformedRequest(problem)
         if size > self._config.max_head_size:
+            if len(request.method) > MAX_METHOD_LENGTH:
+                raise MalformedRequest(f"request method longer than {MAX_METHOD_LENGTH} bytes")
             raise HeadTooLarge(f"request head of {size} bytes exceeds {self._config.max_head_size}")
         if request.http_version != b"1.1" or request.target == b"*" or request.method == b"CONNECT":
             check_request_line(
@@ -607,7 +674,11 @@ class Connection:
         if content_length is not None and chunked:
             # RFC 9112 6.1: a server may reject it, and it is the request-smuggling shape
             raise MalformedRequest("both Content-Length and Transfer-Encoding")
+        self._chunked = chunked
         if content_length is not None and content_length > self._config.max_body_size:
+            overflow = content_length_problem(content_length)
+            if overflow is not None:
+                raise MalformedRequest(overflow)
             # no route takes that much; what a route takes is checked when it reads
             ceiling = max(self._config.max_body_size, self._app.largest_max_body_size)
             if content_length > ceiling:
@@ -615,33 +686,50 @@ class Connection:
         self._content_length = content_length
         return fields
 
-    def _start_body(self) -> BodyReader | None:
-        """The request's body: None when it has none, else a reader the app reads it with.
+    def _start_body(self) -> tuple[bytes, BodyReader | None]:
+        """The request's body as far as h11 already has it: ``(body, None)`` when that is
+        all of it (none, or a small body that came with its head: the common cases),
+        else ``(b"", reader)``, a reader the app takes the rest with (`BodyReader`).
 
-        The body bytes that came with the head go to the reader; nothing more
-        is read here (`BodyReader`).
+        Nothing is read from the socket here; what h11 buffered is at most what
+        flow control lets in, well under ``max_body_size``.
         """
         h = self._h11
         expects_continue = h.they_are_waiting_for_100_continue
-        event = self._next_event()
+        if self._chunked:  # chunk lines checked as the bytes pass into h11 (raw_input.py)
+            scanner = self._chunk_scanner = ChunkedScanner()
+            scanner.feed(h.trailing_data[0])  # what came with the head: h11 has read none yet
+            self._io.scanner = scanner
+        event = self.next_body_event()
         if type(event) is h11.EndOfMessage:
             self._io.request_received()
-            return None  # the common case: no body at all
-        first = event.data if type(event) is h11.Data else b""
-        if event is not h11.NEED_DATA and not first:
+            return b"", None  # the commonest case: no body at all
+        pieces: list[bytes] = []
+        while type(event) is h11.Data:
+            pieces.append(event.data)
+            event = self._next_event()
+        if type(event) is h11.EndOfMessage:
+            self._io.request_received()
+            return b"".join(pieces), None  # the whole body came with the head
+        if event is not h11.NEED_DATA:
             raise MalformedRequest(f"unexpected {type(event).__name__} in a request body")
-        return BodyReader(
+        reader = BodyReader(
             self,
-            first,
+            b"".join(pieces),
             limit=self._config.max_body_size,
             declared=self._content_length,
             expects_continue=expects_continue,
         )
+        return b"", reader
 
     # -- what a BodyReader asks of its connection (rawbg.server.request_body.BodyWire) --
 
     def next_body_event(self) -> h11.Event | type[h11.NEED_DATA]:
-        return self._next_event()
+        event = self._next_event()
+        scanner = self._chunk_scanner
+        if scanner is not None and scanner.error is not None:
+            raise MalformedRequest(scanner.error)
+        return event
 
     async def wait_for_body(self, deadline: float) -> bool:
         if self.phase is not HANDLING:  # draining after the response: no phase of its own
@@ -654,6 +742,7 @@ class Connection:
                 self._move(HANDLING)
 
     def body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
+        self._body_started, self._body_received = started, received  # for `body_lag`
         return self._body_deadline(started, received, now)
 
     def send_continue(self) -> None:
@@ -664,17 +753,21 @@ class Connection:
 
     def body_complete(self) -> None:
         self._io.request_received()
+        self._end_chunk_scan()
+
+    def _end_chunk_scan(self) -> None:
+        if self._chunk_scanner is not None:
+            self._chunk_scanner = None
+            self._io.scanner = None
 
     async def _finish_body(self, body: BodyReader) -> None:
-        """After the response: the rest of a body the app did not read.
+        """After the response: the rest of a body the app did not read (`BodyReader.end`).
 
         A small rest is read and dropped, so that the connection can carry the
         next request; otherwise (too much left, too slow, malformed, or a
         client still waiting for ``100 Continue``) the connection closes,
         lingering so that the client reads the response first.
         """
-        if body.end():
-            return
         try:
             drained = await body.drain()
         except RequestRejected:
@@ -704,6 +797,11 @@ class Connection:
                     f"request body too slow: {received} bytes in {now - started:.1f} s, "
                     f"under {config.min_body_rate:g} bytes/s"
                 )
+        if self._cut_to_make_room:
+            return now, (
+                f"request body too slow: {received} bytes in {now - started:.1f} s, "
+                f"cut to make room at the connection limit"
+            )
         stop_deadline = self._stop_deadline
         if stop_deadline is not None and stop_deadline < deadline:
             deadline = stop_deadline
@@ -721,7 +819,7 @@ class Connection:
             outcome = Outcome(asterisk_options_response(self._app.served_methods()))
         else:
             outcome = await self._app.handle(request, trace)
-        response, after = outcome.response, outcome.after
+        response, after, fields = outcome.response, outcome.after, outcome.fields
         if after is not None:
             # Counted before the first byte goes out, so that a client that has
             # read the response can already see the work as pending.
@@ -730,14 +828,17 @@ class Connection:
         sent = 0
         try:
             if after is not None and self._journal is not None:
-                response = await self._record_work(self._journal, after, trace, response)
+                recorded = await self._record_work(self._journal, after, trace, response)
+                if recorded is not response:
+                    response, fields = recorded, None
             if trace is not None:
                 trace.event("response started", status=response.status_code)
-            sent = await self._send(exchange, response)
+            sent = await self._send(exchange, response, fields)
             if trace is not None:
                 trace.event("response flushed", status=response.status_code, bytes=sent)
-            if exchange.body is not None:
-                await self._finish_body(exchange.body)
+            body = exchange.body
+            if body is not None and not body.end():
+                await self._finish_body(body)
         except ClientDisconnected:
             self._closing("client went away before the response was sent")
         except Exception:
@@ -815,17 +916,24 @@ class Connection:
         else:
             self._last_work = after
 
-    async def _send(self, exchange: Exchange, response: Response) -> int:
-        """Write the response through h11 and wait until it is flushed; return its size."""
+    async def _send(
+        self, exchange: Exchange, response: Response, fields: list[tuple[bytes, bytes]] | None
+    ) -> int:
+        """Write the response through h11 and wait until it is flushed; return its size.
+
+        `fields` is the response's head as `App.handle` made and checked it
+        (None for a response of the server's own, made here).
+        """
         io = self._io
-        fields = response.head_fields()
+        if fields is None:
+            fields = response.head_fields()
         fields.append(date_header())
         fields.append(SERVER_HEADER)
         if self._stopping or (exchange.body is not None and exchange.body.will_not_drain()):
             fields.append(CLOSE_HEADER)
         status = response.status_code
         streaming = isinstance(response, StreamingResponse)
-        if response.fields_checked and not streaming:
+        if response.own_fields_only and not streaming:
             # the common case, without h11's serialising (rawbg.wire.response_bytes)
             message = send_whole_response(
                 self._h11,
@@ -838,8 +946,8 @@ class Connection:
                 io.write(message)
                 await io.flushed()
                 return len(message)
-        # fields rawbg built need no second check by h11 (rawbg.wire.response_bytes)
-        start = response_start(status, reason(status), fields, checked=response.fields_checked)
+        # every field is checked already (`Response.head_fields`): h11 need not again
+        start = response_start(status, reason(status), fields, checked=True)
         has_body = exchange.request.method != "HEAD" and status not in (204, 304)
         if has_body and isinstance(response, StreamingResponse):
             return await self._stream(start, response)

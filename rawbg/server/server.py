@@ -17,6 +17,7 @@ event loop, for tests and embedding.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import gc
@@ -46,7 +47,7 @@ from rawbg.server.tls_context import tls_context
 from rawbg.server.watchdog import LoopWatchdog
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask
-from rawbg.tasks.failure_log import task_failures
+from rawbg.tasks.failure_log import flush_all as flush_failure_counts
 from rawbg.tasks.journal.writer import ACTIVE_JOURNAL, JournalWriter, RecoveredTask
 from rawbg.tasks.pending import PendingWork
 from rawbg.tasks.work_group import WorkGroup
@@ -63,6 +64,15 @@ if TYPE_CHECKING:
     from rawbg.wire.connection_io import ConnectionIO
 
 logger = logging.getLogger("rawbg.server")
+
+# The recovered journal backlog is admitted while fewer than this share of
+# --max-pending-tasks are pending: the rest of the bound stays for requests,
+# which a connection reads only while the count is under it.
+RECOVERED_SHARE = 0.5
+# ... and this many at a time between two turns of the loop: starting 5 000 at
+# once held the loop for ~0.2 s (the first answer came 0.245 s after listening
+# with 20 000 recovered tasks; 2.2 s before they were admitted gradually).
+RECOVERED_BATCH = 100
 
 # The kernel's accept queue: the Linux default somaxconn since 5.4 is 4096;
 # 2048 absorbs a burst of new connections without refusing them.
@@ -102,6 +112,9 @@ class Server:
         # it is active, so that `add_task` can refuse what it cannot journal
         self.journal: JournalWriter | None = None
         self._connection_context: contextvars.Context | None = None
+        #: recovered entries not admitted yet, and the task admitting them
+        self._backlog: collections.deque[RecoveredTask] = collections.deque()
+        self._admitting: asyncio.Task[None] | None = None
         # Shutdown
         self._stopping = False
         self._force = asyncio.Event()
@@ -235,32 +248,62 @@ class Server:
         """Run journal entries again (left by this journal's last run, or a dead process).
 
         They are owned like a connection's work: by a task the shutdown waits
-        for, and counted in `PendingWork`.
+        for, and counted in `PendingWork`. They are admitted gradually, while
+        fewer than `RECOVERED_SHARE` of ``max_pending_tasks`` are pending, so
+        that a backlog larger than the bound never leaves requests waiting
+        for room: the server answers while it drains (issue 24: 20,000
+        recovered tasks kept it from answering anything for 8.6 s). What is not
+        admitted when the server stops stays in the journal for the next start.
         """
-        journal = self.journal
-        if journal is None or self._stopping:  # not run: they stay in the journal
+        if self.journal is None or self._stopping:  # not run: they stay in the journal
             return
+        self._backlog.extend(recovered)
+        if self._admitting is None:
+            task = asyncio.get_running_loop().create_task(
+                self._admit_recovered(), name="rawbg-recovered"
+            )
+            self._admitting = task
+            self._tasks.add(task)
+            task.add_done_callback(self._forget_task, context=self._callback_context)
+
+    async def _admit_recovered(self) -> None:
+        """Start the recovered backlog, a share of the pending bound at a time."""
+        journal, pending, backlog = self.journal, self.pending, self._backlog
+        assert journal is not None
+        share = max(1, int(pending.limit * RECOVERED_SHARE))
         trace = None
         if self.config.trace or self._trace_file is not None:
             trace = ConnectionTrace(log=self.config.trace, file=self._trace_file, label="journal")
         group = WorkGroup()
-        for entry in recovered:
-            call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
-            call.attempts = entry.attempts
-            work = AfterResponse([call], None, entry.label)
-            work.recovered(journal, entry.entry_id)
-            request_trace = trace.next_request() if trace is not None else None
-            if request_trace is not None:
-                request_trace.event(
-                    "recovered", task=call.name, entry=entry.entry_id, attempts=entry.attempts
-                )
-            work.reserve(self.pending, request_trace)
-            group.start(work)
-        task = asyncio.get_running_loop().create_task(group.wait(), name="rawbg-recovered")
-        self._tasks.add(task)
-        task.add_done_callback(self._forget_task, context=self._callback_context)
-        # room was made: a store that claims in batches takes the next one
-        task.add_done_callback(lambda _: journal.claim_soon(), context=self._callback_context)
+        try:
+            while backlog and not self._stopping:
+                await pending.wait_below(share)
+                admitted = 0
+                while backlog and pending.count < share and not self._stopping:
+                    if admitted == RECOVERED_BATCH:  # let the loop answer requests meanwhile
+                        await asyncio.sleep(0)
+                        admitted = 0
+                    admitted += 1
+                    entry = backlog.popleft()
+                    call = BackgroundTask(entry.func, *entry.args, **entry.kwargs)
+                    call.attempts = entry.attempts
+                    work = AfterResponse([call], None, entry.label)
+                    work.recovered(journal, entry.entry_id)
+                    request_trace = trace.next_request() if trace is not None else None
+                    if request_trace is not None:
+                        request_trace.event(
+                            "recovered",
+                            task=call.name,
+                            entry=entry.entry_id,
+                            attempts=entry.attempts,
+                        )
+                    work.reserve(pending, request_trace)
+                    group.start(work)
+        finally:
+            self._admitting = None
+            await group.wait()
+            # room was made: a store that claims in batches takes the next one
+            journal.claim_soon()
 
     # -- called by protocols and connections -------------------------------------
 
@@ -315,7 +358,37 @@ class Server:
         self._open_transports -= 1
 
     def over_capacity(self) -> bool:
-        return self._open_transports > self.config.limit_concurrency
+        """More connections are open than ``limit_concurrency`` and none could make room.
+
+        At the limit a new connection is refused (503) only if no open one is
+        behind ``min_body_rate``: otherwise the one furthest behind is cut
+        (408, as the rate rule would cut it at the end of its grace) and the
+        new one is served. Idle keep-alive connections are kept: closing one
+        races with a request its client may be sending on it (a POST lost).
+        docs/server-behavior.md, "Concurrency limit".
+        """
+        if self._open_transports <= self.config.limit_concurrency:
+            return False
+        return not self._make_room()
+
+    def _make_room(self) -> bool:
+        """Cut the connection whose body is furthest behind the minimum rate; False if none is."""
+        now = asyncio.get_running_loop().time()
+        furthest: Connection | None = None
+        lag = 0.0
+        for connection in self._connections:
+            behind = connection.body_lag(now)
+            if behind > lag:
+                furthest, lag = connection, behind
+        if furthest is None:
+            return False
+        logger.info(
+            "at the connection limit (%d): cutting a body %.0f bytes behind the minimum rate",
+            self.config.limit_concurrency,
+            lag,
+        )
+        furthest.cut_to_make_room()
+        return True
 
     def register(self, connection: Connection) -> None:
         self._connections.add(connection)
@@ -340,7 +413,10 @@ class Server:
     # -- waiting and stopping ----------------------------------------------------
 
     async def wait_background_idle(self) -> None:
-        """Return once no background task is queued or running."""
+        """Return once no background task is queued or running (nor recovered, to admit)."""
+        admitting = self._admitting
+        if admitting is not None:
+            await asyncio.wait({admitting})
         await self.pending.wait_idle()
 
     async def _finish_handshakes(self) -> None:
@@ -407,7 +483,7 @@ class Server:
             self._trace_file.close()
         if self._watchdog is not None:
             self._watchdog.stop()
-        task_failures.flush()  # the counts of repeated task failures, before we stop
+        flush_failure_counts()  # the counts of repeated failures, before we stop
         return cancelled
 
 

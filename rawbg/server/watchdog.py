@@ -87,9 +87,12 @@ class LoopWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching (on the loop). A block the thread has seen and whose end it
+        has not reported yet is reported now: the loop runs, so it has ended."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._beat = time.monotonic()  # a last heartbeat (it may be overdue still)
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -116,6 +119,11 @@ class LoopWatchdog:
             elif now >= block.next_report:
                 self._report(block, now - block.last_beat, still=True)
                 block.next_report = block.last_beat + 2 * (now - block.last_beat)
+        # Stopped: a block that ended in the loop iteration that stopped the
+        # server (a SIGTERM that came during it is handled as soon as the loop
+        # runs again) is seen ended only now; its end is the loop's next beat.
+        if block is not None and self._beat != block.last_beat:
+            self._report(block, self._beat - block.last_beat, still=False)
 
     def _report(self, block: _Block, seconds: float, *, still: bool) -> None:
         culprit = block.culprit

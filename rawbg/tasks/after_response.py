@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rawbg.culprits import Part, names_frames
 from rawbg.tasks.calls import BackgroundTask
-from rawbg.tasks.failure_log import task_failures
+from rawbg.tasks.failure_log import discarded_tasks, task_failures
 from rawbg.tasks.journal.store import NewEntry
 from rawbg.tasks.pending import PendingWork
 from rawbg.tasks.policy import journal_record
@@ -167,7 +167,14 @@ class AfterResponse(Coroutine[Any, Any, None]):
         """The response failed: drop the tasks, release their count; return how many."""
         dropped = len(self._calls)
         if dropped:
-            logger.warning("discarding %d background task(s) of %s: %s", dropped, self.label, why)
+            discarded_tasks.log(
+                logging.WARNING,
+                f"background tasks of {self.label} discarded: {why}",
+                "discarding %d background task(s) of %s: %s",
+                dropped,
+                self.label,
+                why,
+            )
             for index in range(dropped):  # already journaled: dropped there too, not run later
                 self._mark_finished(index, failed=False, started=False)
             self._entry_ids = None

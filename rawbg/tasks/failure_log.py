@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -129,7 +130,73 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+class RepeatedLines:
+    """One log line per kind of event per `interval` seconds, then a count of the repeats.
+
+    For failures that repeat with every request while their cause lasts: a
+    full disk makes every request with durable tasks be refused, and each
+    refusal discards its tasks (issue 24 counted 7,433 lines in 6 s, with the
+    journal's failed commits, which the writer logs once per streak). The
+    first of a kind is logged at once; the ones like it that follow within
+    the interval are counted, and the count is logged with the next one after
+    it (or at `flush`). Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, *, interval: float = FAILURE_LOG_INTERVAL) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._lock = threading.Lock()
+        #: per kind: when its window opened, its level, and the repeats since
+        self._windows: dict[str, tuple[float, int, int]] = {}
+
+    def log(self, level: int, kind: str, message: str, *args: object) -> None:
+        """Log `message` unless a line of `kind` was logged less than `interval` ago."""
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.get(kind)
+            if window is not None and now - window[0] < self._interval:
+                self._windows[kind] = (window[0], window[1], window[2] + 1)
+                return
+            if len(self._windows) >= MAX_FAILURE_SITES:
+                self._flush_locked()
+            self._windows[kind] = (now, level, 0)
+        if window is not None:
+            self._say_repeats(kind, window)
+        self._logger.log(level, message, *args)
+
+    def flush(self) -> None:
+        """Log the count of every open window, and forget them all."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        windows, self._windows = self._windows, {}
+        for kind, window in windows.items():
+            self._say_repeats(kind, window)
+
+    def _say_repeats(self, kind: str, window: tuple[float, int, int]) -> None:
+        _, level, repeats = window
+        if repeats:
+            self._logger.log(
+                level,
+                "... and %d more like it in the last %.0f s: %s",
+                repeats,
+                self._interval,
+                kind,
+            )
+
+
 #: the process's log of failed background tasks (`rawbg.background.log_task_failure`)
 task_failures = FailureLog(logging.getLogger("rawbg.background"))
+#: tasks discarded for the same reason, request after request (a full journal)
+discarded_tasks = RepeatedLines(logging.getLogger("rawbg.background"))
+
+
+def flush_all() -> None:
+    """Write every count still open (at a server's shutdown, and at exit)."""
+    task_failures.flush()
+    discarded_tasks.flush()
+
+
 # counts still open when the process ends (without a server shutdown) are written too
-atexit.register(task_failures.flush)
+atexit.register(flush_all)

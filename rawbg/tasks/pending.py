@@ -22,6 +22,9 @@ class PendingWork:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopped = False
+        #: set once the count is under `_below_mark` (`wait_below`)
+        self._below: asyncio.Event | None = None
+        self._below_mark = 0
 
     def reserve(self, n: int) -> None:
         self.count += n
@@ -34,6 +37,9 @@ class PendingWork:
         self.count -= n
         if self.count < self.limit:
             self._room.set()
+            below = self._below
+            if below is not None and self.count < self._below_mark:
+                below.set()
         if self.count == 0:
             self._idle.set()
 
@@ -45,6 +51,22 @@ class PendingWork:
         """Shutdown: wake every connection waiting for room, so that it can close."""
         self._stopped = True
         self._room.set()
+        if self._below is not None:
+            self._below.set()
+
+    async def wait_below(self, mark: int) -> None:
+        """Return once fewer than `mark` units are pending (or shutdown has begun).
+
+        For work that must leave the rest of the bound to requests: the
+        journal's recovered backlog is admitted only under a share of it.
+        """
+        while self.count >= mark and not self._stopped:
+            self._below_mark = mark
+            below = self._below = asyncio.Event()
+            try:
+                await below.wait()
+            finally:
+                self._below = None
 
     async def wait_for_room(self) -> None:
         await self._room.wait()

@@ -54,9 +54,19 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 # Who the app sees as the client: Starlette's test client says ("testclient",
 # 50000), and FastAPI's tests expect it. The request really comes from
-# 127.0.0.1, a trusted proxy address by default (--forwarded-allow-ips), so an
-# X-Forwarded-For header names it; a test may send its own instead.
-TEST_CLIENT_ADDRESS = "testclient:50000"
+# 127.0.0.1; the test server reports this instead (ServerConfig.client_address),
+# with no header the app could see. A test may send its own X-Forwarded-For
+# (127.0.0.1 is a trusted proxy by default, --forwarded-allow-ips).
+TEST_CLIENT_ADDRESS = ("testclient", 50000)
+# The headers Starlette's test client (httpx's defaults, its own user agent)
+# sends with every request, in its order: what an app that reads every header
+# (a header parameter model) sees. ``client.headers.clear()`` drops them.
+DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "user-agent": "testclient",
+}
 MAX_REDIRECTS = 20
 
 
@@ -211,9 +221,8 @@ class TestClient:
     ) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
-        # Starlette's test client says who it is; tutorial code echoes it
         given = {name.lower(): value for name, value in (headers or {}).items()}
-        self.headers: dict[str, str] = {"user-agent": "testclient", **given}
+        self.headers: dict[str, str] = {**DEFAULT_HEADERS, **given}
         self.cookies = CookieJar(cookies or {})
         self.follow_redirects = follow_redirects
         self.wait_for_background = wait_for_background
@@ -222,6 +231,7 @@ class TestClient:
         self._server_errors: list[Exception] = []  # appended by the server's thread
         server_options.setdefault("port", 0)
         server_options.setdefault("access_log", False)
+        server_options.setdefault("client_address", TEST_CLIENT_ADDRESS)
         self._server_options = server_options
         self._server: _ServerThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -277,7 +287,6 @@ class TestClient:
                 repeated.append((name.lower(), value))
             else:
                 fields[name.lower()] = value
-        fields.setdefault("x-forwarded-for", TEST_CLIENT_ADDRESS)
         if files is not None:
             body = encode_multipart(fields, data, files)
         else:
@@ -328,8 +337,7 @@ class TestClient:
                 connection.putheader(name, value)
             if body or method in ("POST", "PUT", "PATCH"):
                 connection.putheader("content-length", str(len(body)))
-            connection.putheader("connection", "close")
-            connection.endheaders(body or None)
+            connection.endheaders(body or None)  # one connection per request: closed below
             answer = connection.getresponse()
             payload = answer.read()
             if (answer.getheader("content-encoding") or "").lower() == "gzip" and payload:
@@ -420,7 +428,8 @@ def _encode_body(
 ) -> bytes:
     if json is not None:
         fields.setdefault("content-type", "application/json")
-        return jsonlib.dumps(json).encode()
+        # compact, as httpx (since 0.28) writes it: an app that echoes its body sees the same
+        return jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode()
     if isinstance(data, Mapping):
         fields.setdefault("content-type", "application/x-www-form-urlencoded")
         return urlencode(list(data.items()), doseq=True).encode()

@@ -39,6 +39,7 @@ from rawbg.errors import (
     VersionNotSupported,
 )
 from rawbg.responses import Response
+from rawbg.wire.raw_input import request_line_problem
 
 # Host header values remembered as valid, so that the RFC 3986 check costs a set
 # lookup for the few values a server sees over and over; 64 covers a server's
@@ -63,12 +64,13 @@ _valid_hosts: set[bytes] = set()
 def check_host(value: bytes) -> None:
     """Raise `MalformedRequest` unless `value` is ``uri-host [":" port]`` (RFC 3986).
 
-    An empty value is valid: RFC 9112 3.2 has clients send one when the target
-    URI has no authority.
+    An empty value is refused too. RFC 9112 3.2 has a client send one when
+    the target URI has no authority, which an origin-form target (all rawbg
+    serves) always has, so an empty Host names no server: 400.
     """
     if value in _valid_hosts:
         return
-    match = _HOST.fullmatch(value)
+    match = _HOST.fullmatch(value) if value else None
     valid = match is not None
     if match is not None and match["ipv6"] is not None:
         try:
@@ -121,6 +123,10 @@ def parse_error_rejection(exc: Exception, head: bytes) -> RequestRejected:
         return MalformedRequest(f"malformed request ({type(exc).__name__} in the parser)")
     status = exc.error_status_hint
     if status == HeadTooLarge.status_code:
+        # a request line that never was one (a 100 KB method) is malformed, not too large
+        problem = request_line_problem(head)
+        if problem is not None:
+            return MalformedRequest(problem)
         return HeadTooLarge("request head too large")
     if status == UnsupportedTransferCoding.status_code:
         return transfer_coding_rejection(head)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from rawbg.requests import Address
     from rawbg.wire.proxy import TrustedProxies
+    from rawbg.wire.raw_input import InputScanner
 
 
 class ConnectionIO(Protocol):
@@ -36,6 +37,8 @@ class ConnectionIO(Protocol):
     closed: bool
     #: the client has sent its EOF
     eof: bool
+    #: set by the connection: sees each piece of input before h11 parses it
+    scanner: InputScanner | None
     #: set by the connection: called when input arrives while `receive_until`
     #: waits, instead of waking it; True if it served that input itself
     serve_arrived: Callable[[], bool] | None

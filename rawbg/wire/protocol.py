@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import select
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -31,6 +32,7 @@ from rawbg.requests import Address, client_label
 if TYPE_CHECKING:
     from rawbg.wire.connection_io import ConnectionIO
     from rawbg.wire.proxy import TrustedProxies
+    from rawbg.wire.raw_input import InputScanner
 
 #: the context the deadline timers run in. They read no context variable, and
 #: a timer given none copies the current context, which a cancelled timer keeps
@@ -47,6 +49,12 @@ logger = logging.getLogger("rawbg.protocol")
 # each, counted against the pending tasks they outlive. One early wake-up per
 # idle connection is the price.
 FIRST_DEADLINE_CHECK = 0.25
+
+# When a deadline comes while input sits unread in the socket (on uvloop,
+# after the loop was blocked: libuv runs due timers before it polls), the wait
+# gets this much more for the loop to read it. It is read in the loop's next
+# iteration; 0.1 s is that many times over, even on a loaded machine.
+UNREAD_INPUT_GRACE = 0.1
 
 # Pause reading when this much unprocessed input has piled up while the
 # connection task was busy: 64 KiB is asyncio's own default write high-water
@@ -131,6 +139,9 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._discarding = False  # lingering close: read and drop whatever still arrives
         self._input_waiter: asyncio.Future[None] | None = None
+        #: set by the connection while a head trickles in or a chunked body
+        #: arrives: sees each piece of input before h11 parses it (raw_input.py)
+        self.scanner: InputScanner | None = None
         #: set by the connection while it serves: takes input that arrives while
         #: the connection task waits; True when it served it without the task
         self.serve_arrived: Callable[[], bool] | None = None
@@ -139,6 +150,8 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_timer_armed_before = False
         self._timed_out = False
+        #: a deadline found input unread in the socket and waited once for the loop to read it
+        self._deadline_grace_given = False
         #: loop time of the first byte of the request head now being received
         self._first_byte_at: float | None = None
         self.eof = False
@@ -162,6 +175,9 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return
+        scanner = self.scanner
+        if scanner is not None:
+            scanner.feed(data)
         self.h11.receive_data(data)
         if self._first_byte_at is None:
             self._first_byte_at = self._loop.time()
@@ -246,7 +262,9 @@ class HttpProtocol(asyncio.Protocol):
 
         Input that is already there when the deadline's timer runs wins: after
         the event loop was blocked, bytes sent in time and an expired deadline
-        are seen in the same iteration, and the bytes must be served.
+        are seen in the same iteration, and the bytes must be served. On
+        asyncio's loop the bytes are read first; on uvloop the timer runs
+        first, and finds them still in the socket (`_input_pending`).
 
         ``asyncio.timeout`` around `receive` would schedule and cancel a timer
         for every request a keep-alive connection waits for (5% of the loop's
@@ -256,6 +274,7 @@ class HttpProtocol(asyncio.Protocol):
         """
         self._deadline = deadline
         self._timed_out = False
+        self._deadline_grace_given = False
         if self._deadline_timer is None:
             when = deadline
             if not self._deadline_timer_armed_before:  # FIRST_DEADLINE_CHECK says why
@@ -291,13 +310,34 @@ class HttpProtocol(asyncio.Protocol):
             waiter = self._input_waiter
             if waiter is not None and waiter.done():
                 # Input came in the same loop iteration, just before this timer
-                # (after a stall, the loop runs I/O callbacks before timers):
-                # it arrived in time, so the wait ends with input, not a timeout.
+                # (after a stall, asyncio's loop runs I/O callbacks before
+                # timers): it arrived in time, so the wait ends with input.
+                return
+            if not self._deadline_grace_given and self._input_pending():
+                # The bytes are in the socket but not read yet: libuv (uvloop)
+                # runs due timers before it polls for input, so after a stall
+                # the deadline comes first there. They arrived in time: let the
+                # loop read them, and look again once it has.
+                self._deadline_grace_given = True
+                self._arm_deadline_timer(self._loop.time() + UNREAD_INPUT_GRACE)
                 return
             self._timed_out = True
             self._wake_reader()
         else:  # the wait was renewed since this timer was armed
             self._arm_deadline_timer(deadline)
+
+    def _input_pending(self) -> bool:
+        """Whether the socket has input (or EOF) the loop has not read yet: one ``poll``."""
+        transport = self.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
     def _arm_deadline_timer(self, when: float) -> None:
         self._deadline_timer = self._loop.call_at(

@@ -18,7 +18,7 @@ the next cycle are exactly as if ``send`` had been called.
 That needs h11's private parts, and only this module touches them: the
 connection's ``_process_event``, ``_cstate.keep_alive`` and
 ``_request_method``, and the ``_parsed=True`` keyword of its events, which
-skips re-validating fields rawbg built itself (`response_start`). When any is
+skips re-validating fields rawbg checked itself (`response_start`). When any is
 missing (a future h11), `AVAILABLE` is False: every response goes through
 ``h11.Connection.send``, its fields validated by h11. tests/wire/test_response_head.py
 fails in that case, and also if the bytes written here differ from h11's own
@@ -114,8 +114,9 @@ def response_start(
 ) -> h11.Response:
     """The Response event that starts a response sent through h11.
 
-    `checked`: rawbg built the fields itself (`Response.fields_checked`), so
-    h11 need not validate them again; the app's own fields always are.
+    `checked`: the fields passed rawbg's rule already (`Response.head_fields`:
+    the app's by `rawbg.datastructures.header_field`, rawbg's own by
+    construction), so h11 need not validate them again.
     """
     if checked and AVAILABLE:
         return h11.Response(status_code=status_code, headers=fields, reason=reason, _parsed=True)

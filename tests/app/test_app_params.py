@@ -4,11 +4,11 @@ import dataclasses
 import enum
 import sys
 import uuid
-from typing import Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 import pytest
 
-from rawbg import App, Request
+from rawbg import App, Query, Request
 from rawbg.testing import serve_app
 
 INT_MSG = "Input should be a valid integer, unable to parse string as an integer"
@@ -166,12 +166,13 @@ def query_app() -> App:
     async def flag(flag: bool = False):
         return flag
 
+    # a list is read from repeated query keys with Query(); without, from the body (FastAPI)
     @app.get("/tags")
-    async def tags(tags: list[str]):
+    async def tags(tags: Annotated[list[str], Query()]):
         return tags
 
     @app.get("/ids")
-    async def ids(ids: list[int] | None = None):
+    async def ids(ids: Annotated[list[int] | None, Query()] = None):
         return ids
 
     @app.get("/float")
@@ -432,7 +433,7 @@ def body_app() -> App:
         return {"payload": payload, "type": type(payload).__name__}
 
     @app.post("/list")
-    async def take_list(values: list):
+    async def take_list(values: list[Any]):  # a bare list is uploaded files to FastAPI
         return {"values": values, "type": type(values).__name__}
 
     @app.post("/item")

@@ -5,18 +5,9 @@ TestClient). Each request goes to FastAPI's own TestClient and to
 rawbg's over a real socket; status and JSON body must be equal.
 """
 
-import importlib
-import warnings
-
 import pytest
 
-fastapi = importlib.import_module("fastapi")
-importlib.import_module("pydantic")
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's testclient warns about httpx
-    from fastapi.testclient import TestClient as FastAPIClient
-
-from rawbg.testclient import TestClient  # noqa: E402
+from tests.support.parity import assert_same_answer, both_clients
 
 APP = """
 import datetime, decimal, enum, uuid
@@ -237,28 +228,14 @@ REQUESTS = [
 ]
 
 
-def make_app(imports: str):
-    namespace: dict = {}
-    exec(compile(APP.format(imports=imports), f"<parity app: {imports}>", "exec"), namespace)
-    return namespace["app"]
-
-
 @pytest.fixture(scope="module")
 def clients():
-    reference = FastAPIClient(make_app(FASTAPI_IMPORTS))
-    with TestClient(make_app(RAWBG_IMPORTS)) as ours:
-        yield reference, ours
-
-
-def comparable(response):
-    body = response.json() if response.content else None
-    return response.status_code, body
+    with both_clients(APP, fastapi=FASTAPI_IMPORTS, rawbg=RAWBG_IMPORTS) as pair:
+        yield pair
 
 
 @pytest.mark.parametrize(
     ("method", "target", "options"), REQUESTS, ids=[f"{m} {t}" for m, t, _ in REQUESTS]
 )
 def test_rawbg_answers_what_fastapi_answers(clients, method, target, options):
-    reference, ours = clients
-    expected = comparable(reference.request(method, target, **options))
-    assert comparable(ours.request(method, target, **options)) == expected
+    assert_same_answer(clients, method, target, **options)

@@ -37,7 +37,8 @@ def test_each_marker_plans_its_source_and_key_in_both_spellings():
         session: str | None = Cookie(default=None),
         importance: Annotated[int, Body()] = 1,
         plain: int = 0,
-        listed: list[int] | None = None,
+        listed: Annotated[list[int] | None, Query()] = None,
+        bare_list: list[int] | None = None,  # FastAPI's rule: a sequence is the body
         doc: dict | None = None,
     ):
         return None
@@ -53,6 +54,7 @@ def test_each_marker_plans_its_source_and_key_in_both_spellings():
         "importance": (Source.BODY, "importance"),
         "plain": (Source.QUERY, "plain"),
         "listed": (Source.QUERY, "listed"),
+        "bare_list": (Source.BODY, "bare_list"),
         "doc": (Source.BODY, "doc"),
     }
     assert params["listed"].value.many and not params["plain"].value.many

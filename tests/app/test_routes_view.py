@@ -5,7 +5,7 @@ import sys
 import textwrap
 from typing import Annotated
 
-from rawbg import App, BackgroundTasks, Depends, Request
+from rawbg import App, BackgroundTasks, Depends, Query, Request
 from rawbg.app.route_listing import describe_routes
 
 
@@ -26,7 +26,7 @@ def test_routes_show_methods_sources_and_the_shared_dependency_cache():
         item_id: int,
         u: Annotated[str, Depends(user)],
         a: Annotated[None, Depends(audit)],
-        tags: list[str] = [],  # noqa: B006
+        tags: Annotated[list[str], Query()] = [],  # noqa: B006
         fresh: str = Depends(db, use_cache=False),
     ):
         return {}
@@ -125,3 +125,23 @@ def test_routes_show_route_dependencies_before_the_parameters_and_the_middleware
     assert first.startswith("  ├─ dependencies[0]  <- Depends(")
     assert "check_token" in first
     assert second.startswith("  │  └─ token: str  <- query")
+
+
+def test_routes_show_form_fields_files_and_the_routes_body_limit():
+    from rawbg import Form, UploadFile
+
+    app = App()
+
+    @app.post("/upload", max_body_size=1000)
+    async def upload(file: UploadFile, note: Annotated[str, Form(alias="n")] = ""):
+        return {}
+
+    @app.post("/json")
+    async def json_body(item: dict):
+        return item
+
+    text = describe_routes(app)
+    assert "  body: at most 1000 bytes, read as it arrives" in text
+    assert "file: UploadFile  <- an uploaded file 'file' (multipart/form-data)" in text
+    assert "<- a form field 'n' (application/x-www-form-urlencoded)" in text
+    assert text.count("  body: ") == 1  # a JSON route with the server's limit says nothing

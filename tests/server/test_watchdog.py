@@ -153,16 +153,11 @@ async def test_a_long_block_is_also_reported_while_it_lasts(serve, caplog, monke
     assert after.startswith("event loop was blocked for")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 6: the watchdog thread stops before it sees the loop run again",
-)
 async def test_a_block_that_ends_just_before_the_server_stops_is_still_reported(serve, caplog):
     # The server stops in the same loop iteration as the block ends (a SIGTERM that came
     # during a block is handled as soon as the loop runs again): the heartbeat has not
     # moved yet when the watchdog is stopped. Issue 24 saw this unreported in 4 of 4 runs
-    # with SIGTERM, on both loops; here it is so in every run.
+    # with SIGTERM, on both loops; before the fix it was so here in every run.
     caplog.set_level(logging.WARNING, logger="rawbg.watchdog")
     async with serve(blocking_app(), loop_block_warning=THRESHOLD):
         time.sleep(BLOCK)  # blocks the event loop, as a handler would

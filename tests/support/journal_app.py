@@ -22,8 +22,6 @@ RELEASE = os.environ.get("JOURNAL_TEST_RELEASE")
 NOTE_STARTS = bool(os.environ.get("JOURNAL_TEST_NOTE_STARTS"))
 #: set by in-process tests: tasks wait for it before finishing
 GATE: asyncio.Event | None = None
-#: set by in-process tests: /work-later waits for it before it queues its task
-HANDLER_GATE: asyncio.Event | None = None
 #: attempts seen by `flaky`, per key
 ATTEMPTS: dict[str, int] = {}
 
@@ -62,15 +60,6 @@ async def not_durable(n: int) -> None:
 
 @app.post("/work/{n}")
 async def work(n: int, background_tasks: BackgroundTasks):
-    background_tasks.add_task(record_run, n)
-    return {"queued": n}
-
-
-@app.post("/work-later/{n}")
-async def work_later(n: int, background_tasks: BackgroundTasks):
-    """A request still being handled when the test does something else (a stop)."""
-    if HANDLER_GATE is not None:
-        await HANDLER_GATE.wait()
     background_tasks.add_task(record_run, n)
     return {"queued": n}
 

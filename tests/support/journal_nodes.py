@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,29 @@ import psycopg
 
 from rawbg.tasks.journal.postgres import PostgresTaskStore
 from tests.support import REPO
-from tests.support.event_loop import CLI_LOOP_ARGS
 from tests.support.netns import Host
 from tests.support.postgres_server import USER, PostgresServer
-from tests.support.processes import RawbgProcess, environment
+from tests.support.processes import RawbgProcess, rawbg_process
 from tests.support.wire import RawClient, request_bytes
 
 WAIT = 20.0
-SERVING = re.compile(r"serving on http://([\d.]+):(\d+)")
+
+
+@contextlib.asynccontextmanager
+async def together(
+    *managers: contextlib.AbstractAsyncContextManager[RawbgProcess],
+) -> AsyncIterator[list[RawbgProcess]]:
+    """Enter `managers` at once (nodes start in parallel: each takes a second or two to
+    import); leave every one that was entered on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        entered = await asyncio.gather(
+            *(stack.enter_async_context(manager) for manager in managers),
+            return_exceptions=True,
+        )
+        for outcome in entered:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        yield [outcome for outcome in entered if isinstance(outcome, RawbgProcess)]
 
 
 @contextlib.asynccontextmanager
@@ -49,48 +62,18 @@ async def node(
     the file `release` if given.
     """
     url = f"postgresql://{USER}@{host.gateway}:{postgres.port}/postgres"
-    argv = [
-        sys.executable,
-        "-m",
-        "rawbg",
-        *CLI_LOOP_ARGS,
-        "tests.support.journal_app:app",
-        "--app-dir",
-        str(REPO),
-        "--host",
-        host.address,
-        "--port",
-        "0",
-        "--no-access-log",
-        "--task-journal",
-        url,
-    ]
+    args = ["tests.support.journal_app:app", "--app-dir", str(REPO), "--host", host.address]
+    args += ["--port", "0", "--no-access-log", "--task-journal", url]
     if lease is not None:
-        argv += ["--task-journal-lease", str(lease)]
-    extra = {"JOURNAL_TEST_RUNS": str(directory / "runs.txt")}
-    extra["JOURNAL_TEST_TASK_SECONDS"] = repr(task_seconds)
+        args += ["--task-journal-lease", str(lease)]
+    env = {"JOURNAL_TEST_RUNS": str(directory / "runs.txt")}
+    env["JOURNAL_TEST_TASK_SECONDS"] = repr(task_seconds)
     if release is not None:
-        extra["JOURNAL_TEST_RELEASE"] = str(release)
+        env["JOURNAL_TEST_RELEASE"] = str(release)
     if note_starts:
-        extra["JOURNAL_TEST_NOTE_STARTS"] = "1"
-    proc = await asyncio.create_subprocess_exec(
-        *host.command(argv),
-        cwd=directory,
-        env=environment(**extra),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    process = RawbgProcess(proc)
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(WAIT):
-            while not (found := SERVING.search((await proc.stdout.readline()).decode())):
-                assert proc.returncode is None, f"the node exited:\n{process.log}"
-        process.port = int(found.group(2))
+        env["JOURNAL_TEST_NOTE_STARTS"] = "1"
+    async with rawbg_process(directory, *args, prefix=host.command([]), **env) as process:
         yield process
-    finally:
-        await process.stop()
 
 
 def runs(directory: Path, kind: str = "run") -> list[tuple[int, int]]:

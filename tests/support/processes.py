@@ -11,14 +11,14 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from tests.support import REPO
 from tests.support.event_loop import CLI_LOOP_ARGS
 from tests.support.wire import RawClient, request_bytes
 
-URL = re.compile(r"serving on (http://127\.0\.0\.1:(\d+)|unix:\S+)")
+URL = re.compile(r"serving on (http://[\d.]+:(\d+)|unix:\S+)")
 WAIT = 20.0  # bound on every wait for a process (workers each import the app)
 
 
@@ -125,12 +125,16 @@ class RawbgProcess:
 
 
 @contextlib.asynccontextmanager
-async def rawbg_process(cwd: Path, *args: str, **env: str) -> AsyncIterator[RawbgProcess]:
+async def rawbg_process(
+    cwd: Path, *args: str, prefix: Sequence[str] = (), **env: str
+) -> AsyncIterator[RawbgProcess]:
     """Start ``python -m rawbg ARGS``; yield it once it prints where it serves; kill it on exit.
 
-    The server runs on the suite's kind of event loop (`CLI_LOOP_ARGS`).
+    The server runs on the suite's kind of event loop (`CLI_LOOP_ARGS`), under
+    the command `prefix` if given (another host: tests/support/netns.py).
     """
     proc = await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "rawbg",

@@ -29,16 +29,6 @@ from tests.support import journal_app
 WAIT = 5.0
 
 
-@pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The file where journal_app's tasks note each run."""
-    path = tmp_path / "runs.txt"
-    monkeypatch.setattr(journal_app, "RUNS", str(path))
-    monkeypatch.setattr(journal_app, "GATE", None)
-    monkeypatch.setattr(journal_app, "ATTEMPTS", {})
-    return path
-
-
 def runs_of(path: Path) -> list[str]:
     return (
         [" ".join(line.split()[:2]) for line in path.read_text().splitlines()]
@@ -371,11 +361,6 @@ def remove_journal(journal: Path) -> None:
         path.unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 1: acknowledged into the file the server still has open",
-)
 @pytest.mark.parametrize("change", ["deleted", "replaced"])
 async def test_a_journal_deleted_or_replaced_under_the_server_gets_no_acknowledgement_into_it(
     tmp_path: Path, runs: Path, change: str
@@ -405,6 +390,26 @@ async def test_a_journal_deleted_or_replaced_under_the_server_gets_no_acknowledg
     assert "[[2],{}]" in [arguments for _, _, arguments, _, _ in rows(journal)]
 
 
+async def test_a_deleted_journal_is_one_error_in_the_log_however_many_requests_it_refuses(
+    tmp_path: Path, runs: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING, logger="rawbg")
+    journal = tmp_path / "tasks.db"
+    async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+        assert (await client.post("/work/1")).status_code == 200
+        await client.wait_for_background()  # its done-mark went into the open file
+        remove_journal(journal)
+        statuses = [(await client.post(f"/work/{n}")).status_code for n in range(2, 12)]
+        await client.wait_for_background()
+    assert statuses == [503] * 10
+    records = rawbg_records(caplog)
+    assert len(records) <= 4, records  # not one or two per refused request
+    moved = [r for r in records if r.startswith("ERROR") and "no longer the file" in r]
+    # the first refusal's error; the writer logs a failure once per streak
+    assert [r.split(":")[0] for r in moved] == ["ERROR the task journal could not commit"], moved
+    assert runs_of(runs) == ["run 1"]
+
+
 @contextlib.contextmanager
 def small_filesystem(where: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted at `where` for the test (skipped where mount is not allowed)."""
@@ -429,6 +434,18 @@ def fill(path: Path) -> None:
             filler.write(bytes(4096))
 
 
+def fill_after_emptying_the_wal(journal: Path, filler: Path) -> None:
+    """A full disk with nothing in the journal's WAL to give back.
+
+    A journal that meets a full disk truncates its WAL and commits again in the
+    space that frees, so a WAL with frames in it would let the next commits
+    through: emptied first, it has none.
+    """
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    fill(filler)
+
+
 def rawbg_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         f"{r.levelname} {r.getMessage()}"
@@ -437,9 +454,6 @@ def rawbg_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 24 defect 2: the WAL is never checkpointed"
-)
 async def test_a_journal_on_a_small_filesystem_keeps_serving_as_its_wal_is_checkpointed(
     tmp_path: Path, runs: Path
 ):
@@ -460,9 +474,6 @@ async def test_a_journal_on_a_small_filesystem_keeps_serving_as_its_wal_is_check
     assert wal < 1024 * 1024, wal
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 24 defect 2: two log lines per refusal"
-)
 async def test_refusals_on_a_full_disk_are_logged_a_few_times_not_once_each(
     tmp_path: Path, runs: Path, caplog: pytest.LogCaptureFixture
 ):
@@ -473,12 +484,51 @@ async def test_refusals_on_a_full_disk_are_logged_a_few_times_not_once_each(
     with small_filesystem(tmp_path / "small", "1m") as small:
         journal = small / "tasks.db"
         async with serve_app(journal_app.app, task_journal=str(journal)) as client:
-            fill(small / "filler")
+            fill_after_emptying_the_wal(journal, small / "filler")
             statuses = [(await client.post(f"/work/{n}")).status_code for n in range(40)]
             (small / "filler").unlink()
             await client.wait_for_background()
     assert statuses.count(503) >= 35, statuses
     assert len(rawbg_records(caplog)) <= 6, rawbg_records(caplog)
+
+
+async def test_a_journal_on_a_full_disk_commits_again_as_soon_as_space_is_freed(
+    tmp_path: Path, runs: Path
+):
+    # Issue 24: once the disk had been full, the server stayed at 503 after space was freed.
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        journal = small / "tasks.db"
+        async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+            fill_after_emptying_the_wal(journal, small / "filler")
+            refused = (await client.post("/work/1")).status_code
+            (small / "filler").unlink()
+            served = (await client.post("/work/2")).status_code
+            await client.wait_for_background()
+    assert (refused, served) == (503, 200)
+    assert runs_of(runs) == ["run 2"]
+
+
+async def test_a_task_that_ends_on_a_full_disk_stays_pending_until_its_done_mark_is_committed(
+    tmp_path: Path, runs: Path
+):
+    # Issue 24: done-marks failed while the disk was full and the work counted as ended,
+    # so after a crash 3,215 tasks that had finished ran again. Now the work ends only
+    # once its mark is in the file: while the disk is full it stays pending (a crash
+    # then runs it again, as it does for any task still running), and once space is
+    # free the mark is retried and committed by itself.
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        journal = small / "tasks.db"
+        journal_app.GATE = asyncio.Event()
+        async with serve_app(journal_app.app, task_journal=str(journal)) as client:
+            assert (await client.post("/work/1")).status_code == 200
+            fill_after_emptying_the_wal(journal, small / "filler")
+            journal_app.GATE.set()
+            await until(lambda: runs_of(runs) == ["run 1"])
+            await asyncio.sleep(0.5)  # its mark has failed by now, and been retried
+            assert client.server.pending.count == 1, "the work ended with its mark unwritten"
+            (small / "filler").unlink()
+            await client.wait_for_background()  # the retried mark is committed
+            assert rows(journal) == []
 
 
 def leave_orphans(journal: Path, count: int) -> None:
@@ -487,16 +537,12 @@ def leave_orphans(journal: Path, count: int) -> None:
     with contextlib.closing(sqlite3.connect(journal, isolation_level=None)) as db:
         db.execute("BEGIN")
         for n in range(count):
-            row = ("tests.journal_app:record_run", f"[[{n}],{{}}]", "POST /work/{n}", "gone", 0)
+            function = "tests.support.journal_app:record_run"
+            row = (function, f"[[{n}],{{}}]", "POST /work/{n}", "gone", 0)
             db.execute(INSERT, row)
         db.execute("COMMIT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 4: the whole backlog is admitted at once, over the bound",
-)
 async def test_a_recovered_backlog_over_the_pending_bound_leaves_the_server_answering(
     tmp_path: Path, runs: Path
 ):

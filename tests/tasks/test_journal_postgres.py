@@ -34,16 +34,6 @@ pytestmark = pytest.mark.service
 WAIT = 10.0
 
 
-@pytest.fixture
-def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The file where journal_app's tasks note each run."""
-    path = tmp_path / "runs.txt"
-    monkeypatch.setattr(journal_app, "RUNS", str(path))
-    monkeypatch.setattr(journal_app, "GATE", None)
-    monkeypatch.setattr(journal_app, "ATTEMPTS", {})
-    return path
-
-
 def ran(path: Path) -> list[int]:
     """The task numbers that ran, in the order they finished."""
     if not path.exists():

@@ -24,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.journal_nodes import WAIT, keep_posting, node as journal_node, post, runs
+from tests.support.journal_nodes import (
+    WAIT,
+    keep_posting,
+    node as journal_node,
+    post,
+    runs,
+    together,
+)
 from tests.support.netns import Host, NoNamespaces, covering, hosts
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import RawbgProcess
@@ -60,10 +67,10 @@ async def test_when_one_of_two_nodes_is_sigkilled_the_other_runs_every_task_it_a
     with machines(postgres, 2) as (host_a, host_b):
         acknowledged: set[int] = set()
         numbers = itertools.count(1)
-        async with (
-            node(host_a, postgres, tmp_path, task_seconds=1.0) as a,
-            node(host_b, postgres, tmp_path, task_seconds=1.0) as b,
-        ):
+        async with together(
+            node(host_a, postgres, tmp_path, task_seconds=1.0),
+            node(host_b, postgres, tmp_path, task_seconds=1.0),
+        ) as (a, b):
             load = [
                 asyncio.create_task(keep_posting(host, n.port, "/work", numbers, acknowledged))
                 for host, n in ((host_a, a), (host_b, b))
@@ -104,10 +111,10 @@ async def test_a_node_paused_past_its_lease_runs_nothing_it_lost_and_its_marks_c
     # second ones not started.
     releases = {name: tmp_path / f"{name}.release" for name in ("a", "b")}
     with machines(postgres, 2) as (host_a, host_b):
-        async with (
-            node(host_a, postgres, tmp_path, release=releases["a"], note_starts=True) as a,
-            node(host_b, postgres, tmp_path, release=releases["b"]) as b,
-        ):
+        async with together(
+            node(host_a, postgres, tmp_path, release=releases["a"], note_starts=True),
+            node(host_b, postgres, tmp_path, release=releases["b"]),
+        ) as (a, b):
             for n in range(1, 6):
                 assert await post(host_a, a.port, f"/work-twice/{n}") == 200
             async with asyncio.timeout(WAIT):  # each first task runs

@@ -52,7 +52,7 @@ def test_only_h11_protocol_errors_keep_h11s_status_hint():
 
 
 @pytest.mark.parametrize(
-    "host", [b"example.com", b"a.b:1", b"[::ffff:1.2.3.4]:0", b"[V7.x:y]", b"%41", b""]
+    "host", [b"example.com", b"a.b:1", b"[::ffff:1.2.3.4]:0", b"[V7.x:y]", b"%41"]
 )
 def test_valid_hosts_pass(host):
     check_host(host)
@@ -60,7 +60,8 @@ def test_valid_hosts_pass(host):
 
 
 @pytest.mark.parametrize(
-    "host", [b"a b", b"a\tb", b"u@h", b"h/p", b"h?q", b"h#f", b"a,b", b"[1::2::3]", b"[]", b"%4"]
+    "host",
+    [b"a b", b"a\tb", b"u@h", b"h/p", b"h?q", b"h#f", b"a,b", b"[1::2::3]", b"[]", b"%4", b""],
 )
 def test_invalid_hosts_are_malformed(host):
     with pytest.raises(MalformedRequest):

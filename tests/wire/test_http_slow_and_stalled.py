@@ -13,10 +13,7 @@ import socket
 import threading
 import time
 
-import pytest
-
 from rawbg import App, Request
-from tests.support.event_loop import TEST_LOOP
 from tests.support.wire import RawClient, request_bytes
 
 TIMEOUT = 0.3
@@ -222,17 +219,12 @@ async def test_a_request_sent_in_time_is_answered_after_the_loop_was_blocked(ser
     assert second.endswith(b'{"hello":"world"}')
 
 
-@pytest.mark.xfail(
-    TEST_LOOP == "uvloop",
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 3: libuv runs the due idle timer before it reads the input",
-)
 async def test_a_request_sent_in_time_is_answered_after_a_block_in_a_request_served_on_arrival(
     serve,
 ):
     # The same stall, but the blocking handler runs inside data_received. On uvloop the
-    # keeper's request, sent well before its idle deadline, is reset unread today.
+    # keeper's request, sent well before its idle deadline, was reset unread (issue 24
+    # defect 3): libuv runs the due idle timer before it reads the input.
     timeout = 1.0
     blocking = threading.Event()
     app = make_app(block_seconds=1.5 * timeout, blocking=blocking)
@@ -248,17 +240,12 @@ async def test_a_request_sent_in_time_is_answered_after_a_block_in_a_request_ser
     assert second.endswith(b'{"hello":"world"}')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 24 defect 8: at the limit a new client gets 503 while tricklers hold it",
-)
 async def test_a_normal_client_is_served_while_body_tricklers_fill_the_connection_limit(serve):
     # Issue 24 saw 10 of 63 normal requests refused (503) during a flood of 1,005 body
     # tricklers. The rate rule cuts each trickler at the end of its grace; until then the
-    # limit is theirs. At the limit, the server should make room (idle keep-alive first,
-    # then whoever is furthest behind the minimum rate) rather than refuse: this client
-    # must be served well before the tricklers' grace is over.
+    # limit was theirs. At the limit, the server makes room (the connection furthest
+    # behind the minimum rate is cut) rather than refuse: this client must be served
+    # well before the tricklers' grace is over.
     grace = 3.0
     limit = 3
     async with serve(
@@ -288,3 +275,50 @@ async def test_a_normal_client_is_served_while_body_tricklers_fill_the_connectio
                 await client.close()
     assert response.status_code == 200, (response.status_code, response.body)
     assert response.body == b'{"hello":"world"}'
+
+
+async def test_at_the_limit_the_body_furthest_behind_the_rate_is_cut_with_408_and_the_rest_go_on(
+    serve,
+):
+    grace = 3.0
+    async with serve(
+        make_app(), limit_concurrency=2, timeout_keep_alive=grace, min_body_rate=1024
+    ) as server:
+        slow = await RawClient.connect(server.port)
+        steady = await RawClient.connect(server.port)
+        await slow.send(body_head(10_000))
+        await steady.send(body_head(4_000))
+        tasks = [
+            asyncio.create_task(trickle(slow, b"x" * 10_000, piece=1, every=0.05)),  # 20 B/s
+            asyncio.create_task(trickle(steady, b"y" * 4_000, piece=200, every=0.05)),  # 4 KB/s
+        ]
+        try:
+            await asyncio.sleep(0.5)
+            newcomer = await RawClient.connect(server.port)
+            await newcomer.send(request_bytes("GET", "/hello"))
+            served = await newcomer.read_response(timeout=grace / 3)
+            cut = await slow.read_response(timeout=grace / 3)
+            finished = await steady.read_response(timeout=grace)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in (slow, steady, newcomer):
+                await client.close()
+    assert served.status_code == 200
+    assert cut.status_code == 408 and b"cut to make room" in cut.body, cut.body
+    assert (finished.status_code, finished.body) == (200, b'{"size":4000}')
+
+
+async def test_at_the_limit_without_a_minimum_rate_a_new_connection_still_gets_503(serve):
+    async with serve(make_app(), limit_concurrency=1, min_body_rate=0) as server:
+        slow = await RawClient.connect(server.port)
+        await slow.send(body_head(1000) + b"x")
+        await asyncio.sleep(0.2)
+        newcomer = await RawClient.connect(server.port)
+        try:
+            busy = await newcomer.read_response(timeout=3)
+        finally:
+            await newcomer.close()
+            await slow.close()
+    assert busy.status_code == 503

@@ -444,11 +444,15 @@ class _Cutter:
             return self._cut
 
     def close(self) -> None:
+        """Stop the thread (a later `arm` starts another)."""
         with self._condition:
             self._closed = True
             self._condition.notify()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self._condition:
+            self._thread = None
+            self._closed = False
 
     def _run(self) -> None:
         with self._condition:
@@ -569,6 +573,7 @@ class PostgresTaskStore:
             self._check_or_create(conn)
         finally:
             conn.close()
+            self._cutter.close()
 
     def open(self, *, owner: str, lease_until: float) -> None:
         conn = self._connect_at_start()
@@ -577,11 +582,11 @@ class PostgresTaskStore:
             self._conn = conn
             self._name = owner
             self._register()
-        except psycopg.Error as exc:
+        except BaseException as exc:
+            conn.close()
             self.close()
-            raise JournalError(f"cannot use the database: {one_line(exc)}") from None
-        except BaseException:
-            self.close()
+            if isinstance(exc, psycopg.Error):
+                raise JournalError(f"cannot use the database: {one_line(exc)}") from None
             raise
         self._housekeeping_at = time.monotonic() + random.uniform(0, HOUSEKEEPING_SECONDS)
         if self._wake is not None:
@@ -768,11 +773,7 @@ class PostgresTaskStore:
         return [base | n for n in range(first, first + count)]
 
     def renew(self, *, owner: str, lease_until: float) -> float | None:
-        self._connected()
-        try:
-            row = self._fetch(RENEW, [str(self._token)], deadline=self._slow_deadline)
-        except psycopg.Error as exc:
-            raise JournalUnavailable(one_line(exc)) from None
+        row = self._statement(RENEW, [str(self._token)])
         if not row:
             self._lost_lease("its renewal was refused")
         if time.monotonic() >= self._housekeeping_at:
@@ -838,29 +839,17 @@ class PostgresTaskStore:
         return entry_id >> ID_BITS == self._token
 
     def set_aside(self, entry_id: int, why: str) -> None:
-        self._connected()
-        try:
-            self._fetch(SET_ASIDE, [str(self._token), str(entry_id), why])
-        except psycopg.Error as exc:
-            raise JournalUnavailable(one_line(exc)) from None
+        self._statement(SET_ASIDE, [str(self._token), str(entry_id), why])
 
     def release(self, entry_ids: Sequence[int]) -> None:
-        self._connected()
-        try:
-            row = self._one(RELEASE, [str(self._token), array(entry_ids)])
-        except psycopg.Error as exc:
-            raise JournalUnavailable(one_line(exc)) from None
-        logger.info("released %d task(s) not started to the other nodes", row[0])
+        [(moved, _)] = self._statement(RELEASE, [str(self._token), array(entry_ids)])
+        logger.info("released %d task(s) not started to the other nodes", moved)
 
     def on_release(self, wake: Callable[[], None]) -> None:
         self._wake = wake
 
     def retire(self, *, owner: str) -> None:
-        self._connected()
-        try:
-            self._fetch(RETIRE, [str(self._token)])
-        except psycopg.Error as exc:
-            raise JournalUnavailable(one_line(exc)) from None
+        self._statement(RETIRE, [str(self._token)])
 
     def close(self) -> None:
         if self._listener is not None:
@@ -880,6 +869,14 @@ class PostgresTaskStore:
             logger.warning("task journal housekeeping failed: %s", one_line(exc))
 
     # -- statements, deadlines, reconnecting ------------------------------------------
+
+    def _statement(self, sql: str, params: Sequence[str | None]) -> list[tuple[Any, ...]]:
+        """One statement, connecting first if need be; `JournalUnavailable` if it fails."""
+        self._connected()
+        try:
+            return self._fetch(sql, params)
+        except psycopg.Error as exc:
+            raise JournalUnavailable(one_line(exc)) from None
 
     def _fetch(
         self,

@@ -60,6 +60,15 @@ FORMAT_NAME = "rawbg-task-journal"
 # pending, not a measurement. Evicted pages stay in the OS page cache.
 CACHE_KIB = 256
 
+# The WAL's bounds, SQLite's own: a checkpoint once the WAL holds this many
+# pages (SQLite's default is 1 000, 4 MiB of 4 KiB pages, which filled a 2 MiB
+# filesystem before the first checkpoint), and the WAL file truncated to this
+# size after one (by default SQLite never shrinks it). 200 pages keep the WAL
+# under 1 MiB; commit CPU measured the same as with the default (57-79 µs per
+# commit of 4 entries and their marks either way, 3 rounds at load 9-16).
+WAL_CHECKPOINT_PAGES = 200
+WAL_SIZE_LIMIT = 1024 * 1024
+
 # How long opening a journal keeps trying while another process holds it
 # locked (at least; the busy timeout when longer): several workers open one
 # new journal within milliseconds of each other, and the switch to WAL mode
@@ -139,6 +148,8 @@ class SQLiteTaskStore:
         self._host = socket.gethostname()
         self._pid = 0
         self._started: str | None = None
+        #: (device, inode) of the file at `path` when it was opened
+        self._identity: tuple[int, int] | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -150,9 +161,14 @@ class SQLiteTaskStore:
 
     def open(self, *, owner: str, lease_until: float) -> None:
         db = self._connect()
+        self._identity = file_identity(self.path)
         try:
             db.execute(f"PRAGMA synchronous = {self._sync.upper()}")
             db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            # a WAL left large (a full disk, an older rawbg) is emptied first
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._pid = os.getpid()
             self._started = process_start(self._pid)
             with _owners_here_lock:
@@ -247,6 +263,15 @@ class SQLiteTaskStore:
         if meta.get("format") != FORMAT_NAME:
             raise JournalError(f"{path} is not a rawbg task journal")
         version = self._version(meta.get("version"))
+        # A file whose pages are damaged opens, and fails later, at the first
+        # read of them (claiming the orphans at start-up): say so here, once.
+        # It reads every page; measured 6 ms for a journal of 300 tasks.
+        damage = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if damage != "ok":
+            first = str(damage).replace("*** in database main ***", "").strip().splitlines()
+            raise JournalError(
+                f"{path} is damaged (SQLite's quick_check: {first[0] if first else damage})"
+            )
         if version < FORMAT_VERSION:
             self._migrate(db)
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -303,6 +328,27 @@ class SQLiteTaskStore:
         finished: Sequence[Outcome],
         attempts: Sequence[tuple[int, int]],
     ) -> list[list[int]]:
+        if groups:  # new entries go only into the file the path names
+            self._check_identity()
+        try:
+            return self._write(groups, owner=owner, finished=finished, attempts=attempts)
+        except sqlite3.OperationalError as exc:
+            if sqlite3_error_code(exc) != SQLITE_FULL:
+                raise
+            # The disk is full: what the WAL holds is in the file already or
+            # can be copied there, so checkpoint it and truncate it to nothing
+            # (the space comes back at once), then try again, once.
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return self._write(groups, owner=owner, finished=finished, attempts=attempts)
+
+    def _write(
+        self,
+        groups: Sequence[Sequence[NewEntry]],
+        *,
+        owner: str,
+        finished: Sequence[Outcome],
+        attempts: Sequence[tuple[int, int]],
+    ) -> list[list[int]]:
         db = self.db
         now = time.time()
         ids: list[list[int]] = []
@@ -332,13 +378,32 @@ class SQLiteTaskStore:
         return ids
 
     def renew(self, *, owner: str, lease_until: float) -> float | None:
+        self._check_identity()
         self._register(owner, lease_until)
         return None
+
+    def _check_identity(self) -> None:
+        """Raise `JournalMoved` if `path` no longer names the file this store has open.
+
+        Deleted (``rm tasks.db*``) or replaced (``mv other.db tasks.db``) under
+        a running server, the file stays open and writable, and whatever is
+        written to it is lost: no restart reads it (issue 24 lost ~8,000
+        acknowledged tasks so). One ``stat`` per commit group, in the writer
+        thread. Entries already in the open file may still be marked done there.
+        """
+        if self._identity is not None and file_identity(self.path) != self._identity:
+            raise JournalMoved(
+                f"{self.path} is no longer the file this server opened (it was deleted or "
+                "replaced): new tasks are refused; restart the server to use the journal "
+                "at that path"
+            )
 
     def claim_orphans(
         self, *, owner: str, now: float, limit: int | None = None
     ) -> list[StoredEntry]:
         db = self.db
+        if not self._anyone_gone(owner, now):
+            return []  # the common case, every second: two reads, no write
         db.execute("BEGIN IMMEDIATE")
         try:
             live = set()
@@ -362,6 +427,26 @@ class SQLiteTaskStore:
                 db.execute("ROLLBACK")
             raise
         return [StoredEntry(row[0], row[1], row[2], row[3], row[4]) for row in orphans]
+
+    def _anyone_gone(self, owner: str, now: float) -> bool:
+        """Whether `claim_orphans` may find something: an owner gone, or unfinished
+        entries of an owner with no row (one that retired). Reads only."""
+        db = self.db
+        for other, host, pid, lease_until, started in db.execute(
+            "SELECT owner, host, pid, lease_until, started FROM rawbg_owners"
+        ).fetchall():
+            if other != owner and (
+                lease_until < now
+                or (host == self._host and self._gone_from_this_host(other, pid, started))
+            ):
+                return True
+        return (
+            db.execute(
+                f"SELECT 1 FROM rawbg_tasks WHERE state = {PENDING} "
+                "AND owner NOT IN (SELECT owner FROM rawbg_owners) LIMIT 1"
+            ).fetchone()
+            is not None
+        )
 
     def _gone_from_this_host(self, owner: str, pid: int, started: str | None) -> bool:
         """Whether `owner`, a process of this host, no longer runs (see the module docstring)."""
@@ -403,3 +488,25 @@ class SQLiteTaskStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class JournalMoved(Exception):
+    """The journal's path no longer names the file that is open (deleted or replaced)."""
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None if there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
+
+
+SQLITE_FULL = 13  # "database or disk is full" (SQLite's primary result code)
+
+
+def sqlite3_error_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of `exc` (Python 3.11 gives the extended one)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF

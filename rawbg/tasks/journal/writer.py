@@ -18,13 +18,20 @@ the next commit, in a batch. A task's work ends only when that future
 resolves: a process killed in between runs the task again (the promise is
 *at least once*), but then it was, to rawbg, still running. With no done-mark
 window of its own, nothing finished is left unmarked for longer than one
-commit (docs/ARCHITECTURE.md, "Done-marks in batches").
+commit (docs/ARCHITECTURE.md, "Done-marks in batches"). A mark whose commit
+fails (a full disk) keeps its future waiting: it is tried again with the next
+commit, or after `MARK_RETRY` seconds, so the task's work has not ended, and
+stays counted as pending, until its mark is in the file.
 
 The writer thread also renews this process's lease (`TaskStore.renewals_per_lease`
 times per ``task_journal_lease``) and, at the same time, claims the entries
 of owners that are gone (`TaskStore.claim_orphans`), handing them to the
 server to run; with a store that says when another owner's lease ends, or
-that another process released entries, it looks again then.
+that another process released entries, it looks again then. With a store
+that does not fence (SQLite), it also looks every `ORPHAN_CHECK` seconds, which
+that store answers from its owners table when nobody is gone: a sibling of a
+killed process takes its tasks over within a second, not at its next
+renewal (5.1-9.2 s with the default lease, issue 24).
 
 With a store that fences (PostgreSQL, shared by several machines), three
 more duties fall on the loop's side:
@@ -63,6 +70,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rawbg.tasks.journal.store import (
+    JournalError,
     JournalUnavailable,
     LeaseLost,
     NewEntry,
@@ -76,6 +84,14 @@ logger = logging.getLogger("rawbg.journal")
 
 _STOP = object()
 _CLAIM = object()  # look for orphans now (entries were released, or room was made)
+# Done-marks whose commit failed are tried again after this long when no other
+# commit comes first: often enough that a disk freed again ends the waiting
+# work within a second, rarely enough to cost nothing while it stays full.
+MARK_RETRY = 1.0
+# How often a writer whose store does not fence looks for the entries of
+# owners that are gone: a process of this host that died is seen at once (its
+# pid), so its tasks wait at most this long for a live sibling.
+ORPHAN_CHECK = 1.0
 # A claim pass at another owner's lease end comes this long after it, so that
 # the database's clock has passed it too.
 EXPIRY_MARGIN = 0.05
@@ -146,6 +162,8 @@ class JournalWriter:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._next_expiry = math.inf  # monotonic: when another owner's lease ends
         self._failing: dict[str, int] = {}  # what failed, and how often since it last worked
+        #: futures of done-marks not committed yet (their commit failed)
+        self._held_marks: Marks = []
         self.commits = 0  # transactions that carried new entries, for tests and benchmarks
 
     # -- start-up and stop (blocking parts run before the loop serves) -------------------
@@ -156,9 +174,13 @@ class JournalWriter:
         sent = time.monotonic()
         self.store.open(owner=self.owner, lease_until=time.time() + self.lease)
         self._renewed(sent)
-        claimed = self.store.claim_orphans(
-            owner=self.owner, now=time.time(), limit=self._claim_limit()
-        )
+        try:
+            claimed = self.store.claim_orphans(
+                owner=self.owner, now=time.time(), limit=self._claim_limit()
+            )
+        except Exception as exc:  # what the store could not read is a start-up error too
+            self.store.close()
+            raise JournalError(f"its unfinished tasks cannot be read: {exc}") from None
         recovered = self._prepare(claimed)
         self.held += len(recovered)
         self.taken_over += len(recovered)
@@ -189,8 +211,9 @@ class JournalWriter:
     ) -> asyncio.Future[None]:
         """Mark a task done (deleted) or failed (kept); the future resolves once committed.
 
-        It resolves even if the commit failed (logged): the task has run, and
-        at worst it runs again after a crash. `started` is False for a task
+        A failed commit is tried again (with the next one, or after
+        `MARK_RETRY`): until then the task's work has not ended, and a crash
+        runs it again, as it would a running one. `started` is False for a task
         dropped before it started (its response failed).
         """
         self.held -= 1
@@ -336,10 +359,13 @@ class JournalWriter:
     def _run(self) -> None:
         every = self.lease / self.store.renewals_per_lease
         renew_at = time.monotonic() + every
-        claim_at = math.inf
+        claim_at = math.inf if self._fencing else time.monotonic() + ORPHAN_CHECK
         while True:
-            try:  # asleep until there is work, or a renewal or claim is due
-                wait = max(0.0, min(renew_at, claim_at) - time.monotonic())
+            wake_at = min(renew_at, claim_at)
+            if self._held_marks:
+                wake_at = min(wake_at, time.monotonic() + MARK_RETRY)
+            try:  # asleep until there is work, a renewal or claim is due, or marks wait
+                wait = max(0.0, wake_at - time.monotonic())
                 item = self._inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
@@ -358,7 +384,11 @@ class JournalWriter:
                     item = self._inbox.get_nowait()
                 except queue.Empty:
                     item = None
-            results = self._write(groups)
+            self._held_marks.extend(marks)
+            results, marked = self._write(groups)
+            marks = []
+            if marked:  # every mark queued so far is committed: their work has ended
+                marks, self._held_marks = self._held_marks, []
             if results or marks:
                 self._post(results, marks)
             self._give_away()
@@ -373,18 +403,25 @@ class JournalWriter:
             if time.monotonic() >= claim_at:
                 more = self._claim()
                 claim_at = 0.0 if more else self._next_expiry
+                if not self._fencing:
+                    claim_at = min(claim_at, time.monotonic() + ORPHAN_CHECK)
 
-    def _write(self, groups: list[Group]) -> list[tuple[Future[list[int]], CommitResult]]:
+    def _write(
+        self, groups: list[Group]
+    ) -> tuple[list[tuple[Future[list[int]], CommitResult]], bool]:
         """Commit the groups (in one transaction, or one each without group commit) and the marks.
 
-        Returns each group's future with its ids, or with the error that refused it.
+        Returns each group's future with its ids, or with the error that
+        refused it; and whether the marks were committed (False: they wait
+        for the next commit).
         """
         if not (groups or self._finished or self._attempts):
-            return []
+            return [], True
         finished = _drain(self._finished)
         attempts = _drain(self._attempts)
         batches = [groups] if self.group_commit or not groups else [[group] for group in groups]
         results: list[tuple[Future[list[int]], CommitResult]] = []
+        marked = True
         for batch in batches:
             # a group refused at its deadline meanwhile is not written
             batch = [group for group in batch if not group[1].done()]
@@ -411,9 +448,11 @@ class JournalWriter:
                 break
             if failure is not None:
                 self._failed("commit", failure)
-                # keep the marks for the next commit; the new entries are refused
-                self._finished.extend(finished)
-                self._attempts.extend(attempts)
+                # the new entries are refused; the marks need not wait for them
+                if (finished or attempts) and not (batch and self._write_marks(finished, attempts)):
+                    self._finished.extend(finished)  # kept for the next commit
+                    self._attempts.extend(attempts)
+                    marked = False
                 results.extend((future, failure) for _, future in batch)
             else:
                 self._worked("commit")
@@ -423,7 +462,16 @@ class JournalWriter:
                     (future, found) for (_, future), found in zip(batch, ids, strict=True)
                 )
             finished, attempts = [], []
-        return results
+        return results, marked
+
+    def _write_marks(self, finished: list[Outcome], attempts: list[tuple[int, int]]) -> bool:
+        """Commit done-marks and attempts alone (their entries' group was refused); False
+        if that fails too."""
+        try:
+            self.store.write([], owner=self.owner, finished=finished, attempts=attempts)
+        except Exception:
+            return False
+        return True
 
     def _give_away(self) -> None:
         """Release the entries the loop will not start (a stop), so that others run them."""
