@@ -40,7 +40,7 @@ from rawbg.server.config import (
     ServerConfig,
     configured_store,
 )
-from rawbg.server.connection import run_connection
+from rawbg.server.connection import SHUTDOWN_FIRST_REQUEST_GRACE, run_connection
 from rawbg.server.gc_clock import GcClock
 from rawbg.server.loops import check_running_loop, loop_factory, running_loop_name
 from rawbg.server.tls_context import tls_context
@@ -420,9 +420,13 @@ class Server:
         await self.pending.wait_idle()
 
     async def _finish_handshakes(self) -> None:
-        """Let TLS handshakes under way end (each is cut at its deadline, the head
-        timeout): a client that connected before the stop is served, as over plain
-        HTTP, and a rolling restart refuses no one."""
+        """Let TLS handshakes under way end: a client that connected before the
+        stop is served, as over plain HTTP, and a rolling restart refuses no one.
+        Each gets at most `SHUTDOWN_FIRST_REQUEST_GRACE` more (a fresh plain
+        connection's grace for its first request), so that stalled handshakes
+        cannot hold the stop for the head timeout."""
+        for handshake in list(self.handshakes):
+            handshake.hurry(SHUTDOWN_FIRST_REQUEST_GRACE)
         while self.handshakes and not self._force.is_set():
             await asyncio.sleep(HANDSHAKE_POLL_INTERVAL)
 
@@ -444,10 +448,10 @@ class Server:
         if isinstance(self._listener, Acceptor) and self._listener.connecting:
             # accepted a moment ago: they register as connections, then stop like the rest
             await asyncio.wait(set(self._listener.connecting))
-        await self._finish_handshakes()
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()
+        await self._finish_handshakes()  # each one done registers, and is stopped, as it comes
         tasks = set(self._tasks)
         cancelled = 0
         if tasks:

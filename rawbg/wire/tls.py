@@ -196,12 +196,21 @@ class TlsTransport(asyncio.Protocol, asyncio.Transport):
         if not self._closing and not self._reading_paused:
             self._read()  # records that came with the client's last flight
 
+    def hurry(self, within: float) -> None:
+        """Cut the handshake `within` seconds from now if it is not done by then
+        (and its own deadline is later): shutdown does not wait long for it."""
+        timer = self._timer
+        if timer is None or timer.when() <= self._loop.time() + within:
+            return
+        timer.cancel()
+        self._timer = self._loop.call_later(
+            within, self._handshake_too_slow, context=_TIMER_CONTEXT
+        )
+
     def _handshake_too_slow(self) -> None:
         self._timer = None
         if self._handshaking and not self._lost:
-            self._handshake_failed(
-                f"TLS handshake not finished within {self._handshake_timeout:g} s"
-            )
+            self._handshake_failed("TLS handshake not finished in time")
 
     def _handshake_failed(self, why: str) -> None:
         peer = self._raw.get_extra_info("peername") if self._raw is not None else None

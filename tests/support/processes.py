@@ -18,7 +18,7 @@ from tests.support import REPO
 from tests.support.event_loop import CLI_LOOP_ARGS
 from tests.support.wire import RawClient, request_bytes
 
-URL = re.compile(r"serving on (http://[\d.]+:(\d+)|unix:\S+)")
+URL = re.compile(r"serving on (https?://[\d.]+:(\d+)|unix:\S+)")
 WAIT = 20.0  # bound on every wait for a process (workers each import the app)
 
 
