@@ -22,7 +22,6 @@ error), and client certificates as ``ssl_cert_reqs`` says.
 
 from __future__ import annotations
 
-import os
 import ssl
 
 from rawbg.server.config import ServerConfig
@@ -103,16 +102,27 @@ def _check_file(option: str, path: str, *, must_hold: bytes) -> None:
 def _key_error(
     exc: ssl.SSLError, certfile: str, key_in: str, key_path: str, password: str | None
 ) -> str:
-    reason = exc.reason or ""
-    if reason == "KEY_VALUES_MISMATCH":
+    # OpenSSL 3 says only "PEM lib" (no reason) both for a wrong password and
+    # for a file with no key in it: what the file holds tells them apart
+    if exc.reason == "KEY_VALUES_MISMATCH":
         return f"{key_in} {key_path}: the key does not belong to the certificate in {certfile}"
-    if password is not None and ("DECRYPT" in reason or reason == "BAD_PASSWORD_READ"):
+    if password is not None and _holds(key_path, b"ENCRYPTED"):
         return f"ssl_keyfile_password: wrong password for the key in {key_path}"
-    if os.path.samefile(certfile, key_path):
-        return f"ssl_certfile {certfile}: no usable key in it ({_reason(exc)}); give ssl_keyfile"
-    return f"{key_in} {key_path}: {_reason(exc)}"
+    if not _holds(key_path, b"PRIVATE KEY-----"):
+        return f"ssl_certfile {certfile}: no private key in it; give ssl_keyfile"
+    return f"{key_in} {key_path}: OpenSSL cannot load the key ({_reason(exc)})"
+
+
+def _holds(path: str, marker: bytes) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return marker in file.read()
+    except OSError:
+        return False
 
 
 def _reason(exc: ssl.SSLError) -> str:
     """OpenSSL's reason in words: ``KEY_VALUES_MISMATCH`` -> ``key values mismatch``."""
-    return (exc.reason or str(exc)).replace("_", " ").lower()
+    if exc.reason:
+        return exc.reason.replace("_", " ").lower()
+    return str(exc.strerror or exc)
