@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from rawbg.server.config import EXIT_OK
+from tests.server.test_cli import run_to_exit
 from tests.support.certificates import KEY_PASSWORD, Certificates, make_certificates
-from tests.support.processes import WAIT, environment, rawbg_process
+from tests.support.processes import WAIT, rawbg_process
 from tests.support.services import require_program
 
 pytestmark = pytest.mark.slow
@@ -101,29 +101,11 @@ async def test_curl_gets_https_over_http_1_1_from_workers_on_a_unix_socket_and_u
     }
 
 
-async def run_rawbg(cwd: Path, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "rawbg",
-        *args,
-        cwd=cwd,
-        env=environment(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WAIT):
-        _, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, err.decode()
-
-
 async def test_a_wrong_key_password_is_one_line_naming_the_flag_even_with_workers(tmp_path, certs):
     # checked once by the supervisor before any worker starts (not one error per worker)
     args = ("--port", "0", "--workers", "2", "--ssl-certfile", str(certs.cert))
     args += ("--ssl-keyfile", str(certs.encrypted_key), "--ssl-keyfile-password", "wrong")
-    status, err = await run_rawbg(tmp_path, *args)
+    status, _, err = await run_to_exit(tmp_path, *args)
     assert status != 0
     assert err.strip() == (
         f"error: --ssl-keyfile-password: wrong password for the key in {certs.encrypted_key}"

@@ -88,6 +88,18 @@ async def tls_client(certs: Certificates, port: int, **context: bool) -> RawClie
     return await RawClient.connect(port, tls=tls)
 
 
+async def slow_reader(certs: Certificates, port: int) -> RawClient:
+    """An HTTPS client whose kernel receive buffer is tiny (4 KiB): it reads only when told."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(
+        sock=sock, ssl=certs.client_context(), server_hostname="127.0.0.1"
+    )
+    return RawClient(reader, writer)
+
+
 async def test_a_request_over_tls_is_https_with_alpn_http_1_1(serve, certs):
     async with serve(make_app({}), **https(certs)) as server:
         client = await tls_client(certs, server.port)
@@ -139,14 +151,7 @@ async def test_a_background_task_starts_only_once_the_https_response_is_in_the_k
     seen: dict = {}
     async with serve(make_app(seen), **https(certs), timeout_keep_alive=30) as server:
         seen["server"] = server
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=certs.client_context(), server_hostname="127.0.0.1"
-        )
-        client = RawClient(reader, writer)
+        client = await slow_reader(certs, server.port)
         try:
             await client.send(request_bytes("GET", f"/big?size={size}"))
             await asyncio.sleep(0.3)  # not reading: the response cannot all be handed over
@@ -244,13 +249,8 @@ async def test_a_client_that_never_reads_an_https_response_is_cut_off_and_not_bu
         return StreamingResponse(endless())
 
     async with serve(app, **https(certs), timeout_keep_alive=0.5) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", server.port))
-        sock.setblocking(False)
-        _reader, writer = await asyncio.open_connection(
-            sock=sock, ssl=certs.client_context(), server_hostname="127.0.0.1"
-        )
+        client = await slow_reader(certs, server.port)
+        writer = client.writer
         writer.write(b"GET /firehose HTTP/1.1\r\nhost: x\r\n\r\n")
         try:
             async with asyncio.timeout(WAIT):
