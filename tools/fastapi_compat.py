@@ -95,6 +95,10 @@ SHIM_MODULES = {
     "fastapi.encoders": "rawbg.encoders",
     "fastapi.status": "rawbg.status",
     "fastapi.params": "rawbg.params",
+    "fastapi.security": "rawbg.security",
+    "fastapi.sse": "rawbg.sse",
+    "fastapi.staticfiles": "rawbg.staticfiles",
+    "fastapi.templating": "rawbg.templating",
     "fastapi.routing": "rawbg.app.routing",
     "fastapi.middleware": "rawbg.middleware",
     "fastapi.middleware.cors": "rawbg.middleware.cors",
@@ -109,6 +113,8 @@ SHIM_MODULES = {
     "starlette.status": "rawbg.status",
     "starlette.middleware": "rawbg.middleware",
     "starlette.middleware.cors": "rawbg.middleware.cors",
+    "starlette.staticfiles": "rawbg.staticfiles",
+    "starlette.templating": "rawbg.templating",
     "starlette.testclient": "rawbg.testclient",
 }
 RENAMES = {"FastAPI": "App"}

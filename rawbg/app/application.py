@@ -52,6 +52,7 @@ from rawbg.app.error_responses import (
 )
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
+from rawbg.app.mounts import Mount, NoMatchFound, check_mount_path, check_mountable, fill_template
 from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
 from rawbg.app.response_models import DEFAULT, plan_response_model
@@ -65,6 +66,7 @@ from rawbg.app.routing import (
     custom_route_class,
     plan_route_dependencies,
 )
+from rawbg.app.streaming import StreamPlan, plan_stream, run_tasks_added_while_streaming
 from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
@@ -117,6 +119,8 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: a generator handler: how its items are streamed (`rawbg.app.streaming`)
+    stream: StreamPlan | None = None
     #: the limits on the route's form (``form_limits=``), if it reads one
     form_limits: FormLimits = DEFAULT_LIMITS
     #: the most bytes its body may have (``max_body_size=``); None: the server's
@@ -171,9 +175,8 @@ class App(RouteDecorators):
         #: every route's body limit, unless a router or the route sets one; None:
         #: the server's (``--max-body-size``)
         self.max_body_size = check_max_body_size(max_body_size, where="App(max_body_size=)")
-        #: the largest limit a route (or the app) sets: the server refuses a declared
-        #: Content-Length over it, and over its own, before routing
-        self.largest_max_body_size = self.max_body_size or 0
+        #: the largest limit a route of this app (or the app) sets (`largest_max_body_size`)
+        self._largest_own_body_size = self.max_body_size or 0
         #: every route's form limits, unless a router or the route changes some
         self.form_limits = DEFAULT_LIMITS.merged(form_limits)
         if root_path:
@@ -221,6 +224,10 @@ class App(RouteDecorators):
             self.add_exception_handler(key, handler)
         #: attributes the app keeps for the whole process: ``app.state.db = ...``
         self.state = State()
+        #: ``app.mount(path, ...)``: asked, in order, for a path no route matches
+        self.mounts: list[Mount] = []
+        #: a route's name (``name=``, else its function's) -> its path template
+        self.route_paths: dict[str, str] = {}
         #: called with each exception that ends in a 500 (after it is logged): no
         #: handler claimed it, a catch-all did, or a handler failed. A test client
         #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
@@ -273,22 +280,30 @@ class App(RouteDecorators):
             exclude_defaults=response_model_exclude_defaults,
             exclude_none=response_model_exclude_none,
         )
+        stream: StreamPlan | None = None
+        serialize: ResponseSerializer | None = None
         try:
             plan = plan_call(handler, path_params=path_params)
-            serialize = plan_response_model(handler, response_model, options=response_options)
+            if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
+                if response_class is not None:
+                    _check_response_class(response_class, f"response_class of {label}")
+                stream = plan_stream(
+                    handler,
+                    response_class=response_class,
+                    response_model_given=response_model is not DEFAULT,
+                    options=response_options,
+                    where=plan.where,
+                )
+            else:
+                serialize = plan_response_model(handler, response_model, options=response_options)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
-        if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
-            raise RouteDefinitionError(
-                f"handler {plan.where} is a generator; return a "
-                "StreamingResponse to send a body in pieces"
-            )
         _check_one_body_kind(plan, label)
         limits = self.form_limits.merged(form_limits)
         body_limit = check_max_body_size(max_body_size, where=f"max_body_size of {label}")
         if body_limit is None:
             body_limit = self.max_body_size
-        self.largest_max_body_size = max(self.largest_max_body_size, body_limit or 0)
+        self._largest_own_body_size = max(self._largest_own_body_size, body_limit or 0)
         route_dependencies = (
             *self.dependencies,
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
@@ -314,6 +329,7 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            stream=stream,
             form_limits=limits,
             max_body_size=body_limit,
             streams_body=streams_body(plan),
@@ -339,6 +355,9 @@ class App(RouteDecorators):
                     plan.where,
                     path,
                 )
+        name = documentation.get("name") or getattr(handler, "__name__", None)
+        if isinstance(name, str):
+            self.route_paths.setdefault(name, path)  # the first wins, as Starlette's lookup
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -361,12 +380,46 @@ class App(RouteDecorators):
         return self.api_route(path, methods=methods, **options)
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
-        """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
-        raise NotImplementedError(
-            f"rawbg cannot mount {type(app).__name__} at {path!r}: it is not ASGI and serves "
-            "one App. Declare the sub-application's routes on an APIRouter and "
-            f"app.include_router(router, prefix={path!r})"
+        """Serve every path under `path` with `app`: another `App`, or `StaticFiles`.
+
+        A mounted app sees the request with `path` moved from its ``path`` to
+        its ``root_path``; mounts are asked, in the order mounted, for a path
+        no route of this app matches. `app` may be any object that answers
+        ``await app(request) -> Response``; an ASGI app cannot be mounted
+        (rawbg is not ASGI).
+        """
+        self.mounts.append(
+            Mount(check_mount_path(path), check_mountable(app, is_app=isinstance(app, App)), name)
         )
+
+    @property
+    def largest_max_body_size(self) -> int:
+        """The largest limit a route (or the app) sets, a mounted App's routes included: the
+        server refuses a declared Content-Length over it, and over its own, before routing."""
+        mounted = [m.app.largest_max_body_size for m in self.mounts if isinstance(m.app, App)]
+        return max([self._largest_own_body_size, *mounted])
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path of the route (or mount) called `name`, with `path_params` filled in.
+
+        A route's name is its ``name=``, else its function's name; a mount's
+        is the ``name=`` it was mounted with, and takes ``path=`` (the file's
+        path under it); ``"mount:route"`` names a route of a mounted `App`.
+        """
+        template = self.route_paths.get(name)
+        if template is not None:
+            return fill_template(template, path_params, name)
+        for mount in self.mounts:
+            if mount.name == name and set(path_params) <= {"path"}:
+                return mount.prefix + "/" + str(path_params.get("path", "")).lstrip("/")
+            if (
+                mount.name is not None
+                and name.startswith(mount.name + ":")
+                and isinstance(mount.app, App)
+            ):
+                inner = name.removeprefix(mount.name + ":")
+                return mount.prefix + mount.app.url_path_for(inner, **path_params)
+        raise NoMatchFound(name, path_params)
 
     # -- lifecycle and middleware --------------------------------------------------
 
@@ -473,6 +526,12 @@ class App(RouteDecorators):
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
+            if self.mounts and isinstance(exc, NotFound):
+                mount = self._mount_for(request.path)
+                if mount is not None:  # its body unread: what is mounted reads it
+                    if self.max_body_size is not None:
+                        limit_body(request, self.max_body_size)
+                    return await self._handle_mounted(mount, request, trace)
             if self.max_body_size is not None or request.body_pending:
                 await read_whole(request, self.max_body_size)
             redirect = (
@@ -505,6 +564,11 @@ class App(RouteDecorators):
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
+        if endpoint.stream is not None and resolution.background is not None:
+            late = BackgroundTask(
+                run_tasks_added_while_streaming, resolution.background, len(tasks), endpoint.label
+            )
+            tasks = [*tasks, late]
         own = response.background
         if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
@@ -516,6 +580,30 @@ class App(RouteDecorators):
         if form is not None:  # its files outlive the response for the tasks, then close
             cleanup = _chain([form.close] if cleanup is None else [cleanup, form.close])
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
+
+    def _mount_for(self, path: str) -> Mount | None:
+        for mount in self.mounts:
+            prefix = mount.prefix
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return mount
+        return None
+
+    async def _handle_mounted(
+        self, mount: Mount, request: Request, trace: RequestTrace | None
+    ) -> Outcome:
+        """Hand `request` to what is mounted, as seen from under its prefix."""
+        inner = request.mounted_at(mount.prefix)
+        if isinstance(mount.app, App):
+            return await mount.app.handle(inner, trace)
+        label = f"{request.method} {mount.prefix}/..."
+        inner.app = self
+        try:
+            response = await mount.app(inner)
+            if isinstance(response, FileResponse):
+                await response.prepare()
+        except Exception as exc:
+            return error_outcome(await self._answer(request, exc, label, trace), label)
+        return Outcome(response)
 
     def _slash_redirect(self, request: Request) -> Response | None:
         """A 307 to the path with (or without) its trailing slash, if a route has that form."""
@@ -645,6 +733,10 @@ class App(RouteDecorators):
                 del kwargs[name]
         if plan.kind is CallKind.COROUTINE:
             result = await plan.call(**kwargs)
+        elif endpoint.stream is not None:  # made here, advanced as the body is sent
+            result = endpoint.stream.response(plan.call(**kwargs), status_code=endpoint.status_code)
+            if resolution.response is not None:
+                resolution.response.apply_to(result)
         else:
             result = await run_in_thread(plan.call, **kwargs)
         if resolution.trace is not None:

@@ -35,7 +35,7 @@ from rawbg.app.dependencies import (
     ParamPlan,
     Resolution,
     describe,
-    plan_call,
+    plan_depends,
 )
 from rawbg.errors import RouteDefinitionError
 from rawbg.requests import Request
@@ -349,13 +349,7 @@ def plan_route_dependencies(
     """
     plans = []
     for index, depends in enumerate(dependencies):
-        assert depends.dependency is not None  # check_dependencies refused it
-        sub = plan_call(
-            depends.dependency,
-            path_params=path_params,
-            use_cache=depends.use_cache,
-            scope=depends.scope,
-        )
+        sub = plan_depends(depends, path_params=path_params)
         name = f"{ROUTE_DEPENDENCY_PREFIX}{index}]"
         empty = inspect.Parameter.empty  # required, and no annotation to show
         plans.append(DependencyParam(name, empty, empty, sub))
