@@ -10,9 +10,10 @@ socket transport beneath it still holds (up to its high-water mark, 64 KiB) it
 does not count, and that transport cannot be reached through a public API. So
 `HttpProtocol.flushed` would return, and background tasks start, with up to
 64 KiB of the response still in user space (asyncio/sslproto.py: its
-`_get_write_buffer_size` is the outgoing memory buffer plus its own backlog). Here the encrypted bytes go straight into the socket transport, whose
-buffer is then the only one, and its size, its flow control (`pause_writing`
-and `resume_writing`, passed up unchanged) and `flushed` mean what they mean
+`_get_write_buffer_size` is the outgoing memory buffer plus its own backlog).
+Here the encrypted bytes go straight into the socket transport, whose buffer
+is then the only one, and its size, its flow control (`pause_writing` and
+`resume_writing`, passed up unchanged) and `flushed` mean what they mean
 without TLS, on both loops.
 
 The life of one TLS connection:
