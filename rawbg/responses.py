@@ -240,7 +240,27 @@ def format_cookie(
         jar[key] = value
     except http.cookies.CookieError as exc:
         raise ValueError(f"cannot set cookie {key!r}: {exc}") from exc
-    morsel = jar[key]
+    try:
+        return _cookie_attributes(
+            jar[key], max_age, expires, path, domain, secure, httponly, samesite, partitioned
+        )
+    except http.cookies.CookieError as exc:
+        # newer CPython patch releases (and Debian 12's 3.11) refuse control
+        # characters in an attribute themselves: the same error as the head's rule
+        raise InvalidResponseHead(f"header 'set-cookie' cannot be sent: {exc}") from exc
+
+
+def _cookie_attributes(
+    morsel: http.cookies.Morsel[str],
+    max_age: int | None,
+    expires: datetime.datetime | str | int | None,
+    path: str | None,
+    domain: str | None,
+    secure: bool,
+    httponly: bool,
+    samesite: str | None,
+    partitioned: bool,
+) -> str:
     if max_age is not None:
         morsel["max-age"] = max_age
     if isinstance(expires, datetime.datetime):
