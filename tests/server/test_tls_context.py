@@ -34,16 +34,13 @@ def test_without_a_certificate_the_server_speaks_plain_http():
     assert tls_context(ServerConfig()) is None
 
 
-def test_the_context_offers_only_http_1_1_and_asks_for_client_certificates_as_told(certs):
+def test_the_context_asks_for_client_certificates_as_told_and_refuses_tls_below_1_2(certs):
     context = tls_context(
         ServerConfig(ssl_certfile=str(certs.combined), ssl_cert_reqs=2, ssl_ca_certs=str(certs.ca))
     )
     assert context is not None
     assert context.verify_mode is ssl.CERT_REQUIRED
-    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2 or (
-        context.minimum_version is ssl.TLSVersion.MINIMUM_SUPPORTED
-        and ssl.OPENSSL_VERSION_INFO >= (3,)  # OpenSSL 3's own floor is TLS 1.2 at level 2
-    )
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_2
 
 
 def test_an_encrypted_key_with_its_password_loads(certs):
