@@ -19,7 +19,9 @@ OAuth2 scopes asked of each (``Security(..., scopes=[...])``).
 
 FastAPI makes the credentials pydantic models; here they are frozen
 dataclasses with the same fields, so that a plain install needs no pydantic.
-`OAuth2PasswordRequestForm` is the one class that reads a form body.
+`OAuth2PasswordRequestForm` is the one class that reads a form body, through
+``Form`` (a urlencoded body as it is; multipart/form-data with the ``forms``
+extra).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from rawbg.errors import HTTPException
+from rawbg.params import Form
 from rawbg.requests import Request
 from rawbg.status import HTTP_401_UNAUTHORIZED
 
@@ -45,6 +48,8 @@ __all__ = [
     "OAuth2",
     "OAuth2AuthorizationCodeBearer",
     "OAuth2PasswordBearer",
+    "OAuth2PasswordRequestForm",
+    "OAuth2PasswordRequestFormStrict",
     "OpenIdConnect",
     "SecurityBase",
     "SecurityScopes",
@@ -395,6 +400,55 @@ class OAuth2AuthorizationCodeBearer(OAuth2):
 
     async def __call__(self, request: Request) -> str | None:
         return self._bearer_token(request)
+
+
+class OAuth2PasswordRequestForm:
+    """The password flow's token request (RFC 6749 4.3.2), from a form body.
+
+    ``form: Annotated[OAuth2PasswordRequestForm, Depends()]`` gives
+    ``username``, ``password``, ``scopes`` (the ``scope`` field split on
+    spaces), ``grant_type`` (``password`` when sent), ``client_id`` and
+    ``client_secret``; a missing field is FastAPI's 422.
+    """
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form(json_schema_extra={"format": "password"})],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form(json_schema_extra={"format": "password"})] = None,
+    ) -> None:
+        self.grant_type = grant_type
+        self.username = username
+        self.password = password
+        self.scopes = scope.split()
+        self.client_id = client_id
+        self.client_secret = client_secret
+
+
+class OAuth2PasswordRequestFormStrict(OAuth2PasswordRequestForm):
+    """`OAuth2PasswordRequestForm` with ``grant_type=password`` required, as the RFC says."""
+
+    def __init__(
+        self,
+        grant_type: Annotated[str, Form(pattern="^password$")],
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
 
 
 class OpenIdConnect(SecurityBase):

@@ -19,10 +19,13 @@ from rawbg.security import (
     HTTPDigest,
     OAuth2AuthorizationCodeBearer,
     OAuth2PasswordBearer,
+    OAuth2PasswordRequestForm,
+    OAuth2PasswordRequestFormStrict,
     OpenIdConnect,
     SecurityScopes,
 )
 from rawbg.testing import serve_app
+from tests.support.forms import MULTIPART, URLENCODED, multipart, urlencoded
 
 NOT_AUTHENTICATED = b'{"detail":"Not authenticated"}'
 
@@ -235,3 +238,97 @@ async def test_route_dependencies_may_be_security_with_scopes():
         assert (await client.get("/")).status_code == 401
         assert (await client.get("/", headers={"x-key": "k"})).body == b'"ok"'
     assert seen == [["admin"]]
+
+
+def missing(field: str) -> dict:
+    return {"type": "missing", "loc": ["body", field], "msg": "Field required", "input": None}
+
+
+def password_form_app() -> App:
+    app = App()
+
+    def fields(form: OAuth2PasswordRequestForm) -> dict:
+        return {
+            "grant_type": form.grant_type,
+            "username": form.username,
+            "password": form.password,
+            "scopes": form.scopes,
+            "client_id": form.client_id,
+            "client_secret": form.client_secret,
+        }
+
+    @app.post("/token")
+    async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+        return fields(form)
+
+    @app.post("/strict")
+    def strict(form: OAuth2PasswordRequestFormStrict = Depends()):  # the old default form
+        return fields(form)
+
+    return app
+
+
+async def test_the_password_form_gives_its_fields_with_the_scope_split_on_spaces():
+    async with serve_app(password_form_app()) as client:
+        sent = [("username", "ada"), ("password", "s3cret"), ("scope", "items:read  me")]
+        plain = await client.post(
+            "/token", content=urlencoded(sent), headers={"content-type": URLENCODED}
+        )
+        full = [*sent, ("grant_type", "password"), ("client_id", "c"), ("client_secret", "k")]
+        parts = await client.post(
+            "/token", content=multipart(full), headers={"content-type": MULTIPART}
+        )
+    assert plain.json() == {
+        "grant_type": None,
+        "username": "ada",
+        "password": "s3cret",
+        "scopes": ["items:read", "me"],
+        "client_id": None,
+        "client_secret": None,
+    }
+    assert parts.json() == {
+        "grant_type": "password",
+        "username": "ada",
+        "password": "s3cret",
+        "scopes": ["items:read", "me"],
+        "client_id": "c",
+        "client_secret": "k",
+    }
+
+
+async def test_the_password_forms_refuse_what_fastapi_refuses_with_its_422():
+    user = [("username", "ada"), ("password", "s3cret")]
+    async with serve_app(password_form_app()) as client:
+        empty = await client.post("/token")
+        other = await client.post(
+            "/token",
+            content=urlencoded([*user, ("grant_type", "client_credentials")]),
+            headers={"content-type": URLENCODED},
+        )
+        strict_empty = await client.post("/strict")
+        strict_no_grant = await client.post(
+            "/strict", content=urlencoded(user), headers={"content-type": URLENCODED}
+        )
+        strict_ok = await client.post(
+            "/strict",
+            content=urlencoded([*user, ("grant_type", "password")]),
+            headers={"content-type": URLENCODED},
+        )
+    assert empty.status_code == 422
+    assert empty.json() == {"detail": [missing("username"), missing("password")]}
+    assert other.json() == {
+        "detail": [
+            {
+                "type": "string_pattern_mismatch",
+                "loc": ["body", "grant_type"],
+                "msg": "String should match pattern '^password$'",
+                "input": "client_credentials",
+                "ctx": {"pattern": "^password$"},
+            }
+        ]
+    }
+    assert strict_empty.json() == {
+        "detail": [missing("grant_type"), missing("username"), missing("password")]
+    }
+    assert strict_no_grant.json() == {"detail": [missing("grant_type")]}
+    assert (strict_ok.status_code, strict_ok.json()["grant_type"]) == (200, "password")
