@@ -14,10 +14,11 @@ error per worker. Each check names the option it is about:
 * the key must belong to the certificate;
 * ``ssl_ciphers`` must select at least one cipher.
 
-What the context offers: TLS 1.2 and 1.3 (Python's own minimum for a server
-context), ALPN ``http/1.1`` (the only protocol rawbg speaks: a client that asks
-for h2 is told so in the handshake, rather than finding out from a parse
-error), and client certificates as ``ssl_cert_reqs`` says.
+What the context offers: TLS 1.2 and 1.3 (the floor set here: python.org's
+builds set it themselves, Debian's leave it to OpenSSL's configuration), ALPN
+``http/1.1`` (the only protocol rawbg speaks: a client that asks for h2 is
+told so in the handshake, rather than finding out from a parse error), and
+client certificates as ``ssl_cert_reqs`` says.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
     key_in = "ssl_keyfile" if keyfile is not None else "ssl_certfile"
     key_path = keyfile if keyfile is not None else certfile
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     password = config.ssl_keyfile_password
 
     def give_password() -> str:
