@@ -28,7 +28,14 @@ PACKAGE = "rawbg"
 
 #: top to bottom; a module belongs to the first entry it is or lies under
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("rawbg.__main__", "rawbg.cli", "rawbg.testing", "rawbg.testclient", "rawbg.demo"),
+    (
+        "rawbg.__main__",
+        "rawbg.cli",
+        "rawbg.testing",
+        "rawbg.testclient",
+        "rawbg.demo",
+        "rawbg.openapi",
+    ),
     ("rawbg.server",),
     ("rawbg.app", "rawbg.wire"),
     ("rawbg.middleware", "rawbg.exception_handlers"),

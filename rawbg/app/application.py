@@ -53,17 +53,21 @@ from rawbg.app.error_responses import (
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
 from rawbg.app.mounts import Mount, NoMatchFound, check_mount_path, check_mountable, fill_template
+from rawbg.app.openapi.settings import OpenAPISettings
 from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
-from rawbg.app.response_models import DEFAULT, plan_response_model
+from rawbg.app.response_models import DEFAULT, plan_response_model, resolve_response_model
 from rawbg.app.routing import (
     CURRENT_RESOLUTION,
+    INHERITED_OPTIONS,
     APIRoute,
     RouteDecorators,
     RouteHandler,
     check_dependencies,
     check_documentation_options,
     custom_route_class,
+    make_api_route,
+    merge_documentation,
     plan_route_dependencies,
 )
 from rawbg.app.streaming import StreamPlan, plan_stream, run_tasks_added_while_streaming
@@ -145,15 +149,18 @@ class Outcome:
     fields: list[tuple[bytes, bytes]] | None = None
 
 
-class App(RouteDecorators):
+class App(RouteDecorators, OpenAPISettings):
     """The application: ``app = App()``, then ``@app.get("/path")`` on each handler.
 
     ``dependencies`` run before every route's handler; ``redirect_slashes``
     answers a path that only matches with (or without) a trailing slash with a
     307 to that form, as FastAPI does; ``lifespan`` is the start-up and
-    shutdown context (`rawbg.app.lifespan`). Other FastAPI options that only
-    shape the OpenAPI document (``title``, ``version``, ...) are accepted and
-    not used.
+    shutdown context (`rawbg.app.lifespan`). The OpenAPI options (``title``,
+    ``version``, ``docs_url``, ...) are FastAPI's, with its defaults
+    (`rawbg.app.openapi.settings.OpenAPISettings`): ``/openapi.json``, ``/docs``
+    and ``/redoc`` are registered first, each turned off by its URL set to None.
+    ``responses``, ``callbacks``, ``deprecated``, ``include_in_schema`` and
+    ``generate_unique_id_function`` apply to every route, as in FastAPI.
     """
 
     def __init__(
@@ -171,7 +178,11 @@ class App(RouteDecorators):
         strict_content_type: bool = True,
         **documentation: Any,
     ) -> None:
-        check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
+        #: what every route inherits of the OpenAPI options (`merge_documentation`)
+        self.route_documentation = {
+            key: documentation.pop(key) for key in INHERITED_OPTIONS if key in documentation
+        }
+        self.configure_openapi(**documentation)
         #: every route's body limit, unless a router or the route sets one; None:
         #: the server's (``--max-body-size``)
         self.max_body_size = check_max_body_size(max_body_size, where="App(max_body_size=)")
@@ -200,6 +211,8 @@ class App(RouteDecorators):
         #: replacement wherever the original is a dependency (FastAPI's, for tests)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.router: Router[Endpoint] = Router()
+        #: every route in registration order, as FastAPI's ``app.routes`` (what OpenAPI reads)
+        self.routes: list[APIRoute] = []
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
         # Lifecycle (rawbg.app.lifespan)
@@ -232,6 +245,7 @@ class App(RouteDecorators):
         #: handler claimed it, a catch-all did, or a handler failed. A test client
         #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
         self.server_error_hooks: list[Callable[[Exception], None]] = []
+        self.add_docs_routes()  # first, as FastAPI: a catch-all route cannot hide them
 
     def add_route(
         self,
@@ -253,13 +267,16 @@ class App(RouteDecorators):
         form_limits: Mapping[str, int] | None = None,
         strict_content_type: bool | None = None,
         route_class: type[APIRoute] | None = None,
+        app_dependencies: bool = True,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
 
-        The app's `dependencies`, then the route's own, are resolved before
-        the handler's parameters. `documentation` takes the OpenAPI-only
-        options FastAPI routes accept (``tags``, ``summary``, ...), unused.
+        The app's `dependencies` (unless ``app_dependencies=False``, as for the
+        docs pages, which FastAPI serves outside its dependencies), then the
+        route's own, are resolved before the handler's parameters.
+        `documentation` takes the OpenAPI-only options FastAPI routes accept
+        (``tags``, ``summary``, ...), kept on the route's `APIRoute`.
         ``response_model`` (by default the handler's return annotation) and its
         ``response_model_*`` options: see `rawbg.app.response_models`.
         ``max_body_size`` is the most bytes this route's body may have (FastAPI's
@@ -271,6 +288,7 @@ class App(RouteDecorators):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
+        documentation = merge_documentation(self.route_documentation, documentation)
         _, path_params = compile_template(path)
         response_options = ResponseOptions(
             include=response_model_include,
@@ -282,6 +300,7 @@ class App(RouteDecorators):
         )
         stream: StreamPlan | None = None
         serialize: ResponseSerializer | None = None
+        model: Any = None  # what the OpenAPI document describes the response as
         try:
             plan = plan_call(handler, path_params=path_params)
             if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
@@ -296,6 +315,7 @@ class App(RouteDecorators):
                 )
             else:
                 serialize = plan_response_model(handler, response_model, options=response_options)
+                model = resolve_response_model(handler, response_model)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
         _check_one_body_kind(plan, label)
@@ -305,7 +325,7 @@ class App(RouteDecorators):
             body_limit = self.max_body_size
         self._largest_own_body_size = max(self._largest_own_body_size, body_limit or 0)
         route_dependencies = (
-            *self.dependencies,
+            *(self.dependencies if app_dependencies else ()),
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
         )
         hidden: tuple[str, ...] = ()
@@ -338,8 +358,22 @@ class App(RouteDecorators):
             ),
         )
         route_class = route_class or self.router.route_class or APIRoute
-        if custom_route_class(route_class):
-            route = route_class(path, handler, methods=methods, **documentation)
+        custom = custom_route_class(route_class)  # refuses what is not an APIRoute
+        route = make_api_route(
+            route_class,
+            path,
+            handler,
+            methods=methods,
+            plan=plan,
+            embed_body=endpoint.embed_body,
+            status_code=status_code,
+            response_class=response_class,
+            response_model=model,
+            documentation=documentation,
+        )
+        route.stream_kind = stream.kind if stream is not None else None
+        self.routes.append(route)
+        if custom:
             route.handle_request = self._request_handler(endpoint)
             endpoint = dataclasses.replace(
                 endpoint, route=route, route_handler=route.get_route_handler()
@@ -837,25 +871,6 @@ def error_outcome(response: Response, label: str) -> Outcome:
     tasks = own.tasks if isinstance(own, BackgroundTasks) else [own]
     return Outcome(response, AfterResponse(tasks, None, label))
 
-
-#: FastAPI() options that only shape the OpenAPI document: accepted, unused
-APP_DOCUMENTATION_OPTIONS = frozenset(
-    {
-        "title",
-        "summary",
-        "description",
-        "version",
-        "openapi_url",
-        "openapi_tags",
-        "servers",
-        "docs_url",
-        "redoc_url",
-        "terms_of_service",
-        "contact",
-        "license_info",
-        "debug",
-    }
-)
 
 # A Host header we may put in a Location: a name or address and a port, nothing else
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
