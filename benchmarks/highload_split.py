@@ -41,7 +41,7 @@ from typing import Any
 
 from . import procstat, report
 from .__main__ import PROFILES, Runner
-from .loadgen import MODES, run_loadgen
+from .loadgen import GENERATORS, MODES, cpu_wait_pct, run_loadgen
 from .servers import RAWBG_ARGS_ENV, running_server
 
 ATTEMPTS = 4
@@ -71,6 +71,7 @@ def one_run(
     task_seconds: float,
     gc_setting: str | None = None,
     server_args: str = "",
+    generator: str = "c",
 ) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="rawbg-split-"))
     diagnostics = log_dir / "diagnostics.json"
@@ -81,6 +82,7 @@ def one_run(
         row = run_loadgen(
             "open",
             seconds + warmup + 70,
+            generator=generator,
             port=running.port,
             mode=mode,
             rate=round(rate, 1),
@@ -137,7 +139,8 @@ def summary(
         "server µs/req": round(1e6 * row["server_cpu_s"] / max(row["ok"], 1)),
         "server cpu%": report.percent(row["server_cpu_s"], row["wall_s"]),
         "client cpu%": report.percent(row["client_cpu_s"], row["wall_s"]),
-        "cpu wait%": row["cpu_pressure_pct"],
+        "cpu wait%": cpu_wait_pct(row),
+        "psi%": row["cpu_pressure_pct"],
         "lag p99 ms": lags[max(0, round(0.99 * len(lags)) - 1)] if lags else None,
         "lag max ms": lags[-1] if lags else None,
         **{f"gc{g} n/max ms/cpu ms": pauses(g) for g in range(3)},
@@ -181,11 +184,17 @@ def main() -> None:
         "--server-args", action="append", default=[], help="add a run with tasks and these"
     )
     parser.add_argument("--quiet", type=float, help="max CPU wait %% of a run (else redone)")
+    parser.add_argument(
+        "--generator", choices=GENERATORS, default="c", help="loadgen.c (default) or loadgen.py"
+    )
     args = parser.parse_args()
     rate = args.rate
     if rate is None:
         runner = Runner(
-            PROFILES["full"], Path(tempfile.mkdtemp(prefix="rawbg-cap-")), use_wrk=False
+            PROFILES["full"],
+            Path(tempfile.mkdtemp(prefix="rawbg-cap-")),
+            use_wrk=False,
+            generator=args.generator,
         )
         capacity = runner.capacity(args.server, args.mode, start=1500)
         print(f"capacity: {capacity['capacity_rps']} req/s (probes {capacity['probes']})")
@@ -205,6 +214,7 @@ def main() -> None:
                 *(args.server, args.mode, rate, args.seconds, args.warmup, task_seconds),
                 gc_setting,
                 options,
+                args.generator,
             )
             print(f"  round {round_ + 1}: {json.dumps(results[v])}", flush=True)
         rows += [{"round": round_ + 1, **results[v]} for v in range(len(variants))]

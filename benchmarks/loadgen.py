@@ -3,7 +3,11 @@
 ``python -m benchmarks.loadgen open --port P --rate R --seconds S [--mode keepalive|close]``
 ``python -m benchmarks.loadgen closed --port P --connections C (--seconds S | --requests N)``
 
-Each prints one JSON object on stdout (see `summarize`).
+Each prints one JSON object on stdout (see `summarize`). The harness's open
+loop is the compiled generator of the same design, loadgen.c (`run_loadgen`,
+``generator="c"``), which costs a tenth of the CPU per request of this one;
+this one stays as the fallback (``--generator python``), for the closed loop,
+and to validate the other against.
 
 Open loop (``open``): request i is *scheduled* at ``t0 + i / rate``, whatever
 happened to the requests before it, and its latency is the time its whole
@@ -30,6 +34,7 @@ import asyncio
 import collections
 import json
 import math
+import os
 import resource
 import selectors
 import subprocess
@@ -313,27 +318,79 @@ class Window:
 
     ``client_cpu_s`` over ``wall_s`` near 1.0 means the generator, not the
     server, is the limit. ``server_cpu_s`` comes from /proc for ``--watch-pid``.
+    ``server_wait_pct`` and ``client_wait_pct``: the share of the window the
+    server's threads and the generator were runnable but not running
+    (schedstat); ``steal_pct``: the hypervisor's share of the machine's CPUs;
     ``cpu_pressure_pct``: the share of the window during which some task on the
     machine waited for a CPU (high: the numbers are contended, rerun).
+    loadgen.c reports the same fields.
     """
 
     def __init__(self, server_pid: int | None) -> None:
         self.server_pid = server_pid
         self.client = cpu_seconds()
         self.server = procstat.cpu_seconds(server_pid) if server_pid else None
+        self.server_delay = procstat.run_delay_seconds(server_pid) if server_pid else None
+        self.client_delay = procstat.run_delay_seconds(os.getpid())
+        self.steal = procstat.steal_seconds()
         self.waiting = procstat.cpu_wait_seconds()
 
     def close(self, wall: float) -> dict[str, Any]:
-        waiting = procstat.cpu_wait_seconds()
+        waiting, steal = procstat.cpu_wait_seconds(), procstat.steal_seconds()
+        server = self.server_pid
         return {
             "client_cpu_s": round(cpu_seconds() - self.client, 3),
             "server_cpu_s": None
-            if self.server is None or self.server_pid is None
-            else round(procstat.cpu_seconds(self.server_pid) - self.server, 3),
+            if self.server is None or server is None
+            else round(procstat.cpu_seconds(server) - self.server, 3),
+            "server_wait_pct": None
+            if self.server_delay is None or server is None
+            else round(100 * (procstat.run_delay_seconds(server) - self.server_delay) / wall, 1),
+            "client_wait_pct": round(
+                100 * (procstat.run_delay_seconds(os.getpid()) - self.client_delay) / wall, 1
+            ),
+            "steal_pct": None
+            if steal is None or self.steal is None
+            else round(100 * (steal - self.steal) / wall / (os.cpu_count() or 1), 1),
             "cpu_pressure_pct": None
             if waiting is None or self.waiting is None
             else round(100 * (waiting - self.waiting) / wall, 1),
         }
+
+
+# A row is not published when its generator used more than this share of a
+# core (it queues its own sends and reads: its latency is part of the figure)
+# or when something on the machine kept the server or the generator waiting
+# for a CPU more than this share of the run, or stopped the generator for
+# longer than this: loadgen.c sends within a fraction of a millisecond of its
+# schedule (p99), so a send this late means the machine paused it (this VM
+# pauses for 60-150 ms now and then, with or without load), and the server
+# most likely with it.
+MAX_CLIENT_CPU_PCT = 50.0
+MAX_CPU_WAIT_PCT = 10.0
+MAX_SEND_LAG_MS = 20.0
+
+
+def cpu_wait_pct(row: dict[str, Any]) -> float | None:
+    """The run's CPU wait: the longer of the server's and the generator's, plus the steal."""
+    waits = [row.get("server_wait_pct"), row.get("client_wait_pct")]
+    known = [w for w in waits if w is not None]
+    if not known:
+        return None
+    return round(max(known) + (row.get("steal_pct") or 0.0), 1)
+
+
+def invalid_reasons(row: dict[str, Any]) -> list[str]:
+    """Why an open-loop row does not measure the server (empty: it does)."""
+    reasons = []
+    client = 100 * row["client_cpu_s"] / max(row["wall_s"], 1e-9)
+    if client > MAX_CLIENT_CPU_PCT:
+        reasons.append(f"generator at {client:.0f} % of a core")
+    if (wait := cpu_wait_pct(row)) is not None and wait > MAX_CPU_WAIT_PCT:
+        reasons.append(f"CPU wait {wait:.0f} %")
+    if (lag := row["send_lag_ms"]["max"]) is not None and lag > MAX_SEND_LAG_MS:
+        reasons.append(f"generator stopped: a send {lag:.0f} ms late")
+    return reasons
 
 
 def summarize(
@@ -396,6 +453,7 @@ async def open_loop(args: argparse.Namespace) -> dict[str, Any]:
         t0,
         window,
         kind="open",
+        generator="python",
         mode=args.mode,
         rate=args.rate,
         send_lag_ms={"p99": lag["p99"], "max": lag["max"]},
@@ -476,19 +534,36 @@ def first_error(stderr: str, limit: int = 2000) -> str:
     return stderr[max(start, 0) :][:limit]
 
 
-def run_loadgen(kind: str, timeout: float, **options: object) -> dict[str, Any]:
+GENERATORS = ("c", "python")
+
+
+def run_loadgen(
+    kind: str, timeout: float, *, generator: str = "c", **options: object
+) -> dict[str, Any]:
     """Run the generator in its own process (killed after `timeout` s); return its JSON.
 
-    ``run_loadgen("open", 30, port=8000, rate=500)`` runs
-    ``python -m benchmarks.loadgen open --port 8000 --rate 500``.
+    ``run_loadgen("open", 30, port=8000, rate=500)`` runs the compiled
+    generator (benchmarks/loadgen.c, built at first use: `cgen`), ``loadgen
+    open --port 8000 --rate 500``; with ``generator="python"``, or for the
+    closed loop, ``python -m benchmarks.loadgen`` with the same arguments.
+    Options whose value is None are left out.
     """
     from .servers import ROOT, child_env
 
+    if generator not in GENERATORS:
+        raise ValueError(f"generator {generator!r}: one of {GENERATORS}")
     argv = [kind]
     for name, value in options.items():
-        argv += [f"--{name.replace('_', '-')}", str(value)]
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    if kind == "open" and generator == "c":
+        from .cgen import generator_path
+
+        command = [str(generator_path())]
+    else:
+        command = [sys.executable, "-m", "benchmarks.loadgen"]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loadgen", *argv],
+        [*command, *argv],
         cwd=ROOT,
         env=child_env(),
         capture_output=True,

@@ -58,11 +58,13 @@ def peak_throughput(
     return result
 
 
-def run_wrk(port: int, seconds: float, connections: int, mode: str) -> dict[str, Any]:
+def run_wrk(
+    port: int, seconds: float, connections: int, mode: str, script: Path = LUA_SCRIPT
+) -> dict[str, Any]:
     """Run wrk; its CPU time comes from os.wait4's rusage of the reaped process."""
     options = f"-t1 -c{connections} -d{max(1, round(seconds))}s --latency -s"
     close = ["-H", "Connection: close"] if mode == "close" else []
-    argv = ["wrk", *options.split(), str(LUA_SCRIPT), *close, f"http://{HOST}:{port}{PATH}"]
+    argv = ["wrk", *options.split(), str(script), *close, f"http://{HOST}:{port}{PATH}"]
     started = time.monotonic()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(seconds + 30, process.kill)

@@ -42,6 +42,35 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Time the threads of `pid` and its live descendants were runnable but not running.
+
+    From each thread's /proc/PID/task/TID/schedstat (its second number, in ns):
+    the CPU wait of this process alone, whatever else the machine runs.
+    """
+    total = 0
+    for member in process_tree(pid):
+        try:
+            threads = list(Path(f"/proc/{member}/task").iterdir())
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                total += int((thread / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor took from this machine's CPUs since boot (/proc/stat), summed."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size (VmRSS) of process `pid` and its live descendants."""
     total = 0

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .peak import run_wrk
@@ -58,16 +59,21 @@ def layer_of(frames: list[str]) -> str:
     return "asyncio event loop: scheduling, tasks, futures, epoll"
 
 
-def breakdown(raw: Path) -> tuple[collections.Counter[str], int]:
-    """Samples per layer from py-spy's raw format (``frame;frame;... count``)."""
-    layers: collections.Counter[str] = collections.Counter()
-    total = 0
+def stacks(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first; samples) per line of py-spy's raw format (``f;f;... count``)."""
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        layers[layer_of(stack.split(";"))] += int(count)
-        total += int(count)
+        if stack:
+            yield stack.split(";"), int(count)
+
+
+def breakdown(raw: Path) -> tuple[collections.Counter[str], int]:
+    """Samples per layer from py-spy's raw format."""
+    layers: collections.Counter[str] = collections.Counter()
+    total = 0
+    for frames, count in stacks(raw):
+        layers[layer_of(frames)] += count
+        total += count
     return layers, total
 
 

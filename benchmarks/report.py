@@ -44,6 +44,15 @@ def errors(row: Row) -> str:
     return ",".join(f"{kind}:{n}" for kind, n in row["errors"].items()) or "0"
 
 
+def valid(row: Row) -> bool:
+    """An open-loop row whose generator and CPU wait were in bounds (loadgen.invalid_reasons)."""
+    return not row.get("invalid")
+
+
+def validity(row: Row) -> str:
+    return "yes" if valid(row) else "NO: " + ", ".join(row["invalid"])
+
+
 OPEN_LOOP: list[Column] = [
     ("server", lambda r: r["server"]),
     ("mode", lambda r: r["mode"]),
@@ -58,7 +67,9 @@ OPEN_LOOP: list[Column] = [
     ("lag p99", lambda r: r["send_lag_ms"]["p99"]),
     ("client cpu%", lambda r: percent(r["client_cpu_s"], r["wall_s"])),
     ("server cpu%", lambda r: percent(r["server_cpu_s"], r["wall_s"])),
-    ("cpu wait%", lambda r: r["cpu_pressure_pct"]),
+    ("cpu wait%", lambda r: r.get("cpu_wait_pct")),
+    ("psi%", lambda r: r["cpu_pressure_pct"]),
+    ("valid", validity),
 ]
 HIGH_LOAD: list[Column] = [
     OPEN_LOOP[0],
@@ -78,7 +89,7 @@ PEAK: list[Column] = [
     ("client cpu s", lambda r: r["client_cpu_s"]),
     ("wall s", lambda r: r["wall_s"]),
     ("server cpu%", lambda r: percent(r["server_cpu_s"], r["wall_s"])),
-    ("cpu wait%", lambda r: r["cpu_pressure_pct"]),
+    ("psi%", lambda r: r["cpu_pressure_pct"]),
 ]
 MEMORY: list[Column] = [
     ("server", lambda r: r["server"]),
@@ -95,8 +106,12 @@ CAPACITY: list[Column] = [
     ("server", lambda r: r["server"]),
     ("mode", lambda r: r["mode"]),
     ("capacity req/s", lambda r: r["capacity_rps"]),
-    ("probes (req/s: kept up?)", lambda r: ", ".join(
-        f"{p['rate']:.0f}:{'y' if p['kept_up'] else 'n'}" for p in r["probes"]
+    ("server cpu% there", lambda r: r.get("server_cpu_pct")),
+    ("probes (req/s: kept up?, server cpu%)", lambda r: ", ".join(
+        f"{p['rate']:.0f}:{'y' if p['kept_up'] else 'n'}"
+        + (f" {p['server_cpu_pct']:.0f}%" if p.get("server_cpu_pct") is not None else "")
+        + ("!" if p.get("invalid") else "")
+        for p in r["probes"]
     )),
 ]  # fmt: skip
 
@@ -129,29 +144,37 @@ def peak_pivot(rows: Sequence[Row], divide_by: str | None) -> str:
 
 
 def p99_ratios(rows: Sequence[Row]) -> str:
-    """p99 with tasks of each duration over p99 with no task, per server, mode and load."""
-    groups: dict[tuple[str, str, Any], dict[float, float]] = {}
+    """p99 with tasks of each duration over p99 with no task, per server, mode and load.
+
+    A row that is not valid (`valid`) is not published: its cells read "invalid".
+    """
+    groups: dict[tuple[str, str, Any], dict[float, float | None]] = {}
     for r in rows:
         key = (r["server"], r["mode"], r.get("load"))
         if r["latency_ms"]["p99"] is not None and r["task_seconds"] is not None:
-            groups.setdefault(key, {})[r["task_seconds"]] = r["latency_ms"]["p99"]
+            groups.setdefault(key, {})[r["task_seconds"]] = (
+                r["latency_ms"]["p99"] if valid(r) else None
+            )
     durations = sorted({d for g in groups.values() for d in g if d})
     columns: list[Column] = [
         ("server", lambda k: k[0][0]),
         ("mode", lambda k: k[0][1]),
         ("load", lambda k: "-" if k[0][2] is None else f"{k[0][2]:.0%}"),
-        ("p99 ms, no task", lambda k: k[1].get(0.0)),
+        ("p99 ms, no task", lambda k: k[1][0.0] if k[1][0.0] is not None else "invalid"),
     ]
     for d in durations:
         columns.append((f"{d:g} s / none", partial(ratio, duration=d)))
     return table([(k, g) for k, g in groups.items() if 0.0 in g], columns)
 
 
-def ratio(item: tuple[Any, dict[float, float]], duration: float) -> float | None:
+def ratio(item: tuple[Any, dict[float, float | None]], duration: float) -> float | str | None:
     p99s = item[1]
-    if duration not in p99s or not p99s.get(0.0):
+    if duration not in p99s:
         return None
-    return round(p99s[duration] / p99s[0.0], 2)
+    with_tasks, without = p99s[duration], p99s[0.0]
+    if with_tasks is None or without is None:
+        return "invalid"
+    return round(with_tasks / without, 2) if without else None
 
 
 def render(results: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ Everything public is re-exported here; the modules underneath each have one job
 
 from rawbg import status
 from rawbg.app.application import App
-from rawbg.app.dependencies import Depends
+from rawbg.app.dependencies import Depends, Security
 from rawbg.app.routing import APIRoute, APIRouter
 from rawbg.datastructures import URL, State
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
@@ -54,6 +54,7 @@ __all__ = [
     "RequestValidationError",
     "Response",
     "RouteDefinitionError",
+    "Security",
     "Server",
     "State",
     "StreamingResponse",

@@ -132,6 +132,14 @@ class RouteDefinitionError(TypeError):
     """
 
 
+class OpenAPIError(RouteDefinitionError):
+    """Raised when the OpenAPI document is built (``app.openapi()``, the first
+    ``GET /openapi.json``, ``python -m rawbg APP --openapi``) and a route's type
+    cannot be described as JSON Schema. The message names the route, the
+    parameter (or the response) and the function's file:line.
+    """
+
+
 class RequestRejected(Exception):
     """Raised inside the connection task when the server refuses a request.
 

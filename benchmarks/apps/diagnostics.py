@@ -17,7 +17,9 @@ window and leave out start-up and warm-up:
 
 ``BENCH_GC`` changes the cyclic GC of the benchmarked rawbg, for diagnosis
 only: ``off`` disables it (an upper bound on what any GC policy could gain),
-``A,B,C`` sets its thresholds (`gc.set_threshold`). Applied at start-up, before
+``A,B,C`` sets its thresholds (`gc.set_threshold`), ``clock:M,F`` the GC
+clock's middle collection every M-th tick and its full threshold F
+(rawbg/server/gc_clock.py). Applied at start-up, before
 rawbg freezes the start-up heap.
 
 ``python -m benchmarks.highload_split`` runs the comparison this was made for.
@@ -80,9 +82,15 @@ class Diagnostics:
 
 
 def apply_gc_setting(setting: str) -> None:
-    """``BENCH_GC``: ``off``, or thresholds ``A,B,C``."""
+    """``BENCH_GC``: ``off``, thresholds ``A,B,C``, or ``clock:M,F`` (rawbg's GC clock)."""
     if setting == "off":
         gc.disable()
+    elif setting.startswith("clock:"):
+        from rawbg.server import gc_clock
+
+        middle_every, full = (int(part) for part in setting.removeprefix("clock:").split(","))
+        gc_clock.GC_MIDDLE_EVERY = middle_every
+        gc_clock.GC_FULL_THRESHOLD = full
     else:
         gc.set_threshold(*(int(part) for part in setting.split(",")))
 

@@ -205,3 +205,20 @@ def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
     with TestClient(app) as client:
         client.cookies.set("last_query", "from_cookie")
         assert client.get("/cookie").json() == "last_query=from_cookie"
+
+
+def test_a_root_path_is_the_apps_and_a_url_under_it_reaches_the_app_without_it() -> None:
+    app = App()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str, request: Request) -> list[str]:
+        return [item_id, request.path, request.root_path, str(request.url_for("item", item_id=1))]
+
+    with TestClient(app, root_path="/api/v1") as client:
+        under = client.get("/api/v1/items/a?x=1")
+        plain = client.get("/items/b")
+        beside = client.get("/api/v10/items/c")
+    url = "http://testserver/api/v1/items/1"
+    assert under.json() == ["a", "/items/a", "/api/v1", url]
+    assert plain.json() == ["b", "/items/b", "/api/v1", url]
+    assert beside.status_code == 404
