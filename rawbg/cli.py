@@ -292,7 +292,9 @@ def registration_site(exc: BaseException) -> str | None:
     """``file:line`` of the app's line that rawbg refused (a route, a router), else None.
 
     The error must have been raised inside rawbg (so it is about how the app
-    uses it); the line named is the last one of the app's own code on the way.
+    uses it); the line named is the last one of the app's own code on the way,
+    or, for a route an ``APIRouter`` declared, the route's own definition
+    (`RouteDefinitionError.site`), not the ``include_router`` line.
     """
     frames = list(traceback.walk_tb(exc.__traceback__))
     package = os.path.dirname(os.path.abspath(__file__))
@@ -302,6 +304,10 @@ def registration_site(exc: BaseException) -> str | None:
 
     if not frames or not in_rawbg(frames[-1][0].f_code.co_filename):
         return None
+    site = getattr(exc, "site", None)
+    if isinstance(site, str):
+        site_file, _, site_line = site.rpartition(":")
+        return f"{os.path.relpath(site_file)}:{site_line}"
     for frame, line in reversed(frames):
         filename = frame.f_code.co_filename
         if not in_rawbg(filename) and not filename.startswith("<frozen"):

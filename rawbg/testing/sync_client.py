@@ -39,6 +39,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from rawbg import status
 from rawbg.requests import Headers
 from rawbg.server.server import serving
 
@@ -70,6 +71,15 @@ DEFAULT_HEADERS = {
 MAX_REDIRECTS = 20
 
 
+#: each status code rawbg.status names -> that very int object. FastAPI's test client hands
+#: back the int the app answered with (often one of these constants) and tests compare
+#: it with ``is`` (``expect(response.status_code).to(be(status.HTTP_302_FOUND))``); a
+#: number parsed from the wire is a new object above 256.
+STATUS_OBJECTS: dict[int, int] = {
+    code: code for name, code in vars(status).items() if name.startswith("HTTP_")
+}
+
+
 class TestResponse:
     """A response as the client received it."""
 
@@ -85,7 +95,7 @@ class TestResponse:
         url: str = "",
         reason_phrase: str = "",
     ) -> None:
-        self.status_code = status_code
+        self.status_code = STATUS_OBJECTS.get(status_code, status_code)
         self.headers = headers
         self.body = body
         self.http_version = http_version
