@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,7 +43,13 @@ class WorkGroup:
             self._callback_context = contextvars.copy_context()
         # Named after the route: asyncio would otherwise format a "Task-N"
         # string for each child, kept for as long as it is pending.
-        child = self._loop.create_task(work, name=work.label)
+        if sys.version_info >= (3, 12):
+            # Its first step runs now, not in the loop's next iteration: the
+            # response is flushed already (`Connection._respond`), and the
+            # child is this group's from here on, as with `create_task`.
+            child = asyncio.Task(work, loop=self._loop, name=work.label, eager_start=True)
+        else:
+            child = self._loop.create_task(work, name=work.label)
         child.add_done_callback(self._child_done, context=self._callback_context)
         self._children.add(child)
 

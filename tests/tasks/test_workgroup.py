@@ -1,7 +1,9 @@
 """WorkGroup: a connection task's background work, owned until it is done."""
 
 import asyncio
+import contextvars
 import logging
+import sys
 
 import pytest
 
@@ -117,3 +119,78 @@ async def test_a_group_that_started_nothing_is_done_at_once():
     group = WorkGroup()
     async with asyncio.timeout(1):
         await group.wait()
+
+
+# -- the first step: taken in `start` on Python 3.12+ (an eager task), in the loop's next
+# iteration on 3.11; either way as the child, in the child's context -------------------------
+
+
+async def test_a_childs_first_step_runs_as_its_own_task_in_its_own_context():
+    pending = PendingWork(100)
+    group = WorkGroup()
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable", default="unset")
+    seen: list[object] = []
+
+    async def job() -> None:
+        seen.append(asyncio.current_task())
+        variable.set("set by the task")
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task())
+        seen.append(variable.get())
+
+    owner = asyncio.current_task()
+    await start(group, pending, one_task(job))
+    async with asyncio.timeout(2):
+        await group.wait()
+    first, later, value = seen
+    assert first is later, "the first step ran as another task than the rest"
+    assert first is not owner
+    assert value == "set by the task"
+    assert variable.get() == "unset", "the task's first step wrote into its owner's context"
+    assert asyncio.current_task() is owner
+
+
+async def test_a_timeout_entered_in_a_childs_first_step_cancels_the_child_not_its_owner():
+    pending = PendingWork(100)
+    group = WorkGroup()
+    events: list[str] = []
+
+    async def job() -> None:
+        try:
+            async with asyncio.timeout(0.02):
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            events.append("timed out")
+
+    await start(group, pending, one_task(job))
+    await asyncio.sleep(0.1)  # raises CancelledError here if the timeout hit the owner
+    async with asyncio.timeout(2):
+        await group.wait()
+    assert events == ["timed out"]
+    assert pending.count == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="a child starts eagerly on Python 3.12+")
+async def test_cancelling_a_child_before_the_loop_ran_it_cancels_what_its_first_step_awaits():
+    pending = PendingWork(100)
+    group = WorkGroup()
+    awaited: list[asyncio.Task[None]] = []
+    events: list[str] = []
+
+    async def job() -> None:
+        inner = asyncio.create_task(asyncio.sleep(3600))
+        awaited.append(inner)
+        try:
+            await inner
+        except asyncio.CancelledError:
+            events.append("job cancelled")
+            raise
+
+    await start(group, pending, one_task(job))
+    assert awaited, "the child's first step was not taken when it started"
+    group.cancel()  # the loop has not run the child since its first step
+    async with asyncio.timeout(2):
+        await group.wait()
+    assert events == ["job cancelled"]
+    assert awaited[0].cancelled(), "the task the child awaited was left running"
+    assert pending.count == 0
