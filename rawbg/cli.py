@@ -17,6 +17,7 @@ from rawbg.app.application import App
 from rawbg.server import config as defaults
 from rawbg.server.config import ServerConfig
 from rawbg.server.loops import LOOPS, loop_factory
+from rawbg.server.tls_context import tls_context
 from rawbg.server.worker import WorkerLink
 
 DEMO_APP = "rawbg.demo:app"
@@ -215,6 +216,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the path prefix the proxy strips before forwarding (request.root_path)",
     )
+    tls = parser.add_argument_group("HTTPS (uvicorn's flags)")
+    tls.add_argument(
+        "--ssl-certfile",
+        metavar="FILE",
+        help="serve HTTPS with this certificate (PEM, its chain after it)",
+    )
+    tls.add_argument(
+        "--ssl-keyfile",
+        metavar="FILE",
+        help="the certificate's private key (PEM) (default: in --ssl-certfile)",
+    )
+    tls.add_argument(
+        "--ssl-keyfile-password", metavar="PASSWORD", help="the password of an encrypted key"
+    )
+    tls.add_argument(
+        "--ssl-ca-certs",
+        metavar="FILE",
+        help="CA certificates (PEM) that client certificates are checked against",
+    )
+    tls.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        default=defaults.DEFAULT_SSL_CERT_REQS,
+        choices=defaults.SSL_CERT_REQS,
+        metavar="N",
+        help="client certificates: 0 not asked for, 1 optional, 2 required (default: %(default)s)",
+    )
+    tls.add_argument(
+        "--ssl-ciphers",
+        metavar="LIST",
+        help="OpenSSL cipher list for TLS 1.2 (default: the system's OpenSSL default)",
+    )
     limits = parser.add_argument_group("limits and timeouts")
     for flag in LIMIT_FLAGS:
         flag.add_to(limits)
@@ -292,7 +325,9 @@ def registration_site(exc: BaseException) -> str | None:
     """``file:line`` of the app's line that rawbg refused (a route, a router), else None.
 
     The error must have been raised inside rawbg (so it is about how the app
-    uses it); the line named is the last one of the app's own code on the way.
+    uses it); the line named is the last one of the app's own code on the way,
+    or, for a route an ``APIRouter`` declared, the route's own definition
+    (`RouteDefinitionError.site`), not the ``include_router`` line.
     """
     frames = list(traceback.walk_tb(exc.__traceback__))
     package = os.path.dirname(os.path.abspath(__file__))
@@ -302,6 +337,10 @@ def registration_site(exc: BaseException) -> str | None:
 
     if not frames or not in_rawbg(frames[-1][0].f_code.co_filename):
         return None
+    site = getattr(exc, "site", None)
+    if isinstance(site, str):
+        site_file, _, site_line = site.rpartition(":")
+        return f"{os.path.relpath(site_file)}:{site_line}"
     for frame, line in reversed(frames):
         filename = frame.f_code.co_filename
         if not in_rawbg(filename) and not filename.startswith("<frozen"):
@@ -366,7 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else defaults.default_forwarded_allow_ips()
             ),
             root_path=args.root_path,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+            ssl_keyfile_password=args.ssl_keyfile_password,
+            ssl_ca_certs=args.ssl_ca_certs,
+            ssl_cert_reqs=args.ssl_cert_reqs,
+            ssl_ciphers=args.ssl_ciphers,
         )
+        tls_context(config)  # a bad certificate or key: one line now, not one per worker
         make_loop = loop_factory(config.loop)
     except ValueError as exc:
         raise SystemExit(f"error: {config_error(exc)}") from None

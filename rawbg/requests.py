@@ -108,6 +108,7 @@ class Request:
         "_stream_consumed",
         "_url",
         "app",
+        "body_limit",
         "client",
         "headers",
         "http_version",
@@ -135,6 +136,7 @@ class Request:
         scheme: str = "http",
         root_path: str = "",
         source: BodySource | None = None,
+        body_limit: int | None = None,
     ) -> None:
         if scope is not None:  # ``Request(request.scope, request.receive)``, as in Starlette
             self._copy(scope)
@@ -155,6 +157,9 @@ class Request:
         self.scheme = scheme
         #: the prefix a proxy strips before forwarding (``--root-path``); not part of `path`
         self.root_path = root_path
+        #: the most bytes the body may have where the route sets no ``max_body_size``
+        #: (the server's ``--max-body-size``); None: no limit of the server's
+        self.body_limit = body_limit
         #: the `App` handling the request (set by `App.handle`); typed Any, as
         #: Starlette's is, since this plain-data module sits below the app
         self.app: Any = None

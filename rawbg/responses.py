@@ -241,26 +241,31 @@ def format_cookie(
     except http.cookies.CookieError as exc:
         raise ValueError(f"cannot set cookie {key!r}: {exc}") from exc
     morsel = jar[key]
-    if max_age is not None:
-        morsel["max-age"] = max_age
-    if isinstance(expires, datetime.datetime):
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=datetime.UTC)
-        morsel["expires"] = format_datetime(expires.astimezone(datetime.UTC), usegmt=True)
-    elif expires is not None:
-        morsel["expires"] = expires  # seconds from now, or a date already formatted
-    if path is not None:
-        morsel["path"] = path
-    if domain is not None:
-        morsel["domain"] = domain
-    if secure:
-        morsel["secure"] = True
-    if httponly:
-        morsel["httponly"] = True
-    if samesite is not None:
-        if samesite.lower() not in ("strict", "lax", "none"):
-            raise ValueError(f"samesite must be 'strict', 'lax' or 'none', not {samesite!r}")
-        morsel["samesite"] = samesite
+    try:
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        if isinstance(expires, datetime.datetime):
+            if expires.tzinfo is None:
+                expires = expires.replace(tzinfo=datetime.UTC)
+            morsel["expires"] = format_datetime(expires.astimezone(datetime.UTC), usegmt=True)
+        elif expires is not None:
+            morsel["expires"] = expires  # seconds from now, or a date already formatted
+        if path is not None:
+            morsel["path"] = path
+        if domain is not None:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite is not None:
+            if samesite.lower() not in ("strict", "lax", "none"):
+                raise ValueError(f"samesite must be 'strict', 'lax' or 'none', not {samesite!r}")
+            morsel["samesite"] = samesite
+    except http.cookies.CookieError as exc:
+        # newer CPython patch releases (and Debian 12's 3.11) refuse control
+        # characters in an attribute themselves: the same error as the head's rule
+        raise InvalidResponseHead(f"header 'set-cookie' cannot be sent: {exc}") from exc
     text = morsel.OutputString()
     return f"{text}; Partitioned" if partitioned else text
 

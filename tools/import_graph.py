@@ -57,7 +57,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.templating",
     ),
     ("rawbg.tasks",),
-    ("rawbg.trace", "rawbg.threadpool", "rawbg.types", "rawbg.culprits"),
+    (
+        "rawbg.trace",
+        "rawbg.threadpool",
+        "rawbg.types",
+        "rawbg.culprits",
+        "rawbg.missing_modules",
+    ),
 )
 #: siblings in one layer that must not import each other either
 INDEPENDENT = (("rawbg.app", "rawbg.wire"),)

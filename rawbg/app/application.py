@@ -578,7 +578,11 @@ class App(RouteDecorators, OpenAPISettings):
             label = f"{request.method} {request.path}"
             return error_outcome(await self._answer(request, exc, label, trace), label)
         request.route = endpoint if endpoint.route is None else endpoint.route
-        if endpoint.max_body_size is not None or request.body_pending:
+        if (
+            endpoint.max_body_size is not None
+            or request.body_pending
+            or (request.body_limit is not None and request.body_received > request.body_limit)
+        ):
             await self._take_body(request, endpoint)
         resolution = Resolution(
             request,
@@ -806,12 +810,20 @@ class App(RouteDecorators, OpenAPISettings):
 
     @staticmethod
     async def _take_body(request: Request, endpoint: Endpoint) -> None:
-        """The route's body limit applied; the body read whole unless the route streams it."""
+        """The route's body limit applied; the body read whole unless the route streams it.
+
+        A route without a limit of its own keeps the server's (`Request.body_limit`):
+        another route's larger limit lets a body past the door, and one that came
+        whole with its head has no reader left to refuse it.
+        """
+        limit = endpoint.max_body_size
+        if limit is None:
+            limit = request.body_limit
         if endpoint.streams_body:
-            if endpoint.max_body_size is not None:
-                limit_body(request, endpoint.max_body_size)
+            if limit is not None:
+                limit_body(request, limit)
         else:
-            await read_whole(request, endpoint.max_body_size)
+            await read_whole(request, limit)
 
     async def _abandon(self, endpoint: Endpoint, resolution: Resolution, exc: Exception) -> None:
         """The request's body failed (the server answers that): unwind, close, drop the tasks."""

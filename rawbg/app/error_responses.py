@@ -24,7 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from rawbg.errors import FileResponseError, HTTPException
+from rawbg.errors import FileResponseError, HTTPException, InvalidResponseHead
 from rawbg.responses import FileResponse, PlainTextResponse, Response
 from rawbg.threadpool import run_in_thread
 
@@ -147,6 +147,8 @@ async def answer_exception(
 def _log_unhandled(exc: Exception, label: str) -> None:
     if isinstance(exc, FileResponseError):  # the app's path, named in one line
         logger.error("%s: %s", label, exc)
+    elif isinstance(exc, InvalidResponseHead):  # a cookie attribute CPython itself refused
+        logger.error("%s: its response cannot be sent, answered 500: %s", label, exc, exc_info=exc)
     else:
         logger.error("handler of %s raised", label, exc_info=exc)
 

@@ -39,7 +39,7 @@ from rawbg.app.validation import (
     strip_optional,
 )
 from rawbg.errors import RouteDefinitionError
-from rawbg.forms import INSTALL_HINT, load_multipart
+from rawbg.forms import load_multipart, why_no_multipart
 from rawbg.params import UNSET, File, Form, Param, Required
 from rawbg.uploads import FormData, UploadFile
 
@@ -108,10 +108,7 @@ def plan_form(
 ) -> tuple[FormPlan, Any]:
     """The `FormPlan` of one form parameter, and its default (`inspect.Parameter.empty`)."""
     if load_multipart() is None:
-        raise RouteDefinitionError(
-            f"{where} is read from a form, which needs rawbg's forms extra "
-            f"(defnull's multipart): {INSTALL_HINT}"
-        )
+        raise RouteDefinitionError(f"{where} is read from a form: {why_no_multipart()}")
     if marker is None:
         marker = File()
     assert isinstance(marker, Form)

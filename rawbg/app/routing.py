@@ -156,15 +156,26 @@ class RouteDecorators:
         extra = check_dependencies(dependencies, where="include_router(dependencies=)")
         outer = {**documentation, "tags": tags, "responses": responses}
         for spec in list(router.routes):  # a snapshot: later additions are not included
-            self.add_api_route(
-                join_paths(prefix, spec.path, handler=spec.handler),
-                spec.handler,
-                methods=spec.methods,
-                dependencies=(*extra, *spec.dependencies),
-                **inherit_limits(
-                    merge_documentation(outer, spec.options), max_body_size, form_limits
-                ),
-            )
+            try:
+                self.add_api_route(
+                    join_paths(prefix, spec.path, handler=spec.handler),
+                    spec.handler,
+                    methods=spec.methods,
+                    dependencies=(*extra, *spec.dependencies),
+                    **inherit_limits(
+                        merge_documentation(outer, spec.options), max_body_size, form_limits
+                    ),
+                )
+            except RouteDefinitionError as exc:
+                if exc.site is None:  # the innermost include knows the route's own line
+                    exc.site = definition_site(spec.handler)
+                raise
+
+
+def definition_site(handler: Handler) -> str | None:
+    """``file:line`` where `handler` is defined (its first decorator's line), if known."""
+    code = getattr(inspect.unwrap(handler), "__code__", None)
+    return None if code is None else f"{code.co_filename}:{code.co_firstlineno}"
 
 
 #: the request's dependency walk, while a custom route's handler runs

@@ -110,6 +110,10 @@ TASK_JOURNAL_SYNC_MODES = ("normal", "full")
 # Installing uvloop (the `speed` extra) is the user's statement that they want
 # it; the server behaves the same on both (the test suite runs on both).
 DEFAULT_LOOP = "auto"
+# HTTPS: no client certificate asked for (uvicorn's default, ssl.CERT_NONE), as
+# a public site does; 1 asks for one (CERT_OPTIONAL), 2 requires it (CERT_REQUIRED).
+DEFAULT_SSL_CERT_REQS = 0
+SSL_CERT_REQS = (0, 1, 2)
 # uvicorn's default and its environment variable: a proxy on the same host
 # (nginx in front of rawbg on loopback) is trusted, nobody else is.
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
@@ -222,6 +226,18 @@ class ServerConfig:
     task_journal_busy_timeout: float = DEFAULT_TASK_JOURNAL_BUSY_TIMEOUT
     #: False: one commit per request instead of per group (to measure what grouping saves)
     task_journal_group_commit: bool = True
+    # HTTPS (uvicorn's names; rawbg/server/tls_context.py builds the context)
+    #: the certificate (PEM, the chain after it); setting it turns HTTPS on
+    ssl_certfile: str | None = None
+    #: its private key (PEM); None: the key is in `ssl_certfile`
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    #: CA certificates (PEM) that client certificates are checked against
+    ssl_ca_certs: str | None = None
+    #: client certificates: ssl.CERT_NONE (0), CERT_OPTIONAL (1) or CERT_REQUIRED (2)
+    ssl_cert_reqs: int = DEFAULT_SSL_CERT_REQS
+    #: an OpenSSL cipher list for TLS 1.2; None: the system's OpenSSL default
+    ssl_ciphers: str | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -264,10 +280,32 @@ class ServerConfig:
             raise ValueError(
                 f"root_path must start with / and not end with one, got {self.root_path!r}"
             )
+        if self.ssl_certfile is None:
+            given = [
+                name
+                for name in ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs", "ssl_ciphers")
+                if getattr(self, name) is not None
+            ]
+            if self.ssl_cert_reqs != DEFAULT_SSL_CERT_REQS:
+                given.append("ssl_cert_reqs")
+            if given:
+                raise ValueError(
+                    f"{given[0]} needs ssl_certfile: HTTPS is on only with a certificate"
+                )
+        if self.ssl_cert_reqs not in SSL_CERT_REQS:
+            raise ValueError(
+                "ssl_cert_reqs must be 0 (no client certificate), 1 (optional) or 2 (required), "
+                f"got {self.ssl_cert_reqs!r}"
+            )
         if self.client_address is not None and type(self.client_address) is not Address:
             object.__setattr__(self, "client_address", Address(*self.client_address))
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port!r}")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks HTTPS (a certificate was given)."""
+        return self.ssl_certfile is not None
 
     @property
     def journal_is_shared(self) -> bool:

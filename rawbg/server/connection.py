@@ -542,9 +542,9 @@ class Connection:
         self._move(READING_BODY)
         body, reader = self._start_body()
         io, config = self._io, self._config
-        client, scheme = config.client_address or io.client, "http"
+        client, scheme = config.client_address or io.client, io.scheme
         if io.proxy is not None:
-            client, scheme = forwarded(io.proxy, fields, client)
+            client, scheme = forwarded(io.proxy, fields, client, scheme)
         request = Request(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
@@ -555,6 +555,7 @@ class Connection:
             client=client,
             scheme=scheme,
             root_path=config.root_path,
+            body_limit=config.max_body_size,
         )
         return Exchange(request, trace, started, reader)
 

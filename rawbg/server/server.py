@@ -40,9 +40,10 @@ from rawbg.server.config import (
     ServerConfig,
     configured_store,
 )
-from rawbg.server.connection import run_connection
+from rawbg.server.connection import SHUTDOWN_FIRST_REQUEST_GRACE, run_connection
 from rawbg.server.gc_clock import GcClock
 from rawbg.server.loops import check_running_loop, loop_factory, running_loop_name
+from rawbg.server.tls_context import tls_context
 from rawbg.server.watchdog import LoopWatchdog
 from rawbg.tasks.after_response import AfterResponse
 from rawbg.tasks.calls import BackgroundTask
@@ -53,6 +54,7 @@ from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, TraceFile
 from rawbg.wire.protocol import HttpProtocol
 from rawbg.wire.proxy import TrustedProxies
+from rawbg.wire.tls import TlsTransport
 
 if TYPE_CHECKING:
     from asyncio.trsock import TransportSocket
@@ -76,6 +78,10 @@ RECOVERED_BATCH = 100
 # 2048 absorbs a burst of new connections without refusing them.
 LISTEN_BACKLOG = 2048
 
+# At shutdown, how often to look whether the TLS handshakes under way have
+# ended: a stop is rare, and 20 ms is well under a handshake on a slow link.
+HANDSHAKE_POLL_INTERVAL = 0.02
+
 
 class Server:
     """An HTTP/1.1 server for one `App` on one address."""
@@ -88,6 +94,10 @@ class Server:
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
         self._listener: asyncio.Server | Acceptor | None = None
+        # HTTPS: the context (None: plain HTTP), and the connections whose
+        # handshake is under way (not counted or served yet)
+        self._tls = tls_context(config)
+        self.handshakes: set[TlsTransport] = set()
         self._made_uds = False  # we created the socket file, so we remove it
         self._watchdog: LoopWatchdog | None = None
         # Connections
@@ -121,7 +131,7 @@ class Server:
         """Where the server listens, as a user would write it (for the log)."""
         if self._listener is None or not self._listener.sockets:
             raise RuntimeError("the server is not listening")
-        return describe_socket(self._listener.sockets[0])
+        return describe_socket(self._listener.sockets[0], tls=self._tls is not None)
 
     async def start(self, *, listen: bool = True) -> None:
         """Open the task journal (if any), listen, then run what the journal recovered.
@@ -168,7 +178,7 @@ class Server:
             # queue for whichever worker gets there next, and a worker busy
             # in a handler does not accept at all: the idle one does.
             self._listener = Acceptor(
-                [socket.socket(fileno=config.fd)], self.make_protocol, per_wakeup=1
+                [socket.socket(fileno=config.fd)], self.accepted_protocol, per_wakeup=1
             )
         else:
             if config.uds is not None:
@@ -199,7 +209,7 @@ class Server:
                 )
             # accepting that backs off while out of file descriptors (rawbg/server/accept.py)
             self._listener = await start_accepting(
-                listener, self.make_protocol, backlog=LISTEN_BACKLOG
+                listener, self.accepted_protocol, backlog=LISTEN_BACKLOG
             )
 
     def _stop_listening(self) -> None:
@@ -298,13 +308,29 @@ class Server:
     # -- called by protocols and connections -------------------------------------
 
     def make_protocol(self) -> HttpProtocol:
-        """The protocol of a new connection (the listening sockets' factory)."""
+        """The HTTP protocol of a new connection (in memory, or under `accepted_protocol`)."""
         config = self.config
         return HttpProtocol(
             self,
             max_head_size=config.max_head_size,
             write_timeout=config.timeout_keep_alive,
             trusted_proxies=self.trusted_proxies,
+            scheme="http" if self._tls is None else "https",
+        )
+
+    def accepted_protocol(self) -> asyncio.Protocol:
+        """The protocol of an accepted socket (the listening sockets' factory).
+
+        With HTTPS, the TLS layer (rawbg/wire/tls.py) under the HTTP protocol:
+        the handshake must be done within the head timeout.
+        """
+        if self._tls is None:
+            return self.make_protocol()
+        return TlsTransport(
+            self._tls,
+            self.make_protocol(),
+            handshake_timeout=self.config.timeout_keep_alive,
+            handshakes=self.handshakes,
         )
 
     def connection_made(self, io: ConnectionIO) -> None:
@@ -393,6 +419,17 @@ class Server:
             await asyncio.wait({admitting})
         await self.pending.wait_idle()
 
+    async def _finish_handshakes(self) -> None:
+        """Let TLS handshakes under way end: a client that connected before the
+        stop is served, as over plain HTTP, and a rolling restart refuses no one.
+        Each gets at most `SHUTDOWN_FIRST_REQUEST_GRACE` more (a fresh plain
+        connection's grace for its first request), so that stalled handshakes
+        cannot hold the stop for the head timeout."""
+        for handshake in list(self.handshakes):
+            handshake.hurry(SHUTDOWN_FIRST_REQUEST_GRACE)
+        while self.handshakes and not self._force.is_set():
+            await asyncio.sleep(HANDSHAKE_POLL_INTERVAL)
+
     def force_stop(self) -> None:
         """Stop waiting for background work now (a second Ctrl-C)."""
         self._force.set()
@@ -414,6 +451,7 @@ class Server:
         self.pending.stop_waiting()
         for connection in list(self._connections):
             connection.stop()
+        await self._finish_handshakes()  # each one done registers, and is stopped, as it comes
         tasks = set(self._tasks)
         cancelled = 0
         if tasks:
@@ -453,12 +491,14 @@ class Server:
         return cancelled
 
 
-def describe_socket(sock: socket.socket | TransportSocket) -> str:
-    """``http://127.0.0.1:8000``, ``http://[::1]:8000`` or ``unix:/run/app.sock``."""
+def describe_socket(sock: socket.socket | TransportSocket, *, tls: bool = False) -> str:
+    """``http://127.0.0.1:8000``, ``https://[::1]:8000`` or ``unix:/run/app.sock``
+    (``unix:/run/app.sock (https)`` with TLS)."""
     if sock.family == socket.AF_UNIX:
-        return f"unix:{sock.getsockname()}"
+        return f"unix:{sock.getsockname()}" + (" (https)" if tls else "")
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 @contextlib.asynccontextmanager

@@ -211,7 +211,8 @@ class Supervisor:
         self._serving = True
         if not self._stopping:
             print(
-                f"rawbg serving on {describe_socket(sock)} with {len(self._slots)} worker(s) "
+                f"rawbg serving on {describe_socket(sock, tls=self._config.tls)} "
+                f"with {len(self._slots)} worker(s) "
                 f"(supervisor pid {os.getpid()}; press Ctrl-C to stop)",
                 flush=True,
             )

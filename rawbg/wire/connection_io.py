@@ -31,6 +31,8 @@ class ConnectionIO(Protocol):
     client: Address | None
     #: set when the peer is a trusted proxy, whose X-Forwarded-* headers count
     proxy: TrustedProxies | None
+    #: "https" over TLS, else "http" (a trusted proxy's X-Forwarded-Proto wins)
+    scheme: str
     #: the connection is gone: writes raise `ClientDisconnected`
     closed: bool
     #: the client has sent its EOF

@@ -109,7 +109,8 @@ class HttpProtocol(asyncio.Protocol):
     `owner` is told when the connection opens and closes. `max_head_size`
     bounds h11's buffer while a head is incomplete; a client that reads
     nothing of a response for `write_timeout` seconds is cut off (`drain`);
-    `trusted_proxies` says which peers' ``X-Forwarded-*`` headers count.
+    `trusted_proxies` says which peers' ``X-Forwarded-*`` headers count;
+    `scheme` is the requests' unless a trusted proxy names another.
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class HttpProtocol(asyncio.Protocol):
         max_head_size: int,
         write_timeout: float,
         trusted_proxies: TrustedProxies | None = None,
+        scheme: str = "http",
     ) -> None:
         self._owner = owner
         self._write_timeout = write_timeout
@@ -128,6 +130,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
         self.client: Address | None = None  # None on a Unix socket
+        #: "https" when the transport is a `rawbg.wire.tls.TlsTransport`
+        self.scheme = scheme
         #: set when the peer is a trusted proxy, whose X-Forwarded-* headers count
         self.proxy: TrustedProxies | None = None
         # Input side

@@ -102,14 +102,17 @@ def parse_hop(hop: str) -> Address:
 
 
 def forwarded(
-    trusted: TrustedProxies, headers: Iterable[tuple[bytes, bytes]], client: Address | None
+    trusted: TrustedProxies,
+    headers: Iterable[tuple[bytes, bytes]],
+    client: Address | None,
+    scheme: str = "http",
 ) -> tuple[Address | None, str]:
     """(client, scheme) of a request that came from a trusted peer.
 
     `headers` have lower-case names (as h11 gives them). Several
     ``X-Forwarded-For`` lines are one list, in order (RFC 9110 5.3).
+    `client` and `scheme` are the connection's, kept when no header names others.
     """
-    scheme = "http"
     forwarded_for: list[str] = []
     for name, value in headers:
         if name == b"x-forwarded-for":

@@ -5,13 +5,16 @@ and over a real socket where the test is about the raw bytes. `Router.match`
 itself is tested alone in test_routing_match.py.
 """
 
+import inspect
 import logging
+import os
 from typing import Annotated
 
 import pytest
 
 from rawbg import App, Depends, HTTPException, Request
 from rawbg.app.routing import APIRouter
+from rawbg.cli import registration_site
 from rawbg.errors import RouteDefinitionError
 from rawbg.testing import serve_app
 from tests.support.wire import RawClient, request_bytes
@@ -222,6 +225,23 @@ def test_a_broken_route_in_a_router_fails_when_it_is_included():
 
     with pytest.raises(RouteDefinitionError, match="parameter 'thing'"):
         App().include_router(router)
+
+
+def test_a_route_refused_at_include_router_is_blamed_on_its_own_definition_line():
+    # FastAPI refuses such a route where it is declared; rawbg plans it when the router
+    # is included, so the error names the route's line, not the include_router call's.
+    inner, outer = APIRouter(prefix="/users"), APIRouter()
+    definition = inspect.currentframe().f_lineno + 2  # type: ignore[union-attr]
+
+    @inner.get("/me/{thing}")
+    async def me(thing: dict):
+        return None
+
+    outer.include_router(inner)
+    with pytest.raises(RouteDefinitionError, match="parameter 'thing'") as caught:
+        App().include_router(outer)
+    assert caught.value.site == f"{__file__}:{definition}"
+    assert registration_site(caught.value) == f"{os.path.relpath(__file__)}:{definition}"
 
 
 def test_route_dependencies_must_be_depends_of_a_callable():

@@ -138,6 +138,43 @@ async def test_the_most_specific_max_body_size_applies(serve, path, body, status
     assert response.status_code == status, response.body
 
 
+@pytest.mark.parametrize("path", ["/json", "/raw"], ids=["read-whole", "streamed"])
+async def test_a_body_sent_with_its_head_keeps_the_servers_limit_where_its_route_sets_none(
+    serve, path
+):
+    # One route's larger limit lets a body past the door; the routes without one
+    # must still refuse more than the server's own limit, even when the whole body
+    # arrived with the head (no reader left to enforce it).
+    app = App()
+
+    @app.post("/big", max_body_size=64 * KiB)
+    async def big(item: dict):
+        return {"keys": len(item)}
+
+    @app.post("/json")
+    async def json_body(item: dict):
+        return {"keys": len(item)}
+
+    @app.post("/raw")
+    async def raw(request: Request):
+        return {"size": len(await request.body())}
+
+    body = b'{"a": "' + b"x" * (32 * KiB) + b'"}'
+    async with serve(app, max_body_size=1 * KiB) as server:
+        for target, status in (("/big", 200), (path, 413)):
+            client = await RawClient.connect(server.port)
+            try:
+                await client.send(
+                    request_bytes(
+                        "POST", target, headers={"content-type": "application/json"}, body=body
+                    )
+                )
+                response = await client.read_response(method=b"POST")
+            finally:
+                await client.close()
+            assert response.status_code == status, (target, response.body)
+
+
 async def test_a_route_may_take_more_than_the_server_default_and_others_keep_it(serve):
     app = App()
 

@@ -18,7 +18,7 @@ from tests.support import REPO
 from tests.support.event_loop import CLI_LOOP_ARGS
 from tests.support.wire import RawClient, request_bytes
 
-URL = re.compile(r"serving on (http://[\d.]+:(\d+)|unix:\S+)")
+URL = re.compile(r"serving on (https?://[\d.]+:(\d+)|unix:\S+)")
 WAIT = 20.0  # bound on every wait for a process (workers each import the app)
 
 
@@ -59,6 +59,7 @@ class RawbgProcess:
         self.proc = proc
         self.lines: list[str] = []
         self.port = 0
+        self.url = ""  # where it said it serves: http(s)://HOST:PORT or unix:PATH
         self._new_line = asyncio.Event()
         self._reader = asyncio.get_running_loop().create_task(self._read_log())
 
@@ -156,6 +157,7 @@ async def rawbg_process(
                 match = URL.search(line)
                 if match:
                     break
+        process.url = match.group(1)
         if match.group(2):
             process.port = int(match.group(2))
         yield process

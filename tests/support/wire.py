@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 
 import h11
@@ -33,8 +34,11 @@ class RawClient:
         self._h11 = h11.Connection(h11.CLIENT)
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawClient:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None
+    ) -> RawClient:
+        """A connection to `port`; with `tls`, an HTTPS one (the handshake done)."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:
