@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import gc
 import importlib
 import json
 import textwrap
@@ -589,3 +590,27 @@ def test_app_webhooks_lists_planned_routes_whose_endpoint_is_the_handler() -> No
     operation = app.openapi()["webhooks"]["new-subscription"]["post"]
     assert operation["description"] == "A subscription was made."
     assert operation["requestBody"]["required"] is True
+
+
+def test_the_cyclic_gc_is_as_it_was_after_the_document_is_built_or_fails() -> None:
+    built = App()
+    built.add_route("/items/{item_id}", lambda item_id: None, methods=["GET"])
+    broken = App()
+
+    async def add(thing: pydantic.InstanceOf[Opaque] = Body()) -> None:
+        return None
+
+    broken.add_route("/things", add, methods=["POST"])
+    assert gc.isenabled()
+    built.openapi()
+    assert gc.isenabled()
+    with pytest.raises(OpenAPIError):
+        broken.openapi()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        built.openapi_schema = None
+        built.openapi()
+        assert not gc.isenabled()  # the server's own GC clock keeps it off: left off
+    finally:
+        gc.enable()

