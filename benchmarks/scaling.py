@@ -93,6 +93,8 @@ def measure(
         wait_until_answering(process, port, time.monotonic() + START_TIMEOUT)
         peak_throughput(process.pid, port, warmup, connections, use_wrk, "keepalive")
         result = peak_throughput(process.pid, port, seconds, connections, use_wrk, "keepalive")
+        if not result["ok"]:  # no answer at all: its wall time is 0, and there is no rate
+            raise RuntimeError(f"{name} answered no request in {seconds} s: {result}")
         cores = (result["server_cpu_s"] or 0) / result["wall_s"]
         result["server_cpu_cores"] = round(cores, 2)
         # requests per CPU-second: what a request costs, whatever share of the CPU it got

@@ -4,9 +4,9 @@ Everything public is re-exported here; the modules underneath each have one job
 (see docs/ARCHITECTURE.md).
 """
 
-from rawbg import status
+from rawbg import missing_modules, status
 from rawbg.app.application import App
-from rawbg.app.dependencies import Depends
+from rawbg.app.dependencies import Depends, Security
 from rawbg.app.routing import APIRoute, APIRouter
 from rawbg.datastructures import URL, State
 from rawbg.errors import HTTPException, RequestValidationError, RouteDefinitionError
@@ -54,6 +54,7 @@ __all__ = [
     "RequestValidationError",
     "Response",
     "RouteDefinitionError",
+    "Security",
     "Server",
     "State",
     "StreamingResponse",
@@ -66,3 +67,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# `import rawbg.security` (a name FastAPI has and rawbg lacks) says what to use instead
+missing_modules.install()

@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the routes and their dependency trees, then exit",
     )
+    parser.add_argument(
+        "--openapi",
+        action="store_true",
+        help="write the app's OpenAPI document (JSON) to stdout, then exit; exit status 1 "
+        "if a route's types cannot be described",
+    )
     processes = parser.add_argument_group("processes")
     processes.add_argument(
         "--workers",
@@ -286,7 +292,9 @@ def registration_site(exc: BaseException) -> str | None:
     """``file:line`` of the app's line that rawbg refused (a route, a router), else None.
 
     The error must have been raised inside rawbg (so it is about how the app
-    uses it); the line named is the last one of the app's own code on the way.
+    uses it); the line named is the last one of the app's own code on the way,
+    or, for a route an ``APIRouter`` declared, the route's own definition
+    (`RouteDefinitionError.site`), not the ``include_router`` line.
     """
     frames = list(traceback.walk_tb(exc.__traceback__))
     package = os.path.dirname(os.path.abspath(__file__))
@@ -296,6 +304,10 @@ def registration_site(exc: BaseException) -> str | None:
 
     if not frames or not in_rawbg(frames[-1][0].f_code.co_filename):
         return None
+    site = getattr(exc, "site", None)
+    if isinstance(site, str):
+        site_file, _, site_line = site.rpartition(":")
+        return f"{os.path.relpath(site_file)}:{site_line}"
     for frame, line in reversed(frames):
         filename = frame.f_code.co_filename
         if not in_rawbg(filename) and not filename.startswith("<frozen"):
@@ -366,7 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"error: {config_error(exc)}") from None
     except RuntimeError as exc:
         raise SystemExit(f"error: {exc}") from None
-    if link is None and not args.routes and (args.workers is not None or args.reload):
+    if (
+        link is None
+        and not (args.routes or args.openapi)
+        and (args.workers is not None or args.reload)
+    ):
         return supervise(argv, args, config)
     app = load_app(args.app, args.app_dir)
     if args.routes:
@@ -374,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(describe_routes(app), end="")
         return 0
+    if args.openapi:
+        return write_openapi(app)
     from rawbg.server.server import serve
     from rawbg.tasks.journal.store import JournalError
 
@@ -391,6 +409,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {where(config)}: {exc.strerror or exc}", file=sys.stderr)
         return defaults.EXIT_ERROR
+
+
+def write_openapi(app: App) -> int:
+    """``--openapi``: the document on stdout, or the one error line and status 1."""
+    import json
+
+    from rawbg.errors import OpenAPIError
+
+    try:
+        document = app.openapi()
+    except OpenAPIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return defaults.EXIT_ERROR
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+    return 0
 
 
 def journal_error(config: ServerConfig, exc: Exception) -> str:

@@ -129,6 +129,20 @@ class RouteDefinitionError(TypeError):
     supply, a dependency cycle, a path parameter of a type a path segment
     cannot hold. (A path segment no parameter asks for is allowed, as in
     FastAPI: the route matches it and nothing reads it.)
+
+    `site` is ``file:line`` of the route's own definition when the route came
+    from an ``APIRouter`` (it is registered at ``include_router``, whose line
+    would otherwise be the one blamed), else None.
+    """
+
+    site: str | None = None
+
+
+class OpenAPIError(RouteDefinitionError):
+    """Raised when the OpenAPI document is built (``app.openapi()``, the first
+    ``GET /openapi.json``, ``python -m rawbg APP --openapi``) and a route's type
+    cannot be described as JSON Schema. The message names the route, the
+    parameter (or the response) and the function's file:line.
     """
 
 

@@ -131,6 +131,24 @@ def load_multipart() -> ModuleType | None:
     return module
 
 
+def why_no_multipart() -> str:
+    """Why `load_multipart` found no parser, and what to install: for an error message."""
+    try:
+        import multipart
+    except ImportError:
+        return f"rawbg's forms extra (defnull's multipart) is not installed: {INSTALL_HINT}"
+    if hasattr(multipart, "create_form_parser"):
+        # python-multipart before 0.0.13 (FastAPI's form parser) is a package named
+        # `multipart` too, found before defnull's module; later releases step aside
+        return (
+            "the module named `multipart` here is python-multipart "
+            f"{getattr(multipart, '__version__', '')} (FastAPI's form parser), which takes "
+            "the name of defnull's multipart, rawbg's forms extra: pip uninstall "
+            f"python-multipart (or upgrade it to 0.0.13 or later), then {INSTALL_HINT}"
+        )
+    return f"the multipart module here has no PushMultipartParser (2.0 or later): {INSTALL_HINT}"
+
+
 def media_type(content_type: str | None) -> str:
     return (content_type or "").partition(";")[0].strip().lower()
 
@@ -148,7 +166,7 @@ async def parse_form(
     if kind == MULTIPART:
         multipart = load_multipart()
         if multipart is None:
-            raise RuntimeError(f"parsing multipart/form-data needs the forms extra: {INSTALL_HINT}")
+            raise RuntimeError(f"parsing multipart/form-data: {why_no_multipart()}")
         reader = MultipartReader(multipart, boundary_of(multipart, content_type or ""), limits)
         try:
             async for chunk in chunks:

@@ -13,11 +13,11 @@ under (``alias``; a header's name is the parameter's with ``_`` turned into
 them once, at registration; nothing here runs per request.
 
 ``title``, ``description``, ``deprecated``, ``include_in_schema``,
-``examples``, ``openapi_examples`` and their kin describe a parameter for
-OpenAPI, which rawbg does not generate: they are accepted and kept, never
-used. Options rawbg's own validator cannot honour (``strict``,
-``max_digits``, ...) are handed to pydantic when it is installed, and are a
-registration error when it is not.
+``examples``, ``example``, ``openapi_examples`` and ``json_schema_extra``
+describe a parameter in the OpenAPI document (`rawbg.app.openapi`), which reads
+them from `Param.documentation`; nothing per request does. Options rawbg's own
+validator cannot honour (``strict``, ``max_digits``, ...) are handed to pydantic
+when it is installed, and are a registration error when it is not.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-#: options that only describe the parameter for OpenAPI: accepted, never used
+#: options that only describe the parameter in the OpenAPI document
 DOCUMENTATION_OPTIONS = (
     "title",
     "description",
@@ -150,14 +150,17 @@ class Param:
         }
         #: options only pydantic can honour (planned through pydantic, or refused)
         self.pydantic_options = {k: v for k, v in given.items() if v is not None}
-        #: OpenAPI's: kept for introspection, never used
-        self.documentation = {
+        #: what the OpenAPI document says of the parameter (`rawbg.app.openapi`);
+        #: ``example`` stays UNSET when not given (``None`` is an example)
+        self.documentation: dict[str, Any] = {
             "title": title,
             "description": description,
             "deprecated": deprecated,
             "include_in_schema": include_in_schema,
             "examples": examples,
+            "example": example,
             "openapi_examples": openapi_examples,
+            "json_schema_extra": json_schema_extra,
         }
 
     @property

@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from rawbg.datastructures import (
     URL,
@@ -221,6 +221,34 @@ class Request:
     def base_url(self) -> URL:
         """The URL of the application's root: ``scheme://host/`` (with the root path)."""
         return URL(f"{self.scheme}://{self._host()}{self.root_path}/")
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The absolute URL of the app's route (or mount) `name`: see `App.url_path_for`."""
+        if self.app is None:
+            raise RuntimeError("request.url_for needs the app: only in a request being handled")
+        path = self.app.url_path_for(name, **path_params)
+        return URL(f"{self.scheme}://{self._host()}{self.root_path}{path}")
+
+    def mounted_at(self, prefix: str) -> Request:
+        """This request as an app mounted at `prefix` sees it: `prefix` moved to `root_path`."""
+        raw_path, query_mark, query = self.target.partition("?")
+        if raw_path.startswith(prefix):
+            raw_rest = raw_path[len(prefix) :]
+        else:  # the prefix was percent-encoded: rebuild the rest from the decoded path
+            raw_rest = quote(self.path[len(prefix) :], safe="/:@!$&'()*+,;=~")
+        inner = Request(
+            method=self.method,
+            target=(raw_rest or "/") + query_mark + query,
+            headers=self.headers,
+            body=self._body or b"",
+            source=self._source if self._body is None else None,  # still to be read: by the mount
+            http_version=self.http_version,
+            client=self.client,
+            scheme=self.scheme,
+            root_path=self.root_path + prefix,
+        )
+        inner._state = self._state
+        return inner
 
     def _host(self) -> str:
         # HTTP/1.1 requires Host (h11 refuses a request without it); an HTTP/1.0

@@ -10,6 +10,7 @@ thread pool, so that the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import http.cookies
@@ -29,7 +30,7 @@ from collections.abc import (
 )
 from email.utils import format_datetime, formatdate
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import quote
 
 from rawbg.datastructures import URL, MutableHeaders, header_field
@@ -44,6 +45,7 @@ from rawbg.threadpool import run_in_thread
 FILE_CHUNK_SIZE = 64 * 1024
 
 Background = BackgroundTask | BackgroundTasks
+T = TypeVar("T")
 SameSite = Literal["lax", "strict", "none", "Lax", "Strict", "None"]
 
 
@@ -376,8 +378,14 @@ class StreamingResponse(Response):
     """A body produced piece by piece from an (async) iterable of bytes or str.
 
     A plain iterator (a generator reading a file, say) is advanced in the
-    thread pool, so it may block; a list or tuple is sent as it is.
+    thread pool, so it may block; a list or tuple is sent as it is. Once the
+    body ends, or the client leaves, the iterable is closed (``aclose`` or
+    ``close``), so that a generator's ``finally`` runs then, not at GC.
     """
+
+    #: the next piece may take as long as the app likes (the connection waits for
+    #: it against the client leaving); False for a file, whose reads are short
+    waits_on_app: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -401,20 +409,19 @@ class StreamingResponse(Response):
         content = self.body_iterator
         charset = self.charset
         if isinstance(content, AsyncIterable):
-            async for piece in content:
-                yield piece if isinstance(piece, bytes) else piece.encode(charset)
+            try:
+                async for piece in content:
+                    yield piece if isinstance(piece, bytes) else piece.encode(charset)
+            finally:
+                aclose = getattr(content, "aclose", None)  # an async generator's `finally`
+                if aclose is not None:
+                    await aclose()
         elif isinstance(content, (list, tuple)):
             for piece in content:
                 yield piece if isinstance(piece, bytes) else piece.encode(charset)
         else:
-            iterator = iter(content)
-            try:
-                while (item := await run_in_thread(_next_or_none, iterator)) is not None:
-                    yield item if isinstance(item, bytes) else item.encode(charset)
-            finally:
-                close = getattr(iterator, "close", None)  # a generator's `finally` runs now
-                if close is not None:
-                    await run_in_thread(close)
+            async for item in iterate_in_thread(content):
+                yield item if isinstance(item, bytes) else item.encode(charset)
 
 
 class FileResponse(StreamingResponse):
@@ -428,6 +435,7 @@ class FileResponse(StreamingResponse):
     """
 
     chunk_size: ClassVar[int] = FILE_CHUNK_SIZE
+    waits_on_app: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -449,8 +457,19 @@ class FileResponse(StreamingResponse):
         self.stat_result = stat_result
         #: the number of bytes to send, known once `prepare` has run
         self.size: int | None = None
+        #: where in the file the body starts (a range request's first byte)
+        self.offset = 0
+        self._range: tuple[int, int] | None = None
         if filename is not None:
             self.headers["content-disposition"] = _disposition(content_disposition_type, filename)
+
+    def send_range(self, first: int, last: int) -> None:
+        """Send bytes `first` to `last` (inclusive) only, with their ``content-range``.
+
+        The range must lie within the file (`rawbg.staticfiles` checks it against
+        the same stat); the status is the caller's (206).
+        """
+        self._range = (first, last)
 
     async def prepare(self) -> None:
         """Look at the file (in the thread pool): its size and modification time."""
@@ -465,6 +484,10 @@ class FileResponse(StreamingResponse):
             raise FileResponseError(f"FileResponse: {self.path} is not a regular file")
         self.size = self.stat_result.st_size
         headers = self.headers
+        if self._range is not None:
+            first, last = self._range
+            headers["content-range"] = f"bytes {first}-{last}/{self.size}"
+            self.offset, self.size = first, last - first + 1
         headers["content-length"] = str(self.size)
         if "last-modified" not in headers:
             headers["last-modified"] = formatdate(self.stat_result.st_mtime, usegmt=True)
@@ -481,6 +504,8 @@ class FileResponse(StreamingResponse):
             raise RuntimeError("FileResponse.prepare() must run before its body is sent")
         file = await run_in_thread(open, self.path, "rb")
         try:
+            if self.offset:
+                await run_in_thread(file.seek, self.offset)
             while remaining > 0:
                 piece = await run_in_thread(file.read, min(self.chunk_size, remaining))
                 if not piece:
@@ -494,8 +519,29 @@ class FileResponse(StreamingResponse):
             await run_in_thread(file.close)
 
 
-def _next_or_none(iterator: Iterator[bytes | str]) -> bytes | str | None:
-    return next(iterator, None)
+_DONE: Any = object()
+
+
+def _next_or_done(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _DONE)
+
+
+async def iterate_in_thread(iterable: Iterable[T]) -> AsyncGenerator[T, None]:
+    """A plain iterable's items, each `next` in the thread pool; closed at the end.
+
+    Closing runs the generator's ``finally`` now. If the client left while a
+    `next` was still running in its thread, the generator cannot be closed
+    from here (it is executing); it is left to finish that step and be collected.
+    """
+    iterator = iter(iterable)
+    try:
+        while (item := await run_in_thread(_next_or_done, iterator)) is not _DONE:
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            with contextlib.suppress(ValueError):  # "generator already executing"
+                await run_in_thread(close)
 
 
 def _disposition(kind: str, filename: str) -> str:

@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rawbg.missing_modules import MISSING
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The chapters the compatibility work is measured on (issue 10's list).
@@ -95,12 +97,19 @@ SHIM_MODULES = {
     "fastapi.encoders": "rawbg.encoders",
     "fastapi.status": "rawbg.status",
     "fastapi.params": "rawbg.params",
+    "fastapi.security": "rawbg.security",
+    "fastapi.sse": "rawbg.sse",
+    "fastapi.staticfiles": "rawbg.staticfiles",
+    "fastapi.templating": "rawbg.templating",
     "fastapi.routing": "rawbg.app.routing",
     "fastapi.middleware": "rawbg.middleware",
     "fastapi.middleware.cors": "rawbg.middleware.cors",
     "fastapi.middleware.gzip": "rawbg.middleware.gzip",
     "fastapi.middleware.trustedhost": "rawbg.middleware.trustedhost",
     "fastapi.middleware.httpsredirect": "rawbg.middleware.httpsredirect",
+    "fastapi.openapi": "rawbg.openapi",
+    "fastapi.openapi.utils": "rawbg.openapi.utils",
+    "fastapi.openapi.docs": "rawbg.openapi.docs",
     "starlette": "rawbg",
     "starlette.exceptions": "rawbg.errors",
     "starlette.responses": "rawbg.responses",
@@ -109,6 +118,8 @@ SHIM_MODULES = {
     "starlette.status": "rawbg.status",
     "starlette.middleware": "rawbg.middleware",
     "starlette.middleware.cors": "rawbg.middleware.cors",
+    "starlette.staticfiles": "rawbg.staticfiles",
+    "starlette.templating": "rawbg.templating",
     "starlette.testclient": "rawbg.testclient",
 }
 RENAMES = {"FastAPI": "App"}
@@ -247,8 +258,18 @@ def write_plugin(into: Path) -> None:
     (into / "rawbg_compat_plugin.py").write_text(PLUGIN)
 
 
+def shim_modules() -> dict[str, str]:
+    """`SHIM_MODULES`, and each FastAPI or Starlette module rawbg lacks answered by
+    ``rawbg.X``, whose import fails saying what to use instead (rawbg.missing_modules)."""
+    modules = dict(SHIM_MODULES)
+    for missing in MISSING:
+        for framework in ("fastapi", "starlette"):
+            modules.setdefault(f"{framework}.{missing.removeprefix('rawbg.')}", missing)
+    return modules
+
+
 def write_shim(into: Path) -> None:
-    for name, target in SHIM_MODULES.items():
+    for name, target in shim_modules().items():
         parts = name.split(".")
         package = into.joinpath(*parts)
         package.mkdir(parents=True, exist_ok=True)
@@ -423,10 +444,13 @@ def place(module: str, name: str) -> tuple[str, str]:
     return chapter, key
 
 
-def read_report(report: Path, results: Results | None = None) -> Results:
-    """chapter -> tutorial file (or test module) -> outcome of its tests."""
-    if results is None:
-        results = new_results()
+def junit_cases(report: Path) -> list[tuple[str, str, str | None]]:
+    """Each test of a pytest junit report that ran: (module, name, first line of why it failed).
+
+    The reason is None for a test that passed; skipped tests are left out. A
+    module that could not be imported is one failed test named ``import``.
+    """
+    cases = []
     for case in ET.parse(report).getroot().iter("testcase"):
         if case.find("skipped") is not None:
             continue
@@ -434,16 +458,31 @@ def read_report(report: Path, results: Results | None = None) -> Results:
         name = case.get("name", "")
         if not module:  # a module that failed to import: the whole file fails
             module, name = name, "import"
-        chapter, key = place(module, name)
-        outcome = results[chapter][key]
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
-        if problem is None:
+        why = None
+        if problem is not None:
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            why = message[0] if message else "?"
+            if why.endswith(":") and len(message) > 1:  # "AssertionError:", the words below
+                why = f"{why} {message[1].strip()}"
+            why = why[:160]
+        cases.append((module, name, why))
+    return cases
+
+
+def read_report(report: Path, results: Results | None = None) -> Results:
+    """chapter -> tutorial file (or test module) -> outcome of its tests."""
+    if results is None:
+        results = new_results()
+    for module, name, why in junit_cases(report):
+        chapter, key = place(module, name)
+        outcome = results[chapter][key]
+        if why is None:
             outcome.passed += 1
         else:
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            outcome.failed.append((name, message[0][:160] if message else "?"))
+            outcome.failed.append((name, why))
     return results
 
 

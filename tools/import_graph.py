@@ -28,7 +28,14 @@ PACKAGE = "rawbg"
 
 #: top to bottom; a module belongs to the first entry it is or lies under
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("rawbg.__main__", "rawbg.cli", "rawbg.testing", "rawbg.testclient", "rawbg.demo"),
+    (
+        "rawbg.__main__",
+        "rawbg.cli",
+        "rawbg.testing",
+        "rawbg.testclient",
+        "rawbg.demo",
+        "rawbg.openapi",
+    ),
     ("rawbg.server",),
     ("rawbg.app", "rawbg.wire"),
     ("rawbg.middleware", "rawbg.exception_handlers"),
@@ -44,9 +51,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "rawbg.reason_phrases",
         "rawbg.forms",
         "rawbg.uploads",
+        "rawbg.security",
+        "rawbg.sse",
+        "rawbg.staticfiles",
+        "rawbg.templating",
     ),
     ("rawbg.tasks",),
-    ("rawbg.trace", "rawbg.threadpool", "rawbg.types", "rawbg.culprits"),
+    (
+        "rawbg.trace",
+        "rawbg.threadpool",
+        "rawbg.types",
+        "rawbg.culprits",
+        "rawbg.missing_modules",
+    ),
 )
 #: siblings in one layer that must not import each other either
 INDEPENDENT = (("rawbg.app", "rawbg.wire"),)

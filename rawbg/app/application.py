@@ -52,19 +52,25 @@ from rawbg.app.error_responses import (
 )
 from rawbg.app.lifespan import EventHandler, Lifespan
 from rawbg.app.middleware_stack import MiddlewareStack
+from rawbg.app.mounts import Mount, NoMatchFound, check_mount_path, check_mountable, fill_template
+from rawbg.app.openapi.settings import OpenAPISettings
 from rawbg.app.paths import NotFound, Router, compile_template
 from rawbg.app.pydantic_support import ResponseOptions, ResponseSerializer
-from rawbg.app.response_models import DEFAULT, plan_response_model
+from rawbg.app.response_models import DEFAULT, plan_response_model, resolve_response_model
 from rawbg.app.routing import (
     CURRENT_RESOLUTION,
+    INHERITED_OPTIONS,
     APIRoute,
     RouteDecorators,
     RouteHandler,
     check_dependencies,
     check_documentation_options,
     custom_route_class,
+    make_api_route,
+    merge_documentation,
     plan_route_dependencies,
 )
+from rawbg.app.streaming import StreamPlan, plan_stream, run_tasks_added_while_streaming
 from rawbg.culprits import Part, names_frames
 from rawbg.datastructures import State
 from rawbg.encoders import jsonable_encoder
@@ -117,6 +123,8 @@ class Endpoint:
     route_dependencies: tuple[str, ...] = ()
     #: validates and dumps what the handler returns (``response_model=``), or None
     serialize: ResponseSerializer | None = None
+    #: a generator handler: how its items are streamed (`rawbg.app.streaming`)
+    stream: StreamPlan | None = None
     #: the limits on the route's form (``form_limits=``), if it reads one
     form_limits: FormLimits = DEFAULT_LIMITS
     #: the most bytes its body may have (``max_body_size=``); None: the server's
@@ -141,15 +149,18 @@ class Outcome:
     fields: list[tuple[bytes, bytes]] | None = None
 
 
-class App(RouteDecorators):
+class App(RouteDecorators, OpenAPISettings):
     """The application: ``app = App()``, then ``@app.get("/path")`` on each handler.
 
     ``dependencies`` run before every route's handler; ``redirect_slashes``
     answers a path that only matches with (or without) a trailing slash with a
     307 to that form, as FastAPI does; ``lifespan`` is the start-up and
-    shutdown context (`rawbg.app.lifespan`). Other FastAPI options that only
-    shape the OpenAPI document (``title``, ``version``, ...) are accepted and
-    not used.
+    shutdown context (`rawbg.app.lifespan`). The OpenAPI options (``title``,
+    ``version``, ``docs_url``, ...) are FastAPI's, with its defaults
+    (`rawbg.app.openapi.settings.OpenAPISettings`): ``/openapi.json``, ``/docs``
+    and ``/redoc`` are registered first, each turned off by its URL set to None.
+    ``responses``, ``callbacks``, ``deprecated``, ``include_in_schema`` and
+    ``generate_unique_id_function`` apply to every route, as in FastAPI.
     """
 
     def __init__(
@@ -167,13 +178,16 @@ class App(RouteDecorators):
         strict_content_type: bool = True,
         **documentation: Any,
     ) -> None:
-        check_documentation_options(documentation, what="App()", accepted=APP_DOCUMENTATION_OPTIONS)
+        #: what every route inherits of the OpenAPI options (`merge_documentation`)
+        self.route_documentation = {
+            key: documentation.pop(key) for key in INHERITED_OPTIONS if key in documentation
+        }
+        self.configure_openapi(**documentation)
         #: every route's body limit, unless a router or the route sets one; None:
         #: the server's (``--max-body-size``)
         self.max_body_size = check_max_body_size(max_body_size, where="App(max_body_size=)")
-        #: the largest limit a route (or the app) sets: the server refuses a declared
-        #: Content-Length over it, and over its own, before routing
-        self.largest_max_body_size = self.max_body_size or 0
+        #: the largest limit a route of this app (or the app) sets (`largest_max_body_size`)
+        self._largest_own_body_size = self.max_body_size or 0
         #: every route's form limits, unless a router or the route changes some
         self.form_limits = DEFAULT_LIMITS.merged(form_limits)
         if root_path:
@@ -197,6 +211,8 @@ class App(RouteDecorators):
         #: replacement wherever the original is a dependency (FastAPI's, for tests)
         self.dependency_overrides: dict[Callable[..., Any], Callable[..., Any]] = {}
         self.router: Router[Endpoint] = Router()
+        #: every route in registration order, as FastAPI's ``app.routes`` (what OpenAPI reads)
+        self.routes: list[APIRoute] = []
         self.dependencies = check_dependencies(dependencies, where="App(dependencies=)")
         self.redirect_slashes = redirect_slashes
         # Lifecycle (rawbg.app.lifespan)
@@ -221,10 +237,15 @@ class App(RouteDecorators):
             self.add_exception_handler(key, handler)
         #: attributes the app keeps for the whole process: ``app.state.db = ...``
         self.state = State()
+        #: ``app.mount(path, ...)``: asked, in order, for a path no route matches
+        self.mounts: list[Mount] = []
+        #: a route's name (``name=``, else its function's) -> its path template
+        self.route_paths: dict[str, str] = {}
         #: called with each exception that ends in a 500 (after it is logged): no
         #: handler claimed it, a catch-all did, or a handler failed. A test client
         #: re-raises them in the test, as Starlette's ``raise_server_exceptions``
         self.server_error_hooks: list[Callable[[Exception], None]] = []
+        self.add_docs_routes()  # first, as FastAPI: a catch-all route cannot hide them
 
     def add_route(
         self,
@@ -246,13 +267,16 @@ class App(RouteDecorators):
         form_limits: Mapping[str, int] | None = None,
         strict_content_type: bool | None = None,
         route_class: type[APIRoute] | None = None,
+        app_dependencies: bool = True,
         **documentation: Any,
     ) -> None:
         """Register `handler` for `methods` on the `path` template; plan its dependencies.
 
-        The app's `dependencies`, then the route's own, are resolved before
-        the handler's parameters. `documentation` takes the OpenAPI-only
-        options FastAPI routes accept (``tags``, ``summary``, ...), unused.
+        The app's `dependencies` (unless ``app_dependencies=False``, as for the
+        docs pages, which FastAPI serves outside its dependencies), then the
+        route's own, are resolved before the handler's parameters.
+        `documentation` takes the OpenAPI-only options FastAPI routes accept
+        (``tags``, ``summary``, ...), kept on the route's `APIRoute`.
         ``response_model`` (by default the handler's return annotation) and its
         ``response_model_*`` options: see `rawbg.app.response_models`.
         ``max_body_size`` is the most bytes this route's body may have (FastAPI's
@@ -264,6 +288,7 @@ class App(RouteDecorators):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         label = f"{'/'.join(m.upper() for m in methods)} {path}"
         check_documentation_options(documentation, what=f"route {label}")
+        documentation = merge_documentation(self.route_documentation, documentation)
         _, path_params = compile_template(path)
         response_options = ResponseOptions(
             include=response_model_include,
@@ -273,24 +298,34 @@ class App(RouteDecorators):
             exclude_defaults=response_model_exclude_defaults,
             exclude_none=response_model_exclude_none,
         )
+        stream: StreamPlan | None = None
+        serialize: ResponseSerializer | None = None
+        model: Any = None  # what the OpenAPI document describes the response as
         try:
             plan = plan_call(handler, path_params=path_params)
-            serialize = plan_response_model(handler, response_model, options=response_options)
+            if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
+                if response_class is not None:
+                    _check_response_class(response_class, f"response_class of {label}")
+                stream = plan_stream(
+                    handler,
+                    response_class=response_class,
+                    response_model_given=response_model is not DEFAULT,
+                    options=response_options,
+                    where=plan.where,
+                )
+            else:
+                serialize = plan_response_model(handler, response_model, options=response_options)
+                model = resolve_response_model(handler, response_model)
         except RouteDefinitionError as exc:
             raise RouteDefinitionError(f"{exc} [route {label}]") from None
-        if plan.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
-            raise RouteDefinitionError(
-                f"handler {plan.where} is a generator; return a "
-                "StreamingResponse to send a body in pieces"
-            )
         _check_one_body_kind(plan, label)
         limits = self.form_limits.merged(form_limits)
         body_limit = check_max_body_size(max_body_size, where=f"max_body_size of {label}")
         if body_limit is None:
             body_limit = self.max_body_size
-        self.largest_max_body_size = max(self.largest_max_body_size, body_limit or 0)
+        self._largest_own_body_size = max(self._largest_own_body_size, body_limit or 0)
         route_dependencies = (
-            *self.dependencies,
+            *(self.dependencies if app_dependencies else ()),
             *check_dependencies(dependencies, where=f"dependencies= of {plan.where}"),
         )
         hidden: tuple[str, ...] = ()
@@ -314,6 +349,7 @@ class App(RouteDecorators):
             response_class=response_class,
             route_dependencies=hidden,
             serialize=serialize,
+            stream=stream,
             form_limits=limits,
             max_body_size=body_limit,
             streams_body=streams_body(plan),
@@ -322,8 +358,22 @@ class App(RouteDecorators):
             ),
         )
         route_class = route_class or self.router.route_class or APIRoute
-        if custom_route_class(route_class):
-            route = route_class(path, handler, methods=methods, **documentation)
+        custom = custom_route_class(route_class)  # refuses what is not an APIRoute
+        route = make_api_route(
+            route_class,
+            path,
+            handler,
+            methods=methods,
+            plan=plan,
+            embed_body=endpoint.embed_body,
+            status_code=status_code,
+            response_class=response_class,
+            response_model=model,
+            documentation=documentation,
+        )
+        route.stream_kind = stream.kind if stream is not None else None
+        self.routes.append(route)
+        if custom:
             route.handle_request = self._request_handler(endpoint)
             endpoint = dataclasses.replace(
                 endpoint, route=route, route_handler=route.get_route_handler()
@@ -339,6 +389,9 @@ class App(RouteDecorators):
                     plan.where,
                     path,
                 )
+        name = documentation.get("name") or getattr(handler, "__name__", None)
+        if isinstance(name, str):
+            self.route_paths.setdefault(name, path)  # the first wins, as Starlette's lookup
         for method, kept in self.router.add(path, methods, endpoint):
             logger.warning(
                 "%s %s is already registered by %s; %s is ignored (the first route wins, "
@@ -361,12 +414,46 @@ class App(RouteDecorators):
         return self.api_route(path, methods=methods, **options)
 
     def mount(self, path: str, app: Any, name: str | None = None) -> None:
-        """Not supported: rawbg serves one app; an `APIRouter` with a prefix does the job."""
-        raise NotImplementedError(
-            f"rawbg cannot mount {type(app).__name__} at {path!r}: it is not ASGI and serves "
-            "one App. Declare the sub-application's routes on an APIRouter and "
-            f"app.include_router(router, prefix={path!r})"
+        """Serve every path under `path` with `app`: another `App`, or `StaticFiles`.
+
+        A mounted app sees the request with `path` moved from its ``path`` to
+        its ``root_path``; mounts are asked, in the order mounted, for a path
+        no route of this app matches. `app` may be any object that answers
+        ``await app(request) -> Response``; an ASGI app cannot be mounted
+        (rawbg is not ASGI).
+        """
+        self.mounts.append(
+            Mount(check_mount_path(path), check_mountable(app, is_app=isinstance(app, App)), name)
         )
+
+    @property
+    def largest_max_body_size(self) -> int:
+        """The largest limit a route (or the app) sets, a mounted App's routes included: the
+        server refuses a declared Content-Length over it, and over its own, before routing."""
+        mounted = [m.app.largest_max_body_size for m in self.mounts if isinstance(m.app, App)]
+        return max([self._largest_own_body_size, *mounted])
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> str:
+        """The path of the route (or mount) called `name`, with `path_params` filled in.
+
+        A route's name is its ``name=``, else its function's name; a mount's
+        is the ``name=`` it was mounted with, and takes ``path=`` (the file's
+        path under it); ``"mount:route"`` names a route of a mounted `App`.
+        """
+        template = self.route_paths.get(name)
+        if template is not None:
+            return fill_template(template, path_params, name)
+        for mount in self.mounts:
+            if mount.name == name and set(path_params) <= {"path"}:
+                return mount.prefix + "/" + str(path_params.get("path", "")).lstrip("/")
+            if (
+                mount.name is not None
+                and name.startswith(mount.name + ":")
+                and isinstance(mount.app, App)
+            ):
+                inner = name.removeprefix(mount.name + ":")
+                return mount.prefix + mount.app.url_path_for(inner, **path_params)
+        raise NoMatchFound(name, path_params)
 
     # -- lifecycle and middleware --------------------------------------------------
 
@@ -473,6 +560,12 @@ class App(RouteDecorators):
         try:
             endpoint, request.path_params = self.router.match(request.method, request.path)
         except HTTPException as exc:
+            if self.mounts and isinstance(exc, NotFound):
+                mount = self._mount_for(request.path)
+                if mount is not None:  # its body unread: what is mounted reads it
+                    if self.max_body_size is not None:
+                        limit_body(request, self.max_body_size)
+                    return await self._handle_mounted(mount, request, trace)
             if self.max_body_size is not None or request.body_pending:
                 await read_whole(request, self.max_body_size)
             redirect = (
@@ -505,6 +598,11 @@ class App(RouteDecorators):
         except Exception as exc:
             return await self._failed(endpoint, resolution, exc)
         tasks = resolution.background.tasks if resolution.background is not None else []
+        if endpoint.stream is not None and resolution.background is not None:
+            late = BackgroundTask(
+                run_tasks_added_while_streaming, resolution.background, len(tasks), endpoint.label
+            )
+            tasks = [*tasks, late]
         own = response.background
         if own is not None and own is not resolution.background:  # not the injected ones again
             tasks = [*tasks, *(own.tasks if isinstance(own, BackgroundTasks) else [own])]
@@ -516,6 +614,30 @@ class App(RouteDecorators):
         if form is not None:  # its files outlive the response for the tasks, then close
             cleanup = _chain([form.close] if cleanup is None else [cleanup, form.close])
         return Outcome(response, AfterResponse(tasks, cleanup, endpoint.label))
+
+    def _mount_for(self, path: str) -> Mount | None:
+        for mount in self.mounts:
+            prefix = mount.prefix
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return mount
+        return None
+
+    async def _handle_mounted(
+        self, mount: Mount, request: Request, trace: RequestTrace | None
+    ) -> Outcome:
+        """Hand `request` to what is mounted, as seen from under its prefix."""
+        inner = request.mounted_at(mount.prefix)
+        if isinstance(mount.app, App):
+            return await mount.app.handle(inner, trace)
+        label = f"{request.method} {mount.prefix}/..."
+        inner.app = self
+        try:
+            response = await mount.app(inner)
+            if isinstance(response, FileResponse):
+                await response.prepare()
+        except Exception as exc:
+            return error_outcome(await self._answer(request, exc, label, trace), label)
+        return Outcome(response)
 
     def _slash_redirect(self, request: Request) -> Response | None:
         """A 307 to the path with (or without) its trailing slash, if a route has that form."""
@@ -645,6 +767,10 @@ class App(RouteDecorators):
                 del kwargs[name]
         if plan.kind is CallKind.COROUTINE:
             result = await plan.call(**kwargs)
+        elif endpoint.stream is not None:  # made here, advanced as the body is sent
+            result = endpoint.stream.response(plan.call(**kwargs), status_code=endpoint.status_code)
+            if resolution.response is not None:
+                resolution.response.apply_to(result)
         else:
             result = await run_in_thread(plan.call, **kwargs)
         if resolution.trace is not None:
@@ -745,25 +871,6 @@ def error_outcome(response: Response, label: str) -> Outcome:
     tasks = own.tasks if isinstance(own, BackgroundTasks) else [own]
     return Outcome(response, AfterResponse(tasks, None, label))
 
-
-#: FastAPI() options that only shape the OpenAPI document: accepted, unused
-APP_DOCUMENTATION_OPTIONS = frozenset(
-    {
-        "title",
-        "summary",
-        "description",
-        "version",
-        "openapi_url",
-        "openapi_tags",
-        "servers",
-        "docs_url",
-        "redoc_url",
-        "terms_of_service",
-        "contact",
-        "license_info",
-        "debug",
-    }
-)
 
 # A Host header we may put in a Location: a name or address and a port, nothing else
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")

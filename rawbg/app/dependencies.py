@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 from rawbg.app.converters import Invalid
 from rawbg.app.form_params import (
@@ -42,6 +42,7 @@ from rawbg.forms import DEFAULT_LIMITS, FormLimits
 from rawbg.params import Param
 from rawbg.requests import Request
 from rawbg.responses import Response, ResponseParameter
+from rawbg.security import SecurityBase, SecurityScopes
 from rawbg.tasks.calls import BackgroundTasks
 from rawbg.threadpool import run_in_thread
 from rawbg.types import Dependency
@@ -80,7 +81,31 @@ class Depends:
 
     def __repr__(self) -> str:
         name = getattr(self.dependency, "__qualname__", self.dependency)
-        return f"Depends({name})"
+        return f"{type(self).__name__}({name})"
+
+
+class Security(Depends):
+    """`Depends` that also asks the dependency (and all below it) for OAuth2 `scopes`.
+
+    ``user: Annotated[User, Security(get_current_user, scopes=["items"])]``: a
+    dependency below it with a `SecurityScopes` parameter gets every scope
+    asked on its way up, and the OpenAPI document lists them for the route's
+    scheme (`security_requirements`). The same dependency asked for other
+    scopes is called again, not taken from the request's cache, as in FastAPI.
+    """
+
+    __slots__ = ("scopes",)
+
+    def __init__(
+        self,
+        dependency: Dependency | None = None,
+        *,
+        scopes: typing.Sequence[str] | None = None,
+        use_cache: bool = True,
+        scope: Scope = "request",
+    ) -> None:
+        super().__init__(dependency, use_cache=use_cache, scope=scope)
+        self.scopes: tuple[str, ...] = tuple(scopes or ())
 
 
 class Source(enum.Enum):
@@ -95,6 +120,7 @@ class Source(enum.Enum):
     REQUEST = "request"
     RESPONSE = "response (headers, cookies, status)"
     BACKGROUND = "background tasks"
+    SECURITY_SCOPES = "security scopes"
     DEPENDENCY = "dependency"
 
 
@@ -143,10 +169,11 @@ class DependencyParam:
 
 @dataclass(frozen=True, slots=True)
 class InjectedParam:
-    """An object of the request itself: the `Request`, its `BackgroundTasks`, its `Response`."""
+    """An object of the request itself: the `Request`, its `BackgroundTasks`, its `Response`,
+    or the `SecurityScopes` asked of the dependency."""
 
     name: str
-    source: Source  # REQUEST, BACKGROUND or RESPONSE
+    source: Source  # REQUEST, BACKGROUND, RESPONSE or SECURITY_SCOPES
     default: Any
     annotation: Any
 
@@ -187,6 +214,27 @@ class CallPlan:
     params: tuple[ParamPlan, ...]
     use_cache: bool = True
     scope: Scope = "request"
+    #: the OAuth2 scopes asked of this call by every `Security` on the way to it
+    security_scopes: tuple[str, ...] = ()
+    #: the key of its value in a request's cache: the call, and its scopes if it uses them
+    cache_key: Any = None
+
+
+def _uses_scopes(call: Callable[..., Any], own: tuple[str, ...], params: tuple[Any, ...]) -> bool:
+    """Whether scopes change what this call does (FastAPI's rule for its cache key)."""
+    if own or isinstance(call, SecurityBase):
+        return True
+    for param in params:
+        if isinstance(param, InjectedParam) and param.source is Source.SECURITY_SCOPES:
+            return True
+        if isinstance(param, DependencyParam) and param.call.cache_key is not param.call.call:
+            return True
+    return False
+
+
+def _add_scopes(parent: tuple[str, ...], own: tuple[str, ...]) -> tuple[str, ...]:
+    """`parent` then those of `own` not already in it, in order."""
+    return parent + tuple(s for s in dict.fromkeys(own) if s not in parent)
 
 
 def describe(call: Callable[..., Any]) -> str:
@@ -217,23 +265,61 @@ def plan_call(
     path_params: frozenset[str],
     use_cache: bool = True,
     scope: Scope = "request",
+    parent_scopes: tuple[str, ...] = (),
+    own_scopes: tuple[str, ...] = (),
     _stack: tuple[Callable[..., Any], ...] = (),
 ) -> CallPlan:
     """Inspect `call`'s signature and plan where each of its parameters comes from.
 
     `_stack` is the chain of calls that depend on this one; `_plan_param`
     refuses a dependency already on it (a cycle) before planning it.
+    `parent_scopes` are the OAuth2 scopes asked above this call, `own_scopes`
+    those its own `Security` marker asks.
     """
+    scopes = _add_scopes(parent_scopes, own_scopes)
     try:
         signature = inspect.signature(call, eval_str=True)
     except (NameError, TypeError, ValueError) as exc:
         raise RouteDefinitionError(f"cannot read the signature of {describe(call)}: {exc}") from exc
     params = tuple(
-        _plan_param(call, param, path_params, (*_stack, call))
+        _plan_param(call, param, path_params, (*_stack, call), scopes)
         for param in signature.parameters.values()
     )
     name = getattr(call, "__qualname__", None) or type(call).__qualname__
-    return CallPlan(call, name, describe(call), _call_kind(call), params, use_cache, scope)
+    uses_scopes = _uses_scopes(call, own_scopes, params)
+    cache_key = (call, tuple(sorted(set(scopes)))) if uses_scopes else call
+    return CallPlan(
+        call,
+        name,
+        describe(call),
+        _call_kind(call),
+        params,
+        use_cache,
+        scope,
+        security_scopes=scopes,
+        cache_key=cache_key,
+    )
+
+
+def plan_depends(
+    depends: Depends,
+    *,
+    path_params: frozenset[str],
+    parent_scopes: tuple[str, ...] = (),
+    stack: tuple[Callable[..., Any], ...] = (),
+) -> CallPlan:
+    """Plan what a `Depends` (or `Security`) marker calls, with its options."""
+    if depends.dependency is None:
+        raise RouteDefinitionError(f"{depends!r} has no callable to plan")
+    return plan_call(
+        depends.dependency,
+        path_params=path_params,
+        use_cache=depends.use_cache,
+        scope=depends.scope,
+        parent_scopes=parent_scopes,
+        own_scopes=depends.scopes if isinstance(depends, Security) else (),
+        _stack=stack,
+    )
 
 
 def _plan_param(
@@ -241,6 +327,7 @@ def _plan_param(
     param: inspect.Parameter,
     path_params: frozenset[str],
     stack: tuple[Callable[..., Any], ...],
+    scopes: tuple[str, ...],
 ) -> ParamPlan:
     where = f"parameter {param.name!r} of {describe(call)}"
     if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
@@ -285,13 +372,9 @@ def _plan_param(
         if dependency in stack:
             chain = " -> ".join(describe(c) for c in (*stack, dependency))
             raise RouteDefinitionError(f"{where} closes a dependency cycle: {chain}")
-        sub = plan_call(
-            dependency,
-            path_params=path_params,
-            use_cache=depends.use_cache,
-            scope=depends.scope,
-            _stack=stack,
-        )
+        if depends.dependency is None:
+            depends = _with_dependency(depends, dependency)
+        sub = plan_depends(depends, path_params=path_params, parent_scopes=scopes, stack=stack)
         return DependencyParam(param.name, default, annotation, sub)
     if marker is None and not metadata:
         if isinstance(annotation, type) and issubclass(annotation, Request):
@@ -300,6 +383,8 @@ def _plan_param(
             return InjectedParam(param.name, Source.BACKGROUND, default, annotation)
         if isinstance(annotation, type) and issubclass(annotation, Response):
             return InjectedParam(param.name, Source.RESPONSE, default, annotation)
+        if isinstance(annotation, type) and issubclass(annotation, SecurityScopes):
+            return InjectedParam(param.name, Source.SECURITY_SCOPES, default, annotation)
     if is_form_param(marker, annotation):
         form, default = plan_form(
             where=where,
@@ -322,6 +407,39 @@ def _plan_param(
         path_params=path_params,
     )
     return ValueParam(param.name, Source(value.location), default, annotation, value)
+
+
+def _with_dependency(depends: Depends, dependency: Callable[..., Any]) -> Depends:
+    """``Depends()`` with the class from the annotation filled in."""
+    if isinstance(depends, Security):
+        return Security(
+            dependency, scopes=depends.scopes, use_cache=depends.use_cache, scope=depends.scope
+        )
+    return Depends(dependency, use_cache=depends.use_cache, scope=depends.scope)
+
+
+class SecurityRequirement(NamedTuple):
+    """A scheme a route needs, and the OAuth2 scopes asked of it (for OpenAPI)."""
+
+    scheme: SecurityBase
+    scopes: list[str]
+
+
+def security_requirements(plan: CallPlan) -> list[SecurityRequirement]:
+    """Every `SecurityBase` scheme the route depends on, at any depth, with its scopes.
+
+    As FastAPI lists them for an operation's ``security``: one entry per
+    scheme name, the scopes of all the places that ask for it merged in the
+    order first seen. ``scheme.model`` goes under
+    ``components.securitySchemes[scheme.scheme_name]``.
+    """
+    found: dict[str, SecurityRequirement] = {}
+    for param in walk(plan):
+        if isinstance(param, DependencyParam) and isinstance(param.call.call, SecurityBase):
+            scheme = param.call.call
+            entry = found.setdefault(scheme.scheme_name, SecurityRequirement(scheme, []))
+            entry.scopes.extend(s for s in param.call.security_scopes if s not in entry.scopes)
+    return list(found.values())
 
 
 def walk(plan: CallPlan) -> typing.Iterator[ParamPlan]:
@@ -403,7 +521,8 @@ class Resolution:
         self.strict_content_type = strict_content_type
         #: the body as a `Request` subclass's own ``body()`` read it (a custom route's)
         self.raw_body: bytes | None = None
-        self.cache: dict[Callable[..., Any], Any] = {}
+        #: a dependency's value by `CallPlan.cache_key`
+        self.cache: dict[Any, Any] = {}
         self.background: BackgroundTasks | None = None
         self.request_stack: AsyncExitStack | None = None
         self.function_stack: AsyncExitStack | None = None
@@ -449,6 +568,8 @@ class Resolution:
                     if self.response is None:
                         self.response = ResponseParameter()
                     kwargs[param.name] = self.response
+                case InjectedParam(source=Source.SECURITY_SCOPES):
+                    kwargs[param.name] = SecurityScopes(list(plan.security_scopes))
                 case InjectedParam():  # the Request
                     kwargs[param.name] = request
         if errors or sub_errors:
@@ -553,10 +674,10 @@ class Resolution:
     @names_frames(_name_dependency_frame)
     async def call_dependency(self, plan: CallPlan) -> Any:
         cache = self.cache
-        if plan.use_cache and plan.call in cache:
+        if plan.use_cache and plan.cache_key in cache:
             if self.trace is not None:
                 self.trace.event("dependency resolved", name=plan.name, cached="yes")
-            return cache[plan.call]
+            return cache[plan.cache_key]
         overrides = getattr(self.request.app, "dependency_overrides", None)
         run = plan
         if overrides:
@@ -571,7 +692,7 @@ class Resolution:
             value = await run_in_thread(run.call, **kwargs)
         else:
             value = await self._enter_generator(run, kwargs)
-        cache[plan.call] = value
+        cache[plan.cache_key] = value
         if self.trace is not None:
             self.trace.event("dependency resolved", name=plan.name, cached="no")
         return value
@@ -602,14 +723,27 @@ def override_plan(
     original's ``use_cache`` and ``scope``; its value is cached under the
     original, so every use of the original in the request gets it.
     """
-    return _override_plan(replacement, path_params, plan.use_cache, plan.scope)
+    return _override_plan(
+        replacement, path_params, plan.use_cache, plan.scope, plan.security_scopes
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _override_plan(
-    replacement: Callable[..., Any], path_params: frozenset[str], use_cache: bool, scope: Scope
+    replacement: Callable[..., Any],
+    path_params: frozenset[str],
+    use_cache: bool,
+    scope: Scope,
+    scopes: tuple[str, ...],
 ) -> CallPlan:
-    return plan_call(replacement, path_params=path_params, use_cache=use_cache, scope=scope)
+    # the scopes asked of the original are asked of what replaces it (its SecurityScopes)
+    return plan_call(
+        replacement,
+        path_params=path_params,
+        use_cache=use_cache,
+        scope=scope,
+        parent_scopes=scopes,
+    )
 
 
 def _default_or_missing(

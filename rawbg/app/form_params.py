@@ -39,7 +39,7 @@ from rawbg.app.validation import (
     strip_optional,
 )
 from rawbg.errors import RouteDefinitionError
-from rawbg.forms import INSTALL_HINT, load_multipart
+from rawbg.forms import load_multipart, why_no_multipart
 from rawbg.params import UNSET, File, Form, Param, Required
 from rawbg.uploads import FormData, UploadFile
 
@@ -78,6 +78,11 @@ class FormPlan:
     model_keys: frozenset[str] = frozenset()
     model_takes_extra: bool = False
     via_pydantic: bool = False
+    # What the OpenAPI document describes (`rawbg.app.openapi`); unused per request
+    #: the ``Form()``/``File()`` marker as written (a bare ``UploadFile``: a ``File()``)
+    marker: Form | None = None
+    #: the other ``Annotated`` metadata (annotated_types' or pydantic's)
+    metadata: tuple[Any, ...] = ()
 
 
 #: `read_form_value`'s answer for a value the form does not have
@@ -103,10 +108,7 @@ def plan_form(
 ) -> tuple[FormPlan, Any]:
     """The `FormPlan` of one form parameter, and its default (`inspect.Parameter.empty`)."""
     if load_multipart() is None:
-        raise RouteDefinitionError(
-            f"{where} is read from a form, which needs rawbg's forms extra "
-            f"(defnull's multipart): {INSTALL_HINT}"
-        )
+        raise RouteDefinitionError(f"{where} is read from a form: {why_no_multipart()}")
     if marker is None:
         marker = File()
     assert isinstance(marker, Form)
@@ -132,7 +134,8 @@ def plan_form(
         many = _is_upload_sequence(inner)
         kind = FormKind.FILES if many else FormKind.FILE
         upload: Validator = list_of(_upload) if many else _upload
-        return FormPlan(key, kind, upload, marker.media_type, default_factory), default
+        plan = FormPlan(key, kind, upload, marker.media_type, default_factory, marker=marker)
+        return plan, default
     many = _takes_many(inner)
     if is_file and _is_bytes(inner, many):
         kind = FormKind.FILES_BYTES if many else FormKind.FILE_BYTES
@@ -154,7 +157,14 @@ def plan_form(
             where, annotation, metadata, marker.constraints, marker.pydantic_options
         )
     plan = FormPlan(
-        key, kind, validate, marker.media_type, default_factory, via_pydantic=via_pydantic
+        key,
+        kind,
+        validate,
+        marker.media_type,
+        default_factory,
+        via_pydantic=via_pydantic,
+        marker=marker,
+        metadata=tuple(metadata),
     )
     return plan, default
 
@@ -198,6 +208,8 @@ def _plan_model(
             for model in models
         ),
         via_pydantic=True,
+        marker=marker,
+        metadata=tuple(metadata),
     )
 
 

@@ -54,6 +54,16 @@ def compile_template(template: str) -> tuple[re.Pattern[str], frozenset[str]]:
     return re.compile("".join(pattern)), frozenset(names)
 
 
+def parameter_names(template: str) -> list[str]:
+    """The ``{name}`` parameters of `template`, in order (a webhook's name has them too)."""
+    return [match.group(1) for match in _PARAMETER.finditer(template)]
+
+
+def openapi_path(template: str) -> str:
+    """`template` as OpenAPI writes it: ``{name:path}`` is ``{name}``."""
+    return _PARAMETER.sub(lambda match: "{" + match.group(1) + "}", template)
+
+
 @dataclass(slots=True)
 class Route(Generic[E]):
     template: str

@@ -51,12 +51,11 @@ def _is_response_type(annotation: Any) -> bool:
     return False
 
 
-def plan_response_model(
-    handler: Callable[..., Any], model: ResponseModel, *, options: ResponseOptions
-) -> ResponseSerializer | None:
-    """The function that turns `handler`'s return value into JSON types, or None for as-is.
+def resolve_response_model(handler: Callable[..., Any], model: ResponseModel) -> Any:
+    """The type a route's response is described as: `model`, or the return annotation.
 
-    `model` is the route's ``response_model=``; `DEFAULT` means the return annotation.
+    None when there is none: ``response_model=None``, no return annotation,
+    ``Any``, ``None`` or a `Response` class.
     """
     if model is DEFAULT:
         try:
@@ -65,10 +64,21 @@ def plan_response_model(
             model = inspect.signature(handler).return_annotation
         if model is inspect.Parameter.empty or model is Any or _is_response_type(model):
             model = None
-        explicit = False
-    else:
-        explicit = True
     if model is None or model is type(None):
+        return None
+    return model
+
+
+def plan_response_model(
+    handler: Callable[..., Any], model: ResponseModel, *, options: ResponseOptions
+) -> ResponseSerializer | None:
+    """The function that turns `handler`'s return value into JSON types, or None for as-is.
+
+    `model` is the route's ``response_model=``; `DEFAULT` means the return annotation.
+    """
+    explicit = model is not DEFAULT
+    model = resolve_response_model(handler, model)
+    if model is None:
         return None
     pydantic = load_pydantic()
     if pydantic is None:

@@ -88,6 +88,8 @@ def describe_routes(app: App) -> str:
     """The text ``--routes`` prints."""
     lines: list[str] = []
     for route in app.router:
+        if route.template in app.docs_pages:
+            continue
         methods_of: dict[int, list[str]] = {}
         endpoint_of: dict[int, Endpoint] = {}
         for method, endpoint in route.endpoints.items():
@@ -113,4 +115,7 @@ def describe_routes(app: App) -> str:
     if app.user_middleware:  # outermost first, the order a request meets them
         names = " -> ".join(layer.name for layer in app.user_middleware)
         lines[:0] = [f"middleware, outermost first: {names}", ""]
+    if app.docs_pages:
+        lines.append(f"docs pages: {', '.join(app.docs_pages)}")
+        lines.append("")
     return "\n".join(lines) if lines else "no routes\n"

@@ -19,31 +19,41 @@ handler's own plan that the handler is not given (`plan_route_dependencies`),
 so they are resolved before its own parameters, share its per-request cache,
 report their 422 entries with its own, and their generator clean-up runs with
 the others.
+
+The options that only describe a route in the OpenAPI document (`DOCUMENTATION_OPTIONS`:
+``tags``, ``summary``, ``responses``, ...) are kept on its `APIRoute`, the record
+``app.routes`` lists and `rawbg.app.openapi` reads. A router's and an
+``include_router`` call's ``tags``, ``responses``, ``deprecated``,
+``include_in_schema``, ``callbacks`` and ``generate_unique_id_function`` are
+merged into each route's as FastAPI merges them (`merge_documentation`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rawbg.app.dependencies import (
+    CallPlan,
     DependencyParam,
     Depends,
     ParamPlan,
     Resolution,
     describe,
-    plan_call,
+    plan_depends,
 )
+from rawbg.app.paths import openapi_path
 from rawbg.errors import RouteDefinitionError
 from rawbg.requests import Request
-from rawbg.responses import Response
+from rawbg.responses import JSONResponse, Response
 from rawbg.types import Handler, HandlerT
 
-#: Route options FastAPI users pass that only shape the OpenAPI document,
-#: which rawbg does not generate: accepted so that their code registers.
+#: Route options that only shape the OpenAPI document (`rawbg.app.openapi`):
+#: kept on the route's `APIRoute`, never read per request.
 DOCUMENTATION_OPTIONS = frozenset(
     {
         "tags",
@@ -59,6 +69,16 @@ DOCUMENTATION_OPTIONS = frozenset(
         "callbacks",
         "generate_unique_id_function",
     }
+)
+
+#: the options a router or an ``include_router`` call passes down to its routes
+INHERITED_OPTIONS = (
+    "tags",
+    "responses",
+    "deprecated",
+    "include_in_schema",
+    "callbacks",
+    "generate_unique_id_function",
 )
 
 #: the prefix of the names under which route dependencies sit in a handler's
@@ -134,14 +154,28 @@ class RouteDecorators:
         check_prefix(prefix)
         check_documentation_options(documentation, what="include_router()")
         extra = check_dependencies(dependencies, where="include_router(dependencies=)")
+        outer = {**documentation, "tags": tags, "responses": responses}
         for spec in list(router.routes):  # a snapshot: later additions are not included
-            self.add_api_route(
-                join_paths(prefix, spec.path, handler=spec.handler),
-                spec.handler,
-                methods=spec.methods,
-                dependencies=(*extra, *spec.dependencies),
-                **inherit_limits(spec.options, max_body_size, form_limits),
-            )
+            try:
+                self.add_api_route(
+                    join_paths(prefix, spec.path, handler=spec.handler),
+                    spec.handler,
+                    methods=spec.methods,
+                    dependencies=(*extra, *spec.dependencies),
+                    **inherit_limits(
+                        merge_documentation(outer, spec.options), max_body_size, form_limits
+                    ),
+                )
+            except RouteDefinitionError as exc:
+                if exc.site is None:  # the innermost include knows the route's own line
+                    exc.site = definition_site(spec.handler)
+                raise
+
+
+def definition_site(handler: Handler) -> str | None:
+    """``file:line`` where `handler` is defined (its first decorator's line), if known."""
+    code = getattr(inspect.unwrap(handler), "__code__", None)
+    return None if code is None else f"{code.co_filename}:{code.co_firstlineno}"
 
 
 #: the request's dependency walk, while a custom route's handler runs
@@ -153,7 +187,15 @@ RouteHandler = Callable[[Request], Awaitable[Response]]
 
 
 class APIRoute:
-    """A route, as FastAPI's ``APIRoute``: subclass it to wrap each request's handling.
+    """A route, as FastAPI's ``APIRoute``: what ``app.routes`` lists and OpenAPI describes;
+    subclass it to wrap each request's handling.
+
+    Its names are FastAPI's (``path``, ``endpoint``, ``methods``, ``name``,
+    ``tags``, ``unique_id``, ...), so that ``get_openapi(routes=app.routes)`` and
+    a ``generate_unique_id_function(route)`` written for FastAPI work. The app
+    gives it the handler's plan (`plan`, route dependencies first) when it
+    registers the route; serving a request never reads it (the router holds the
+    hot path's own ``Endpoint``), unless its class overrides `get_route_handler`.
 
     ``app.router.route_class = MyRoute`` (or ``APIRouter(route_class=MyRoute)``)
     makes every route registered after it a ``MyRoute``. Override
@@ -172,6 +214,14 @@ class APIRoute:
     `get_route_handler` changes nothing, and costs nothing per request.
     """
 
+    #: the handler's plan, route dependencies first (`plan_route_dependencies`);
+    #: set by the app that registers the route (`make_api_route`)
+    plan: CallPlan
+    #: several body parameters (or ``Body(embed=True)``): one JSON object of them
+    embed_body: bool = False
+    #: a generator handler's `rawbg.app.streaming.StreamKind`; None for any other
+    stream_kind: Any = None
+
     def __init__(
         self,
         path: str,
@@ -179,6 +229,20 @@ class APIRoute:
         *,
         methods: Sequence[str] | None = None,
         name: str | None = None,
+        status_code: int | None = None,
+        response_model: Any = None,
+        response_class: type[Response] = JSONResponse,
+        tags: Sequence[Any] | None = None,
+        summary: str | None = None,
+        description: str | None = None,
+        response_description: str = "Successful Response",
+        responses: Mapping[Any, dict[str, Any]] | None = None,
+        deprecated: bool | None = None,
+        operation_id: str | None = None,
+        include_in_schema: bool = True,
+        openapi_extra: dict[str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
+        generate_unique_id_function: Callable[[APIRoute], str] | None = None,
         **options: Any,
     ) -> None:
         self.path = path
@@ -186,11 +250,34 @@ class APIRoute:
         self.methods = {method.upper() for method in methods or ["GET"]}
         #: "GET /items/{item_id}", for logs and traces
         self.label = f"{'/'.join(method.upper() for method in methods or ['GET'])} {path}"
-        self.name = name if name is not None else getattr(endpoint, "__name__", repr(endpoint))
-        #: the route's other options, as given (``response_model``, ``status_code``...)
+        self.name = (
+            name if name is not None else getattr(endpoint, "__name__", type(endpoint).__name__)
+        )
+        self.status_code = int(status_code) if status_code is not None else None
+        #: the type the response is described (and, with pydantic, validated) as, or None
+        self.response_model = response_model
+        self.response_class = response_class
+        self.tags = list(tags or ())
+        self.summary = summary
+        self.description = route_description(endpoint, description)
+        self.response_description = response_description
+        self.responses = dict(responses or {})
+        self.deprecated = deprecated
+        self.operation_id = operation_id
+        self.include_in_schema = include_in_schema
+        self.openapi_extra = openapi_extra
+        #: routes of an `APIRouter` (its ``.routes``) describing requests this route makes
+        self.callbacks = list(callbacks or ())
+        #: the route's other options, as given (``max_body_size``, ...)
         self.options = dict(options)
+        self.unique_id = operation_id or (generate_unique_id_function or generate_unique_id)(self)
         #: set by the app before it asks for the handler: answers one request
         self.handle_request: RouteHandler | None = None
+
+    @property
+    def path_format(self) -> str:
+        """The template as OpenAPI writes it (``/files/{name}`` for ``/files/{name:path}``)."""
+        return openapi_path(self.path)
 
     def get_route_handler(self) -> RouteHandler:
         """The handler of one request: its dependencies resolved, the endpoint called,
@@ -228,8 +315,9 @@ class RouteSpec:
 class APIRouter(RouteDecorators):
     """Routes declared apart from the app: ``router = APIRouter(prefix="/items")``.
 
-    ``tags`` and ``responses`` are accepted for FastAPI code and not used
-    (they only shape OpenAPI); ``dependencies`` run before every route's
+    ``tags``, ``responses`` (and ``deprecated``, ``include_in_schema``,
+    ``callbacks``, ``generate_unique_id_function``) are merged into each of its
+    routes' OpenAPI options; ``dependencies`` run before every route's
     handler, after those of the app and of the ``include_router`` call.
     """
 
@@ -257,6 +345,12 @@ class APIRouter(RouteDecorators):
         self.tags = list(tags or [])
         self.dependencies = check_dependencies(dependencies, where="APIRouter(dependencies=)")
         self.responses = dict(responses or {})
+        #: what the router passes down to its routes' documentation (`merge_documentation`)
+        self.documentation: dict[str, Any] = {
+            **{k: v for k, v in documentation.items() if k in INHERITED_OPTIONS},
+            "tags": self.tags,
+            "responses": self.responses,
+        }
         self.routes: list[RouteSpec] = []
 
     def add_api_route(
@@ -274,12 +368,77 @@ class APIRouter(RouteDecorators):
             raise TypeError(f"methods must be a list of strings, not the string {methods!r}")
         full_path = join_paths(self.prefix, path, handler=handler)
         own = check_dependencies(dependencies, where=f"dependencies= of {describe(handler)}")
+        options = merge_documentation(self.documentation, options)
         options = inherit_limits(options, self.max_body_size, self.form_limits)
         if self.route_class is not APIRoute:
             options.setdefault("route_class", self.route_class)
         self.routes.append(
             RouteSpec(full_path, handler, tuple(methods), (*self.dependencies, *own), options)
         )
+
+
+def merge_documentation(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> dict[str, Any]:
+    """A route's options (`inner`) with those its router or include call passes down (`outer`).
+
+    As FastAPI: tags and callbacks are joined (the outer first), responses
+    merged (the route's win), ``deprecated`` if either says so,
+    ``include_in_schema`` only if both do, the route's own
+    ``generate_unique_id_function`` before the outer one.
+    """
+    merged = dict(inner)
+    if outer.get("tags") or inner.get("tags"):
+        merged["tags"] = [*(outer.get("tags") or ()), *(inner.get("tags") or ())]
+    if outer.get("responses"):
+        merged["responses"] = {**outer["responses"], **(inner.get("responses") or {})}
+    if outer.get("callbacks"):
+        merged["callbacks"] = [*outer["callbacks"], *(inner.get("callbacks") or ())]
+    if outer.get("deprecated"):
+        merged["deprecated"] = True
+    if outer.get("include_in_schema") is False:
+        merged["include_in_schema"] = False
+    if "generate_unique_id_function" not in inner and "generate_unique_id_function" in outer:
+        merged["generate_unique_id_function"] = outer["generate_unique_id_function"]
+    return merged
+
+
+def make_api_route(
+    route_class: type[APIRoute],
+    path: str,
+    handler: Handler,
+    *,
+    methods: Sequence[str],
+    plan: CallPlan,
+    embed_body: bool,
+    status_code: int | None,
+    response_class: type[Response],
+    response_model: Any,
+    documentation: Mapping[str, Any],
+) -> APIRoute:
+    """The `APIRoute` (of `route_class`) of a planned route, as the app registers it."""
+    route = route_class(
+        path,
+        handler,
+        methods=methods,
+        status_code=status_code,
+        response_class=response_class,
+        response_model=response_model,
+        **documentation,
+    )
+    route.plan = plan
+    route.embed_body = embed_body
+    return route
+
+
+def generate_unique_id(route: APIRoute) -> str:
+    """FastAPI's operationId: the name and path, non-word characters as ``_``, the method."""
+    operation_id = re.sub(r"\W", "_", f"{route.name}{route.path_format}")
+    return f"{operation_id}_{sorted(route.methods)[0].lower()}"
+
+
+def route_description(handler: Handler, description: str | None) -> str:
+    """FastAPI's: the given text, or the handler's docstring, up to a form feed."""
+    text = description or inspect.cleandoc(handler.__doc__ or "")
+    return text.split("\f")[0].strip()
 
 
 def inherit_limits(
@@ -349,13 +508,7 @@ def plan_route_dependencies(
     """
     plans = []
     for index, depends in enumerate(dependencies):
-        assert depends.dependency is not None  # check_dependencies refused it
-        sub = plan_call(
-            depends.dependency,
-            path_params=path_params,
-            use_cache=depends.use_cache,
-            scope=depends.scope,
-        )
+        sub = plan_depends(depends, path_params=path_params)
         name = f"{ROUTE_DEPENDENCY_PREFIX}{index}]"
         empty = inspect.Parameter.empty  # required, and no annotation to show
         plans.append(DependencyParam(name, empty, empty, sub))

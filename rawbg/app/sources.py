@@ -75,6 +75,13 @@ class ValuePlan:
     via_pydantic: bool
     #: a parameter model (``Annotated[Model, Query()]``): its fields, read one by one
     model: ParamModel | None = None
+    # What the OpenAPI document describes (`rawbg.app.openapi`); unused per request
+    #: the parameter's type as declared (Any without an annotation)
+    annotation: Any = Any
+    #: the ``Query()``-like marker as written, or None
+    marker: Param | None = None
+    #: the other ``Annotated`` metadata (annotated_types' or pydantic's)
+    metadata: tuple[Any, ...] = ()
 
 
 def plan_value(
@@ -99,6 +106,7 @@ def plan_value(
                 )
             default = marker.default
         default_factory = marker.default_factory
+    described = Any if annotation is EMPTY else annotation  # FastAPI describes no type as any
     if annotation is EMPTY:
         annotation = Any if isinstance(marker, Body) else str
     location = _location(name, annotation, marker, path_params)
@@ -140,7 +148,18 @@ def plan_value(
     embed = isinstance(marker, Body) and marker.embed
     as_is = validate is to_str and location != "body"  # a path, query... value is a str
     plan = ValuePlan(
-        location, key, validate, as_is, many, default_factory, embed, constraints, via_pydantic
+        location,
+        key,
+        validate,
+        as_is,
+        many,
+        default_factory,
+        embed,
+        constraints,
+        via_pydantic,
+        annotation=described,
+        marker=marker,
+        metadata=tuple(metadata),
     )
     return plan, default
 
@@ -200,6 +219,8 @@ def _plan_param_model(
         NO_CONSTRAINTS,
         True,
         model_plan,
+        annotation=annotation,
+        marker=marker,
     )
     return plan, default
 

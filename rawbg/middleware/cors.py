@@ -4,15 +4,23 @@
 Starlette's arguments and behaviour (what FastAPI's
 ``fastapi.middleware.cors.CORSMiddleware`` is):
 
-* A request without ``Origin`` is not a CORS request: passed through untouched.
+* A request without ``Origin`` is not a CORS request: the app answers it, and
+  its response only gets ``Vary: Origin`` (a cache must not hand it to a
+  cross-origin reader, who would have got the CORS headers).
 * A *preflight* (``OPTIONS`` with ``Origin`` and
   ``Access-Control-Request-Method``) is answered here, never routed: 200
   ``OK`` when the origin, the method and every requested header are allowed,
   else 400 ``Disallowed CORS origin, method, headers`` naming what failed. The
-  browser enforces the answer; the 400 only makes the refusal readable.
+  browser enforces the answer; the 400 only makes the refusal readable. A
+  preflight asking for the private network
+  (``Access-Control-Request-Private-Network``) is allowed only with
+  ``allow_private_network=True``.
 * Any other request with ``Origin`` goes to the app, and its response gets
   ``Access-Control-Allow-Origin`` (the origin itself when it is allowed, or
   ``*`` for ``allow_origins=["*"]`` without credentials) and ``Vary: Origin``.
+
+The answers are Starlette 1.10's, header for header: the same names, written
+in lower case as Starlette writes them, and the same values.
 """
 
 from __future__ import annotations
@@ -28,11 +36,14 @@ if TYPE_CHECKING:
     from rawbg.requests import Request
 
 #: what ``allow_methods=["*"]`` allows
-ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+ALL_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY")
 #: request headers a browser may send cross-origin without asking (the Fetch standard's safelist)
 SAFELISTED_HEADERS = frozenset({"Accept", "Accept-Language", "Content-Language", "Content-Type"})
 #: the request headers a preflight answer varies with
-PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+PREFLIGHT_VARY = (
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
+    "Access-Control-Request-Private-Network"
+)
 
 
 class CORSMiddleware:
@@ -46,6 +57,7 @@ class CORSMiddleware:
         allow_headers: Collection[str] = (),
         allow_credentials: bool = False,
         allow_origin_regex: str | None = None,
+        allow_private_network: bool = False,
         expose_headers: Collection[str] = (),
         max_age: int = 600,
     ) -> None:
@@ -66,26 +78,27 @@ class CORSMiddleware:
         allowed_headers = sorted(SAFELISTED_HEADERS | set(allow_headers))
         self.allow_headers = frozenset(h.lower() for h in allowed_headers)
         self.allow_credentials = allow_credentials
+        self.allow_private_network = allow_private_network
         # With credentials a browser refuses "*": the origin itself must be echoed.
         self.echo_origin_in_preflight = not self.allow_all_origins or allow_credentials
 
         self.simple_headers: dict[str, str] = {}
         if self.allow_all_origins:
-            self.simple_headers["Access-Control-Allow-Origin"] = "*"
+            self.simple_headers["access-control-allow-origin"] = "*"
         if allow_credentials:
-            self.simple_headers["Access-Control-Allow-Credentials"] = "true"
+            self.simple_headers["access-control-allow-credentials"] = "true"
         if expose_headers:
-            self.simple_headers["Access-Control-Expose-Headers"] = ", ".join(expose_headers)
+            self.simple_headers["access-control-expose-headers"] = ", ".join(expose_headers)
 
-        self.preflight_headers: dict[str, str] = {"Vary": PREFLIGHT_VARY}
+        self.preflight_headers: dict[str, str] = {"vary": PREFLIGHT_VARY}
         if not self.echo_origin_in_preflight:
-            self.preflight_headers["Access-Control-Allow-Origin"] = "*"
-        self.preflight_headers["Access-Control-Allow-Methods"] = ", ".join(self.allow_methods)
-        self.preflight_headers["Access-Control-Max-Age"] = str(max_age)
+            self.preflight_headers["access-control-allow-origin"] = "*"
+        self.preflight_headers["access-control-allow-methods"] = ", ".join(self.allow_methods)
+        self.preflight_headers["access-control-max-age"] = str(max_age)
         if not self.allow_all_headers:
-            self.preflight_headers["Access-Control-Allow-Headers"] = ", ".join(allowed_headers)
+            self.preflight_headers["access-control-allow-headers"] = ", ".join(allowed_headers)
         if allow_credentials:
-            self.preflight_headers["Access-Control-Allow-Credentials"] = "true"
+            self.preflight_headers["access-control-allow-credentials"] = "true"
 
     def is_allowed_origin(self, origin: str) -> bool:
         if self.allow_all_origins or origin in self.allow_origins:
@@ -98,7 +111,9 @@ class CORSMiddleware:
         headers = request.headers
         origin = headers.get("origin")
         if origin is None:
-            return await self.app(request)
+            response = await self.app(request)
+            add_vary(response.headers, "Origin")
+            return response
         if request.method == "OPTIONS" and "access-control-request-method" in headers:
             return self.preflight(request)
         response = await self.app(request)
@@ -114,17 +129,22 @@ class CORSMiddleware:
         if not self.is_allowed_origin(origin):
             failures.append("origin")
         elif self.echo_origin_in_preflight:
-            answer["Access-Control-Allow-Origin"] = origin
+            answer["access-control-allow-origin"] = origin
         if headers["access-control-request-method"] not in self.allow_methods:
             failures.append("method")
         requested: str | None = headers.get("access-control-request-headers")
         if requested is not None:
             if self.allow_all_headers:
-                answer["Access-Control-Allow-Headers"] = requested
+                answer["access-control-allow-headers"] = requested
             elif any(
                 name.strip().lower() not in self.allow_headers for name in requested.split(",")
             ):
                 failures.append("headers")
+        if "access-control-request-private-network" in headers:
+            if self.allow_private_network:
+                answer["access-control-allow-private-network"] = "true"
+            else:
+                failures.append("private-network")
         if failures:
             return PlainTextResponse(
                 "Disallowed CORS " + ", ".join(failures), status_code=400, headers=answer
@@ -138,7 +158,7 @@ class CORSMiddleware:
             set_header(out, name, value)
         if self.allow_credentials if self.allow_all_origins else self.is_allowed_origin(origin):
             # echoed: "*" is refused by browsers with credentials, and a list names the origin
-            set_header(out, "Access-Control-Allow-Origin", origin)
+            set_header(out, "access-control-allow-origin", origin)
         add_vary(out, "Origin")
 
 
@@ -154,8 +174,8 @@ def set_header(headers: MutableMapping[str, str], name: str, value: str) -> None
 
 
 def add_vary(headers: MutableMapping[str, str], name: str) -> None:
-    key = _find(headers, "Vary")
+    key = _find(headers, "vary")
     if key is None:
-        headers["Vary"] = name
+        headers["vary"] = name
     elif name.lower() not in (v.strip().lower() for v in headers[key].split(",")):
         headers[key] = f"{headers[key]}, {name}"

@@ -72,6 +72,7 @@ import contextvars
 import enum
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Protocol
@@ -958,14 +959,22 @@ class Connection:
         return len(message)
 
     async def _stream(self, start: h11.Response, response: StreamingResponse) -> int:
-        """Write a streamed response piece by piece, as fast as the client reads it."""
+        """Write a streamed response piece by piece, as fast as the client reads it.
+
+        A body whose next piece may take long (the app's generator, unlike a
+        file) is waited for against the client leaving (`ConnectionIO.gone`):
+        then the generator is cancelled where it waits, its ``finally`` runs,
+        and the request ends as if the client had left mid-write.
+        """
         h, io = self._h11, self._io
         head = events_to_bytes(h, start)
         io.write(head)
         sent = len(head)
         # closed at once if the client leaves mid-body: a file is closed now, not at GC
-        async with contextlib.aclosing(response.chunks()) as chunks:
-            async for piece in chunks:
+        chunks = response.chunks()
+        pieces = _until_gone(chunks, io) if response.waits_on_app else chunks
+        async with contextlib.aclosing(chunks), contextlib.aclosing(pieces):
+            async for piece in pieces:
                 if piece:
                     data = events_to_bytes(h, h11.Data(data=piece))
                     io.write(data)
@@ -1029,6 +1038,29 @@ class Connection:
 name_every_method(
     Connection, lambda frame: Part(f"rawbg's connection code ({frame.f_code.co_name})")
 )
+
+
+async def _until_gone(
+    chunks: AsyncGenerator[bytes, None], io: ConnectionIO
+) -> AsyncGenerator[bytes, None]:
+    """`chunks`' pieces, each raced against the client leaving: `ClientDisconnected` then."""
+    gone = asyncio.ensure_future(io.gone())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait((step, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()  # thrown into the generator where it waits
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+                raise ClientDisconnected("client left while the body was streamed")
+            try:
+                piece = step.result()
+            except StopAsyncIteration:
+                return
+            yield piece
+    finally:
+        gone.cancel()
 
 
 def http_allows_another(h: h11.Connection) -> bool:

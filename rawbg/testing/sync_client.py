@@ -39,6 +39,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from rawbg import status
 from rawbg.requests import Headers
 from rawbg.server.server import serving
 
@@ -70,6 +71,15 @@ DEFAULT_HEADERS = {
 MAX_REDIRECTS = 20
 
 
+#: each status code rawbg.status names -> that very int object. FastAPI's test client hands
+#: back the int the app answered with (often one of these constants) and tests compare
+#: it with ``is`` (``expect(response.status_code).to(be(status.HTTP_302_FOUND))``); a
+#: number parsed from the wire is a new object above 256.
+STATUS_OBJECTS: dict[int, int] = {
+    code: code for name, code in vars(status).items() if name.startswith("HTTP_")
+}
+
+
 class TestResponse:
     """A response as the client received it."""
 
@@ -85,7 +95,7 @@ class TestResponse:
         url: str = "",
         reason_phrase: str = "",
     ) -> None:
-        self.status_code = status_code
+        self.status_code = STATUS_OBJECTS.get(status_code, status_code)
         self.headers = headers
         self.body = body
         self.http_version = http_version
@@ -198,6 +208,11 @@ class TestClient:
     Options not named here (``max_body_size=``, ``timeout_keep_alive=`` ...)
     are `ServerConfig` fields for the server it starts.
 
+    ``root_path="/api/v1"`` stands for a proxy that serves the app under that
+    prefix: the server has it as its ``root_path`` (``request.root_path``,
+    ``url_for``), and a URL under the prefix (``client.get("/api/v1/items")``)
+    reaches the app without it, as Starlette's client routes it.
+
     With ``raise_server_exceptions`` (the default, as Starlette's), an
     exception that ended in a 500 on the server is raised again from the call
     that made the request, so a test sees the app's own error; with False,
@@ -217,10 +232,13 @@ class TestClient:
         wait_for_background: bool = True,
         timeout: float = 30.0,
         raise_server_exceptions: bool = True,
+        root_path: str = "",
         **server_options: Any,
     ) -> None:
         self.app = app
         self.base_url = base_url.rstrip("/")
+        #: the prefix the client's stand-in proxy strips (`ServerConfig.root_path`)
+        self.root_path = root_path
         given = {name.lower(): value for name, value in (headers or {}).items()}
         self.headers: dict[str, str] = {**DEFAULT_HEADERS, **given}
         self.cookies = CookieJar(cookies or {})
@@ -232,6 +250,7 @@ class TestClient:
         server_options.setdefault("port", 0)
         server_options.setdefault("access_log", False)
         server_options.setdefault("client_address", TEST_CLIENT_ADDRESS)
+        server_options["root_path"] = root_path
         self._server_options = server_options
         self._server: _ServerThread | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -328,7 +347,8 @@ class TestClient:
         server = self._ensure_server()
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=self.timeout)
         try:
-            connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            sent = _under(target, self.root_path)
+            connection.putrequest(method, sent, skip_host=True, skip_accept_encoding=True)
             connection.putheader("host", urlsplit(self.base_url).netloc or "testserver")
             if self.base_url.startswith("https:") and "x-forwarded-proto" not in fields:
                 # the server is plain HTTP: say https the way a trusted local proxy would
@@ -403,6 +423,16 @@ def _target(url: str, params: QueryParams | None) -> str:
             pairs.extend((key, _param_text(v)) for v in values)
         path += ("&" if "?" in path else "?") + urlencode(pairs)
     return path
+
+
+def _under(target: str, root_path: str) -> str:
+    """`target` as a proxy serving the app under `root_path` forwards it: the prefix dropped."""
+    if not root_path or not target.startswith(root_path):
+        return target
+    rest = target[len(root_path) :]
+    if not rest or rest[0] in "?#":
+        return "/" + rest
+    return rest if rest[0] == "/" else target  # "/api/v10" is not under "/api/v1"
 
 
 def _param_text(value: Any) -> str:

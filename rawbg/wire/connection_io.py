@@ -94,6 +94,14 @@ class ConnectionIO(Protocol):
         """Wait until everything written so far has been handed to the kernel."""
         ...
 
+    async def gone(self) -> None:
+        """Return once the client is gone: the connection is lost, or the client sent its EOF.
+
+        A streamed body waits for its next piece against this, so that a client
+        that leaves stops the generator that feeds it.
+        """
+        ...
+
     # -- closing -----------------------------------------------------------------
 
     def close(self) -> None:

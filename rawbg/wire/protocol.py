@@ -135,6 +135,7 @@ class HttpProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._discarding = False  # lingering close: read and drop whatever still arrives
         self._input_waiter: asyncio.Future[None] | None = None
+        self._gone_waiter: asyncio.Future[None] | None = None  # set while `gone` waits
         #: set by the connection while a head trickles in or a chunked body
         #: arrives: sees each piece of input before h11 parses it (raw_input.py)
         self.scanner: InputScanner | None = None
@@ -191,6 +192,7 @@ class HttpProtocol(asyncio.Protocol):
         if not self._discarding:
             self.h11.receive_data(b"")
         self._wake_reader()
+        self._wake_gone()
         return True  # keep our write side open: a half-closed client still gets its response
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -199,6 +201,7 @@ class HttpProtocol(asyncio.Protocol):
             self._deadline_timer.cancel()
             self._deadline_timer = None
         self._wake_reader()
+        self._wake_gone()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
         self._owner.connection_lost(self)
@@ -343,6 +346,21 @@ class HttpProtocol(asyncio.Protocol):
     def wake(self) -> None:
         """Make a pending `receive` return (used by shutdown to end an idle wait)."""
         self._wake_reader()
+
+    async def gone(self) -> None:
+        """Return once the client is gone: the connection is lost, or the client sent its EOF."""
+        if self.closed or self.eof:
+            return
+        waiter = self._gone_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._gone_waiter = None
+
+    def _wake_gone(self) -> None:
+        waiter = self._gone_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _wake_reader(self) -> None:
         waiter = self._input_waiter

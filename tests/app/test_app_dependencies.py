@@ -10,6 +10,9 @@ import pytest
 from rawbg import App, BackgroundTasks, Depends, HTTPException, Request, RouteDefinitionError
 from rawbg.testing import serve_app
 
+#: the pages App() registers before any route: Swagger UI, its OAuth2 redirect, ReDoc
+DOCS_PAGES = ["/docs", "/docs/oauth2-redirect", "/redoc"]
+
 # How long a test waits for a response it expects, rather than hanging.
 WAIT = 5.0
 
@@ -633,4 +636,6 @@ async def test_a_parameter_nothing_can_supply_is_refused_at_registration():
     assert message.startswith(f"parameter 'db' of {__name__}.test_a_parameter_nothing_can_")
     assert ".<locals>.get_repo (" in message
     assert f"nothing can supply a value of type {Database!r}" in message
-    assert list(app.router) == []  # nothing was registered
+    # nothing was registered (but the docs pages, which App() registers first)
+    assert [route.template for route in app.router] == ["/openapi.json", *DOCS_PAGES]
+    assert [route.path for route in app.routes] == ["/openapi.json", *DOCS_PAGES]

@@ -1,5 +1,7 @@
 """CORSMiddleware over a real socket: preflight answers and labelled simple responses."""
 
+import asyncio
+
 from rawbg import App
 from rawbg.middleware.cors import CORSMiddleware
 from rawbg.testing import serve_app
@@ -104,3 +106,66 @@ async def test_an_options_request_without_a_requested_method_is_routed_as_usual(
         response = await client.request("OPTIONS", "/", headers={"origin": ORIGIN})
     assert response.status_code == 405  # no OPTIONS route: not a preflight, so the app answers
     assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+# Starlette 1.10's CORSMiddleware gives the answers below: rawbg matches them.
+
+
+async def test_allow_methods_star_allows_query_as_starlette_does():
+    async with serve_app(cors_app(allow_origins=[ORIGIN], allow_methods=["*"])) as client:
+        response = await client.request("OPTIONS", "/", headers=preflight("QUERY"))
+    assert (response.status_code, response.text) == (200, "OK")
+    assert response.headers["access-control-allow-methods"] == (
+        "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT, QUERY"
+    )
+
+
+async def test_a_preflight_varies_with_the_private_network_request_and_refuses_it_unless_allowed():
+    asks_private = {**preflight(), "access-control-request-private-network": "true"}
+    async with serve_app(cors_app(allow_origins=[ORIGIN])) as client:
+        response = await client.request("OPTIONS", "/", headers=preflight())
+        assert response.headers["vary"] == (
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, "
+            "Access-Control-Request-Private-Network"
+        )
+        response = await client.request("OPTIONS", "/", headers=asks_private)
+        assert (response.status_code, response.text) == (400, "Disallowed CORS private-network")
+        assert "access-control-allow-private-network" not in response.headers
+    async with serve_app(cors_app(allow_origins=[ORIGIN], allow_private_network=True)) as client:
+        response = await client.request("OPTIONS", "/", headers=asks_private)
+    assert (response.status_code, response.text) == (200, "OK")
+    assert response.headers["access-control-allow-private-network"] == "true"
+
+
+async def test_a_response_to_a_request_without_origin_varies_with_origin():
+    async with serve_app(cors_app(allow_origins=[ORIGIN])) as client:
+        response = await client.get("/")
+    assert response.json() == {"message": "Hello World"}
+    assert response.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_the_cors_header_names_go_out_in_lower_case_as_starlettes():
+    app = cors_app(allow_origins=[ORIGIN], allow_credentials=True, expose_headers=["X-Total"])
+    async with serve_app(app) as client:
+        assert client.port is not None
+        heads = []
+        for request in (
+            b"OPTIONS / HTTP/1.1\r\nhost: x\r\norigin: " + ORIGIN.encode() + b"\r\n"
+            b"access-control-request-method: GET\r\nconnection: close\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: x\r\norigin: " + ORIGIN.encode() + b"\r\n"
+            b"connection: close\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+            writer.write(request)
+            heads.append((await reader.read()).partition(b"\r\n\r\n")[0])
+            writer.close()
+            await writer.wait_closed()
+    names = [{line.partition(b":")[0] for line in head.split(b"\r\n")[1:]} for head in heads]
+    assert {b"access-control-allow-origin", b"access-control-allow-methods", b"vary"} <= names[0]
+    assert {b"access-control-allow-origin", b"access-control-expose-headers", b"vary"} <= names[1]
+    assert not [
+        name
+        for name in names[0] | names[1]
+        if name.lower().startswith(b"access-") and name != name.lower()
+    ]

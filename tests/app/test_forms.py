@@ -311,6 +311,40 @@ def test_without_the_forms_extra_a_form_route_is_an_error_naming_the_extra():
         assert "pip install 'rawbg[forms]'" in line
 
 
+def test_an_old_python_multipart_in_the_way_is_named_as_the_reason(tmp_path):
+    # fastapi-jwt pins python-multipart 0.0.6, FastAPI's form parser: a package named
+    # `multipart`, found before defnull's module. Its face, as rawbg meets it:
+    shadow = tmp_path / "multipart"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text(
+        '__version__ = "0.0.6"\n\n\ndef create_form_parser(headers, on_field, on_file):\n'
+        "    raise NotImplementedError\n"
+    )
+    code = """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from typing import Annotated
+        from rawbg import App, Form, RouteDefinitionError
+        try:
+            @App().post("/token")
+            async def token(username: Annotated[str, Form()]):
+                return username
+        except RouteDefinitionError as exc:
+            print(exc)
+        """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "parameter 'username'" in done.stdout
+    assert "python-multipart 0.0.6 (FastAPI's form parser)" in done.stdout
+    assert "pip uninstall python-multipart" in done.stdout
+    assert "pip install 'rawbg[forms]'" in done.stdout
+
+
 def part_with_headers(extra: str) -> bytes:
     from tests.support.forms import BOUNDARY
 

@@ -429,7 +429,8 @@ def test_without_pydantic_the_dataclass_body_tests_pass_with_rawbgs_own_loader()
     done = run_without_pydantic(
         """
         import pytest
-        sys.exit(pytest.main(["-p", "no:cacheprovider", "tests/app/test_app_params.py",
+        sys.exit(pytest.main(["-p", "no:cacheprovider", "-p", "no:xdist",
+                              "-p", "no:hypothesispytest", "tests/app/test_app_params.py",
                               "-k", "dataclass or body", "-rA"]))
         """
     )

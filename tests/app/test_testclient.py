@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from rawbg import App, BackgroundTasks, Request, Response
+from rawbg import App, BackgroundTasks, Request, Response, status
 from rawbg.testclient import TestClient
 
 
@@ -205,3 +205,43 @@ def test_cookies_set_on_the_client_are_sent_with_every_request() -> None:
     with TestClient(app) as client:
         client.cookies.set("last_query", "from_cookie")
         assert client.get("/cookie").json() == "last_query=from_cookie"
+
+
+def test_a_status_code_is_the_very_int_object_rawbg_status_holds() -> None:
+    # FastAPI's TestClient hands back the int the app used, often a status constant,
+    # so tests compare with `is` (expects' `be(status.HTTP_302_FOUND)`).
+    app = App()
+
+    @app.get("/status/{code}")
+    async def answer(code: int) -> Response:
+        return Response(status_code=code)
+
+    with TestClient(app) as client:
+        for constant in (
+            status.HTTP_302_FOUND,
+            status.HTTP_404_NOT_FOUND,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+        ):
+            got = client.get(f"/status/{constant}", follow_redirects=False).status_code
+            assert got is constant
+        unprocessable = client.get("/status/x").status_code
+        assert unprocessable is status.HTTP_422_UNPROCESSABLE_CONTENT
+        assert unprocessable is status.HTTP_422_UNPROCESSABLE_ENTITY
+        assert client.get("/status/299").status_code == 299  # no constant: still the number
+
+
+def test_a_root_path_is_the_apps_and_a_url_under_it_reaches_the_app_without_it() -> None:
+    app = App()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str, request: Request) -> list[str]:
+        return [item_id, request.path, request.root_path, str(request.url_for("item", item_id=1))]
+
+    with TestClient(app, root_path="/api/v1") as client:
+        under = client.get("/api/v1/items/a?x=1")
+        plain = client.get("/items/b")
+        beside = client.get("/api/v10/items/c")
+    url = "http://testserver/api/v1/items/1"
+    assert under.json() == ["a", "/items/a", "/api/v1", url]
+    assert plain.json() == ["b", "/items/b", "/api/v1", url]
+    assert beside.status_code == 404

@@ -27,7 +27,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from benchmarks.cgen import generator_path
+import pytest
+
+from benchmarks.cgen import compiler, generator_path
+from tests.support.services import require_program
 
 STALL = 0.2
 RATE = 500
@@ -35,6 +38,15 @@ WARMUP_S = 0.2
 RECORDED_S = 1.6
 STALL_AT = 500  # of the requests sent, warm-up included: 0.8 s into the recorded window
 BODY = b'{"message":"ok"}'
+
+# The generator is C, built at first use: a machine without a compiler skips
+# these tests outside CI, saying how to get one (.ci/run installs gcc).
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(autouse=True)
+def c_compiler() -> None:
+    require_program(compiler()[0], install="apt-get install gcc libc6-dev (or set CC)")
 
 
 class StallingServer:

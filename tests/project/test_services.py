@@ -32,8 +32,11 @@ def run_pytest(tmp_path: Path, *, ci: str | None) -> subprocess.CompletedProcess
     if ci is not None:
         env["CI"] = ci
     env["PYTHONPATH"] = str(REPO)
+    # xdist and hypothesis's plugin are not what is tested: left out, the run takes half the time
+    plugins = ["-p", "tests.conftest", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    plugins += ["-p", "no:hypothesispytest"]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-rsf"],
+        [sys.executable, "-m", "pytest", *plugins, "-rsf"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import json
 import os
 import re
 import signal
@@ -42,6 +43,7 @@ FLAGS = [
     "--loop-block-warning",
     "--gc-interval",
     "--routes",
+    "--openapi",
     "--workers",
     "--reload",
     "--uds",
@@ -398,3 +400,47 @@ async def test_a_negative_gc_interval_is_named_by_its_flag(tmp_path):
     status, _, err = await run_to_exit(tmp_path, "--gc-interval", "-1", "--port", "0")
     assert status != 0
     assert err.strip() == "error: --gc-interval must not be negative, got -1.0"
+
+
+OPENAPI_APP = """
+from pydantic import InstanceOf
+from rawbg import App, Body
+
+app = App(title="Shop")
+
+
+class Opaque:
+    pass
+
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: int):
+    return {}
+
+
+if OPAQUE:
+    @app.post("/things")
+    async def add_thing(thing: InstanceOf[Opaque] = Body()):
+        return None
+"""
+
+
+async def test_openapi_writes_the_document_to_stdout_and_exits_0(tmp_path):
+    (tmp_path / "shop.py").write_text("OPAQUE = False\n" + OPENAPI_APP)
+    status, out, err = await run_to_exit(tmp_path, "shop:app", "--openapi")
+    assert status == 0, err
+    document = json.loads(out)
+    assert document["info"] == {"title": "Shop", "version": "0.1.0"}
+    assert list(document["paths"]) == ["/items/{item_id}"]
+
+
+async def test_openapi_exits_1_naming_the_route_whose_types_cannot_be_described(tmp_path):
+    (tmp_path / "shop.py").write_text("OPAQUE = True\n" + OPENAPI_APP)
+    status, out, err = await run_to_exit(tmp_path, "shop:app", "--openapi")
+    assert status == 1
+    assert out == ""
+    assert err.startswith(
+        "error: route POST /things: the body parameter 'thing' of shop.add_thing ("
+    )
+    assert "shop.py:" in err
+    assert "Traceback" not in err

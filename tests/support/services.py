@@ -1,4 +1,4 @@
-"""The real services some tests need (nginx; PostgreSQL and chromium later), found or not.
+"""The real services some tests need (nginx, PostgreSQL, chromium), found or not.
 
 A test that needs one is marked ``service`` and calls `require_program`. On a
 machine without the program it is skipped, with the command that installs it:
