@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gc_interval",
         float,
         "SECONDS",
-        "while background tasks are pending, run the cyclic GC's young collection this "
-        "often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
+        "while background tasks are pending, run the cyclic GC's young and middle collections "
+        "this often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
     ).add_to(parser)
     parser.add_argument(
         "--no-serve-on-arrival",

@@ -12,14 +12,20 @@ traverses all of them in one pause that lands on the requests in flight: 4 to
 5 ms of CPU at 4 000 pending, more with more (benchmarks/README.md, "Where
 the p99 goes").
 
-So while background work is pending, the server collects the young
-generation itself every `interval` (10 ms: a fraction of a millisecond for
-what a busy server allocates in that time), and the middle one every
-`GC_MIDDLE_EVERY`-th time, which then holds about 100 ms of survivors (1 to
-3 ms of pause). What outlives that (most of a 1 s task) moves to the old
-generation, whose full collections stay CPython's own; they come after
-`GC_FULL_THRESHOLD` (1 000) middle collections instead of CPython's 10, which
-with the clock's middle collection every 100 ms would allow one a second.
+So while background work is pending, the server collects the young and the
+middle generation together itself every `interval` (10 ms): each collection
+traverses what was allocated in those 10 ms and is still alive (about 1 000
+objects at 8 000 req/s, a tenth of a millisecond), and moves it to the old
+generation. Collecting the middle generation only every tenth time (CPython's
+ratio, what this clock did first) let it hold 100 ms of survivors, whose
+collection paused the loop for 1 to 3 ms ten times a second: at 80 % of the
+server's capacity every such pause left a queue that took several more
+milliseconds to drain, and those pauses made the p99 with pending tasks
+(benchmarks/README.md, "Where the p99 goes"). Every object is traversed once
+on its way to the old generation either way; only the pauses are shorter.
+The old generation's full collections stay CPython's own; they come after
+`GC_FULL_THRESHOLD` (10 000) middle collections instead of CPython's 10,
+which with the clock's middle collection every 10 ms is every 100 s.
 With nothing pending, CPython's own count works (what is allocated is freed
 soon, or the count grows), and the clock only looks every `GC_IDLE_CHECK`.
 
@@ -34,19 +40,18 @@ import asyncio
 import gc
 from typing import TYPE_CHECKING
 
-# The GC clock (rawbg/server/gc_clock.py): a middle collection every 10th young one,
-# CPython's own ratio (its second threshold), so the middle generation holds
-# about 100 ms of survivors. Full collections after 1 000 middle ones instead
-# of CPython's 10, which at a middle collection every 100 ms would be every
-# second: a full collection traverses every pending task, 18-48 ms at 6 000
-# pending 1 s tasks, and at 100 (every 10 s) one fell in every 10 s run at
-# 5 700 req/s; at 1 000 it comes every 100 s under such a load, and none fell
-# in the same runs (benchmarks/README.md, "Where the p99 goes"). What it
-# collects is cyclic garbage that outlived a middle collection, which rawbg's
-# own request path does not make. With nothing pending the clock only checks
-# once a second.
-GC_MIDDLE_EVERY = 10
-GC_FULL_THRESHOLD = 1000
+# The middle generation is collected with the young one at every tick
+# (`GC_MIDDLE_EVERY` = 1): it then holds one tick's survivors, not ten
+# ticks' (a pause of 1-3 ms every 100 ms under load, which set the p99 at 80 %
+# of the capacity). Full collections after 10 000 middle ones instead of
+# CPython's 10, i.e. every 100 s under load: a full collection traverses every
+# pending task, 18-48 ms at 6 000 pending 1 s tasks; at one every 10 s one
+# fell in every 10 s run at 5 700 req/s (benchmarks/README.md, "Where the p99
+# goes"). What it collects is cyclic garbage that outlived a tick, which
+# rawbg's own request path does not make. With nothing pending the clock only
+# checks once a second.
+GC_MIDDLE_EVERY = 1
+GC_FULL_THRESHOLD = 10_000
 GC_IDLE_CHECK = 1.0
 
 if TYPE_CHECKING:
@@ -54,8 +59,8 @@ if TYPE_CHECKING:
 
 
 class GcClock:
-    """Collects the young (and every `GC_MIDDLE_EVERY`-th time the middle) generation while
-    `pending` work is queued."""
+    """Collects the young and middle generations every `interval` while `pending` work is
+    queued (the middle one every `GC_MIDDLE_EVERY`-th time)."""
 
     def __init__(self, *, interval: float, pending: PendingWork) -> None:
         if interval <= 0:
