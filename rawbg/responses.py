@@ -10,7 +10,6 @@ thread pool, so that the event loop never waits on the disk.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import http.cookies
@@ -19,6 +18,7 @@ import json
 import mimetypes
 import os
 import stat
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -536,7 +536,7 @@ async def iterate_in_thread(iterable: Iterable[T]) -> AsyncGenerator[T, None]:
 
     Closing runs the generator's ``finally`` now. If the client left while a
     `next` was still running in its thread, the generator cannot be closed
-    from here (it is executing); it is left to finish that step and be collected.
+    until that step ends: the closing thread waits for it (`_close_when_idle`).
     """
     iterator = iter(iterable)
     try:
@@ -545,8 +545,26 @@ async def iterate_in_thread(iterable: Iterable[T]) -> AsyncGenerator[T, None]:
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
-            with contextlib.suppress(ValueError):  # "generator already executing"
-                await run_in_thread(close)
+            await run_in_thread(_close_when_idle, close)
+
+
+# how long a closing thread waits for a generator's step that is still running
+CLOSE_WAIT = 10.0
+
+
+def _close_when_idle(close: Callable[[], object]) -> None:
+    """``close()``, retried while the generator is still executing a step in another
+    thread ("generator already executing"), for at most `CLOSE_WAIT` seconds;
+    after that it is left to finish that step and be collected."""
+    deadline = time.monotonic() + CLOSE_WAIT
+    while True:
+        try:
+            close()
+            return
+        except ValueError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.002)
 
 
 def _disposition(kind: str, filename: str) -> str:
