@@ -15,9 +15,12 @@ response arrived minus that scheduled time. A server that stalls for 100 ms
 therefore shows 100 ms of latency on every request scheduled during the
 stall, instead of silently delaying the next sends (coordinated omission).
 Time spent waiting for a free keep-alive connection counts too. The loop
-wakes up through ``select()`` rather than epoll, whose timeouts are rounded
-up to whole milliseconds: the send lag (actual minus scheduled send) is
-reported so that a late generator is visible.
+waits on epoll (any number of sockets; ``select()`` stops at descriptor
+1023, which the new-connection mode passes at high rates) but sleeps the
+sub-millisecond rest of a timeout with ``select()`` on no descriptor, since
+epoll rounds its timeouts up to whole milliseconds (`FineEpollSelector`):
+the send lag (actual minus scheduled send) is reported so that a late
+generator is visible.
 
 Closed loop (``closed``): C workers, each sending its next request as soon as
 its previous response arrived; latency is measured from the actual send.
@@ -36,6 +39,7 @@ import json
 import math
 import os
 import resource
+import select
 import selectors
 import subprocess
 import sys
@@ -511,12 +515,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class FineEpollSelector(selectors.EpollSelector):
+    """epoll, with wake-ups to the microsecond.
+
+    epoll_wait's timeout is whole milliseconds, rounded up, so a send due in
+    0.3 ms would go out 1 ms late. Here the whole milliseconds of a timeout are
+    waited on epoll, and if nothing came by then, the rest is slept with
+    ``select()`` on no descriptor (microseconds, and no limit on descriptor
+    numbers, as there is when select() watches sockets) before one more look.
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None or timeout <= 0:
+            return super().select(timeout)
+        deadline = time.monotonic() + timeout
+        whole_ms = math.floor(timeout * 1000)
+        # EpollSelector rounds up to the next millisecond: half a millisecond less lands on whole_ms
+        ready = super().select((whole_ms - 0.5) / 1000 if whole_ms else 0)
+        if ready:
+            return ready
+        rest = deadline - time.monotonic()
+        if rest > 0:
+            select.select([], [], [], rest)
+        return super().select(0)
+
+
 def main() -> None:
     args = build_parser().parse_args()
     run = open_loop(args) if args.kind == "open" else closed_loop(args)
-    # select(): wake-ups to the microsecond (epoll rounds timeouts up to milliseconds)
     with asyncio.Runner(
-        loop_factory=lambda: asyncio.SelectorEventLoop(selectors.SelectSelector())
+        loop_factory=lambda: asyncio.SelectorEventLoop(FineEpollSelector())
     ) as runner:
         result = runner.run(run)
     json.dump(result, sys.stdout)

@@ -51,18 +51,38 @@ def _is_response_type(annotation: Any) -> bool:
     return False
 
 
+def _shown(annotation: Any) -> str:
+    shown = (
+        "None" if a is type(None) else getattr(a, "__name__", repr(a))
+        for a in typing.get_args(annotation)
+    )
+    return " | ".join(shown)
+
+
 def resolve_response_model(handler: Callable[..., Any], model: ResponseModel) -> Any:
     """The type a route's response is described as: `model`, or the return annotation.
 
     None when there is none: ``response_model=None``, no return annotation,
-    ``Any``, ``None`` or a `Response` class.
+    ``Any``, ``None`` or a `Response` class. A union of a `Response` class with
+    anything else (``-> Response | dict``) is a `RouteDefinitionError`, as in
+    FastAPI, unless the route says ``response_model=None``.
     """
     if model is DEFAULT:
         try:
             model = typing.get_type_hints(handler).get("return", None)
         except (NameError, TypeError):
             model = inspect.signature(handler).return_annotation
-        if model is inspect.Parameter.empty or model is Any or _is_response_type(model):
+        if model is inspect.Parameter.empty or model is Any:
+            model = None
+        elif _is_response_type(model):
+            if is_union(model):
+                # FastAPI makes the union a response model, which pydantic refuses
+                # (tutorial response_model/tutorial003_04): say so, with its way out
+                raise RouteDefinitionError(
+                    f"return annotation {_shown(model)} mixes a Response class into a union, "
+                    "which cannot be a response model; add response_model=None to the "
+                    "route to return either without one"
+                )
             model = None
     if model is None or model is type(None):
         return None

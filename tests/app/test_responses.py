@@ -210,6 +210,37 @@ def test_a_response_class_that_is_not_a_response_is_refused_at_registration():
         App(default_response_class=str)  # type: ignore[arg-type]
 
 
+def test_a_response_class_in_a_union_return_annotation_is_refused_unless_response_model_none():
+    # FastAPI's tutorial response_model/tutorial003_04 (and 003_05, its way out)
+    app = App()
+    with pytest.raises(
+        RouteDefinitionError, match=r"Response \| dict mixes a Response class"
+    ) as caught:
+
+        @app.get("/portal")
+        async def portal(teleport: bool = False) -> Response | dict:
+            return RedirectResponse("/elsewhere") if teleport else {"message": "here"}
+
+    assert "response_model=None" in str(caught.value)
+    assert "[route GET /portal]" in str(caught.value)
+    with pytest.raises(RouteDefinitionError, match=r"RedirectResponse \| None mixes"):
+        app.add_route("/maybe", _maybe_redirect, methods=["GET"])
+
+    @app.get("/portal", response_model=None)
+    async def portal_without_a_model(teleport: bool = False) -> Response | dict:
+        return RedirectResponse("/elsewhere") if teleport else {"message": "here"}
+
+    @app.get("/plain")
+    async def plain() -> RedirectResponse:  # a Response class alone is never a model
+        return RedirectResponse("/portal")
+
+    assert [route.path for route in app.routes][-2:] == ["/portal", "/plain"]
+
+
+async def _maybe_redirect() -> RedirectResponse | None:
+    return None
+
+
 async def test_json_responses_encode_what_jsonable_encoder_does():
     app = App()
 
