@@ -104,9 +104,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command(name: str, port: int) -> list[str]:
-    """The command line of server `name` (port 0: it picks one and prints it)."""
-    python = [sys.executable, "-m"]
+def command(name: str, port: int, interpreter: str | None = None) -> list[str]:
+    """The command line of server `name` (port 0: it picks one and prints it), run by
+    `interpreter` (default: this Python)."""
+    python = [interpreter or sys.executable, "-m"]
     if name in ("rawbg", "rawbg-uvloop"):
         loop = "uvloop" if name == "rawbg-uvloop" else "asyncio"
         module = f"rawbg benchmarks.apps.rawbg_app:app --loop {loop} --no-access-log"
@@ -120,9 +121,9 @@ def command(name: str, port: int) -> list[str]:
         options = (
             f"--task-journal {journal} --task-journal-sync {sync} --task-journal-commit {commit}"
         )
-        return [*command("rawbg", port), *options.split()]
+        return [*command("rawbg", port, interpreter), *options.split()]
     if name == PG_JOURNAL:
-        return [*command("rawbg", port), "--task-journal", fresh_database()]
+        return [*command("rawbg", port, interpreter), "--task-journal", fresh_database()]
     if name == DEMO:
         return [*python, "rawbg", "--loop", "asyncio", "--no-access-log", "--port", str(port)]
     if name == "ceiling":
@@ -181,12 +182,15 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(name: str, task_seconds: float, log_dir: Path) -> Iterator[RunningServer]:
-    """Start server `name` with background tasks of `task_seconds`; stop it on exit."""
+def running_server(
+    name: str, task_seconds: float, log_dir: Path, interpreter: str | None = None
+) -> Iterator[RunningServer]:
+    """Start server `name` with background tasks of `task_seconds` (run by `interpreter`,
+    default this Python); stop it on exit."""
     log_dir.mkdir(parents=True, exist_ok=True)
     # uvicorn logs nothing useful to parse at --log-level warning: give it a port
     port = free_port() if name in NEEDS_PORT else 0
-    argv = command(name, port)
+    argv = command(name, port, interpreter)
     env = child_env(**{TASK_SECONDS_ENV: repr(task_seconds)})
     with open(log_dir / f"{name}.log", "ab") as log:
         log.write(

@@ -80,8 +80,11 @@ def check(work: Path) -> None:
     source = work / "source"
     step("copy the checkout's files, as a clean clone has them")
     copy_checkout(source)
+    uv = uv_command()
     step("build the sdist, then the wheel from the sdist")
-    run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], quiet=True)
+    # uv (in .[dev]) makes build's isolated environments in a second or two, pip in ~10 s each
+    installer = ["--installer", "uv"] if uv else []
+    run([sys.executable, "-m", "build", *installer, "--outdir", str(dist), str(source)], quiet=True)
     [sdist] = dist.glob("rawbg-*.tar.gz")
     [wheel] = dist.glob("rawbg-*.whl")
     step("twine check")
@@ -97,9 +100,13 @@ def check(work: Path) -> None:
 
     step("install the wheel into a fresh venv (no editable install)")
     venv = work / "venv"
-    run([sys.executable, "-m", "venv", str(venv)])
     python = str(venv / "bin" / "python")
-    run([python, "-m", "pip", "install", "-q", str(wheel)])
+    if uv:  # the same wheel and h11 from the index, installed in a fraction of pip's time
+        run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+        run([*uv, "pip", "install", "-q", "--python", python, str(wheel)])
+    else:
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([python, "-m", "pip", "install", "-q", str(wheel)])
     outside = work / "outside"  # not the checkout: nothing is imported from the source tree
     outside.mkdir()
 
@@ -204,6 +211,15 @@ def wait_for_port(port: int, server: subprocess.Popen[str]) -> None:
         except OSError:
             time.sleep(0.05)
     raise CheckFailed("the demo server did not listen within 30 s")
+
+
+def uv_command() -> list[str] | None:
+    """How to run uv, if this environment has it (``.[dev]`` does), else None."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("uv")
+    return [found] if found else None
 
 
 def run(command: list[str], *, cwd: Path | None = None, quiet: bool = False) -> str:

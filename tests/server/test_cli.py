@@ -40,6 +40,7 @@ FLAGS = [
     "--app-dir",
     "--trace",
     "--no-serve-on-arrival",
+    "--no-requests-first",
     "--loop-block-warning",
     "--gc-interval",
     "--routes",
