@@ -162,14 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
         "this often, so that it never pauses for all of them at once; 0 leaves the GC to CPython",
     ).add_to(parser)
     parser.add_argument(
-        "--no-requests-first",
-        dest="requests_first",
-        action="store_false",
-        help="on asyncio's loop, run background task steps in the loop's plain order, "
-        "not after each turn's requests (for side-by-side benchmarks; "
-        "docs/ARCHITECTURE.md, 'Requests first')",
-    )
-    parser.add_argument(
         "--no-serve-on-arrival",
         dest="serve_on_arrival",
         action="store_false",
@@ -398,7 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc_interval=args.gc_interval,
             access_log=args.access_log,
             serve_on_arrival=args.serve_on_arrival,
-            requests_first=args.requests_first,
             trace=args.trace,
             task_journal=args.task_journal,
             task_journal_sync=args.task_journal_sync,
@@ -422,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ssl_ciphers=args.ssl_ciphers,
         )
         tls_context(config)  # a bad certificate or key: one line now, not one per worker
-        make_loop = loop_factory(config.loop, requests_first=config.requests_first)
+        make_loop = loop_factory(config.loop)
     except ValueError as exc:
         raise SystemExit(f"error: {config_error(exc)}") from None
     except RuntimeError as exc:

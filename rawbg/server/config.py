@@ -201,10 +201,6 @@ class ServerConfig:
     #: callback that received it, as that task (rawbg.server.arrival); False
     #: (``--no-serve-on-arrival``): every request wakes the task, for comparison
     serve_on_arrival: bool = True
-    #: on asyncio's loop, background task steps run after each turn's requests
-    #: (rawbg.tasks.requests_first); False (``--no-requests-first``): in the
-    #: loop's plain order. Only where rawbg makes the loop (`rawbg.run`, the CLI)
-    requests_first: bool = True
     trace: bool = False
     trace_file: str | None = None  # Chrome trace-event JSON of the same events
     #: the event loop `rawbg.run` makes: "auto", "asyncio" or "uvloop" (rawbg.server.loops)

@@ -96,7 +96,6 @@ from rawbg.responses import PlainTextResponse, Response, StreamingResponse
 from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, Arrival, hand_over
 from rawbg.server.request_body import BodyReader
 from rawbg.tasks.journal.store import JournalUnavailable
-from rawbg.tasks.requests_first import mark_background, unmark_background
 from rawbg.tasks.work_group import WorkGroup
 from rawbg.trace import ConnectionTrace, RequestTrace
 from rawbg.wire.conformance import (
@@ -238,12 +237,7 @@ async def run_connection(
     del connection
     try:
         if last is not None:
-            # its requests are over: from here on it is background work, after other requests
-            mark_background(asyncio.current_task())
-            try:
-                await last  # logs its failures and releases its count itself
-            finally:
-                unmark_background(asyncio.current_task())
+            await last  # logs its failures and releases its count itself
             del last
         if work is not None:
             await work.wait()

@@ -18,8 +18,6 @@ import asyncio
 import importlib.util
 from collections.abc import Callable
 
-from rawbg.tasks.requests_first import RequestsFirstLoop
-
 LOOPS = ("auto", "asyncio", "uvloop")
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -42,16 +40,13 @@ def resolve(loop: str) -> str:
     return loop
 
 
-def loop_factory(loop: str, *, requests_first: bool = True) -> LoopFactory:
-    """A function that makes a new event loop of the kind `loop` names.
-
-    asyncio's is a `RequestsFirstLoop` unless `requests_first` is False.
-    """
+def loop_factory(loop: str) -> LoopFactory:
+    """A function that makes a new event loop of the kind `loop` names."""
     if resolve(loop) == "uvloop":
         import uvloop
 
         return uvloop.new_event_loop
-    return RequestsFirstLoop if requests_first else asyncio.new_event_loop
+    return asyncio.new_event_loop
 
 
 def running_loop_name() -> str:

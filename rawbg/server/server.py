@@ -619,6 +619,5 @@ def run(app: App, **options: Any) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = ServerConfig(**options)
-    factory = loop_factory(config.loop, requests_first=config.requests_first)
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
         return runner.run(serve(app, config))

@@ -7,8 +7,6 @@ import contextvars
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rawbg.tasks.requests_first import mark_background, unmark_background
-
 if TYPE_CHECKING:
     from rawbg.tasks.after_response import AfterResponse
 
@@ -54,13 +52,11 @@ class WorkGroup:
             child = self._loop.create_task(work, name=work.label)
         child.add_done_callback(self._child_done, context=self._callback_context)
         self._children.add(child)
-        mark_background(child)
 
     def _child_done(self, child: asyncio.Task[Any]) -> None:
         children = self._children
         assert children is not None  # a child was started
         children.discard(child)
-        unmark_background(child)
         if not children and self._all_done is not None and not self._all_done.done():
             self._all_done.set_result(None)
 

@@ -40,7 +40,6 @@ FLAGS = [
     "--app-dir",
     "--trace",
     "--no-serve-on-arrival",
-    "--no-requests-first",
     "--loop-block-warning",
     "--gc-interval",
     "--routes",
