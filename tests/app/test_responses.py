@@ -288,21 +288,22 @@ async def test_a_response_parameter_adds_headers_cookies_and_status_to_the_retur
 
 async def test_the_response_parameter_is_one_object_per_request_shared_by_its_dependencies():
     app = App()
-    seen: list[int] = []
+    # the objects themselves, not their id(): a freed one's address may be reused
+    seen: list[Response] = []
 
     async def first(response: Response) -> None:
-        seen.append(id(response))
+        seen.append(response)
         response.headers["x-first"] = "1"
 
     @app.get("/")
     async def handler(response: Response, _: Annotated[None, Depends(first)]):
-        seen.append(id(response))
+        seen.append(response)
         return "ok"
 
     async with serve_app(app) as client:
         assert "x-first" in (await client.get("/")).headers
         assert "x-first" in (await client.get("/")).headers
-    assert seen[0] == seen[1] and seen[2] == seen[3] and seen[0] != seen[2]
+    assert seen[0] is seen[1] and seen[2] is seen[3] and seen[0] is not seen[2]
 
 
 async def test_the_response_parameter_is_not_applied_to_a_returned_response_or_an_error():
