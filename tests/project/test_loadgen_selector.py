@@ -22,36 +22,35 @@ HIGH_FD = 1500
 
 
 @pytest.fixture
-def pair_past_1023() -> Iterator[tuple[socket.socket, socket.socket]]:
+def watching() -> Iterator[tuple[FineEpollSelector, socket.socket]]:
+    """The selector, watching a socket at descriptor `HIGH_FD`; and the socket's peer."""
     left, right = socket.socketpair()
-    fd = os.dup2(left.fileno(), HIGH_FD)
-    high = socket.socket(fileno=fd)
+    high = socket.socket(fileno=os.dup2(left.fileno(), HIGH_FD))
     left.close()
+    selector = FineEpollSelector()
+    selector.register(high, selectors.EVENT_READ)
     try:
-        yield high, right
+        yield selector, right
     finally:
+        selector.close()
         high.close()
         right.close()
 
 
 def test_a_socket_past_descriptor_1023_is_watched(
-    pair_past_1023: tuple[socket.socket, socket.socket],
+    watching: tuple[FineEpollSelector, socket.socket],
 ) -> None:
-    high, right = pair_past_1023
-    selector = FineEpollSelector()
-    selector.register(high, selectors.EVENT_READ)
+    selector, peer = watching
     assert selector.select(0.002) == []
-    right.send(b"x")
+    peer.send(b"x")
     ready = selector.select(1.0)
     assert [(key.fd, events) for key, events in ready] == [(HIGH_FD, selectors.EVENT_READ)]
 
 
 def test_a_sub_millisecond_timeout_is_slept_out_not_cut_short(
-    pair_past_1023: tuple[socket.socket, socket.socket],
+    watching: tuple[FineEpollSelector, socket.socket],
 ) -> None:
-    high, _ = pair_past_1023
-    selector = FineEpollSelector()
-    selector.register(high, selectors.EVENT_READ)
+    selector, _ = watching
     for timeout in (0.0003, 0.0017):
         start = time.monotonic()
         assert selector.select(timeout) == []
