@@ -200,7 +200,7 @@ class Filters(BaseModel):
     model_config = {{"extra": "forbid"}}
 
     limit: int = Field(100, gt=0, le=100, description="How many")
-    tags: list[str] = []
+    tags: list[str] = pydantic.Field(default_factory=list)
     order_by: Literal["created_at", "updated_at"] = Field("created_at", alias="orderBy")
 
 
@@ -574,6 +574,46 @@ def test_a_form_fields_marker_is_in_its_schema_and_an_optional_upload_may_be_nul
         "note": {"type": "string", "maxLength": 20, "title": "Short note", "default": ""},
     }
     assert body["required"] == ["report"]
+
+
+class FormProfile(pydantic.BaseModel):
+    name: str
+
+
+class FormPreferences(pydantic.BaseModel):
+    tags: list[str] = pydantic.Field(default_factory=list)
+
+
+def test_form_models_beside_other_form_fields_are_the_bodys_allof_as_in_fastapi() -> None:
+    # FastAPI's request_form_models tutorial003 (two models and a field) and 004 (a model
+    # and a file): the models' references go into Body_<id>'s allOf, not its properties
+    app = App()
+
+    @app.post("/profiles/")
+    async def create_profile(
+        profile: Annotated[FormProfile, Form()],
+        preferences: Annotated[FormPreferences, Form()],
+        token: Annotated[str, Form()],
+    ) -> None:
+        return None
+
+    @app.post("/avatars/")
+    async def create_avatar(profile: Annotated[FormProfile, Form()], avatar: UploadFile) -> None:
+        return None
+
+    schemas = app.openapi()["components"]["schemas"]
+    profiles = schemas["Body_create_profile_profiles__post"]
+    assert profiles["properties"] == {"token": {"type": "string", "title": "Token"}}
+    assert profiles["required"] == ["token"]
+    assert profiles["allOf"] == [
+        {"$ref": "#/components/schemas/FormProfile"},
+        {"$ref": "#/components/schemas/FormPreferences"},
+    ]
+    avatars = schemas["Body_create_avatar_avatars__post"]
+    assert set(avatars["properties"]) == {"avatar"}
+    assert avatars["required"] == ["avatar"]
+    assert avatars["allOf"] == [{"$ref": "#/components/schemas/FormProfile"}]
+    assert schemas["FormProfile"]["required"] == ["name"]
 
 
 def test_app_webhooks_lists_planned_routes_whose_endpoint_is_the_handler() -> None:

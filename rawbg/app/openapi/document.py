@@ -141,6 +141,9 @@ class Draft:
     security: list[SecurityRequirement] = field(default_factory=list)
     #: every field given to the engine, with what it is ("parameter 'q' of f (file:line)")
     described: list[tuple[SchemaField, str]] = field(default_factory=list)
+    #: a ``Body_<id>`` component whose form models are listed in its ``allOf``
+    #: (their property names), not as properties: FastAPI's form of it
+    merged_models: tuple[str, tuple[str, ...]] | None = None
 
 
 def get_openapi(
@@ -183,6 +186,9 @@ def get_openapi(
         )
     except Indescribable as exc:
         raise _culprit([*drafts, *hooks], exc) from None
+    for draft in (*drafts, *hooks):
+        if draft.merged_models is not None:
+            _merge_form_models(definitions, *draft.merged_models)
     operation_ids: set[str] = set()
     paths: dict[str, dict[str, Any]] = {}
     for draft in drafts:
@@ -491,10 +497,40 @@ def _draft_body(draft: Draft, bodies: list[ValueParam | FormParam], engine: Sche
     for param, member in zip(bodies, members, strict=True):
         where = _owner(route.plan, param).where
         draft.described.append((member, f"the body parameter {param.name!r} of {where}"))
+    models = tuple(
+        member.options.alias or member.name
+        for param, member in zip(bodies, members, strict=True)
+        if isinstance(param, FormParam) and param.form.kind is FormKind.MODEL
+    )
+    if models:
+        draft.merged_models = (f"Body_{route.unique_id}", models)
     try:
         engine.add_body_model(draft.body, BodyModel(f"Body_{route.unique_id}", members))
     except Indescribable as exc:
         raise _culprit([draft], exc) from None
+
+
+def _merge_form_models(definitions: dict[str, Any], name: str, models: tuple[str, ...]) -> None:
+    """A form model beside other form fields: its reference goes into the body's ``allOf``.
+
+    FastAPI 0.165 describes ``profile: Annotated[Profile, Form()], token:
+    Annotated[str, Form()]`` as ``Body_<id>`` with ``token`` in its properties
+    and ``allOf: [{"$ref": ".../Profile"}]``, the model's fields being fields
+    of the form itself (tutorial request_form_models 003 and 004).
+    """
+    body = definitions.get(name)
+    if body is None:
+        return
+    properties = body.get("properties", {})
+    merged = [properties.pop(key) for key in models if key in properties]
+    if not merged:
+        return
+    body["allOf"] = merged
+    required = [key for key in body.get("required", ()) if key not in models]
+    if required:
+        body["required"] = required
+    else:
+        body.pop("required", None)
 
 
 def _owner(plan: CallPlan, param: ValueParam | FormParam) -> CallPlan:
