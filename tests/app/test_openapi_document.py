@@ -200,7 +200,7 @@ class Filters(BaseModel):
     model_config = {{"extra": "forbid"}}
 
     limit: int = Field(100, gt=0, le=100, description="How many")
-    tags: list[str] = pydantic.Field(default_factory=list)
+    tags: list[str] = []
     order_by: Literal["created_at", "updated_at"] = Field("created_at", alias="orderBy")
 
 
