@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import h11
+
+from rawbg import App, StreamingResponse
 
 # How long a test waits for the server before failing, rather than hanging.
 WAIT = 5.0
@@ -144,3 +147,21 @@ def assert_refused(data: bytes, status: int) -> None:
     assert int(status_line.split(b" ")[1]) == status, data
     assert headers[b"connection"] == b"close"
     assert len(rest) == int(headers[b"content-length"]), data
+
+
+class Firehose:
+    """An app whose ``GET /firehose`` streams 64 KiB chunks without end; `produced` counts
+    them, so a test sees how far the server let the producer run ahead of the socket."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.app = App()
+        self.app.add_route("/firehose", self._firehose, methods=["GET"])
+
+    async def _endless(self) -> AsyncIterator[bytes]:
+        while True:
+            self.produced += 1
+            yield b"x" * 65536
+
+    async def _firehose(self) -> StreamingResponse:
+        return StreamingResponse(self._endless())

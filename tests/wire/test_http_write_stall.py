@@ -3,25 +3,12 @@
 import asyncio
 import socket
 
-from rawbg import App, StreamingResponse
+from tests.support.wire import Firehose
 
 
 async def test_a_client_that_never_reads_is_cut_off_after_the_keep_alive_timeout(serve):
-    produced = 0
-
-    async def endless():
-        nonlocal produced
-        while True:
-            produced += 1
-            yield b"x" * 65536
-
-    app = App()
-
-    @app.get("/firehose")
-    async def firehose():
-        return StreamingResponse(endless())
-
-    async with serve(app, timeout_keep_alive=0.3) as server:
+    firehose = Firehose()
+    async with serve(firehose.app, timeout_keep_alive=0.3) as server:
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         loop = asyncio.get_running_loop()
@@ -30,7 +17,7 @@ async def test_a_client_that_never_reads_is_cut_off_after_the_keep_alive_timeout
         started = loop.time()
         sock.sendall(b"GET /firehose HTTP/1.1\r\nhost: x\r\n\r\n")
         async with asyncio.timeout(5):
-            while produced == 0:  # the response has started streaming
+            while firehose.produced == 0:  # the response has started streaming
                 await asyncio.sleep(0.01)
         async with asyncio.timeout(5):
             while server.connection_tasks:  # the connection task ends once the server gives up
@@ -39,4 +26,4 @@ async def test_a_client_that_never_reads_is_cut_off_after_the_keep_alive_timeout
         sock.close()
     assert 0.3 <= elapsed < 3
     # flow control: the producer was not drained far ahead of the socket
-    assert produced < 200
+    assert firehose.produced < 200

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from rawbg import App, BackgroundTasks, Request, Response, Server, StreamingResponse
+from rawbg import App, BackgroundTasks, Request, Response, Server
 from rawbg.server.config import ServerConfig
 from rawbg.server.connection import SHUTDOWN_FIRST_REQUEST_GRACE
 from rawbg.wire.protocol import INPUT_HIGH_WATER
 from rawbg.wire.tls import READ_SIZE
 from tests.server.test_serve_arrived import served_where_it_arrived
 from tests.support.certificates import Certificates, make_certificates
-from tests.support.wire import WAIT, RawClient, request_bytes
+from tests.support.wire import WAIT, Firehose, RawClient, request_bytes
 
 
 @pytest.fixture(scope="module")
@@ -234,34 +234,21 @@ async def test_bytes_that_are_neither_tls_nor_http_are_closed_at_once(serve, cer
 async def test_a_client_that_never_reads_an_https_response_is_cut_off_and_not_buffered_for(
     serve, certs
 ):
-    produced = 0
-
-    async def endless():
-        nonlocal produced
-        while True:
-            produced += 1
-            yield b"x" * 65536
-
-    app = App()
-
-    @app.get("/firehose")
-    async def firehose():
-        return StreamingResponse(endless())
-
-    async with serve(app, **https(certs), timeout_keep_alive=0.5) as server:
+    firehose = Firehose()
+    async with serve(firehose.app, **https(certs), timeout_keep_alive=0.5) as server:
         client = await slow_reader(certs, server.port)
         writer = client.writer
         writer.write(b"GET /firehose HTTP/1.1\r\nhost: x\r\n\r\n")
         try:
             async with asyncio.timeout(WAIT):
-                while produced == 0:
+                while firehose.produced == 0:
                     await asyncio.sleep(0.01)
             async with asyncio.timeout(WAIT):
                 while server.connection_tasks:  # cut off once it stopped reading for 0.5 s
                     await asyncio.sleep(0.05)
         finally:
             writer.transport.abort()
-    assert produced < 200  # flow control: never drained far ahead of the socket
+    assert firehose.produced < 200  # flow control: never drained far ahead of the socket
 
 
 async def test_a_large_https_request_body_reaches_a_slow_handler_in_bounded_pieces(serve, certs):
