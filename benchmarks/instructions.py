@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 
 from rawbg.wire.memory_transport import MemoryTransport
@@ -65,9 +66,15 @@ async def feed(
 
 
 SERVERS = ("ceiling", "rawbg", "rawbg-uvloop")  # rawbg-uvloop: rawbg fed on uvloop
+#: measured with ``--journal`` only: rawbg with a SQLite task journal (its writer
+#: thread's instructions, SQLite's included, count too)
+JOURNAL_SERVER = "rawbg-journal"
 
 
-def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
+def protocol_factory(
+    server: str, loop: asyncio.AbstractEventLoop, directory: str
+) -> Callable[[], asyncio.Protocol]:
+    """The protocol of `server`; with a journal (in `directory`), its writer started on `loop`."""
     if server == "ceiling":
         from .ceiling import CannedProtocol
 
@@ -77,7 +84,10 @@ def protocol_factory(server: str) -> Callable[[], asyncio.Protocol]:
 
     from .apps.rawbg_app import app
 
-    rawbg_server = Server(app, ServerConfig(port=0, access_log=False))
+    journal = f"{directory}/journal.db" if server == JOURNAL_SERVER else None
+    rawbg_server = Server(app, ServerConfig(port=0, access_log=False, task_journal=journal))
+    if journal is not None:
+        rawbg_server._open_journal(loop)  # what `Server.start` does before it listens
     return rawbg_server.make_protocol
 
 
@@ -104,9 +114,14 @@ def count_instructions(server: str, requests: int, request: str = "plain") -> in
     return int(match.group(1))
 
 
-def measure(requests: int = MEASURED_REQUESTS, request: str = "plain") -> dict[str, float]:
-    """Instructions per request of each of `SERVERS` (rawbg-uvloop only with uvloop)."""
+def measure(
+    requests: int = MEASURED_REQUESTS, request: str = "plain", *, journal: bool = False
+) -> dict[str, float]:
+    """Instructions per request of each of `SERVERS` (rawbg-uvloop only with uvloop), and
+    of `JOURNAL_SERVER` with `journal`."""
     servers = [s for s in SERVERS if s != "rawbg-uvloop" or importlib.util.find_spec("uvloop")]
+    if journal:
+        servers.append(JOURNAL_SERVER)
     per_request = {}
     for server in servers:
         base = count_instructions(server, WARM_REQUESTS, request)
@@ -133,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         default="plain",
         help="the benchmark request (plain), or the same with a chunked body (chunked)",
     )
+    parser.add_argument(
+        "--journal",
+        action="store_true",
+        help=f"also {JOURNAL_SERVER}: rawbg with a SQLite task journal, one commit per request",
+    )
     args = parser.parse_args(argv)
     if args.feed:  # the measured process itself
         server, requests = args.feed[0], int(args.feed[1])
@@ -141,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
             import uvloop
 
             make_loop = uvloop.new_event_loop
-        with asyncio.Runner(loop_factory=make_loop) as runner:
-            runner.run(feed(protocol_factory(server), requests, REQUESTS[args.request]))
+        with asyncio.Runner(loop_factory=make_loop) as runner, tempfile.TemporaryDirectory() as tmp:
+            make_protocol = protocol_factory(server, runner.get_loop(), tmp)
+            runner.run(feed(make_protocol, requests, REQUESTS[args.request]))
         return 0
     if not valgrind_available():
         parser.error("valgrind is not on PATH")
-    per_request = measure(args.requests, args.request)
+    per_request = measure(args.requests, args.request, journal=args.journal)
     for server, count in per_request.items():
         print(f"{server:12} {count:10,.0f} instructions per request")
     for server in sorted(per_request.keys() - {"ceiling"}):

@@ -5,6 +5,7 @@ No timing assertions: only that every open-loop run got answers and no errors.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -61,17 +62,24 @@ def test_smoke_run_writes_results_for_both_servers(tmp_path: Path) -> None:
     assert results["failures"] == []
 
 
-async def test_the_instruction_counter_feeds_both_servers_real_requests() -> None:
+async def test_the_instruction_counter_feeds_every_server_real_requests(tmp_path) -> None:
     # The part of `python -m benchmarks.instructions` that runs under valgrind:
-    # both protocols answer each fed request with the tutorial's response.
-    from benchmarks.instructions import feed, protocol_factory
+    # every protocol answers each fed request with the tutorial's response,
+    # and with the journal each request's task was committed first.
+    from benchmarks.instructions import JOURNAL_SERVER, feed, protocol_factory
 
-    for server in ("ceiling", "rawbg"):
-        writes = await feed(protocol_factory(server), 20)
+    loop = asyncio.get_running_loop()
+    for server in ("ceiling", "rawbg", JOURNAL_SERVER):
+        make_protocol = protocol_factory(server, loop, str(tmp_path))
+        writes = await feed(make_protocol, 20)
         assert len(writes) == 1, server  # only the last response is kept
         head, _, body = writes[0].partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), (server, head)
         assert body == b'{"message":"Notification sent in the background"}', server
+        if server == JOURNAL_SERVER:
+            journal = make_protocol.__self__.journal  # type: ignore[attr-defined]
+            assert journal.commits == 20  # one connection: one commit per request
+            await journal.stop()
 
 
 async def test_timeline_recording_shows_each_task_after_its_request_was_flushed(tmp_path):
