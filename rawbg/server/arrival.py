@@ -21,8 +21,14 @@ Where they are missing (`AVAILABLE` False) requests are served the usual way,
 and tests/server/test_serve_arrived.py fails to say so.
 
 If the request has to wait after all (a handler awaits something, the body is
-still arriving, the response does not fit in the socket's buffer), its
-coroutine is handed to the connection task, which continues it where it
+still arriving, the response does not fit in the socket's buffer), it waits
+where it is when what it awaits is an asyncio future of this loop (a commit
+of the task journal, a database call): it is *parked*, and the future's
+callback steps it again, here and as the task, when the future is done
+(`Arrival._resume`), while the task sleeps on. Anything else it waits for,
+or anything that wakes the task meanwhile (input, the idle deadline, a
+shutdown, a cancellation, which is thrown into the request as a Task would),
+hands its coroutine to the connection task, which continues it where it
 stopped (`continue_in_task`).
 
 The states, and who moves between them (the task, or the callback that
@@ -32,13 +38,17 @@ The states, and who moves between them (the task, or the callback that
                                               │     ▲
                           a request arrives:  │     │ served here, and the
                           `serve` runs it     ▼     │ connection is idle again
-                                            SERVING_HERE
-                       it must wait (or it  │        │ served here, but the connection
-                       raised): handed over ▼        ▼ closes or its next request is here
-                                  HANDED_OVER        SERVED
-                     the task continues it  │        │ the task's wait sees it
-                                            ▼        ▼
-                                           TASK_BUSY
+                                            SERVING_HERE ◀──its future is done: ──┐
+                       it must wait (or it  │   │    │     stepped here again     │
+                       raised): handed over │   │    └──it awaits a future──▶ PARKED
+                                            │   │ served here, but the           │
+                                            │   │ connection closes or its       │
+                                            ▼   ▼ next request is here           │
+                                  HANDED_OVER   SERVED                           │
+                                   ▲   │        │ the task's wait sees it        │
+                                   │   ▼        ▼                                │
+                                   │  TASK_BUSY                                  │
+                                   └─────── the task is woken meanwhile ─────────┘
 
 Any other move is a bug, and raises.
 """
@@ -67,27 +77,42 @@ class State(enum.Enum):
     SERVING_HERE = "a request is being served from data_received, as the task"
     HANDED_OVER = "a request begun where it arrived waits for the task to continue it"
     SERVED = "a request was served where it arrived; the task's wait must go on from there"
+    PARKED = "a request begun where it arrived waits on a future, whose callback steps it on"
 
     __hash__ = object.__hash__  # a C-level hash, as `Phase`'s
 
 
 # The members under their own names, as `Phase`'s: no Enum descriptor per use.
-TASK_BUSY, TASK_WAITING, SERVING_HERE, HANDED_OVER, SERVED = State
+TASK_BUSY, TASK_WAITING, SERVING_HERE, HANDED_OVER, SERVED, PARKED = State
 
 #: the legal moves; any other is a bug and raises
 TRANSITIONS: dict[State, frozenset[State]] = {
     TASK_BUSY: frozenset({TASK_WAITING}),
     TASK_WAITING: frozenset({TASK_BUSY, SERVING_HERE}),
-    SERVING_HERE: frozenset({TASK_WAITING, HANDED_OVER, SERVED}),
+    SERVING_HERE: frozenset({TASK_WAITING, HANDED_OVER, SERVED, PARKED}),
     HANDED_OVER: frozenset({TASK_BUSY}),
     SERVED: frozenset({TASK_BUSY}),
+    PARKED: frozenset({SERVING_HERE, HANDED_OVER}),
 }
+
+# The context the parked request's future calls back in: the step itself runs
+# in the task's own context (`Arrival._context`), which must not be entered twice.
+_CALLBACK_CONTEXT = contextvars.Context()
 
 
 class Arrival:
     """One connection's serving of requests where they arrive, as its connection task."""
 
-    __slots__ = ("_context", "_handed_over", "_task", "loop", "state")
+    __slots__ = (
+        "_context",
+        "_handed_over",
+        "_parked",
+        "_parked_on",
+        "_resumed",
+        "_task",
+        "loop",
+        "state",
+    )
 
     def __init__(self, task: asyncio.Task[Any], context: contextvars.Context) -> None:
         self._task = task
@@ -96,6 +121,13 @@ class Arrival:
         self.state = TASK_BUSY
         #: the request that must wait, for the task to continue (HANDED_OVER)
         self._handed_over: Coroutine[Any, Any, None] | None = None
+        #: the request that waits on a future here (PARKED), that future, and what
+        #: to call after its next step here, with whether it ended (else it is
+        #: PARKED again, or HANDED_OVER: the task must be woken). Held only while
+        #: PARKED: the connection is not kept alive by this object otherwise.
+        self._parked: Coroutine[Any, Any, None] | None = None
+        self._parked_on: asyncio.Future[Any] | None = None
+        self._resumed: Callable[[bool], None] | None = None
 
     def _move(self, state: State) -> None:
         if state not in TRANSITIONS[self.state]:
@@ -121,7 +153,22 @@ class Arrival:
             return False
         if state is SERVED:
             self._move(TASK_BUSY)
+        elif state is PARKED:  # the task takes it, and goes on waiting with it
+            self.unpark(None)
         return True  # SERVED, or HANDED_OVER: `take_handed_over` gives it to the cycle
+
+    def unpark(self, error: BaseException | None) -> None:
+        """The task was woken while a request is PARKED: it continues the request from
+        here (HANDED_OVER). `error`, a cancellation of the task, is thrown into the
+        request, as a Task throws it into what it awaits (and cancels that future)."""
+        request, future = self._parked, self._parked_on
+        assert request is not None and future is not None
+        self._parked = self._parked_on = self._resumed = None
+        future._asyncio_future_blocking = True  # awaited by the task now, as if yielded to it
+        if error is not None:
+            future.cancel()
+        self._handed_over = continue_in_task(request, future, error)
+        self._move(HANDED_OVER)
 
     def take_handed_over(self) -> Coroutine[Any, Any, None] | None:
         """The request begun here that the task must continue, if there is one."""
@@ -148,7 +195,7 @@ class Arrival:
             return False
         self.state = SERVING_HERE  # from TASK_WAITING
         request = begin()
-        try:
+        try:  # `_step`, written out: the common case, a request that ends here, pays no call
             waiting_for = self._context.run(request.send, None)
         except StopIteration:
             return True
@@ -157,11 +204,86 @@ class Arrival:
             self.state = HANDED_OVER  # from SERVING_HERE
             return False
         else:
-            self._handed_over = continue_in_task(request, waiting_for)
-            self.state = HANDED_OVER  # from SERVING_HERE
+            self._wait(request, waiting_for, None)  # the caller says `then` if it parked
             return False
         finally:
             leave_task(loop, task)
+
+    def then(self, resumed: Callable[[bool], None]) -> None:
+        """For the request `serve` just PARKED: what to call after its next step here,
+        with whether it ended (else it is PARKED again, or HANDED_OVER: wake the task)."""
+        self._resumed = resumed
+
+    def _step(
+        self,
+        request: Coroutine[Any, Any, None],
+        step: Callable[[Any], Any],
+        value: Any,
+        resumed: Callable[[bool], None],
+    ) -> bool:
+        """One step of the request, as the task (which is current): True if it ended;
+        else it is PARKED on the future it awaits, or HANDED_OVER to the task."""
+        try:
+            waiting_for = self._context.run(step, value)
+        except StopIteration:
+            return True
+        except BaseException as exc:  # the task raises it, as if its own
+            self._handed_over = raise_in_task(exc)
+            self.state = HANDED_OVER  # from SERVING_HERE
+            return False
+        self._wait(request, waiting_for, resumed)
+        return False
+
+    def _wait(
+        self,
+        request: Coroutine[Any, Any, None],
+        waiting_for: Any,
+        resumed: Callable[[bool], None] | None,
+    ) -> None:
+        """The request yielded `waiting_for`: PARKED on it if it is a future of this
+        loop, else HANDED_OVER to the task, which passes it on to asyncio."""
+        get_loop = getattr(waiting_for, "get_loop", None)
+        if (
+            getattr(waiting_for, "_asyncio_future_blocking", False)
+            and get_loop is not None
+            and get_loop() is self.loop
+        ):
+            # what a Task does with a future its coroutine yields, but the
+            # callback is this object's: the task is not woken for it
+            waiting_for._asyncio_future_blocking = False
+            self._parked, self._parked_on, self._resumed = request, waiting_for, resumed
+            self.state = PARKED  # from SERVING_HERE
+            waiting_for.add_done_callback(self._resume, context=_CALLBACK_CONTEXT)
+            return
+        self._handed_over = continue_in_task(request, waiting_for)
+        self.state = HANDED_OVER  # from SERVING_HERE
+
+    def _resume(self, future: asyncio.Future[Any]) -> None:
+        """The parked request's future is done: step the request here, as the task."""
+        if self.state is not PARKED or future is not self._parked_on:
+            return  # the task took it meanwhile (`unpark`)
+        request, resumed = self._parked, self._resumed
+        assert request is not None and resumed is not None
+        task, loop = self._task, self.loop
+        if not enter_task(loop, task):  # another task is running: let the task go on
+            self.unpark(None)
+            resumed(False)
+            return
+        self._parked = self._parked_on = self._resumed = None
+        self.state = SERVING_HERE  # from PARKED
+        error: BaseException | None = None
+        try:
+            future.result()
+        except BaseException as exc:  # thrown into the request, as a Task does
+            error = exc
+        try:  # (outside that `except`: the request must not see it as being handled)
+            if error is None:
+                ended = self._step(request, request.send, None, resumed)
+            else:
+                ended = self._step(request, request.throw, error, resumed)
+        finally:
+            leave_task(loop, task)
+        resumed(ended)
 
     def finished(self, *, task_waits_on: bool) -> None:
         """The request served here has ended. `task_waits_on`: the connection is idle,
@@ -193,14 +315,20 @@ def leave_task(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None
 
 @types.coroutine
 def continue_in_task(
-    coroutine: Coroutine[Any, Any, None], waiting_for: Any
+    coroutine: Coroutine[Any, Any, None], waiting_for: Any, error: BaseException | None = None
 ) -> Generator[Any, Any, None]:
     """Await `coroutine`, which was started elsewhere and then yielded `waiting_for`.
 
     What ``await`` does with a fresh coroutine, from the point where it
     stopped: what it waits for goes to the task, and what the task sends or
-    throws back goes to the coroutine, until it returns.
+    throws back goes to the coroutine, until it returns. `error` (a
+    cancellation that reached the task first) is thrown into it before that.
     """
+    if error is not None:
+        try:
+            waiting_for = coroutine.throw(error)
+        except StopIteration:
+            return
     while True:
         try:
             value = yield waiting_for

@@ -15,7 +15,8 @@ from the connection task:
    connection's `h11.Connection` and wakes the task. If the task is waiting
    between requests, the callback instead runs 3-8 itself, as the task, until
    the request has to wait for something (`Connection.serve_arrived`,
-   rawbg/server/arrival.py).
+   rawbg/server/arrival.py); a wait on an asyncio future goes on where the
+   future calls back, still as the task (`Connection._resumed_here`).
 3. **Request head.** The task asks h11 for the next event
    (`Connection._receive_request`). While no byte has arrived it waits at most
    ``timeout_keep_alive``, then closes quietly (`_wait_for_request`); once the
@@ -93,7 +94,7 @@ from rawbg.errors import (
 from rawbg.reason_phrases import reason
 from rawbg.requests import Headers, Request, client_label
 from rawbg.responses import PlainTextResponse, Response, StreamingResponse
-from rawbg.server.arrival import HANDED_OVER, SERVING_HERE, Arrival, hand_over
+from rawbg.server.arrival import HANDED_OVER, PARKED, SERVING_HERE, Arrival, hand_over
 from rawbg.server.request_body import BodyReader
 from rawbg.tasks.journal.store import JournalUnavailable
 from rawbg.tasks.work_group import WorkGroup
@@ -442,15 +443,25 @@ class Connection:
         (instead of waking it); True if the task can go on waiting for the
         next request. Only where the task waits between requests, with room
         for more work and no shutdown under way. The request runs in the
-        task's context with the task current (`Arrival.serve`); if it has to
-        wait for anything, the task is woken to continue it from there.
+        task's context with the task current (`Arrival.serve`); if it awaits a
+        future, it goes on here once that is done (`_resumed_here`); if it has
+        to wait for anything else, the task is woken to continue it from there.
         docs/ARCHITECTURE.md, "Serving a request as it arrives".
         """
         arrival = self._arrival
         if arrival is None or self._stopping or not self._pending.has_room:
             return False
+        if arrival.state is PARKED:  # input while a request waits here: the task takes both
+            return False
         if not arrival.serve(self._serve_one):
+            if arrival.state is PARKED:  # on a future: the task sleeps on
+                arrival.then(self._resumed_here)
+                return True
             return False  # handed over (or not begun): the task is woken
+        return self._served_here(arrival)
+
+    def _served_here(self, arrival: Arrival) -> bool:
+        """A request served where it arrived has ended: True if the task may go on waiting."""
         if self.phase is not IDLE or self._h11.trailing_data[0]:
             # closing, or the next request is here already: the task takes it from here
             arrival.finished(task_waits_on=False)
@@ -459,6 +470,14 @@ class Connection:
         self._idle_deadline = arrival.loop.time() + self._config.timeout_keep_alive
         self._io.extend_wait(self._idle_deadline)
         return True
+
+    def _resumed_here(self, ended: bool) -> None:
+        """A parked request took a step where its future called back (`Arrival._resume`)."""
+        arrival = self._arrival
+        assert arrival is not None
+        if arrival.state is PARKED or (ended and self._served_here(arrival)):
+            return  # waiting on its next future, or served: the task sleeps on
+        self._io.wake()  # handed over, or served but the task must go on from there
 
     async def _receive_until(self, deadline: float) -> bool:
         """`ConnectionIO.receive_until`; a request begun where it arrived goes to the task first.
@@ -584,6 +603,17 @@ class Connection:
                 arrival.task_waits()
                 try:
                     received = await io.receive_until(self._idle_deadline)
+                except BaseException as exc:
+                    if arrival.state is not PARKED:
+                        raise
+                    # A request waits here on a future (parked): the task takes it
+                    # over, and a cancellation of the task is the request's, as if
+                    # the task had been awaiting that future (`Arrival.unpark`).
+                    cancelled = isinstance(exc, asyncio.CancelledError)
+                    arrival.unpark(exc if cancelled else None)
+                    if not (cancelled or isinstance(exc, Exception)):
+                        raise  # KeyboardInterrupt, SystemExit
+                    received = True  # (the connection lost: the request will see it)
                 finally:
                     served_meanwhile = arrival.task_woke()
                 if served_meanwhile:

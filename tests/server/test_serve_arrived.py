@@ -136,15 +136,50 @@ async def test_an_illegal_move_of_the_arrival_state_is_loud():
     assert arrival.take_handed_over() is None
 
 
-async def test_a_handler_that_waits_is_continued_by_the_connection_task():
+def resumed_where_its_future_called_back() -> bool:
+    """True if the caller runs inside `Arrival._resume` (a parked request's step)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is eager.Arrival._resume.__code__:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def task_waits_for_input(task: asyncio.Task[object]) -> bool:
+    """True if `task` is suspended in its wait for the next request's bytes: the
+    innermost coroutine of its await chain is `HttpProtocol.receive`."""
+    coroutine: object = task.get_coro()
+    names = []
+    while hasattr(coroutine, "cr_await"):
+        names.append(coroutine.cr_code.co_name)  # type: ignore[attr-defined]
+        coroutine = coroutine.cr_await  # type: ignore[attr-defined]
+    return names[-1:] == ["receive"]
+
+
+async def test_a_handler_that_awaits_a_future_goes_on_in_its_callback_while_the_task_sleeps():
+    # asyncio.sleep is a future of the loop: the request is parked on it, and its
+    # callback steps the handler on, as the connection task, in its context,
+    # while the task itself stays asleep in its wait for the next request.
     app = App()
-    seen: list[tuple[str, bool, asyncio.Task[object] | None]] = []
+    seen: list[tuple[str, bool, bool, object, int]] = []
 
     @app.get("/slow")
     async def slow() -> str:
-        seen.append(("before", served_where_it_arrived(), asyncio.current_task()))
+        requests_on_this_connection.set(requests_on_this_connection.get() + 1)
+        task = asyncio.current_task()
+        seen.append(("before", served_where_it_arrived(), False, task, 0))
         await asyncio.sleep(0.01)
-        seen.append(("after", served_where_it_arrived(), asyncio.current_task()))
+        assert task is not None
+        seen.append(
+            (
+                "after",
+                resumed_where_its_future_called_back(),
+                task_waits_for_input(task),
+                asyncio.current_task(),
+                requests_on_this_connection.get(),
+            )
+        )
         return "slow"
 
     async with in_memory(app) as server:
@@ -155,11 +190,105 @@ async def test_a_handler_that_waits_is_continued_by_the_connection_task():
             assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"slow"')
         (task,) = server.connection_tasks
     assert seen == [
-        ("before", True, task),
-        ("after", False, task),
-        ("before", True, task),
-        ("after", False, task),
+        ("before", True, False, task, 0),
+        ("after", True, True, task, 1),
+        ("before", True, False, task, 0),
+        ("after", True, True, task, 2),
     ]
+
+
+async def test_a_parked_handler_gets_the_exception_of_its_future_where_it_awaits_it():
+    app = App()
+
+    @app.get("/fails")
+    async def fails() -> str:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        loop.call_later(0.01, future.set_exception, ValueError("boom"))
+        try:
+            await future
+        except ValueError as exc:
+            here = resumed_where_its_future_called_back()
+            return f"caught {exc} {'here' if here else 'in the task'}"
+        return "not raised"
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        connection.send(b"GET /fails HTTP/1.1\r\nhost: x\r\n\r\n")
+        response = await connection.receive(until=b'"caught')  # one write: the whole response
+    assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"caught boom here"')
+
+
+async def test_a_timeout_around_a_parked_await_times_out_the_handler_only():
+    # asyncio.timeout cancels the current task, the connection task, asleep in
+    # its own wait: the cancellation must reach the handler's await, and the
+    # connection must go on serving.
+    app = App()
+
+    @app.get("/deadline")
+    async def deadline() -> str:
+        try:
+            async with asyncio.timeout(0.02):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            task = asyncio.current_task()
+            assert task is not None and task.cancelling() == 0
+            return "timed out"
+        return "not timed out"
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        for _ in range(2):
+            connection.send(b"GET /deadline HTTP/1.1\r\nhost: x\r\n\r\n")
+            response = await connection.receive(until=b'out"')
+            assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"timed out"')
+        assert not connection.closed  # the same connection answered both, and stays open
+
+
+async def test_cancelling_the_connection_task_reaches_a_parked_handler():
+    app = App()
+    seen: list[str] = []
+    parked = asyncio.Event()
+
+    @app.get("/forever")
+    async def forever() -> str:
+        parked.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled where it waited")
+            raise
+        return "never"
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        connection.send(b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n")
+        async with asyncio.timeout(WAIT):
+            await parked.wait()
+        (task,) = server.connection_tasks
+        assert task_waits_for_input(task)  # parked: the task was not woken
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert seen == ["cancelled where it waited"]
+
+
+async def test_a_request_that_arrives_while_one_is_parked_is_answered_after_it():
+    app = App()
+
+    @app.get("/n/{n}")
+    async def number(n: int) -> int:
+        await asyncio.sleep(0.03 if n == 1 else 0)
+        return n
+
+    async with in_memory(app) as server:
+        connection = MemoryConnection(server)
+        connection.send(b"GET /n/1 HTTP/1.1\r\nhost: x\r\n\r\n")
+        await asyncio.sleep(0.01)  # the first is parked on its sleep now
+        connection.send(b"GET /n/2 HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = await connection.receive(until=b"\r\n\r\n2")
+    bodies = [part.split(b"\r\n\r\n")[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"1", b"2"]
 
 
 async def test_a_body_still_arriving_is_finished_by_the_task_and_keeps_its_deadline():
