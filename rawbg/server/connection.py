@@ -806,6 +806,11 @@ class Connection:
             drained = False
         if not drained:
             self._closing("request body not read by the app")
+            arrival = self._arrival
+            if arrival is not None and arrival.state is SERVING_HERE:
+                # the linger waits for input, as the task's own wait does (one
+                # waiter at a time on the protocol): the task does it
+                await hand_over()
             await self._io.close_gracefully()
 
     def _body_deadline(self, started: float, received: int, now: float) -> tuple[float, str]:
