@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from rawbg import App, Request, Response
+from rawbg import App, Request, Response, Server
 from rawbg.server import arrival as eager
 from rawbg.server.connection import Connection
 from rawbg.testing import serve_app
@@ -136,6 +136,18 @@ async def test_an_illegal_move_of_the_arrival_state_is_loud():
     assert arrival.take_handed_over() is None
 
 
+async def get_twice(
+    server: Server, path: str, *, until: bytes
+) -> tuple[MemoryConnection, list[bytes]]:
+    """Two GETs of `path`, one after the other on one in-memory connection; the responses."""
+    connection = MemoryConnection(server)
+    responses = []
+    for _ in range(2):
+        connection.send(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+        responses.append(await connection.receive(until=until))
+    return connection, responses
+
+
 def resumed_where_its_future_called_back() -> bool:
     """True if the caller runs inside `Arrival._resume` (a parked request's step)."""
     frame = sys._getframe(1)
@@ -183,12 +195,11 @@ async def test_a_handler_that_awaits_a_future_goes_on_in_its_callback_while_the_
         return "slow"
 
     async with in_memory(app) as server:
-        connection = MemoryConnection(server)
-        for _ in range(2):
-            connection.send(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            response = await connection.receive(until=b'"slow"')
-            assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"slow"')
+        _, responses = await get_twice(server, "/slow", until=b'"slow"')
         (task,) = server.connection_tasks
+    assert [status_and_body(response) for response in responses] == [
+        (b"HTTP/1.1 200 OK", b'"slow"')
+    ] * 2
     assert seen == [
         ("before", True, False, task, 0),
         ("after", True, True, task, 1),
@@ -237,12 +248,11 @@ async def test_a_timeout_around_a_parked_await_times_out_the_handler_only():
         return "not timed out"
 
     async with in_memory(app) as server:
-        connection = MemoryConnection(server)
-        for _ in range(2):
-            connection.send(b"GET /deadline HTTP/1.1\r\nhost: x\r\n\r\n")
-            response = await connection.receive(until=b'out"')
-            assert status_and_body(response) == (b"HTTP/1.1 200 OK", b'"timed out"')
+        connection, responses = await get_twice(server, "/deadline", until=b'out"')
         assert not connection.closed  # the same connection answered both, and stays open
+    assert [status_and_body(response) for response in responses] == [
+        (b"HTTP/1.1 200 OK", b'"timed out"')
+    ] * 2
 
 
 async def test_cancelling_the_connection_task_reaches_a_parked_handler():
