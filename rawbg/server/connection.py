@@ -486,11 +486,19 @@ class Connection:
         may well have come before the task took over, and the caller looks
         for it before it waits.
         """
-        arrival = self._arrival
-        if arrival is not None and arrival.state is SERVING_HERE:
+        if self._serving_here():
             await hand_over()
             return True
         return await self._io.receive_until(deadline)
+
+    def _serving_here(self) -> bool:
+        """Is the request being stepped outside the task (`serve_arrived`, `_resumed_here`)?
+
+        Then it must hand itself to the task (`hand_over`) before it waits for
+        the client's input: the protocol has one input waiter, and the task's
+        own wait for the next request holds it."""
+        arrival = self._arrival
+        return arrival is not None and arrival.state is SERVING_HERE
 
     def _next_cycle(self) -> None:
         """Keep-alive: h11 and the per-request state start over for the next request."""
@@ -806,10 +814,7 @@ class Connection:
             drained = False
         if not drained:
             self._closing("request body not read by the app")
-            arrival = self._arrival
-            if arrival is not None and arrival.state is SERVING_HERE:
-                # the linger waits for input, as the task's own wait does (one
-                # waiter at a time on the protocol): the task does it
+            if self._serving_here():  # the linger waits for the client's input
                 await hand_over()
             await self._io.close_gracefully()
 
