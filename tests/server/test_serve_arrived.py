@@ -30,14 +30,19 @@ requests_on_this_connection: contextvars.ContextVar[int] = contextvars.ContextVa
 )
 
 
-def served_where_it_arrived() -> bool:
-    """True if the caller runs inside `Connection.serve_arrived` (called by data_received)."""
-    frame = sys._getframe(1)
+def runs_inside(code: object) -> bool:
+    """True if the caller of the caller runs inside the function whose code is `code`."""
+    frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code is Connection.serve_arrived.__code__:
+        if frame.f_code is code:
             return True
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+def served_where_it_arrived() -> bool:
+    """True if the caller runs inside `Connection.serve_arrived` (called by data_received)."""
+    return runs_inside(Connection.serve_arrived.__code__)
 
 
 def plain_app() -> App:
@@ -150,12 +155,7 @@ async def get_twice(
 
 def resumed_where_its_future_called_back() -> bool:
     """True if the caller runs inside `Arrival._resume` (a parked request's step)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is eager.Arrival._resume.__code__:
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    return runs_inside(eager.Arrival._resume.__code__)
 
 
 def task_waits_for_input(task: asyncio.Task[object]) -> bool:
