@@ -22,6 +22,7 @@ from rawbg.tasks.policy import journal_record
 
 if TYPE_CHECKING:
     from rawbg.tasks.journal.writer import JournalWriter
+    from rawbg.tasks.work_group import WorkGroup
     from rawbg.trace import RequestTrace
     from rawbg.types import Cleanup
 
@@ -78,6 +79,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         "_calls",
         "_cleanup",
         "_entry_ids",
+        "_group",
         "_journal",
         "_pending",
         "_running",
@@ -103,6 +105,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._journal: JournalWriter | None = None
         #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
+        #: the `WorkGroup` running it as a task, told when it ends (`_end`)
+        self._group: WorkGroup | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -202,7 +206,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         except Exception as exc:  # only the user's coroutine raises: `_run_all` catches
             return self._finished(exc)
         except BaseException:  # cancelled
-            self._release(self._unreleased)
+            self._end()
             raise
 
     @names_frames(_name_single_task_frame)
@@ -210,7 +214,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
         running = self._running
         error = typ if val is None else val
         if running is None:  # cancelled before its first step: it never started
-            self._release(self._unreleased)
+            self._end()
             raise error
         try:
             return running.throw(error)
@@ -219,13 +223,13 @@ class AfterResponse(Coroutine[Any, Any, None]):
         except Exception as exc:
             return self._finished(exc)
         except BaseException:
-            self._release(self._unreleased)
+            self._end()
             raise
 
     def close(self) -> None:
         if self._running is not None:
             self._running.close()
-        self._release(self._unreleased)
+        self._end()
 
     # -- inside --------------------------------------------------------------------
 
@@ -261,7 +265,7 @@ class AfterResponse(Coroutine[Any, Any, None]):
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
         committing = self._mark_finished(0, failed=error is not None)
         if committing is None:
-            self._release(self._unreleased)
+            self._end()
             raise StopIteration
         # The work ends once the mark is committed: what runs next is that wait.
         self._entry_ids = None  # marked
@@ -288,6 +292,14 @@ class AfterResponse(Coroutine[Any, Any, None]):
             return ids
         assert isinstance(ids, tuple)
         return ids[index] if index < len(ids) else None
+
+    def _end(self) -> None:
+        """It has ended, on whichever path: release what is left, tell its group."""
+        self._release(self._unreleased)
+        group = self._group
+        if group is not None:
+            self._group = None
+            group.ended(self)
 
     def _release(self, units: int) -> None:
         if units and self._pending is not None:

@@ -121,6 +121,50 @@ async def test_a_group_that_started_nothing_is_done_at_once():
         await group.wait()
 
 
+# -- a child tells its group it has ended, from its last step (no done callback) --------------
+
+
+async def test_children_that_end_in_their_first_step_leave_nothing_to_wait_for():
+    # On 3.12+ such a child ends inside `start` (its eager first step), before
+    # `start` could record it: it must not stay recorded as running.
+    pending = PendingWork(100)
+    group = WorkGroup()
+    ran: list[int] = []
+
+    async def at_once(number: int) -> None:
+        ran.append(number)
+
+    for number in range(3):
+        await start(group, pending, one_task(at_once, number))
+    async with asyncio.timeout(1):
+        await group.wait()
+    assert ran == [0, 1, 2]
+    assert pending.count == 0
+
+
+async def test_a_child_cancelled_whether_or_not_it_has_started_is_not_waited_for():
+    # On 3.11 the cancellation reaches the child before its first step, on
+    # 3.12+ in its first await: either way its work ends and tells the group.
+    pending = PendingWork(100)
+    group = WorkGroup()
+    gate = asyncio.Event()
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("started")
+        await gate.wait()
+        ran.append("finished")
+
+    await start(group, pending, one_task(job))
+    await start(group, pending, one_task(job))
+    group.cancel()
+    async with asyncio.timeout(1):
+        await group.wait()
+    assert "finished" not in ran
+    assert ran == ([] if sys.version_info < (3, 12) else ["started", "started"])
+    assert pending.count == 0
+
+
 # -- the first step: taken in `start` on Python 3.12+ (an eager task), in the loop's next
 # iteration on 3.11; either way as the child, in the child's context -------------------------
 
