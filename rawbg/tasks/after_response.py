@@ -7,11 +7,12 @@ owner of their count in `PendingWork`, and of their journal entries.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rawbg.culprits import Part, names_frames
 from rawbg.tasks.calls import BackgroundTask
@@ -22,7 +23,6 @@ from rawbg.tasks.policy import journal_record
 
 if TYPE_CHECKING:
     from rawbg.tasks.journal.writer import JournalWriter
-    from rawbg.tasks.work_group import WorkGroup
     from rawbg.trace import RequestTrace
     from rawbg.types import Cleanup
 
@@ -50,6 +50,12 @@ def _name_single_task_frame(frame: FrameType) -> Part:
     return Part(f"the background task {name}", of=local["self"].label)
 
 
+class Owner(Protocol):
+    """What runs a work as a task of its own (`WorkGroup`): told when the work ends."""
+
+    def ended(self, work: AfterResponse) -> None: ...
+
+
 class AfterResponse(Coroutine[Any, Any, None]):
     """A request's background work, and the one owner of its pending count.
 
@@ -65,8 +71,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
        task of its own (`WorkGroup.start`): its tasks in order, then the
        clean-up, a failure never stopping the rest.
 
-    Its count is released on every path: as each task ends (done or failed),
-    and whatever is left when it is cancelled, before or after it started.
+    Its count is released on every path: as each task ends (done or failed;
+    a journaled one once its done-mark is committed), and whatever is left
+    when it is cancelled, before or after it started.
 
     It is a coroutine object itself, not an ``async def``: in the common case
     (one ``async def`` task, no clean-up, no trace) it passes each step
@@ -105,8 +112,8 @@ class AfterResponse(Coroutine[Any, Any, None]):
         self._journal: JournalWriter | None = None
         #: (an int for a single task, for the same reason as the tuple above)
         self._entry_ids: int | tuple[int | None, ...] | None = None
-        #: the `WorkGroup` running it as a task, told when it ends (`_end`)
-        self._group: WorkGroup | None = None
+        #: the `WorkGroup` running it as a task, told when it ends (`_leave_group`)
+        self._group: Owner | None = None
 
     @property
     def tasks(self) -> tuple[BackgroundTask, ...]:
@@ -161,6 +168,10 @@ class AfterResponse(Coroutine[Any, Any, None]):
             call.record = None  # kept in the journal now, not in memory
         if trace is not None:
             trace.event("journaled", entries=len(records), since=started)
+
+    def run_by(self, owner: Owner) -> None:
+        """It is about to run as a task of `owner`'s, which it tells when it ends."""
+        self._group = owner
 
     def recovered(self, journal: JournalWriter, entry_id: int) -> None:
         """This work is a journal entry run again: mark it in the journal when it ends."""
@@ -259,32 +270,42 @@ class AfterResponse(Coroutine[Any, Any, None]):
         return running  # type: ignore[return-value]
 
     def _finished(self, error: Exception | None) -> Any:
-        """The single task's coroutine has ended (or, after it, the wait for its done-mark)."""
+        """The coroutine it drives (the single task's, or `_run_all`) has ended."""
         if error is not None:
             running = self._running
             log_task_failure(getattr(running, "__qualname__", "?"), self.label, error)
-        committing = self._mark_finished(0, failed=error is not None)
-        if committing is None:
+        if self._mark_finished(0, failed=error is not None, then=self._marked):
+            # Journaled: its task (and its group's wait) ends now; its count
+            # once the mark is committed, when the journal calls `_marked`.
+            self._entry_ids = None  # marked
+            self._leave_group()
+        else:
             self._end()
-            raise StopIteration
-        # The work ends once the mark is committed: what runs next is that wait.
-        self._entry_ids = None  # marked
-        self._running = waiting = _until_committed(committing)
-        return waiting.send(None)  # suspends: marks are committed in a later loop iteration
+        raise StopIteration
+
+    def _marked(self) -> None:
+        """The journal has committed the done-mark of its single task."""
+        self._release(self._unreleased)
 
     def _mark_finished(
-        self, index: int, *, failed: bool, started: bool = True
-    ) -> asyncio.Future[None] | None:
+        self,
+        index: int,
+        *,
+        failed: bool,
+        started: bool = True,
+        then: Callable[[], None] | None = None,
+    ) -> bool:
         """Tell the journal the task at `index` ended (not when it was cancelled: it stays).
 
-        Returns the future of the mark's commit, if the task is journaled: its
-        work has ended only once the mark is committed, so that a crash
+        True if the task is journaled: `then` is called once the mark is
+        committed, and the work must not end before, so that a crash
         repeats only work that had not ended.
         """
         entry_id = self._entry_id(index)
         if entry_id is not None and self._journal is not None:
-            return self._journal.finished(entry_id, failed=failed, started=started)
-        return None
+            self._journal.finished(entry_id, failed=failed, started=started, then=then)
+            return True
+        return False
 
     def _entry_id(self, index: int) -> int | None:
         ids = self._entry_ids
@@ -296,6 +317,9 @@ class AfterResponse(Coroutine[Any, Any, None]):
     def _end(self) -> None:
         """It has ended, on whichever path: release what is left, tell its group."""
         self._release(self._unreleased)
+        self._leave_group()
+
+    def _leave_group(self) -> None:
         group = self._group
         if group is not None:
             self._group = None
@@ -318,9 +342,11 @@ class AfterResponse(Coroutine[Any, Any, None]):
                     failed = await self._attempts(index, task, trace, continuing=ran)
                     if failed is not None:  # it ran (None: another process's to run)
                         ran = True
-                        committing = self._mark_finished(index, failed=failed)
-                        if committing is not None:
-                            await committing
+                        committed = asyncio.get_running_loop().create_future()
+                        if self._mark_finished(
+                            index, failed=failed, then=functools.partial(_resolve, committed)
+                        ):
+                            await committed
                 finally:
                     self._release(1)
             self._entry_ids = None  # each was marked as it ended
@@ -417,9 +443,10 @@ async def _done() -> None:
     """A coroutine with nothing to do: what a discarded or failed-to-start task becomes."""
 
 
-async def _until_committed(mark: asyncio.Future[None]) -> None:
-    """What a journaled single task's work runs after the task: the wait for its done-mark."""
-    await mark
+def _resolve(future: asyncio.Future[None]) -> None:
+    """A done-mark of `_run_all` is committed: its wait ends (unless it was cancelled)."""
+    if not future.done():
+        future.set_result(None)
 
 
 def log_task_failure(name: str, label: str, error: BaseException) -> None:

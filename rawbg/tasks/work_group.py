@@ -38,7 +38,7 @@ class WorkGroup:
         """Start `work` (already reserved) now, as a child of the connection task."""
         if self._children is None:
             self._children = {}
-        work._group = self
+        work.run_by(self)
         # Named after the route: asyncio would otherwise format a "Task-N"
         # string for each child, kept for as long as it is pending.
         if sys.version_info >= (3, 12):

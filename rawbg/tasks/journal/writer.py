@@ -13,15 +13,15 @@ handling in the same ~millisecond, and under load a commit costs each
 request little.
 
 Finished tasks are marked done the same way: `finished` queues the mark
-and returns a future, and the marks of one loop iteration ride along with
-the next commit, in a batch. A task's work ends only when that future
-resolves: a process killed in between runs the task again (the promise is
-*at least once*), but then it was, to rawbg, still running. With no done-mark
-window of its own, nothing finished is left unmarked for longer than one
-commit (docs/ARCHITECTURE.md, "Done-marks in batches"). A mark whose commit
-fails (a full disk) keeps its future waiting: it is tried again with the next
-commit, or after `MARK_RETRY` seconds, so the task's work has not ended, and
-stays counted as pending, until its mark is in the file.
+with what to call once it is committed, and the marks of one loop iteration
+ride along with the next commit, in a batch. A task's work ends only when
+that call is made: a process killed in between runs the task again (the
+promise is *at least once*), but then it was, to rawbg, still running. With
+no done-mark window of its own, nothing finished is left unmarked for longer
+than one commit (docs/ARCHITECTURE.md, "Done-marks in batches"). A mark whose
+commit fails (a full disk) is not called back: it is tried again with the
+next commit, or after `MARK_RETRY` seconds, so the task's work has not ended,
+and stays counted as pending, until its mark is in the file.
 
 The writer thread also renews this process's lease (`TaskStore.renewals_per_lease`
 times per ``task_journal_lease``) and, at the same time, claims the entries
@@ -103,10 +103,10 @@ ACTIVE_JOURNAL: contextvars.ContextVar[JournalWriter | None] = contextvars.Conte
 )
 
 # What the loop hands the writer thread at the end of an iteration: the
-# requests' entry groups, each with the future of its ids, and the futures of
-# the done-marks made in that iteration.
+# requests' entry groups, each with the future of its ids, and what to call
+# once the done-marks made in that iteration are committed.
 Group = tuple[list[NewEntry], Future[list[int]]]
-Marks = list[Future[None]]
+Marks = list[Callable[[], None]]
 #: a group's ids once committed, or the error that refused it
 CommitResult = list[int] | Exception
 
@@ -162,7 +162,7 @@ class JournalWriter:
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._next_expiry = math.inf  # monotonic: when another owner's lease ends
         self._failing: dict[str, int] = {}  # what failed, and how often since it last worked
-        #: futures of done-marks not committed yet (their commit failed)
+        #: the calls of done-marks not committed yet (their commit failed)
         self._held_marks: Marks = []
         self.commits = 0  # transactions that carried new entries, for tests and benchmarks
 
@@ -207,21 +207,27 @@ class JournalWriter:
         return future
 
     def finished(
-        self, entry_id: int, *, failed: bool, started: bool = True
-    ) -> asyncio.Future[None]:
-        """Mark a task done (deleted) or failed (kept); the future resolves once committed.
+        self,
+        entry_id: int,
+        *,
+        failed: bool,
+        started: bool = True,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Mark a task done (deleted) or failed (kept); `then` is called once committed.
 
-        A failed commit is tried again (with the next one, or after
-        `MARK_RETRY`): until then the task's work has not ended, and a crash
-        runs it again, as it would a running one. `started` is False for a task
-        dropped before it started (its response failed).
+        `then` is called on the loop, with the calls of the other marks of
+        the same commit, never twice. A failed commit is tried again (with the
+        next one, or after `MARK_RETRY`): until then the task's work has not
+        ended, and a crash runs it again, as it would a running one. `started`
+        is False for a task dropped before it started (its response failed).
         """
         self.held -= 1
         self.running -= started
         self._finished.append(Outcome(entry_id, failed))
-        future: asyncio.Future[None] = self._soon_handed_over().create_future()
-        self._marking.append(future)
-        return future
+        if then is not None:
+            self._marking.append(then)
+        self._soon_handed_over()
 
     def attempted(self, entry_id: int, attempts: int) -> None:
         """Note a failed attempt of a task that will be retried (with the next commit)."""
@@ -239,7 +245,7 @@ class JournalWriter:
 
     def _hand_over(self) -> None:
         self._hand_over_due = False
-        if self._gathering or self._marking or self._attempts or self._released:
+        if self._gathering or self._marking or self._finished or self._attempts or self._released:
             deadline = self.store.commit_deadline
             if deadline is not None and self._gathering and self._loop is not None:
                 self._outstanding.append((self._loop.time() + deadline, self._gathering))
@@ -268,7 +274,7 @@ class JournalWriter:
             self._expiry = loop.call_at(outstanding[0][0], self._expire)
 
     def _deliver(self, results: list[tuple[Future[list[int]], CommitResult]], marks: Marks) -> None:
-        """On the loop: give each group its ids or its error; end the done-marks' waits."""
+        """On the loop: give each group its ids or its error; call back the committed marks."""
         for future, result in results:
             if future.done():  # cancelled, or refused at its deadline
                 if not future.cancelled() and isinstance(result, list):
@@ -281,9 +287,8 @@ class JournalWriter:
             else:
                 self.held += len(result)
                 future.set_result(result)
-        for mark in marks:
-            if not mark.done():
-                mark.set_result(None)
+        for then in marks:
+            then()
         outstanding = self._outstanding
         while outstanding and all(future.done() for _, future in outstanding[0][1]):
             outstanding.popleft()
