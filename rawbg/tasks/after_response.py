@@ -342,10 +342,10 @@ class AfterResponse(Coroutine[Any, Any, None]):
                     failed = await self._attempts(index, task, trace, continuing=ran)
                     if failed is not None:  # it ran (None: another process's to run)
                         ran = True
-                        committed = asyncio.get_running_loop().create_future()
-                        if self._mark_finished(
-                            index, failed=failed, then=functools.partial(_resolve, committed)
-                        ):
+                        if self._entry_id(index) is not None and self._journal is not None:
+                            committed = asyncio.get_running_loop().create_future()
+                            then = functools.partial(_resolve, committed)
+                            self._mark_finished(index, failed=failed, then=then)
                             await committed
                 finally:
                     self._release(1)
